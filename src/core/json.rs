@@ -1,0 +1,191 @@
+//! JSON exactly as JavaScript writes it: numbers print as `JSON.stringify`
+//! prints them, and objects put array-index keys first, as JS objects do.
+//! Every JSON the stream stores or returns is written through here.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::limits::MAX_SAFE_INTEGER;
+
+/// Compact JSON with JS number formatting.
+pub fn to_json_string<T: Serialize + ?Sized>(value: &T) -> Result<String, serde_json::Error> {
+    let mut out = Vec::with_capacity(128);
+    let mut serializer = serde_json::Serializer::with_formatter(&mut out, JsFormatter);
+    value.serialize(&mut serializer)?;
+    // serde_json writes only valid UTF-8.
+    String::from_utf8(out).map_err(|e| serde::ser::Error::custom(e.to_string()))
+}
+
+/// Parses JSON text (duplicate keys: the last wins) and normalises it to the
+/// value `JSON.parse` would give.
+pub fn parse_json(text: &str) -> Result<Value, serde_json::Error> {
+    serde_json::from_str::<Value>(text).map(normalize)
+}
+
+/// Rewrites numbers and key order into their JS form: an integral number that
+/// a double holds exactly becomes an integer, anything else a double.
+pub fn normalize(value: Value) -> Value {
+    match value {
+        Value::Number(n) => number_value(n.as_f64().unwrap_or(0.0)),
+        Value::Array(items) => Value::Array(items.into_iter().map(normalize).collect()),
+        Value::Object(map) => Value::Object(js_key_order(map.into_iter().map(|(k, v)| (k, normalize(v))))),
+        other => other,
+    }
+}
+
+/// A JSON number for a (finite) double, in its canonical form.
+pub fn number_value(x: f64) -> Value {
+    if x.fract() == 0.0 && x.abs() <= MAX_SAFE_INTEGER as f64 {
+        // Integral and exact: prints without a fraction, -0 as 0.
+        Value::from(x as i64)
+    } else {
+        serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number)
+    }
+}
+
+/// Builds an object with JS property order: canonical array-index keys
+/// ascending, then the rest in insertion order.
+pub fn js_key_order(entries: impl Iterator<Item = (String, Value)>) -> Map<String, Value> {
+    let mut map: Map<String, Value> = entries.collect();
+    if map.keys().any(|k| array_index(k).is_some()) {
+        let mut entries: Vec<(String, Value)> = std::mem::take(&mut map).into_iter().collect();
+        // Stable: non-index keys keep their order after the indices.
+        entries.sort_by_key(|(k, _)| array_index(k).map_or((1, 0), |i| (0, i)));
+        map = entries.into_iter().collect();
+    }
+    map
+}
+
+fn array_index(key: &str) -> Option<u64> {
+    if key.is_empty() || (key.len() > 1 && key.starts_with('0')) || !key.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    key.parse::<u64>().ok().filter(|i| *i < u64::from(u32::MAX))
+}
+
+/// `Number.prototype.toString()` for a finite double (ECMA-262 Number::toString).
+pub fn format_js_number(x: f64) -> String {
+    if x == 0.0 {
+        return "0".into();
+    }
+    let mut buffer = ryu::Buffer::new();
+    let shortest = buffer.format_finite(x.abs());
+    let (mantissa, exponent) = match shortest.split_once('e') {
+        Some((m, e)) => (m, e.parse::<i32>().unwrap_or(0)),
+        None => (shortest, 0),
+    };
+    let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let all_digits = format!("{int_part}{frac_part}");
+    let leading_zeros = all_digits.len() - all_digits.trim_start_matches('0').len();
+    let digits = all_digits[leading_zeros..].trim_end_matches('0');
+    // value = 0.d1d2…dk × 10^n
+    let n = int_part.len() as i32 + exponent - leading_zeros as i32;
+    let k = digits.len() as i32;
+    let body = if k <= n && n <= 21 {
+        format!("{digits}{}", "0".repeat((n - k) as usize))
+    } else if 0 < n && n <= 21 {
+        format!("{}.{}", &digits[..n as usize], &digits[n as usize..])
+    } else if -6 < n && n <= 0 {
+        format!("0.{}{digits}", "0".repeat((-n) as usize))
+    } else {
+        let e = n - 1;
+        let sign = if e >= 0 { "+" } else { "-" };
+        let (first, rest) = digits.split_at(1);
+        if rest.is_empty() {
+            format!("{first}e{sign}{}", e.abs())
+        } else {
+            format!("{first}.{rest}e{sign}{}", e.abs())
+        }
+    };
+    if x < 0.0 {
+        format!("-{body}")
+    } else {
+        body
+    }
+}
+
+/// serde_json formatter that writes doubles the way JavaScript does.
+struct JsFormatter;
+
+impl serde_json::ser::Formatter for JsFormatter {
+    fn write_f64<W: ?Sized + std::io::Write>(&mut self, writer: &mut W, value: f64) -> std::io::Result<()> {
+        writer.write_all(format_js_number(value).as_bytes())
+    }
+    fn write_f32<W: ?Sized + std::io::Write>(&mut self, writer: &mut W, value: f32) -> std::io::Result<()> {
+        self.write_f64(writer, f64::from(value))
+    }
+}
+
+/// Depth of the deepest container in `value` (a scalar has depth 0).
+pub fn depth(value: &Value) -> usize {
+    // Iterative, so hostile nesting cannot exhaust the stack here.
+    let mut deepest = 0;
+    let mut stack = vec![(value, 0usize)];
+    while let Some((v, d)) = stack.pop() {
+        match v {
+            Value::Array(items) => {
+                deepest = deepest.max(d + 1);
+                stack.extend(items.iter().map(|i| (i, d + 1)));
+            }
+            Value::Object(map) => {
+                deepest = deepest.max(d + 1);
+                stack.extend(map.values().map(|i| (i, d + 1)));
+            }
+            _ => {}
+        }
+    }
+    deepest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn numbers_print_as_javascript_prints_them() {
+        let cases: &[(f64, &str)] = &[
+            (1.0, "1"),
+            (-1.5, "-1.5"),
+            (0.1, "0.1"),
+            (1e21, "1e+21"),
+            (1e20, "100000000000000000000"),
+            (123456789012345680000.0, "123456789012345680000"),
+            (1e-7, "1e-7"),
+            (0.000001, "0.000001"),
+            (1.5e-10, "1.5e-10"),
+            (2.5e300, "2.5e+300"),
+            (-0.0, "0"),
+            (5e-324, "5e-324"),
+            (1.7976931348623157e308, "1.7976931348623157e+308"),
+            (123.456, "123.456"),
+            (0.98333, "0.98333"),
+        ];
+        for (x, want) in cases {
+            assert_eq!(format_js_number(*x), *want, "{x}");
+        }
+    }
+
+    #[test]
+    fn parsed_json_is_normalised_to_the_js_form() {
+        let v = parse_json(r#"{"b":1.0,"2":2,"a":[1e400000000000000]}"#);
+        assert!(v.is_err(), "out-of-range numbers are rejected");
+        let v = parse_json(r#"{"b":1.0,"10":2,"a":1e21,"1":3,"x":18446744073709551615}"#).unwrap();
+        assert_eq!(
+            to_json_string(&v).unwrap(),
+            r#"{"1":3,"10":2,"b":1,"a":1e+21,"x":18446744073709552000}"#
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_keep_the_last_value() {
+        let v = parse_json(r#"{"a":1,"b":2,"a":3}"#).unwrap();
+        assert_eq!(to_json_string(&v).unwrap(), r#"{"a":3,"b":2}"#);
+    }
+
+    #[test]
+    fn depth_counts_nesting_without_recursion() {
+        assert_eq!(depth(&json!(1)), 0);
+        assert_eq!(depth(&json!({"a":[{"b":[]}]})), 4);
+    }
+}

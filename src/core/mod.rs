@@ -1,0 +1,30 @@
+//! The pure core of a stream: names, the event model, validation, the reducer,
+//! the circuit breaker, chunking, append planning, load/rebuild and the RPC
+//! allowlist. It has no platform dependency: no `worker`, `wasm_bindgen`,
+//! `js_sys` or `web_sys` (a check in the test script enforces this).
+
+pub mod append;
+pub mod breaker;
+pub mod chunk;
+pub mod error;
+pub mod event;
+pub mod json;
+pub mod limits;
+pub mod name;
+pub mod payload;
+pub mod reducer;
+pub mod rpc;
+pub mod state;
+pub mod store;
+pub mod subscriber;
+pub mod time;
+
+#[cfg(test)]
+pub mod testing;
+
+pub use append::{plan_append, plan_inputs, AppendContext, AppendPlan, Origin, Slot};
+pub use error::{ErrorCode, StreamError, StreamResult};
+pub use event::{types, Event, EventInput};
+pub use name::StreamName;
+pub use state::{CoreState, CORE_STATE_VERSION};
+pub use store::{load_state, EventStore, NewEvent, StoreError, StoredEvent, StoredState};

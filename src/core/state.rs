@@ -1,0 +1,174 @@
+//! The core state: the reduction of every event, in its wire key order (spec §6.1).
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::breaker::{BreakerConfig, BreakerState};
+use super::json::to_json_string;
+
+/// Bump whenever the reducer derives state differently (spec §4.4).
+pub const CORE_STATE_VERSION: i64 = 5;
+
+const UNINITIALIZED: &str = "uninitialized";
+
+/// Missing fields take their initial values; unknown fields are dropped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CoreState {
+    pub namespace: String,
+    pub path: String,
+    pub created_at: String,
+    pub incarnation_id: String,
+    pub metadata: Map<String, Value>,
+    pub config: StreamConfig,
+    pub event_count: u64,
+    pub max_offset: u64,
+    pub child_paths: Vec<String>,
+    pub paused: bool,
+    pub pause_reason: Option<String>,
+    pub processors_by_slug: IndexMap<String, ProcessorEntry>,
+    pub subscriptions_by_key: IndexMap<String, SubscriptionEntry>,
+    pub connections_by_key: IndexMap<String, ConnectionEntry>,
+    pub circuit_breaker: BreakerState,
+}
+
+impl Default for CoreState {
+    fn default() -> Self {
+        Self {
+            namespace: UNINITIALIZED.into(),
+            path: UNINITIALIZED.into(),
+            created_at: UNINITIALIZED.into(),
+            incarnation_id: UNINITIALIZED.into(),
+            metadata: Map::new(),
+            config: StreamConfig::default(),
+            event_count: 0,
+            max_offset: 0,
+            child_paths: Vec::new(),
+            paused: false,
+            pause_reason: None,
+            processors_by_slug: IndexMap::new(),
+            subscriptions_by_key: IndexMap::new(),
+            connections_by_key: IndexMap::new(),
+            circuit_breaker: BreakerState::default(),
+        }
+    }
+}
+
+impl CoreState {
+    pub fn to_json(&self) -> String {
+        // Strings, numbers and JSON values only: serialising cannot fail.
+        to_json_string(self).unwrap_or_default()
+    }
+
+    /// Parses a state; `Err` names the first field of the wrong type.
+    pub fn from_value(value: Value) -> Result<Self, String> {
+        serde_json::from_value(value).map_err(|e| e.to_string())
+    }
+
+    pub fn from_json(json: &str) -> Result<Self, String> {
+        serde_json::from_str(json).map_err(|e| e.to_string())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct StreamConfig {
+    /// Accepted for wire compatibility; it does nothing.
+    pub simulated_storage_sync_delay_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<BreakerConfig>,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        Self { simulated_storage_sync_delay_ms: 0, circuit_breaker: None }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProcessorEntry {
+    pub announced_at_offset: u64,
+    pub announcement: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionEntry {
+    pub latest_configured_event: ConfiguredEventRef,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfiguredEventRef {
+    pub offset: u64,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub payload: Value,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionEntry {
+    pub direction: Direction,
+    pub connected_at_offset: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscriber: Option<Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Inbound => "inbound",
+            Self::Outbound => "outbound",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn initial_state_serialises_exactly_as_specified() {
+        assert_eq!(
+            CoreState::default().to_json(),
+            concat!(
+                r#"{"namespace":"uninitialized","path":"uninitialized","createdAt":"uninitialized","incarnationId":"uninitialized","#,
+                r#""metadata":{},"config":{"simulatedStorageSyncDelayMs":0},"eventCount":0,"maxOffset":0,"childPaths":[],"#,
+                r#""paused":false,"pauseReason":null,"processorsBySlug":{},"subscriptionsByKey":{},"connectionsByKey":{},"#,
+                r#""circuitBreaker":{"availableTokens":100000,"lastRefillAtMs":null,"burstCapacity":100000,"refillRatePerMinute":6000000}}"#
+            )
+        );
+    }
+
+    #[test]
+    fn supplied_states_fill_missing_fields_and_reject_wrong_types() {
+        let partial = CoreState::from_value(json!({"path": "/a", "bogus": 1, "circuitBreaker": {"availableTokens": 3}})).unwrap();
+        assert_eq!(partial.path, "/a");
+        assert_eq!(partial.namespace, "uninitialized");
+        assert_eq!(partial.circuit_breaker.available_tokens, 3.0);
+        assert_eq!(partial.circuit_breaker.burst_capacity, 100_000.0);
+        assert!(CoreState::from_value(json!({"eventCount": "many"})).is_err());
+        assert!(CoreState::from_value(json!({"connectionsByKey": {"k": {"direction": "sideways", "connectedAtOffset": 1}}})).is_err());
+    }
+
+    #[test]
+    fn state_round_trips_through_json() {
+        let mut state = CoreState::default();
+        state.paused = true;
+        state.pause_reason = Some("why".into());
+        state.child_paths.push("/a".into());
+        assert_eq!(CoreState::from_json(&state.to_json()).unwrap(), state);
+    }
+}

@@ -1,0 +1,208 @@
+//! The storage port and the load/rebuild/catch-up procedure over it (spec §4).
+//! The adapter implements `EventStore` over DO SQLite; tests use `MemStore`.
+
+use std::fmt;
+
+use super::event::Event;
+use super::limits::REPLAY_PAGE_EVENTS;
+use super::reducer::reduce;
+use super::state::{CoreState, CORE_STATE_VERSION};
+
+/// A storage failure; callers see `internal`, the log gets this text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreError(pub String);
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "storage: {}", self.0)
+    }
+}
+
+/// An event as stored: its offset and its committed JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub offset: u64,
+    pub json: String,
+}
+
+/// One row set to insert: the event's index columns and its JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    pub offset: u64,
+    pub event_type: String,
+    pub created_at: String,
+    pub idempotency_key: Option<String>,
+    pub json: String,
+}
+
+/// What `core_state` holds: the version of every row, and the reassembled JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredState {
+    /// `None` when the rows disagree on their version.
+    pub version: Option<i64>,
+    /// `None` when the bytes are not UTF-8.
+    pub json: Option<String>,
+}
+
+/// The storage port. Every method is synchronous: DO SQLite is.
+pub trait EventStore {
+    /// The highest stored offset, 0 for an empty log.
+    fn max_offset(&self) -> Result<u64, StoreError>;
+    /// Events with `after < offset < before`, ascending, at most `limit` of
+    /// them, stopping before `max_bytes` of JSON (the first event always comes).
+    fn read_range(&self, after: u64, before: Option<u64>, limit: usize, max_bytes: usize) -> Result<Vec<StoredEvent>, StoreError>;
+    fn event_at(&self, offset: u64) -> Result<Option<StoredEvent>, StoreError>;
+    fn event_by_idempotency_key(&self, key: &str) -> Result<Option<StoredEvent>, StoreError>;
+    /// `None` when there are no state rows.
+    fn read_state(&self) -> Result<Option<StoredState>, StoreError>;
+    /// Inserts `events` and replaces the state, atomically: all or nothing.
+    fn commit(&self, events: &[NewEvent], state_json: &str) -> Result<(), StoreError>;
+    /// Replaces the state rows alone, atomically.
+    fn write_state(&self, state_json: &str) -> Result<(), StoreError>;
+}
+
+/// What `load_state` did, for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadKind {
+    Current,
+    CaughtUp,
+    Rebuilt,
+}
+
+/// Loads the current state, rebuilding or catching up from the log when the
+/// stored state is missing, stale or ahead of the log; writes back a changed
+/// state. Replay has no side effects. `warn` receives unreducible events.
+pub fn load_state<S: EventStore + ?Sized>(store: &S, warn: &mut dyn FnMut(String)) -> Result<(CoreState, LoadKind), StoreError> {
+    let stored = store.read_state()?.and_then(|s| match (s.version, s.json) {
+        (Some(CORE_STATE_VERSION), Some(json)) => CoreState::from_json(&json).ok(),
+        _ => None,
+    });
+    let max = store.max_offset()?;
+    let (mut state, kind) = match stored {
+        Some(state) if state.max_offset == max => return Ok((state, LoadKind::Current)),
+        Some(state) if state.max_offset < max => (state, LoadKind::CaughtUp),
+        _ => (CoreState::default(), LoadKind::Rebuilt),
+    };
+    let mut after = state.max_offset;
+    loop {
+        let page = store.read_range(after, None, REPLAY_PAGE_EVENTS, usize::MAX)?;
+        let Some(last) = page.last() else { break };
+        after = last.offset;
+        for stored in &page {
+            replay(&mut state, stored, warn);
+        }
+    }
+    if max > 0 || kind == LoadKind::CaughtUp {
+        store.write_state(&state.to_json())?;
+    }
+    Ok((state, kind))
+}
+
+/// Reduces a stored event; one that fails only advances the counters.
+fn replay(state: &mut CoreState, stored: &StoredEvent, warn: &mut dyn FnMut(String)) {
+    let result = Event::from_stored_json(&stored.json).map_err(|e| e.to_string()).and_then(|event| reduce(state, &event).map_err(|e| e.to_string()));
+    if let Err(why) = result {
+        warn(format!("event at offset {} could not be reduced during replay: {why}", stored.offset));
+        state.event_count += 1;
+        state.max_offset = stored.offset;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::event::types;
+    use crate::core::testing::{event, MemStore};
+    use serde_json::json;
+
+    fn log() -> Vec<Event> {
+        vec![
+            event(1, types::CREATED, json!({"namespace": "t", "path": "/a"}), "2026-01-05T10:00:00.000Z"),
+            event(2, types::WOKEN, json!({"incarnationId": "w"}), "2026-01-05T10:00:00.001Z"),
+            event(3, types::CHILD_STREAM_CREATED, json!({"childPath": "/a/b"}), "2026-01-05T10:00:00.002Z"),
+        ]
+    }
+
+    fn full_reduce(events: &[Event]) -> CoreState {
+        let mut state = CoreState::default();
+        for e in events {
+            reduce(&mut state, e).unwrap();
+        }
+        state
+    }
+
+    #[test]
+    fn an_empty_log_gives_the_initial_state_and_writes_nothing() {
+        let store = MemStore::default();
+        let (state, _) = load_state(&store, &mut |_| {}).unwrap();
+        assert_eq!(state, CoreState::default());
+        assert!(store.state_rows().is_none());
+    }
+
+    #[test]
+    fn catch_up_reduces_only_what_follows_the_stored_state() {
+        let store = MemStore::default();
+        let mut partial = full_reduce(&log()[..2]);
+        partial.namespace = "kept".into();
+        store.put_events(&[event(1, types::CREATED, json!({"namespace": "wrong", "path": "/a"}), "2026-01-05T10:00:00.000Z")]);
+        store.put_events(&log()[1..]);
+        store.put_state_rows(CORE_STATE_VERSION, &partial.to_json());
+        let (state, kind) = load_state(&store, &mut |_| {}).unwrap();
+        assert_eq!(kind, LoadKind::CaughtUp);
+        assert_eq!(state.namespace, "kept");
+        assert_eq!(state.event_count, 3);
+        assert_eq!(state.child_paths, vec!["/a/b"]);
+    }
+
+    #[test]
+    fn a_stale_version_or_garbage_state_is_rebuilt_and_rewritten() {
+        for (version, json) in [(4, full_reduce(&log()).to_json()), (CORE_STATE_VERSION, "{not json".to_owned())] {
+            let store = MemStore::default();
+            store.put_events(&log());
+            store.put_state_rows(version, &json);
+            let (state, kind) = load_state(&store, &mut |_| {}).unwrap();
+            assert_eq!(kind, LoadKind::Rebuilt);
+            assert_eq!(state, full_reduce(&log()));
+            assert_eq!(store.state_rows(), Some((CORE_STATE_VERSION, state.to_json())));
+        }
+    }
+
+    #[test]
+    fn a_state_ahead_of_the_log_is_rebuilt() {
+        let store = MemStore::default();
+        store.put_events(&log());
+        let mut ahead = full_reduce(&log());
+        ahead.max_offset = 9;
+        store.put_state_rows(CORE_STATE_VERSION, &ahead.to_json());
+        let (state, kind) = load_state(&store, &mut |_| {}).unwrap();
+        assert_eq!((kind, state), (LoadKind::Rebuilt, full_reduce(&log())));
+    }
+
+    #[test]
+    fn an_unreducible_event_is_counted_and_the_rest_stays_correct() {
+        let store = MemStore::default();
+        let mut events = log();
+        events.insert(2, event(3, types::CREATED, json!({"namespace": "x", "path": "/x"}), "2026-01-05T10:00:00.002Z"));
+        events[3].offset = 4;
+        store.put_events(&events);
+        let mut warnings = Vec::new();
+        let (state, _) = load_state(&store, &mut |w| warnings.push(w)).unwrap();
+        assert_eq!((state.event_count, state.max_offset), (4, 4));
+        assert_eq!(state.namespace, "t");
+        assert_eq!(state.child_paths, vec!["/a/b"]);
+        assert_eq!(warnings.len(), 1);
+    }
+
+    #[test]
+    fn rebuild_pages_through_long_logs() {
+        let store = MemStore::default();
+        let mut events = log();
+        for offset in 4..=250 {
+            events.push(event(offset, "app/x", json!({"n": offset}), "2026-01-05T10:00:01.000Z"));
+        }
+        store.put_events(&events);
+        let (state, _) = load_state(&store, &mut |_| {}).unwrap();
+        assert_eq!(state, full_reduce(&events));
+        assert_eq!(state.event_count, 250);
+    }
+}

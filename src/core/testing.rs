@@ -1,0 +1,115 @@
+//! Test support: an in-memory `EventStore` with fault injection, and builders.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::append::AppendPlan;
+use super::event::Event;
+use super::state::CORE_STATE_VERSION;
+use super::store::{EventStore, NewEvent, StoreError, StoredEvent, StoredState};
+
+/// A committed event built by hand.
+pub fn event(offset: u64, event_type: &str, payload: Value, created_at: &str) -> Event {
+    Event {
+        event_type: event_type.to_owned(),
+        payload: Some(payload),
+        metadata: None,
+        source: None,
+        idempotency_key: None,
+        offset,
+        created_at: created_at.to_owned(),
+    }
+}
+
+/// An atomic in-memory store. `fail_commits` makes every commit fail, as a
+/// failed `core_state` write inside the transaction would.
+#[derive(Default)]
+pub struct MemStore {
+    events: RefCell<BTreeMap<u64, (Option<String>, String)>>,
+    state: RefCell<Option<(i64, String)>>,
+    pub fail_commits: Cell<bool>,
+}
+
+impl MemStore {
+    pub fn put_events(&self, events: &[Event]) {
+        for e in events {
+            self.events.borrow_mut().insert(e.offset, (e.idempotency_key.clone(), e.to_json()));
+        }
+    }
+
+    pub fn put_state_rows(&self, version: i64, json: &str) {
+        *self.state.borrow_mut() = Some((version, json.to_owned()));
+    }
+
+    pub fn state_rows(&self) -> Option<(i64, String)> {
+        self.state.borrow().clone()
+    }
+
+    pub fn commit_plan(&self, plan: &AppendPlan) {
+        if !plan.events.is_empty() {
+            self.commit(&plan.rows(), &plan.state.to_json()).expect("MemStore commit");
+        }
+    }
+
+    pub fn all_json(&self) -> Vec<String> {
+        self.events.borrow().values().map(|(_, json)| json.clone()).collect()
+    }
+}
+
+impl EventStore for MemStore {
+    fn max_offset(&self) -> Result<u64, StoreError> {
+        Ok(self.events.borrow().keys().next_back().copied().unwrap_or(0))
+    }
+
+    fn read_range(&self, after: u64, before: Option<u64>, limit: usize, max_bytes: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for (&offset, (_, json)) in self.events.borrow().range(after + 1..) {
+            if before.is_some_and(|b| offset >= b) || out.len() == limit {
+                break;
+            }
+            if !out.is_empty() && bytes + json.len() > max_bytes {
+                break;
+            }
+            bytes += json.len();
+            out.push(StoredEvent { offset, json: json.clone() });
+        }
+        Ok(out)
+    }
+
+    fn event_at(&self, offset: u64) -> Result<Option<StoredEvent>, StoreError> {
+        Ok(self.events.borrow().get(&offset).map(|(_, json)| StoredEvent { offset, json: json.clone() }))
+    }
+
+    fn event_by_idempotency_key(&self, key: &str) -> Result<Option<StoredEvent>, StoreError> {
+        Ok(self
+            .events
+            .borrow()
+            .iter()
+            .find(|(_, (k, _))| k.as_deref() == Some(key))
+            .map(|(&offset, (_, json))| StoredEvent { offset, json: json.clone() }))
+    }
+
+    fn read_state(&self) -> Result<Option<StoredState>, StoreError> {
+        Ok(self.state.borrow().as_ref().map(|(v, json)| StoredState { version: Some(*v), json: Some(json.clone()) }))
+    }
+
+    fn commit(&self, events: &[NewEvent], state_json: &str) -> Result<(), StoreError> {
+        if self.fail_commits.get() {
+            return Err(StoreError("injected commit failure".into()));
+        }
+        let mut stored = self.events.borrow_mut();
+        for e in events {
+            stored.insert(e.offset, (e.idempotency_key.clone(), e.json.clone()));
+        }
+        *self.state.borrow_mut() = Some((CORE_STATE_VERSION, state_json.to_owned()));
+        Ok(())
+    }
+
+    fn write_state(&self, state_json: &str) -> Result<(), StoreError> {
+        *self.state.borrow_mut() = Some((CORE_STATE_VERSION, state_json.to_owned()));
+        Ok(())
+    }
+}
