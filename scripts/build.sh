@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Build the worker: build/index.js + build/index_bg.wasm (worker-build 0.8.7, fully offline).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/bootstrap.sh
+
+# worker-build would otherwise download wasm-bindgen / wasm-opt / esbuild from GitHub.
+export WASM_BINDGEN_BIN="${CARGO_HOME:-$HOME/.cargo}/bin/wasm-bindgen"
+export ESBUILD_BIN="$PWD/node_modules/@esbuild/linux-x64/bin/esbuild"
+export WASM_OPT_BIN="$PWD/node_modules/.bin/wasm-opt"
+
+worker-build --release "$@"
+
+for f in build/index.js build/index_bg.wasm; do
+  [ -s "$f" ] || { echo "build.sh: expected $f after worker-build" >&2; exit 1; }
+done

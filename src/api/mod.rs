@@ -1,0 +1,3 @@
+//! The public surface: the service-binding entrypoint and public HTTP (spec §9.2, §9.3).
+
+pub mod wire;

@@ -1,0 +1,403 @@
+//! The `Stream` Durable Object: boot, the append path with its post-commit
+//! side effects, reads, `kill`/`reset`, and the JS-RPC methods that
+//! `src/entry.mjs` forwards (spec §2, §5, §9.1). Decisions live in `core`;
+//! this file wires them to storage, time and the runtime.
+
+mod sql_store;
+
+use std::cell::RefCell;
+
+use futures::future::join_all;
+use serde_json::{json, Map, Value};
+use wasm_bindgen::prelude::wasm_bindgen;
+use wasm_bindgen::{JsCast, JsValue};
+use worker::{durable_object, Env, Request, Response, State};
+
+use crate::api::wire::error_response;
+use crate::core::event::parse_committed_event;
+use crate::core::limits::MAX_GET_EVENTS_BYTES;
+use crate::core::name::{ancestors, resolve_stream_path};
+use crate::core::reducer::reduce;
+use crate::core::rpc::{AppendArgs, GetEventArgs, GetEventsArgs, StreamMethod};
+use crate::core::store::StoredEvent;
+use crate::core::{
+    load_state, plan_append, plan_inputs, types, AppendContext, AppendPlan, CoreState, ErrorCode, EventInput, EventStore,
+    Origin, StreamError, StreamName, StreamResult,
+};
+use crate::js::{arguments_to_json, from_json_text, to_js_error};
+use crate::settings::Settings;
+use crate::stub::call_stream;
+pub use sql_store::SqlStore;
+
+const SHUTTING_DOWN: &str = "stream incarnation is shutting down; retry";
+const NO_NAME: &str = "ctx.id.name is falsey - this should never happen";
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_namespace = crypto, js_name = randomUUID)]
+    fn random_uuid() -> String;
+
+    #[wasm_bindgen(js_name = setTimeout)]
+    fn set_timeout(callback: &JsValue, delay_ms: i32);
+}
+
+/// One in-memory life of the object.
+enum Incarnation {
+    NotBooted,
+    Running(Runtime),
+    /// The object's own name is invalid: every call fails, nothing is written.
+    Broken(StreamError),
+    /// `kill` replied; the abort follows.
+    ShuttingDown,
+}
+
+struct Runtime {
+    name: StreamName,
+    state: CoreState,
+}
+
+#[durable_object]
+pub struct Stream {
+    ctx: State,
+    env: Env,
+    store: SqlStore,
+    settings: Settings,
+    incarnation: RefCell<Incarnation>,
+}
+
+impl worker::DurableObject for Stream {
+    fn new(ctx: State, env: Env) -> Self {
+        console_error_panic_hook::set_once();
+        let store = SqlStore::new(&ctx.storage());
+        let settings = Settings::from_env(&env);
+        Self { ctx, env, store, settings, incarnation: RefCell::new(Incarnation::NotBooted) }
+    }
+
+    /// Only `/subscribe` is served here; every other path is refused.
+    async fn fetch(&self, req: Request) -> worker::Result<Response> {
+        let path = req.path();
+        let err = if path == "/subscribe" {
+            match self.ensure_booted() {
+                Err(e) => e,
+                Ok(()) => StreamError::invalid_request("expected a WebSocket upgrade"),
+            }
+        } else {
+            StreamError::new(ErrorCode::NotFound, format!("no route for {} {path}", req.method()))
+        };
+        error_response(&err, None)
+    }
+}
+
+/// The JS-RPC methods; `src/entry.mjs` forwards exactly these.
+#[wasm_bindgen]
+impl Stream {
+    pub async fn append(&self, arg: JsValue) -> Result<JsValue, JsValue> {
+        self.call(StreamMethod::Append, arg).await
+    }
+    #[wasm_bindgen(js_name = appendBatch)]
+    pub async fn append_batch(&self, arg: JsValue) -> Result<JsValue, JsValue> {
+        self.call(StreamMethod::AppendBatch, arg).await
+    }
+    #[wasm_bindgen(js_name = getEvent)]
+    pub async fn get_event(&self, arg: JsValue) -> Result<JsValue, JsValue> {
+        self.call(StreamMethod::GetEvent, arg).await
+    }
+    #[wasm_bindgen(js_name = getEvents)]
+    pub async fn get_events(&self, arg: JsValue) -> Result<JsValue, JsValue> {
+        self.call(StreamMethod::GetEvents, arg).await
+    }
+    #[wasm_bindgen(js_name = runtimeState)]
+    pub async fn runtime_state(&self, arg: JsValue) -> Result<JsValue, JsValue> {
+        self.call(StreamMethod::RuntimeState, arg).await
+    }
+    pub async fn reduce(&self, arg: JsValue) -> Result<JsValue, JsValue> {
+        self.call(StreamMethod::Reduce, arg).await
+    }
+    pub async fn reset(&self, arg: JsValue) -> Result<JsValue, JsValue> {
+        self.call(StreamMethod::Reset, arg).await
+    }
+    pub async fn kill(&self, arg: JsValue) -> Result<JsValue, JsValue> {
+        self.call(StreamMethod::Kill, arg).await
+    }
+    #[wasm_bindgen(js_name = runIdleTeardownNow)]
+    pub async fn run_idle_teardown_now(&self, arg: JsValue) -> Result<JsValue, JsValue> {
+        self.call(StreamMethod::RunIdleTeardownNow, arg).await
+    }
+    #[wasm_bindgen(js_name = simulateHibernation)]
+    pub async fn simulate_hibernation(&self, arg: JsValue) -> Result<JsValue, JsValue> {
+        self.call(StreamMethod::SimulateHibernation, arg).await
+    }
+}
+
+impl Stream {
+    async fn call(&self, method: StreamMethod, arg: JsValue) -> Result<JsValue, JsValue> {
+        self.handle(method, arg).await.map_err(|e| to_js_error(&e))
+    }
+
+    async fn handle(&self, method: StreamMethod, arg: JsValue) -> StreamResult<JsValue> {
+        if method.is_test_hook() && !self.settings.test_hooks {
+            return Err(StreamError::new(ErrorCode::MethodNotAllowed, "test hooks are disabled"));
+        }
+        self.ensure_booted()?;
+        let args = method.arguments(arguments_to_json(&arg)?)?;
+        match method {
+            StreamMethod::Append | StreamMethod::AppendBatch => self.append_rpc(method, args).await,
+            StreamMethod::GetEvent => self.get_event_rpc(&args),
+            StreamMethod::GetEvents => {
+                let args = GetEventsArgs::parse(&args)?;
+                let events = self.read(|s| s.read_range(args.after, args.before, args.limit, MAX_GET_EVENTS_BYTES))?;
+                from_json_text(&json_array(events.iter().map(|e| e.json.as_str())))
+            }
+            StreamMethod::RuntimeState => from_json_text(&self.runtime_state_json()?),
+            StreamMethod::Reduce => self.reduce_rpc(args),
+            StreamMethod::Reset => self.reset_storage().await.map(|()| JsValue::UNDEFINED),
+            StreamMethod::Kill => {
+                self.end_incarnation();
+                Ok(JsValue::UNDEFINED)
+            }
+            StreamMethod::RunIdleTeardownNow => Ok(JsValue::UNDEFINED),
+            StreamMethod::SimulateHibernation => {
+                *self.incarnation.borrow_mut() = Incarnation::NotBooted;
+                self.ensure_booted().map(|()| JsValue::UNDEFINED)
+            }
+        }
+    }
+
+    // ---- boot (spec §2.2) ----
+
+    fn ensure_booted(&self) -> StreamResult<()> {
+        match &*self.incarnation.borrow() {
+            Incarnation::Running(_) => return Ok(()),
+            Incarnation::Broken(err) => return Err(err.clone()),
+            Incarnation::ShuttingDown => return Err(StreamError::new(ErrorCode::Internal, SHUTTING_DOWN)),
+            Incarnation::NotBooted => {}
+        }
+        let name = match self.ctx.id().name() {
+            None => Err(StreamError::new(ErrorCode::Internal, NO_NAME)),
+            Some(name) => StreamName::parse(&name),
+        };
+        let name = match name {
+            Ok(name) => name,
+            Err(err) => {
+                *self.incarnation.borrow_mut() = Incarnation::Broken(err.clone());
+                return Err(err);
+            }
+        };
+        self.store.create_schema().map_err(log_internal)?;
+        let (state, _) = load_state(&self.store, &mut |w| worker::console_warn!("{}: {w}", name.do_name())).map_err(log_internal)?;
+        let needs_created = state.event_count == 0;
+        let created = EventInput::system(types::CREATED, json!({"namespace": name.namespace, "path": name.path}));
+        *self.incarnation.borrow_mut() = Incarnation::Running(Runtime { name, state });
+        if needs_created {
+            self.append_inputs(vec![created], Origin::Stream)?;
+        }
+        self.append_inputs(vec![EventInput::system(types::WOKEN, json!({"incarnationId": random_uuid()}))], Origin::Stream)?;
+        Ok(())
+    }
+
+    fn name(&self) -> StreamResult<StreamName> {
+        match &*self.incarnation.borrow() {
+            Incarnation::Running(rt) => Ok(rt.name.clone()),
+            _ => Err(StreamError::new(ErrorCode::Internal, SHUTTING_DOWN)),
+        }
+    }
+
+    fn state(&self) -> StreamResult<CoreState> {
+        match &*self.incarnation.borrow() {
+            Incarnation::Running(rt) => Ok(rt.state.clone()),
+            _ => Err(StreamError::new(ErrorCode::Internal, SHUTTING_DOWN)),
+        }
+    }
+
+    // ---- append (spec §5) ----
+
+    async fn append_rpc(&self, method: StreamMethod, args: Map<String, Value>) -> StreamResult<JsValue> {
+        let args = AppendArgs::parse(method, args)?;
+        let name = self.name()?;
+        if let Some(stream_path) = &args.stream_path {
+            let target = resolve_stream_path(&name.path, stream_path)?;
+            if target != name.path {
+                let forwarded = if args.single {
+                    json!({"event": args.events[0]})
+                } else {
+                    json!({"events": args.events})
+                };
+                let arg = from_json_text(&forwarded.to_string())?;
+                return call_stream(&self.env, &name.sibling(target), method, Some(&arg)).await;
+            }
+        }
+        let plan = self.append_values(&args.events)?;
+        let results = plan.results();
+        if args.single {
+            from_json_text(results.first().copied().unwrap_or("null"))
+        } else {
+            from_json_text(&json_array(results.into_iter()))
+        }
+    }
+
+    fn append_values(&self, inputs: &[Value]) -> StreamResult<AppendPlan> {
+        let plan = {
+            let state = self.state()?;
+            plan_append(&state, inputs, &self.store, &self.append_context(Origin::Caller))?
+        };
+        self.commit(plan)
+    }
+
+    /// The stream's own appends: validated inputs, reserved types allowed.
+    fn append_inputs(&self, inputs: Vec<EventInput>, origin: Origin) -> StreamResult<AppendPlan> {
+        let plan = {
+            let state = self.state()?;
+            plan_inputs(&state, inputs, &self.store, &self.append_context(origin))?
+        };
+        self.commit(plan)
+    }
+
+    fn append_context(&self, origin: Origin) -> AppendContext<'_> {
+        AppendContext { now_ms: &js_sys::Date::now, allowed_bindings: &self.settings.allowed_bindings, origin }
+    }
+
+    /// Commits the plan in one transaction, swaps memory only on success,
+    /// then runs the post-commit side effects (spec §5.2 steps 3–4).
+    fn commit(&self, plan: AppendPlan) -> StreamResult<AppendPlan> {
+        if plan.events.is_empty() {
+            return Ok(plan);
+        }
+        self.store.commit(&plan.rows(), &plan.state.to_json()).map_err(log_internal)?;
+        if let Incarnation::Running(rt) = &mut *self.incarnation.borrow_mut() {
+            rt.state = plan.state.clone();
+        }
+        self.after_commit(&plan);
+        Ok(plan)
+    }
+
+    fn after_commit(&self, plan: &AppendPlan) {
+        for planned in &plan.events {
+            if planned.event.event_type == types::CREATED {
+                self.notify_ancestors();
+            }
+        }
+        if let Some(trip) = plan.breaker_trip() {
+            if let Err(err) = self.append_inputs(vec![trip], Origin::Stream) {
+                worker::console_error!("circuit breaker trip append failed: {err}");
+            }
+        }
+    }
+
+    /// Tells `/` and each proper prefix about this new stream (spec §5.4).
+    fn notify_ancestors(&self) {
+        let Ok(name) = self.name() else { return };
+        let env = self.env.clone();
+        self.ctx.wait_until(async move {
+            let notices = ancestors(&name.path).into_iter().map(|ancestor| {
+                let env = env.clone();
+                let target = name.sibling(ancestor.clone());
+                let event = json!({"event": {
+                    "type": types::CHILD_STREAM_CREATED,
+                    "payload": {"childPath": name.path},
+                    "idempotencyKey": format!("child-stream-created:{ancestor}:{}", name.path),
+                }});
+                async move {
+                    let arg = from_json_text(&event.to_string())?;
+                    call_stream(&env, &target, StreamMethod::Append, Some(&arg)).await.map(|_| ()).map_err(|e| (target, e))
+                        .map_err(|(target, e)| {
+                            worker::console_warn!("child-stream-created on {} failed: {e}", target.do_name());
+                            e
+                        })
+                }
+            });
+            join_all(notices).await;
+        });
+    }
+
+    // ---- reads (spec §4.3, §9.1, §11) ----
+
+    fn read<T>(&self, read: impl FnOnce(&SqlStore) -> Result<T, crate::core::StoreError>) -> StreamResult<T> {
+        read(&self.store).map_err(log_internal)
+    }
+
+    fn get_event_rpc(&self, args: &Map<String, Value>) -> StreamResult<JsValue> {
+        match GetEventArgs::parse(args)? {
+            GetEventArgs::ByOffset(offset) => match self.read(|s| s.event_at(offset))? {
+                Some(event) => from_json_text(&event.json),
+                None => Err(StreamError::new(ErrorCode::NotFound, format!("No stream event found at offset {offset}."))),
+            },
+            GetEventArgs::ByIdempotencyKey(key) => match self.read(|s| s.event_by_idempotency_key(&key))? {
+                Some(StoredEvent { json, .. }) => from_json_text(&json),
+                None => Ok(JsValue::UNDEFINED),
+            },
+        }
+    }
+
+    fn runtime_state_json(&self) -> StreamResult<String> {
+        let state = self.state()?;
+        let runtime = json!({"connections": {}, "redial": {}, "idleTeardownAt": null});
+        Ok(format!(r#"{{"coreProcessorState":{},"runtime":{}}}"#, state.to_json(), runtime))
+    }
+
+    /// A pure preview: nothing is persisted and no side effect runs.
+    fn reduce_rpc(&self, mut args: Map<String, Value>) -> StreamResult<JsValue> {
+        let event = args.remove("event").ok_or_else(|| StreamError::invalid_request("event is required"))?;
+        let event = parse_committed_event(&event).map_err(|d| StreamError::invalid_event(format!("event[0]: {d}")))?;
+        let mut state = match args.remove("coreProcessorState") {
+            Some(supplied) => CoreState::from_value(supplied)
+                .map_err(|e| StreamError::invalid_request(format!("coreProcessorState: {e}")))?,
+            None => self.state()?,
+        };
+        reduce(&mut state, &event).map_err(|e| StreamError::invalid_event(format!("event[0]: {e}")))?;
+        from_json_text(&state.to_json())
+    }
+
+    // ---- kill and reset (spec §2.3) ----
+
+    /// Replies first; the abort follows on the next turn of the event loop.
+    fn end_incarnation(&self) {
+        *self.incarnation.borrow_mut() = Incarnation::ShuttingDown;
+        for socket in self.ctx.get_websockets() {
+            let _ = socket.close(Some(1012), Some("kill requested"));
+        }
+        // The abort must run with no Rust frame on the stack: it terminates the
+        // running code, and unwinding through the wasm executor would wedge
+        // every later future. So a timer calls `ctx.abort` bound in JS.
+        let ctx: &JsValue = self.ctx.as_raw().as_ref();
+        let abort = js_sys::Reflect::get(ctx, &JsValue::from_str("abort"))
+            .ok()
+            .and_then(|f| f.dyn_into::<js_sys::Function>().ok());
+        match abort {
+            Some(abort) => set_timeout(abort.bind1(ctx, &JsValue::from_str("kill requested")).as_ref(), 0),
+            None => worker::console_error!("ctx.abort is unavailable; the incarnation stays shut down"),
+        }
+    }
+
+    async fn reset_storage(&self) -> StreamResult<()> {
+        *self.incarnation.borrow_mut() = Incarnation::ShuttingDown;
+        let storage = self.ctx.storage();
+        self.store.delete_everything().map_err(log_internal)?;
+        storage.delete_alarm().await.map_err(log_worker)?;
+        storage.delete_all().await.map_err(log_worker)?;
+        storage.sync().await.map_err(log_worker)?;
+        self.end_incarnation();
+        Ok(())
+    }
+}
+
+fn json_array<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    let mut out = String::from("[");
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(item);
+    }
+    out.push(']');
+    out
+}
+
+fn log_internal(err: crate::core::StoreError) -> StreamError {
+    worker::console_error!("{err}");
+    StreamError::internal()
+}
+
+fn log_worker(err: worker::Error) -> StreamError {
+    worker::console_error!("storage: {err}");
+    StreamError::internal()
+}

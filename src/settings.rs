@@ -1,0 +1,47 @@
+//! Environment variables and secrets, read once per incarnation (spec §12).
+
+use worker::Env;
+
+use crate::core::subscriber::parse_binding_allowlist;
+
+const DEFAULT_IDLE_TEARDOWN_MS: f64 = 300_000.0;
+const DEFAULT_REDIAL_BASE_MS: f64 = 1000.0;
+const DEFAULT_REDIAL_MAX_MS: f64 = 300_000.0;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub test_hooks: bool,
+    pub allowed_bindings: Vec<String>,
+    pub idle_teardown_ms: f64,
+    pub redial_base_ms: f64,
+    pub redial_max_ms: f64,
+}
+
+impl Settings {
+    pub fn from_env(env: &Env) -> Self {
+        Self {
+            test_hooks: text(env, "STREAMS_TEST_HOOKS").as_deref() == Some("1"),
+            allowed_bindings: parse_binding_allowlist(&text(env, "STREAM_SUBSCRIBER_BINDINGS").unwrap_or_default()),
+            idle_teardown_ms: positive_ms(env, "STREAM_IDLE_TEARDOWN_MS", DEFAULT_IDLE_TEARDOWN_MS),
+            redial_base_ms: positive_ms(env, "STREAM_REDIAL_BASE_MS", DEFAULT_REDIAL_BASE_MS),
+            redial_max_ms: positive_ms(env, "STREAM_REDIAL_MAX_MS", DEFAULT_REDIAL_MAX_MS),
+        }
+    }
+}
+
+/// A var or secret as text; `None` when unset.
+pub fn text(env: &Env, name: &str) -> Option<String> {
+    env.var(name).map(|v| v.to_string()).ok().or_else(|| env.secret(name).map(|s| s.to_string()).ok())
+}
+
+/// A positive finite number of milliseconds; anything else falls back, with a warning.
+fn positive_ms(env: &Env, name: &str, default: f64) -> f64 {
+    let Some(raw) = text(env, name) else { return default };
+    match raw.trim().parse::<f64>() {
+        Ok(ms) if ms.is_finite() && ms > 0.0 => ms,
+        _ => {
+            worker::console_warn!("{name}={raw:?} is not a positive finite number; using {default}");
+            default
+        }
+    }
+}
