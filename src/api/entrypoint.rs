@@ -1,0 +1,86 @@
+//! The Worker entrypoint's RPC methods for service bindings (spec §9.2): each
+//! takes `{namespace? = "default", path, ...DO args}`, validates the names and
+//! resolves `streamPath` here, then calls the target stream directly. Every
+//! free `#[wasm_bindgen]` function becomes an entrypoint method, so this file
+//! exports exactly the eight public methods and nothing else.
+
+use js_sys::{Object, Reflect};
+use wasm_bindgen::prelude::wasm_bindgen;
+use wasm_bindgen::{JsCast, JsValue};
+use worker::Env;
+
+use super::target::{call_target, target_stream};
+use crate::core::rpc::StreamMethod;
+use crate::core::{StreamError, StreamResult};
+use crate::js::to_js_error;
+
+#[wasm_bindgen(module = "cloudflare:workers")]
+extern "C" {
+    /// Entrypoint methods get no `env` argument; the importable `env` stands in.
+    #[wasm_bindgen(thread_local_v2, js_name = env)]
+    static WORKER_ENV: JsValue;
+}
+
+#[wasm_bindgen]
+pub async fn append(arg: JsValue) -> Result<JsValue, JsValue> {
+    forward(StreamMethod::Append, arg).await
+}
+#[wasm_bindgen(js_name = appendBatch)]
+pub async fn append_batch(arg: JsValue) -> Result<JsValue, JsValue> {
+    forward(StreamMethod::AppendBatch, arg).await
+}
+#[wasm_bindgen(js_name = getEvent)]
+pub async fn get_event(arg: JsValue) -> Result<JsValue, JsValue> {
+    forward(StreamMethod::GetEvent, arg).await
+}
+#[wasm_bindgen(js_name = getEvents)]
+pub async fn get_events(arg: JsValue) -> Result<JsValue, JsValue> {
+    forward(StreamMethod::GetEvents, arg).await
+}
+#[wasm_bindgen(js_name = runtimeState)]
+pub async fn runtime_state(arg: JsValue) -> Result<JsValue, JsValue> {
+    forward(StreamMethod::RuntimeState, arg).await
+}
+#[wasm_bindgen]
+pub async fn reduce(arg: JsValue) -> Result<JsValue, JsValue> {
+    forward(StreamMethod::Reduce, arg).await
+}
+#[wasm_bindgen]
+pub async fn reset(arg: JsValue) -> Result<JsValue, JsValue> {
+    forward(StreamMethod::Reset, arg).await
+}
+#[wasm_bindgen]
+pub async fn kill(arg: JsValue) -> Result<JsValue, JsValue> {
+    forward(StreamMethod::Kill, arg).await
+}
+
+async fn forward(method: StreamMethod, arg: JsValue) -> Result<JsValue, JsValue> {
+    let (name, rest) = split_arguments(method, &arg).map_err(|e| to_js_error(&e))?;
+    let env: Env = WORKER_ENV.with(JsValue::clone).unchecked_into();
+    call_target(&env, &name, method, &rest).await
+}
+
+/// Takes `namespace`, `path` and `streamPath` off the argument; the DO gets the rest.
+fn split_arguments(method: StreamMethod, arg: &JsValue) -> StreamResult<(crate::core::StreamName, JsValue)> {
+    if !arg.is_object() || js_sys::Array::is_array(arg) {
+        return Err(StreamError::invalid_request("arguments must be an object with a path"));
+    }
+    let text = |key: &str| -> StreamResult<Option<String>> {
+        let value = Reflect::get(arg, &JsValue::from_str(key)).map_err(|_| StreamError::internal())?;
+        if value.is_undefined() {
+            return Ok(None);
+        }
+        value.as_string().map(Some).ok_or_else(|| StreamError::invalid_request(format!("{key} must be a string")))
+    };
+    let name = target_stream(method, text("namespace")?.as_deref(), text("path")?.as_deref(), text("streamPath")?.as_deref())?;
+    let rest = Object::new();
+    let object: &Object = arg.unchecked_ref();
+    for key in Object::keys(object).iter() {
+        if matches!(key.as_string().as_deref(), Some("namespace" | "path" | "streamPath")) {
+            continue;
+        }
+        let value = Reflect::get(arg, &key).map_err(|_| StreamError::internal())?;
+        Reflect::set(&rest, &key, &value).map_err(|_| StreamError::internal())?;
+    }
+    Ok((name, rest.into()))
+}

@@ -1,0 +1,252 @@
+//! Public HTTP (spec §9.3): `/api/streams/<method>` for the allowlisted
+//! methods and the WebSocket route. Checks run in the specified order: API
+//! token → route and verb → admin token → names → body (size, then JSON) → call.
+
+use futures::StreamExt;
+use serde_json::{Map, Value};
+use wasm_bindgen::JsValue;
+use worker::{event, Context, Env, Headers, Method, Request, RequestInit, Response};
+
+use super::target::{call_target, target_stream};
+use super::wire::{error_response, json_response};
+use crate::core::json::{parse_json, to_json_string};
+use crate::core::limits::MAX_BATCH_JSON_BYTES;
+use crate::core::name::quote;
+use crate::core::rpc::{HttpAccess, StreamMethod};
+use crate::core::{ErrorCode, StreamError, StreamName, StreamResult};
+use crate::js::from_json_text;
+use crate::settings::text;
+use crate::stub::STREAM_BINDING;
+
+const ROUTE_PREFIX: &str = "/api/streams/";
+const SUBSCRIBE: &str = "subscribe";
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+    console_error_panic_hook::set_once();
+    match serve(req, &env).await {
+        Ok(response) => Ok(response),
+        Err(Refusal { error, status, allow }) => {
+            let mut response = error_response(&error, status)?;
+            if let Some(allow) = allow {
+                response.headers_mut().set("allow", allow)?;
+            }
+            Ok(response)
+        }
+    }
+}
+
+struct Refusal {
+    error: StreamError,
+    status: Option<u16>,
+    allow: Option<&'static str>,
+}
+
+impl From<StreamError> for Refusal {
+    fn from(error: StreamError) -> Self {
+        Self { error, status: None, allow: None }
+    }
+}
+
+fn unauthorized(message: &str, status: u16) -> Refusal {
+    Refusal { error: StreamError::new(ErrorCode::Unauthorized, message), status: Some(status), allow: None }
+}
+
+/// Which route a request names.
+enum Route {
+    Method(StreamMethod),
+    Subscribe,
+}
+
+async fn serve(mut req: Request, env: &Env) -> Result<Response, Refusal> {
+    let bearer = bearer_token(req.headers());
+    let api_token = text(env, "STREAMS_API_TOKEN").filter(|t| !t.is_empty());
+    let admin_token = text(env, "STREAMS_ADMIN_TOKEN").filter(|t| !t.is_empty());
+    if let Some(api_token) = &api_token {
+        let accepted = bearer.as_deref().is_some_and(|b| {
+            constant_time_eq(b, api_token) | admin_token.as_deref().is_some_and(|admin| constant_time_eq(b, admin))
+        });
+        if !accepted {
+            return Err(unauthorized("missing or invalid bearer token", 401));
+        }
+    }
+
+    let url = req.url().map_err(|_| StreamError::invalid_request("invalid URL"))?;
+    let verb = req.method();
+    let route = route(url.path(), &verb)?;
+
+    if let Route::Method(method) = route {
+        if method.needs_admin() {
+            let ok = admin_token.as_deref().is_some_and(|admin| bearer.as_deref().is_some_and(|b| constant_time_eq(b, admin)));
+            if !ok {
+                return Err(unauthorized("admin token required", 403));
+            }
+        }
+    }
+
+    let query = Query::parse(&url);
+    match route {
+        Route::Subscribe => {
+            let name = target_stream(StreamMethod::GetEvents, query.get("namespace"), query.get("path"), None)?;
+            subscribe(req, env, &name, &url).await
+        }
+        Route::Method(method) => {
+            let (name, args) = if verb == Method::Get {
+                let name = target_stream(method, query.get("namespace"), query.get("path"), None)?;
+                (name, query.arguments()?)
+            } else {
+                let mut args = read_body(&mut req).await?;
+                let stream_path = match args.remove("streamPath") {
+                    None => None,
+                    Some(Value::String(sp)) => Some(sp),
+                    Some(_) => return Err(StreamError::invalid_request("streamPath must be a string").into()),
+                };
+                let name = target_stream(method, query.get("namespace"), query.get("path"), stream_path.as_deref())?;
+                (name, args)
+            };
+            call(env, &name, method, args).await
+        }
+    }
+}
+
+fn route(path: &str, verb: &Method) -> Result<Route, Refusal> {
+    let not_found = || StreamError::new(ErrorCode::NotFound, format!("no route for {verb} {path}"));
+    let name = path.strip_prefix(ROUTE_PREFIX).ok_or_else(not_found)?;
+    if name.is_empty() || name.contains('/') {
+        return Err(not_found().into());
+    }
+    let wrong_verb = |allow: &'static str| Refusal {
+        error: StreamError::new(ErrorCode::MethodNotAllowed, format!("method {} does not allow {verb}", quote(name))),
+        status: Some(405),
+        allow: Some(allow),
+    };
+    if name == SUBSCRIBE {
+        return if *verb == Method::Get { Ok(Route::Subscribe) } else { Err(wrong_verb("GET")) };
+    }
+    let unknown = || StreamError::new(ErrorCode::MethodNotAllowed, format!("unknown method {}", quote(name)));
+    let method = StreamMethod::from_js_name(name).ok_or_else(unknown)?;
+    match (method.http(), verb) {
+        (HttpAccess::Unreachable, _) => Err(unknown().into()),
+        (HttpAccess::Post, Method::Post) | (HttpAccess::GetOrPost, Method::Get | Method::Post) => Ok(Route::Method(method)),
+        (HttpAccess::Post, _) => Err(wrong_verb("POST")),
+        (HttpAccess::GetOrPost, _) => Err(wrong_verb("GET, POST")),
+    }
+}
+
+/// The query string; the first value of a repeated key wins.
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(url: &worker::Url) -> Self {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for (k, v) in url.query_pairs() {
+            if !pairs.iter().any(|(existing, _)| *existing == k) {
+                pairs.push((k.into_owned(), v.into_owned()));
+            }
+        }
+        Self(pairs)
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// GET arguments: decimal integers become numbers; the DO judges the rest.
+    fn arguments(&self) -> StreamResult<Map<String, Value>> {
+        let mut args = Map::new();
+        for (key, value) in &self.0 {
+            match key.as_str() {
+                "namespace" | "path" => {}
+                "offset" | "afterOffset" | "beforeOffset" | "limit" => {
+                    let number = value.parse::<u64>().ok().filter(|_| value.bytes().all(|b| b.is_ascii_digit()));
+                    args.insert(key.clone(), number.map_or_else(|| Value::String(value.clone()), Value::from));
+                }
+                _ => {
+                    args.insert(key.clone(), Value::String(value.clone()));
+                }
+            }
+        }
+        Ok(args)
+    }
+}
+
+/// Reads at most 16 MiB of body, refusing more without buffering it, then parses
+/// it as a JSON object (an empty body is `{}`).
+async fn read_body(req: &mut Request) -> Result<Map<String, Value>, Refusal> {
+    let too_large = || StreamError::new(ErrorCode::BatchTooLarge, format!("request body exceeds {MAX_BATCH_JSON_BYTES} bytes"));
+    let declared = req.headers().get("content-length").ok().flatten().and_then(|l| l.parse::<usize>().ok());
+    if declared.is_some_and(|l| l > MAX_BATCH_JSON_BYTES) {
+        return Err(too_large().into());
+    }
+    let mut body = Vec::with_capacity(declared.unwrap_or(0));
+    if let Ok(mut stream) = req.stream() {
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|_| StreamError::invalid_request("could not read the request body"))?;
+            if body.len() + chunk.len() > MAX_BATCH_JSON_BYTES {
+                return Err(too_large().into());
+            }
+            body.extend_from_slice(&chunk);
+        }
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    let text = std::str::from_utf8(&body).map_err(|_| StreamError::invalid_request("request body is not valid UTF-8"))?;
+    match parse_json(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(StreamError::invalid_request("request body must be a JSON object").into()),
+        Err(e) => Err(StreamError::invalid_request(format!("request body is not valid JSON: {e}")).into()),
+    }
+}
+
+async fn call(env: &Env, name: &StreamName, method: StreamMethod, args: Map<String, Value>) -> Result<Response, Refusal> {
+    let arg = from_json_text(&to_json_string(&Value::Object(args)).map_err(|_| StreamError::internal())?)?;
+    match call_target(env, name, method, &arg).await {
+        Ok(result) if result.is_undefined() => Ok(json_response("null").map_err(|_| StreamError::internal())?),
+        Ok(result) => {
+            let body = js_sys::JSON::stringify(&result).ok().and_then(|s| s.as_string()).ok_or_else(StreamError::internal)?;
+            Ok(json_response(&body).map_err(|_| StreamError::internal())?)
+        }
+        Err(err) => Err(crate::js::from_js_error(&err).into()),
+    }
+}
+
+/// Forwards the upgrade request whole to the stream's DO at `/subscribe`.
+async fn subscribe(req: Request, env: &Env, name: &StreamName, url: &worker::Url) -> Result<Response, Refusal> {
+    let is_upgrade = req.headers().get("upgrade").ok().flatten().is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
+    if !is_upgrade {
+        return Err(StreamError::invalid_request("expected a WebSocket upgrade").into());
+    }
+    let internal = |e: worker::Error| {
+        worker::console_error!("subscribe forwarding failed: {e}");
+        Refusal::from(StreamError::internal())
+    };
+    let target = format!("https://stream/subscribe?{}", url.query().unwrap_or(""));
+    let mut init = RequestInit::new();
+    init.with_method(Method::Get).with_headers(req.headers().clone());
+    let forwarded = Request::new_with_init(&target, &init).map_err(internal)?;
+    let stub = env.durable_object(STREAM_BINDING).and_then(|ns| ns.get_by_name(&name.do_name())).map_err(internal)?;
+    stub.fetch_with_request(forwarded).await.map_err(internal)
+}
+
+fn bearer_token(headers: &Headers) -> Option<String> {
+    let value = headers.get("authorization").ok().flatten()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
+}
+
+/// Compares without an early exit, so timing does not reveal the matching prefix.
+fn constant_time_eq(given: &str, expected: &str) -> bool {
+    let (a, b) = (given.as_bytes(), expected.as_bytes());
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+impl From<JsValue> for Refusal {
+    fn from(err: JsValue) -> Self {
+        crate::js::from_js_error(&err).into()
+    }
+}
