@@ -16,6 +16,7 @@ pub mod reducer;
 pub mod rpc;
 pub mod state;
 pub mod store;
+pub mod subscription;
 pub mod subscriber;
 pub mod time;
 

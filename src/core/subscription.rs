@@ -1,0 +1,464 @@
+//! Subscriber delivery, platform-free (spec §10): subscription parameters,
+//! the event-type filter, the pump step that picks each batch, socket
+//! attachments, dial arguments and replies, and the re-dial back-off.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use super::error::{StreamError, StreamResult};
+use super::event::Event;
+use super::json::to_json_string;
+use super::limits::{MAX_ATTACHMENT_BYTES, MAX_DELIVERY_BYTES, MAX_DELIVERY_EVENTS, MAX_SAFE_INTEGER, MAX_SUBSCRIPTION_KEY_BYTES};
+use super::name::quote;
+use super::state::{CoreState, SubscriptionEntry};
+use super::store::{EventStore, StoreError, StoredEvent};
+
+/// Re-dials are armed on the alarm up to this many consecutive failures.
+pub const MAX_ALARMED_REDIALS: u32 = 10;
+
+/// Which events a connection wants: `None` is every type.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EventFilter(pub Option<Vec<String>>);
+
+impl EventFilter {
+    /// From a list of types: entries trimmed, empties dropped; none or `*` means all.
+    pub fn from_types<I: IntoIterator<Item = String>>(types: I) -> Self {
+        let types: Vec<String> = types.into_iter().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect();
+        if types.is_empty() || types.iter().any(|t| t == "*") {
+            Self(None)
+        } else {
+            Self(Some(types))
+        }
+    }
+
+    pub fn matches(&self, event_type: &str) -> bool {
+        self.0.as_ref().is_none_or(|types| types.iter().any(|t| t == event_type))
+    }
+}
+
+/// Where a connection stands: its cursor and whether the initial push is owed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PumpCursor {
+    pub cursor: u64,
+    pub events: bool,
+    pub filter: EventFilter,
+    pub initial_push_owed: bool,
+}
+
+/// One batch to deliver: events (possibly none) read together with the state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    pub events: Vec<StoredEvent>,
+    pub stream_max_offset: u64,
+}
+
+impl Batch {
+    pub fn events_json(&self) -> String {
+        let mut out = String::from("[");
+        for (i, e) in self.events.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&e.json);
+        }
+        out.push(']');
+        out
+    }
+}
+
+/// The next batch for `pump`, advancing its cursor past everything read,
+/// filtered or not; `None` when nothing is owed.
+pub fn next_batch<S: EventStore + ?Sized>(store: &S, state: &CoreState, pump: &mut PumpCursor) -> Result<Option<Batch>, StoreError> {
+    let stream_max_offset = state.max_offset;
+    if !pump.events {
+        if stream_max_offset > pump.cursor || pump.initial_push_owed {
+            pump.cursor = stream_max_offset;
+            pump.initial_push_owed = false;
+            return Ok(Some(Batch { events: Vec::new(), stream_max_offset }));
+        }
+        return Ok(None);
+    }
+    loop {
+        let page = store.read_range(pump.cursor, None, MAX_DELIVERY_EVENTS, MAX_DELIVERY_BYTES)?;
+        let Some(last) = page.last() else {
+            if pump.initial_push_owed {
+                pump.initial_push_owed = false;
+                return Ok(Some(Batch { events: Vec::new(), stream_max_offset }));
+            }
+            return Ok(None);
+        };
+        pump.cursor = last.offset;
+        let events: Vec<StoredEvent> = page
+            .into_iter()
+            .filter(|e| match stored_type(e) {
+                "" => parsed_type(e).is_some_and(|t| pump.filter.matches(&t)),
+                t => pump.filter.matches(t),
+            })
+            .collect();
+        if events.is_empty() && !pump.initial_push_owed {
+            continue;
+        }
+        pump.initial_push_owed = false;
+        return Ok(Some(Batch { events, stream_max_offset }));
+    }
+}
+
+/// The type of a stored event, read from its JSON's first key.
+fn stored_type(event: &StoredEvent) -> &str {
+    // Committed JSON always starts `{"type":"…"`; fall back to a full parse.
+    event
+        .json
+        .strip_prefix("{\"type\":\"")
+        .and_then(|rest| rest.split_once('"').map(|(t, _)| t))
+        .filter(|t| !t.contains('\\'))
+        .unwrap_or("")
+}
+
+/// The type of a stored event whose type string needs unescaping.
+fn parsed_type(event: &StoredEvent) -> Option<String> {
+    Event::from_stored_json(&event.json).ok().map(|e| e.event_type)
+}
+
+/// The inbound query parameters (spec §10.1), validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscribeParams {
+    /// `None`: the caller picks a random UUID.
+    pub subscription_key: Option<String>,
+    pub replay_after_offset: Option<u64>,
+    pub filter: EventFilter,
+    pub events: bool,
+}
+
+impl SubscribeParams {
+    pub fn parse(query: &[(String, String)]) -> StreamResult<Self> {
+        let get = |key: &str| query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+        let subscription_key = match get("subscriptionKey").map(str::trim) {
+            None | Some("") => None,
+            Some(k) if k.len() > MAX_SUBSCRIPTION_KEY_BYTES => {
+                return Err(StreamError::invalid_request(format!(
+                    "subscriptionKey must be at most {MAX_SUBSCRIPTION_KEY_BYTES} bytes"
+                )))
+            }
+            Some(k) => Some(k.to_owned()),
+        };
+        let replay_after_offset = match get("replayAfterOffset") {
+            None => None,
+            Some(v) => Some(
+                v.parse::<u64>()
+                    .ok()
+                    .filter(|n| *n <= MAX_SAFE_INTEGER && v.bytes().all(|b| b.is_ascii_digit()))
+                    .ok_or_else(|| StreamError::invalid_request("replayAfterOffset must be a non-negative integer"))?,
+            ),
+        };
+        let filter = EventFilter::from_types(get("eventTypes").unwrap_or("").split(',').map(str::to_owned));
+        let events = match get("events") {
+            None | Some("true" | "1") => true,
+            Some("false" | "0") => false,
+            Some(_) => return Err(StreamError::invalid_request("events must be true, false, 1 or 0")),
+        };
+        Ok(Self { subscription_key, replay_after_offset, filter, events })
+    }
+
+    /// The starting cursor: the replay point, or the live tail.
+    pub fn start_cursor(&self, state: &CoreState) -> u64 {
+        if self.events {
+            self.replay_after_offset.unwrap_or(state.max_offset)
+        } else {
+            state.max_offset
+        }
+    }
+}
+
+/// What an inbound socket keeps across hibernation (≤ 2048 bytes as JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SocketAttachment {
+    pub subscription_key: String,
+    pub cursor: u64,
+    pub event_types: EventFilter,
+    pub events: bool,
+    pub initial_push_owed: bool,
+    pub started_at: String,
+    pub batches_sent: u64,
+    pub events_sent: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_delivered_at: Option<String>,
+    pub closed: bool,
+}
+
+impl SocketAttachment {
+    pub fn check_size(&self) -> StreamResult<()> {
+        match to_json_string(self) {
+            Ok(json) if json.len() <= MAX_ATTACHMENT_BYTES => Ok(()),
+            _ => Err(StreamError::invalid_request("subscription parameters are too large")),
+        }
+    }
+
+    pub fn pump_cursor(&self) -> PumpCursor {
+        PumpCursor { cursor: self.cursor, events: self.events, filter: self.event_types.clone(), initial_push_owed: self.initial_push_owed }
+    }
+
+    /// Records a sent batch.
+    pub fn record(&mut self, pump: &PumpCursor, batch: &Batch, now_iso: String) {
+        self.cursor = pump.cursor;
+        self.initial_push_owed = pump.initial_push_owed;
+        self.batches_sent += 1;
+        self.events_sent += batch.events.len() as u64;
+        self.last_delivered_at = Some(now_iso);
+    }
+}
+
+/// `{"type":"batch",…}`, the inbound frame.
+pub fn batch_frame(subscription_key: &str, batch: &Batch, state_json: &str) -> String {
+    format!(
+        r#"{{"type":"batch","subscriptionKey":{},"events":{},"streamMaxOffset":{},"state":{}}}"#,
+        quote(subscription_key),
+        batch.events_json(),
+        batch.stream_max_offset,
+        state_json
+    )
+}
+
+/// The message a key refused at subscribe time carries.
+pub fn configured_key_error(key: &str) -> StreamError {
+    StreamError::invalid_request(format!("subscriptionKey {} belongs to a configured subscription", quote(key)))
+}
+
+fn merged(mut base: Map<String, Value>, shallow_merge: Option<&Map<String, Value>>) -> Value {
+    if let Some(extra) = shallow_merge {
+        for (k, v) in extra {
+            base.insert(k.clone(), v.clone());
+        }
+    }
+    Value::Object(base)
+}
+
+/// The dial arguments (spec §10.2).
+pub fn dial_arguments(state: &CoreState, key: &str, entry: &SubscriptionEntry, shallow_merge: Option<&Map<String, Value>>) -> Value {
+    let configured = &entry.latest_configured_event;
+    let base = json!({
+        "namespace": state.namespace,
+        "path": state.path,
+        "subscriptionKey": key,
+        "streamMaxOffset": state.max_offset,
+        "subscriptionConfiguredEvent": {
+            "offset": configured.offset,
+            "type": configured.event_type,
+            "payload": configured.payload,
+            "createdAt": configured.created_at,
+        },
+        "streamRuntimeState": {"coreProcessorState": state},
+    });
+    merged(base.as_object().cloned().unwrap_or_default(), shallow_merge)
+}
+
+/// `processEventBatch` arguments, as JSON text (events are spliced in as stored).
+pub fn delivery_arguments(state: &CoreState, key: &str, batch: &Batch, shallow_merge: Option<&Map<String, Value>>) -> String {
+    let mut head = Map::new();
+    head.insert("namespace".into(), Value::String(state.namespace.clone()));
+    head.insert("path".into(), Value::String(state.path.clone()));
+    head.insert("subscriptionKey".into(), Value::String(key.to_owned()));
+    let mut tail = Map::new();
+    tail.insert("streamMaxOffset".into(), Value::from(batch.stream_max_offset));
+    let extra = merged(Map::new(), shallow_merge);
+    // Order: namespace, path, subscriptionKey, events, streamMaxOffset, state, then merged keys.
+    let head = to_json_string(&Value::Object(head)).unwrap_or_else(|_| "{}".into());
+    let extra = to_json_string(&extra).unwrap_or_else(|_| "{}".into());
+    let extra = extra.trim_start_matches('{').trim_end_matches('}');
+    format!(
+        r#"{},"events":{},"streamMaxOffset":{},"state":{}{}{}}}"#,
+        head.trim_end_matches('}'),
+        batch.events_json(),
+        batch.stream_max_offset,
+        state.to_json(),
+        if extra.is_empty() { "" } else { "," },
+        extra
+    )
+}
+
+/// A subscriber's answer to the dial.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DialReply {
+    pub replay_after_offset: Option<u64>,
+    pub filter: EventFilter,
+    pub subscriber: Option<Value>,
+}
+
+impl DialReply {
+    /// `undefined`/`null` mean defaults; anything malformed is a failure.
+    pub fn parse(reply: Option<&Value>) -> Result<Self, String> {
+        let empty = Map::new();
+        let map = match reply {
+            None | Some(Value::Null) => &empty,
+            Some(Value::Object(map)) => map,
+            Some(_) => return Err("the dial reply must be an object".into()),
+        };
+        let replay_after_offset = match map.get("replayAfterOffset") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v.as_u64().filter(|n| *n <= MAX_SAFE_INTEGER).ok_or("replayAfterOffset must be a non-negative integer")?),
+        };
+        let filter = match map.get("eventTypes") {
+            None | Some(Value::Null) => EventFilter(None),
+            Some(Value::Array(types)) => EventFilter::from_types(
+                types.iter().map(|t| t.as_str().map(str::to_owned).ok_or("eventTypes must be strings")).collect::<Result<Vec<_>, _>>()?,
+            ),
+            Some(_) => return Err("eventTypes must be an array".into()),
+        };
+        let subscriber = map.get("subscriber").filter(|s| !s.is_null()).cloned();
+        Ok(Self { replay_after_offset, filter, subscriber })
+    }
+}
+
+/// `runtime_meta` row `redial:<key>`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Redial {
+    pub failures: u32,
+    pub retry_at_ms: f64,
+}
+
+impl Redial {
+    /// One more failure at `now`: exponential back-off, capped.
+    pub fn after_failure(previous: Option<Redial>, now_ms: f64, base_ms: f64, max_ms: f64) -> Self {
+        let failures = previous.map_or(0, |r| r.failures).saturating_add(1);
+        let delay = (base_ms * 2f64.powi(failures.saturating_sub(1).min(60) as i32)).min(max_ms);
+        Self { failures, retry_at_ms: now_ms + delay }
+    }
+
+    /// Whether the alarm should wake for this key.
+    pub fn alarmed(&self) -> bool {
+        (1..=MAX_ALARMED_REDIALS).contains(&self.failures)
+    }
+}
+
+pub const REDIAL_PREFIX: &str = "redial:";
+pub const IDLE_DEADLINE_KEY: &str = "idleDeadlineMs";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::testing::{event, MemStore};
+    use serde_json::json;
+
+    fn store_with(n: u64) -> (MemStore, CoreState) {
+        let store = MemStore::default();
+        let events: Vec<Event> = (1..=n)
+            .map(|o| event(o, if o % 2 == 0 { "app/a" } else { "app/b" }, json!({"n": o}), "2026-01-05T10:00:00.000Z"))
+            .collect();
+        store.put_events(&events);
+        let state = CoreState { max_offset: n, event_count: n, ..CoreState::default() };
+        (store, state)
+    }
+
+    fn drain(store: &MemStore, state: &CoreState, pump: &mut PumpCursor) -> Vec<Batch> {
+        let mut batches = Vec::new();
+        while let Some(b) = next_batch(store, state, pump).unwrap() {
+            batches.push(b);
+        }
+        batches
+    }
+
+    #[test]
+    fn replay_comes_in_batches_of_at_most_100_in_order() {
+        let (store, state) = store_with(250);
+        let mut pump = PumpCursor { cursor: 0, events: true, filter: EventFilter(None), initial_push_owed: true };
+        let batches = drain(&store, &state, &mut pump);
+        let sizes: Vec<usize> = batches.iter().map(|b| b.events.len()).collect();
+        assert_eq!(sizes, vec![100, 100, 50]);
+        let offsets: Vec<u64> = batches.iter().flat_map(|b| b.events.iter().map(|e| e.offset)).collect();
+        assert_eq!(offsets, (1..=250).collect::<Vec<_>>());
+        assert!(batches.iter().all(|b| b.stream_max_offset == 250));
+    }
+
+    #[test]
+    fn a_live_tail_gets_one_empty_initial_batch() {
+        let (store, state) = store_with(5);
+        let mut pump = PumpCursor { cursor: 5, events: true, filter: EventFilter(None), initial_push_owed: true };
+        let batches = drain(&store, &state, &mut pump);
+        assert_eq!(batches.len(), 1);
+        assert!(batches[0].events.is_empty());
+    }
+
+    #[test]
+    fn filters_skip_whole_pages_and_move_the_cursor_past_them() {
+        let (store, state) = store_with(250);
+        let mut pump = PumpCursor { cursor: 0, events: true, filter: EventFilter::from_types(["app/a".to_owned()]), initial_push_owed: false };
+        let batches = drain(&store, &state, &mut pump);
+        assert!(batches.iter().flat_map(|b| &b.events).all(|e| e.offset % 2 == 0));
+        assert_eq!(batches.iter().map(|b| b.events.len()).sum::<usize>(), 125);
+        assert_eq!(pump.cursor, 250);
+    }
+
+    #[test]
+    fn state_only_mode_coalesces() {
+        let (store, state) = store_with(7);
+        let mut pump = PumpCursor { cursor: 2, events: false, filter: EventFilter(None), initial_push_owed: true };
+        let batches = drain(&store, &state, &mut pump);
+        assert_eq!(batches.len(), 1);
+        assert!(batches[0].events.is_empty());
+        assert_eq!(pump.cursor, 7);
+    }
+
+    #[test]
+    fn filters_treat_star_and_empty_as_everything() {
+        assert_eq!(EventFilter::from_types(["".into(), " ".into()]), EventFilter(None));
+        assert_eq!(EventFilter::from_types(["a".into(), "*".into()]), EventFilter(None));
+        assert!(EventFilter::from_types([" app/a ".into()]).matches("app/a"));
+        assert!(!EventFilter::from_types(["app/a".into()]).matches("app/b"));
+    }
+
+    #[test]
+    fn subscribe_parameters_are_validated() {
+        let q = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<Vec<_>>();
+        let p = SubscribeParams::parse(&q(&[("subscriptionKey", " k1 "), ("replayAfterOffset", "0"), ("eventTypes", "app/a, ,app/b"), ("events", "1")])).unwrap();
+        assert_eq!(p.subscription_key.as_deref(), Some("k1"));
+        assert_eq!(p.replay_after_offset, Some(0));
+        assert_eq!(p.filter, EventFilter(Some(vec!["app/a".into(), "app/b".into()])));
+        assert!(SubscribeParams::parse(&q(&[("events", "yes")])).is_err());
+        assert!(SubscribeParams::parse(&q(&[("replayAfterOffset", "-1")])).is_err());
+        assert!(SubscribeParams::parse(&q(&[("subscriptionKey", &"k".repeat(257))])).is_err());
+        assert_eq!(SubscribeParams::parse(&q(&[("subscriptionKey", "  ")])).unwrap().subscription_key, None);
+    }
+
+    #[test]
+    fn redial_backs_off_exponentially_up_to_the_cap() {
+        let first = Redial::after_failure(None, 1000.0, 200.0, 300_000.0);
+        assert_eq!(first, Redial { failures: 1, retry_at_ms: 1200.0 });
+        let second = Redial::after_failure(Some(first), 2000.0, 200.0, 300_000.0);
+        assert_eq!(second.retry_at_ms, 2400.0);
+        let third = Redial::after_failure(Some(second), 3000.0, 200.0, 300_000.0);
+        assert_eq!(third.retry_at_ms, 3800.0);
+        let mut r = third;
+        for _ in 0..20 {
+            r = Redial::after_failure(Some(r), 0.0, 200.0, 300_000.0);
+        }
+        assert_eq!(r.retry_at_ms, 300_000.0);
+        assert!(!r.alarmed());
+    }
+
+    #[test]
+    fn dial_replies_default_and_reject_malformed_ones() {
+        assert_eq!(DialReply::parse(None).unwrap(), DialReply { replay_after_offset: None, filter: EventFilter(None), subscriber: None });
+        let r = DialReply::parse(Some(&json!({"replayAfterOffset": 4, "eventTypes": ["x"]}))).unwrap();
+        assert_eq!(r.replay_after_offset, Some(4));
+        assert!(DialReply::parse(Some(&json!({"replayAfterOffset": -1}))).is_err());
+        assert!(DialReply::parse(Some(&json!("nope"))).is_err());
+    }
+
+    #[test]
+    fn delivery_arguments_are_valid_json_in_order() {
+        let (store, state) = store_with(2);
+        let mut pump = PumpCursor { cursor: 0, events: true, filter: EventFilter(None), initial_push_owed: false };
+        let batch = next_batch(&store, &state, &mut pump).unwrap().unwrap();
+        let merge = json!({"processorName": "echo-example"});
+        let text = delivery_arguments(&state, "echo", &batch, merge.as_object());
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["events"].as_array().unwrap().len(), 2);
+        assert_eq!(v["processorName"], "echo-example");
+        let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["namespace", "path", "subscriptionKey", "events", "streamMaxOffset", "state", "processorName"]);
+        let plain: Value = serde_json::from_str(&delivery_arguments(&state, "echo", &batch, None)).unwrap();
+        assert!(plain.get("processorName").is_none());
+    }
+}
