@@ -3,15 +3,18 @@
 //! `src/entry.mjs` forwards (spec §2, §5, §9.1). Decisions live in `core`;
 //! this file wires them to storage, time and the runtime.
 
+mod inbound;
+mod outbound;
 mod sql_store;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 
 use futures::future::join_all;
 use serde_json::{json, Map, Value};
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
-use worker::{durable_object, Env, Request, Response, State};
+use worker::{durable_object, Env, Request, Response, State, WebSocket, WebSocketIncomingMessage};
 
 use crate::api::wire::error_response;
 use crate::core::event::parse_committed_event;
@@ -20,6 +23,7 @@ use crate::core::name::{ancestors, resolve_stream_path};
 use crate::core::reducer::reduce;
 use crate::core::rpc::{AppendArgs, GetEventArgs, GetEventsArgs, StreamMethod};
 use crate::core::store::StoredEvent;
+use crate::core::time::iso_from_ms;
 use crate::core::{
     load_state, plan_append, plan_inputs, types, AppendContext, AppendPlan, CoreState, ErrorCode, EventInput, EventStore,
     Origin, StreamError, StreamName, StreamResult,
@@ -27,6 +31,7 @@ use crate::core::{
 use crate::js::{arguments_to_json, from_json_text, to_js_error};
 use crate::settings::Settings;
 use crate::stub::call_stream;
+use outbound::Outbound;
 pub use sql_store::SqlStore;
 
 const SHUTTING_DOWN: &str = "stream incarnation is shutting down; retry";
@@ -35,7 +40,7 @@ const NO_NAME: &str = "ctx.id.name is falsey - this should never happen";
 #[wasm_bindgen]
 extern "C" {
     #[wasm_bindgen(js_namespace = crypto, js_name = randomUUID)]
-    fn random_uuid() -> String;
+    pub(crate) fn random_uuid() -> String;
 
     #[wasm_bindgen(js_name = setTimeout)]
     fn set_timeout(callback: &JsValue, delay_ms: i32);
@@ -54,15 +59,24 @@ enum Incarnation {
 struct Runtime {
     name: StreamName,
     state: CoreState,
+    outbound: Outbound,
 }
 
 #[durable_object]
 pub struct Stream {
+    inner: Rc<Inner>,
+}
+
+/// The object's state, shared with the background tasks it spawns
+/// (deliveries, dials, pumps), which must own what they use.
+pub(crate) struct Inner {
     ctx: State,
     env: Env,
     store: SqlStore,
     settings: Settings,
     incarnation: RefCell<Incarnation>,
+    /// Bumped whenever in-memory state is dropped, so stale tasks stop.
+    generation: Cell<u64>,
 }
 
 impl worker::DurableObject for Stream {
@@ -70,21 +84,50 @@ impl worker::DurableObject for Stream {
         console_error_panic_hook::set_once();
         let store = SqlStore::new(&ctx.storage());
         let settings = Settings::from_env(&env);
-        Self { ctx, env, store, settings, incarnation: RefCell::new(Incarnation::NotBooted) }
+        inbound::answer_pings(&ctx);
+        let inner = Inner { ctx, env, store, settings, incarnation: RefCell::new(Incarnation::NotBooted), generation: Cell::new(0) };
+        Self { inner: Rc::new(inner) }
     }
 
     /// Only `/subscribe` is served here; every other path is refused.
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
         let path = req.path();
-        let err = if path == "/subscribe" {
-            match self.ensure_booted() {
-                Err(e) => e,
-                Ok(()) => StreamError::invalid_request("expected a WebSocket upgrade"),
-            }
+        let result = if path == "/subscribe" {
+            self.inner.ensure_booted().and_then(|()| self.inner.subscribe(&req))
         } else {
-            StreamError::new(ErrorCode::NotFound, format!("no route for {} {path}", req.method()))
+            Err(StreamError::new(ErrorCode::NotFound, format!("no route for {} {path}", req.method())))
         };
-        error_response(&err, None)
+        result.or_else(|err| error_response(&err, None))
+    }
+
+    async fn alarm(&self) -> worker::Result<Response> {
+        if let Err(err) = self.inner.ensure_booted() {
+            worker::console_error!("alarm: {err}");
+        } else {
+            self.inner.on_alarm();
+        }
+        Response::empty()
+    }
+
+    async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> worker::Result<()> {
+        if self.inner.ensure_booted().is_ok() {
+            self.inner.on_socket_message(&ws, message);
+        }
+        Ok(())
+    }
+
+    async fn websocket_close(&self, ws: WebSocket, _code: usize, _reason: String, _was_clean: bool) -> worker::Result<()> {
+        if self.inner.ensure_booted().is_ok() {
+            self.inner.on_socket_gone(&ws);
+        }
+        Ok(())
+    }
+
+    async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> worker::Result<()> {
+        if self.inner.ensure_booted().is_ok() {
+            self.inner.on_socket_gone(&ws);
+        }
+        Ok(())
     }
 }
 
@@ -131,10 +174,12 @@ impl Stream {
 
 impl Stream {
     async fn call(&self, method: StreamMethod, arg: JsValue) -> Result<JsValue, JsValue> {
-        self.handle(method, arg).await.map_err(|e| to_js_error(&e))
+        self.inner.handle(method, arg).await.map_err(|e| to_js_error(&e))
     }
+}
 
-    async fn handle(&self, method: StreamMethod, arg: JsValue) -> StreamResult<JsValue> {
+impl Inner {
+    async fn handle(self: &Rc<Self>, method: StreamMethod, arg: JsValue) -> StreamResult<JsValue> {
         if method.is_test_hook() && !self.settings.test_hooks {
             return Err(StreamError::new(ErrorCode::MethodNotAllowed, "test hooks are disabled"));
         }
@@ -155,9 +200,12 @@ impl Stream {
                 self.end_incarnation();
                 Ok(JsValue::UNDEFINED)
             }
-            StreamMethod::RunIdleTeardownNow => Ok(JsValue::UNDEFINED),
+            StreamMethod::RunIdleTeardownNow => {
+                self.idle_teardown();
+                Ok(JsValue::UNDEFINED)
+            }
             StreamMethod::SimulateHibernation => {
-                *self.incarnation.borrow_mut() = Incarnation::NotBooted;
+                self.forget_memory();
                 self.ensure_booted().map(|()| JsValue::UNDEFINED)
             }
         }
@@ -165,7 +213,13 @@ impl Stream {
 
     // ---- boot (spec §2.2) ----
 
-    fn ensure_booted(&self) -> StreamResult<()> {
+    /// Drops everything held in memory, as hibernation would; sockets stay.
+    fn forget_memory(&self) {
+        *self.incarnation.borrow_mut() = Incarnation::NotBooted;
+        self.generation.set(self.generation.get() + 1);
+    }
+
+    fn ensure_booted(self: &Rc<Self>) -> StreamResult<()> {
         match &*self.incarnation.borrow() {
             Incarnation::Running(_) => return Ok(()),
             Incarnation::Broken(err) => return Err(err.clone()),
@@ -187,11 +241,12 @@ impl Stream {
         let (state, _) = load_state(&self.store, &mut |w| worker::console_warn!("{}: {w}", name.do_name())).map_err(log_internal)?;
         let needs_created = state.event_count == 0;
         let created = EventInput::system(types::CREATED, json!({"namespace": name.namespace, "path": name.path}));
-        *self.incarnation.borrow_mut() = Incarnation::Running(Runtime { name, state });
+        *self.incarnation.borrow_mut() = Incarnation::Running(Runtime { name, state, outbound: Outbound::default() });
         if needs_created {
             self.append_inputs(vec![created], Origin::Stream)?;
         }
         self.append_inputs(vec![EventInput::system(types::WOKEN, json!({"incarnationId": random_uuid()}))], Origin::Stream)?;
+        self.reannounce_sockets();
         Ok(())
     }
 
@@ -211,7 +266,7 @@ impl Stream {
 
     // ---- append (spec §5) ----
 
-    async fn append_rpc(&self, method: StreamMethod, args: Map<String, Value>) -> StreamResult<JsValue> {
+    async fn append_rpc(self: &Rc<Self>, method: StreamMethod, args: Map<String, Value>) -> StreamResult<JsValue> {
         let args = AppendArgs::parse(method, args)?;
         let name = self.name()?;
         if let Some(stream_path) = &args.stream_path {
@@ -235,7 +290,7 @@ impl Stream {
         }
     }
 
-    fn append_values(&self, inputs: &[Value]) -> StreamResult<AppendPlan> {
+    fn append_values(self: &Rc<Self>, inputs: &[Value]) -> StreamResult<AppendPlan> {
         let plan = {
             let state = self.state()?;
             plan_append(&state, inputs, &self.store, &self.append_context(Origin::Caller))?
@@ -244,7 +299,7 @@ impl Stream {
     }
 
     /// The stream's own appends: validated inputs, reserved types allowed.
-    fn append_inputs(&self, inputs: Vec<EventInput>, origin: Origin) -> StreamResult<AppendPlan> {
+    fn append_inputs(self: &Rc<Self>, inputs: Vec<EventInput>, origin: Origin) -> StreamResult<AppendPlan> {
         let plan = {
             let state = self.state()?;
             plan_inputs(&state, inputs, &self.store, &self.append_context(origin))?
@@ -258,7 +313,7 @@ impl Stream {
 
     /// Commits the plan in one transaction, swaps memory only on success,
     /// then runs the post-commit side effects (spec §5.2 steps 3–4).
-    fn commit(&self, plan: AppendPlan) -> StreamResult<AppendPlan> {
+    fn commit(self: &Rc<Self>, plan: AppendPlan) -> StreamResult<AppendPlan> {
         if plan.events.is_empty() {
             return Ok(plan);
         }
@@ -270,10 +325,19 @@ impl Stream {
         Ok(plan)
     }
 
-    fn after_commit(&self, plan: &AppendPlan) {
+    fn after_commit(self: &Rc<Self>, plan: &AppendPlan) {
         for planned in &plan.events {
-            if planned.event.event_type == types::CREATED {
-                self.notify_ancestors();
+            match planned.event.event_type.as_str() {
+                types::CREATED => self.notify_ancestors(),
+                types::WOKEN if !self.idle_deadline_passed() => self.reconcile(),
+                types::SUBSCRIPTION_CONFIGURED => {
+                    if let Some(key) = planned.event.payload_object().and_then(|p| p.get("subscriptionKey")).and_then(Value::as_str) {
+                        self.clear_redial(key.trim());
+                    }
+                    self.reconcile();
+                }
+                types::SUBSCRIPTION_REMOVED => self.reconcile(),
+                _ => {}
             }
         }
         if let Some(trip) = plan.breaker_trip() {
@@ -281,6 +345,11 @@ impl Stream {
                 worker::console_error!("circuit breaker trip append failed: {err}");
             }
         }
+        self.wake_pumps();
+        if plan.events.iter().any(|p| !types::is_system(&p.event.event_type)) && self.has_undialed_subscription() {
+            self.reconcile();
+        }
+        self.refresh_idle_deadline();
     }
 
     /// Tells `/` and each proper prefix about this new stream (spec §5.4).
@@ -330,7 +399,11 @@ impl Stream {
 
     fn runtime_state_json(&self) -> StreamResult<String> {
         let state = self.state()?;
-        let runtime = json!({"connections": {}, "redial": {}, "idleTeardownAt": null});
+        let runtime = json!({
+            "connections": self.connections_report(),
+            "redial": self.redial_report(),
+            "idleTeardownAt": self.idle_deadline().and_then(iso_from_ms),
+        });
         Ok(format!(r#"{{"coreProcessorState":{},"runtime":{}}}"#, state.to_json(), runtime))
     }
 
@@ -352,6 +425,7 @@ impl Stream {
     /// Replies first; the abort follows on the next turn of the event loop.
     fn end_incarnation(&self) {
         *self.incarnation.borrow_mut() = Incarnation::ShuttingDown;
+        self.generation.set(self.generation.get() + 1);
         for socket in self.ctx.get_websockets() {
             let _ = socket.close(Some(1012), Some("kill requested"));
         }
@@ -390,6 +464,11 @@ fn json_array<'a>(items: impl Iterator<Item = &'a str>) -> String {
     }
     out.push(']');
     out
+}
+
+/// The wall clock as `toISOString` prints it.
+fn now_iso() -> String {
+    iso_from_ms(js_sys::Date::now()).unwrap_or_default()
 }
 
 fn log_internal(err: crate::core::StoreError) -> StreamError {
