@@ -291,20 +291,23 @@ impl Inner {
     }
 
     fn append_values(self: &Rc<Self>, inputs: &[Value]) -> StreamResult<AppendPlan> {
-        let plan = {
-            let state = self.state()?;
-            plan_append(&state, inputs, &self.store, &self.append_context(Origin::Caller))?
-        };
+        let plan = self.with_state(|state| plan_append(state, inputs, &self.store, &self.append_context(Origin::Caller)))??;
         self.commit(plan)
     }
 
     /// The stream's own appends: validated inputs, reserved types allowed.
     fn append_inputs(self: &Rc<Self>, inputs: Vec<EventInput>, origin: Origin) -> StreamResult<AppendPlan> {
-        let plan = {
-            let state = self.state()?;
-            plan_inputs(&state, inputs, &self.store, &self.append_context(origin))?
-        };
+        let plan = self.with_state(|state| plan_inputs(state, inputs, &self.store, &self.append_context(origin)))??;
         self.commit(plan)
+    }
+
+    /// Reads the live state in place. Planning touches only SQL, never the
+    /// incarnation, so holding this borrow is safe.
+    fn with_state<T>(&self, read: impl FnOnce(&CoreState) -> T) -> StreamResult<T> {
+        match &*self.incarnation.borrow() {
+            Incarnation::Running(rt) => Ok(read(&rt.state)),
+            _ => Err(StreamError::new(ErrorCode::Internal, SHUTTING_DOWN)),
+        }
     }
 
     fn append_context(&self, origin: Origin) -> AppendContext<'_> {

@@ -82,7 +82,8 @@ impl Inner {
 
     pub(super) fn has_undialed_subscription(&self) -> bool {
         let now = js_sys::Date::now();
-        self.state().is_ok_and(|s| s.subscriptions_by_key.keys().any(|k| self.dialable(k, now)))
+        let keys: Vec<String> = self.with_state(|s| s.subscriptions_by_key.keys().cloned().collect()).unwrap_or_default();
+        keys.iter().any(|k| self.dialable(k, now))
     }
 
     /// Closes connections whose subscription is gone and dials the rest.
