@@ -5,6 +5,10 @@ use super::error::{ErrorCode, StreamError, StreamResult};
 use super::limits::MAX_PATH_BYTES;
 
 pub const DEFAULT_NAMESPACE: &str = "default";
+/// The longest DO name the runtime reports back as `ctx.id.name`.
+pub const MAX_DO_NAME_BYTES: usize = 1024;
+/// Longest idempotency key a notice may carry (spec §3.3).
+const MAX_NOTICE_KEY_BYTES: usize = super::limits::MAX_IDEMPOTENCY_KEY_BYTES;
 pub const ROOT_PATH: &str = "/";
 
 /// Checks `^[a-z0-9][a-z0-9_-]{0,62}$`.
@@ -79,6 +83,14 @@ impl StreamName {
     pub fn new(namespace: &str, path: &str) -> StreamResult<Self> {
         validate_namespace(namespace)?;
         validate_path(path)?;
+        // workerd gives an object no `ctx.id.name` for longer names, so such a
+        // stream could never boot: refuse it here with a clear message.
+        if namespace.len() + 1 + path.len() > MAX_DO_NAME_BYTES {
+            return Err(StreamError::invalid_path(format!(
+                "invalid path {}: \"<namespace>:<path>\" must be at most {MAX_DO_NAME_BYTES} bytes",
+                quote(&truncate_for_message(path))
+            )));
+        }
         Ok(Self { namespace: namespace.to_owned(), path: path.to_owned() })
     }
 
@@ -163,6 +175,19 @@ pub fn immediate_child(parent: &str, descendant: &str) -> Option<String> {
     Some(if parent == ROOT_PATH { format!("/{first}") } else { format!("{parent}/{first}") })
 }
 
+/// The idempotency key of the `child-stream-created` notice `ancestor` gets
+/// about `path` (spec §5.4). A key over the 1024-byte limit is replaced by a
+/// fixed-length digest of the same text, so deep paths still deduplicate.
+pub fn child_notice_key(ancestor: &str, path: &str) -> String {
+    let key = format!("child-stream-created:{ancestor}:{path}");
+    if key.len() <= MAX_NOTICE_KEY_BYTES {
+        return key;
+    }
+    // FNV-1a, twice with different offsets: 128 bits, stable across builds.
+    let fnv = |seed: u64| key.bytes().fold(seed, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    format!("child-stream-created:#{:016x}{:016x}", fnv(0xcbf2_9ce4_8422_2325), fnv(0x6c62_272e_07bb_0142))
+}
+
 /// JSON-style quoting for messages.
 pub(crate) fn quote(text: &str) -> String {
     serde_json::Value::String(text.to_owned()).to_string()
@@ -205,6 +230,7 @@ mod tests {
     fn paths_are_capped_at_1023_bytes() {
         let at_limit = format!("/{}", "a".repeat(1022));
         assert!(validate_path(&at_limit).is_ok());
+        assert_eq!(StreamName::new("t", &at_limit).unwrap_err().code, ErrorCode::InvalidPath, "the DO name would be too long");
         let over = format!("/{}", "a".repeat(1023));
         assert_eq!(validate_path(&over).unwrap_err().code, ErrorCode::InvalidPath);
     }
@@ -240,6 +266,24 @@ mod tests {
         );
         assert_eq!(resolve_stream_path("/a/b", "../../..").unwrap_err().code, ErrorCode::InvalidPath);
         assert_eq!(resolve_stream_path("/a", "x y").unwrap_err().code, ErrorCode::InvalidPath);
+    }
+
+    #[test]
+    fn do_names_longer_than_the_runtime_reports_are_refused() {
+        let longest = format!("/{}", "a".repeat(MAX_DO_NAME_BYTES - 3));
+        assert!(StreamName::new("t", &longest).is_ok());
+        let err = StreamName::new("t", &format!("{longest}b")).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidPath);
+    }
+
+    #[test]
+    fn child_notice_keys_stay_within_the_key_limit() {
+        assert_eq!(child_notice_key("/", "/a"), "child-stream-created:/:/a");
+        let deep = format!("/{}", "a".repeat(1000));
+        let key = child_notice_key("/", &deep);
+        assert!(key.len() <= 1024);
+        assert_eq!(key, child_notice_key("/", &deep), "stable");
+        assert_ne!(key, child_notice_key("/", &format!("{deep}b")));
     }
 
     #[test]

@@ -63,12 +63,40 @@ impl CoreState {
 
     /// Parses a state; `Err` names the first field of the wrong type.
     pub fn from_value(value: Value) -> Result<Self, String> {
+        check_object_shapes(&value)?;
         serde_json::from_value(value).map_err(|e| e.to_string())
     }
 
     pub fn from_json(json: &str) -> Result<Self, String> {
-        serde_json::from_str(json).map_err(|e| e.to_string())
+        serde_json::from_str::<Value>(json).map_err(|e| e.to_string()).and_then(Self::from_value)
     }
+}
+
+/// serde lets a struct be read from an array, by position; a state must use
+/// objects wherever the shape has one.
+fn check_object_shapes(value: &Value) -> Result<(), String> {
+    fn object<'a>(value: &'a Value, name: &str) -> Result<&'a Map<String, Value>, String> {
+        value.as_object().ok_or_else(|| format!("{name} must be an object"))
+    }
+    let state = object(value, "the state")?;
+    if let Some(config) = state.get("config") {
+        if let Some(breaker) = object(config, "config")?.get("circuitBreaker") {
+            object(breaker, "config.circuitBreaker")?;
+        }
+    }
+    if let Some(breaker) = state.get("circuitBreaker") {
+        object(breaker, "circuitBreaker")?;
+    }
+    for (field, inner) in [("processorsBySlug", None), ("subscriptionsByKey", Some("latestConfiguredEvent")), ("connectionsByKey", None)] {
+        let Some(Value::Object(entries)) = state.get(field) else { continue };
+        for (key, entry) in entries {
+            let entry = object(entry, &format!("{field}.{key}"))?;
+            if let Some(inner) = inner.and_then(|i| entry.get(i).map(|v| (i, v))) {
+                object(inner.1, &format!("{field}.{key}.{}", inner.0))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -161,6 +189,21 @@ mod tests {
         assert_eq!(partial.circuit_breaker.burst_capacity, 100_000.0);
         assert!(CoreState::from_value(json!({"eventCount": "many"})).is_err());
         assert!(CoreState::from_value(json!({"connectionsByKey": {"k": {"direction": "sideways", "connectedAtOffset": 1}}})).is_err());
+    }
+
+    #[test]
+    fn arrays_never_stand_in_for_objects() {
+        for bad in [
+            json!([]),
+            json!({"config": []}),
+            json!({"config": [5]}),
+            json!({"config": {"circuitBreaker": [1, 1]}}),
+            json!({"circuitBreaker": [1, null, 1, 1]}),
+            json!({"connectionsByKey": {"k": ["inbound", 3]}}),
+            json!({"subscriptionsByKey": {"k": {"latestConfiguredEvent": [1, "t", {}, "x"]}}}),
+        ] {
+            assert!(CoreState::from_value(bad.clone()).is_err(), "{bad}");
+        }
     }
 
     #[test]

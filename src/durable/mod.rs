@@ -19,7 +19,7 @@ use worker::{durable_object, Env, Request, Response, State, WebSocket, WebSocket
 use crate::api::wire::error_response;
 use crate::core::event::parse_committed_event;
 use crate::core::limits::MAX_GET_EVENTS_BYTES;
-use crate::core::name::{ancestors, resolve_stream_path};
+use crate::core::name::{ancestors, child_notice_key, resolve_stream_path};
 use crate::core::reducer::reduce;
 use crate::core::rpc::{AppendArgs, GetEventArgs, GetEventsArgs, StreamMethod};
 use crate::core::store::StoredEvent;
@@ -366,7 +366,7 @@ impl Inner {
                 let event = json!({"event": {
                     "type": types::CHILD_STREAM_CREATED,
                     "payload": {"childPath": name.path},
-                    "idempotencyKey": format!("child-stream-created:{ancestor}:{}", name.path),
+                    "idempotencyKey": child_notice_key(&ancestor, &name.path),
                 }});
                 async move {
                     let arg = from_json_text(&event.to_string())?;
