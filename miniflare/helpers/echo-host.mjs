@@ -28,9 +28,20 @@ export class EchoHost extends DurableObject {
     };
   }
 
-  async processEventBatch({ namespace, path, events }) {
+  async processEventBatch(args) {
+    const { namespace, path, events } = args;
     const echo = await this.#load();
     echo.batches += 1;
+    // Test bookkeeping: every offset received (re-deliveries included) and the last batch's shape.
+    echo.received = [...(echo.received ?? []), ...events.map((e) => e.offset)];
+    echo.lastBatch = {
+      keys: Object.keys(args),
+      subscriptionKey: args.subscriptionKey,
+      streamMaxOffset: args.streamMaxOffset,
+      stateMaxOffset: args.state?.maxOffset,
+      processorName: args.processorName,
+      count: events.length,
+    };
     echo.inFlight = (echo.inFlight ?? 0) + 1;
     echo.maxInFlight = Math.max(echo.maxInFlight ?? 0, echo.inFlight);
     await this.#save(echo);

@@ -60,7 +60,7 @@ async fn forward(method: StreamMethod, arg: JsValue) -> Result<JsValue, JsValue>
     call_target(&env, &name, method, &rest).await
 }
 
-/// Takes `namespace`, `path` and `streamPath` off the argument; the DO gets the rest.
+/// Takes `namespace`, `path` (and an append's `streamPath`) off the argument; the DO gets the rest.
 fn split_arguments(method: StreamMethod, arg: &JsValue) -> StreamResult<(crate::core::StreamName, JsValue)> {
     if !arg.is_object() || js_sys::Array::is_array(arg) {
         return Err(StreamError::invalid_request("arguments must be an object with a path"));
@@ -72,11 +72,16 @@ fn split_arguments(method: StreamMethod, arg: &JsValue) -> StreamResult<(crate::
         }
         value.as_string().map(Some).ok_or_else(|| StreamError::invalid_request(format!("{key} must be a string")))
     };
-    let name = target_stream(method, text("namespace")?.as_deref(), text("path")?.as_deref(), text("streamPath")?.as_deref())?;
+    // Only the append methods take a streamPath; elsewhere it goes on to the
+    // DO, which refuses it as an unknown argument.
+    let takes_stream_path = matches!(method, StreamMethod::Append | StreamMethod::AppendBatch);
+    let stream_path = if takes_stream_path { text("streamPath")? } else { None };
+    let name = target_stream(method, text("namespace")?.as_deref(), text("path")?.as_deref(), stream_path.as_deref())?;
     let rest = Object::new();
     let object: &Object = arg.unchecked_ref();
     for key in Object::keys(object).iter() {
-        if matches!(key.as_string().as_deref(), Some("namespace" | "path" | "streamPath")) {
+        let key_name = key.as_string();
+        if matches!(key_name.as_deref(), Some("namespace" | "path")) || (takes_stream_path && key_name.as_deref() == Some("streamPath")) {
             continue;
         }
         let value = Reflect::get(arg, &key).map_err(|_| StreamError::internal())?;

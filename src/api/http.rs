@@ -96,10 +96,15 @@ async fn serve(mut req: Request, env: &Env) -> Result<Response, Refusal> {
                 (name, query.arguments()?)
             } else {
                 let mut args = read_body(&mut req).await?;
-                let stream_path = match args.remove("streamPath") {
-                    None => None,
-                    Some(Value::String(sp)) => Some(sp),
-                    Some(_) => return Err(StreamError::invalid_request("streamPath must be a string").into()),
+                // Only the append methods take a streamPath; elsewhere the DO
+                // refuses it as an unknown argument.
+                let stream_path = match method {
+                    StreamMethod::Append | StreamMethod::AppendBatch => match args.remove("streamPath") {
+                        None => None,
+                        Some(Value::String(sp)) => Some(sp),
+                        Some(_) => return Err(StreamError::invalid_request("streamPath must be a string").into()),
+                    },
+                    _ => None,
                 };
                 let name = target_stream(method, query.get("namespace"), query.get("path"), stream_path.as_deref())?;
                 (name, args)

@@ -348,16 +348,24 @@ impl Inner {
     }
 
     /// Sets the alarm to the earliest timer, or deletes it when there is none.
-    /// A later deadline leaves an earlier alarm in place: it fires, finds
+    /// Timers: the idle deadline while a connection is live, and the retry
+    /// time of each key waiting on back-off (not connected, not dialing). A
+    /// later deadline leaves a pending earlier alarm in place: it fires, finds
     /// nothing due, and re-arms.
     pub(super) fn rearm_alarm(self: &Rc<Self>) {
+        let now = js_sys::Date::now();
         let idle = if self.has_live_outbound() { self.idle_deadline() } else { None };
-        let redial = self.redial_rows().into_iter().filter(|(_, r)| r.alarmed()).map(|(_, r)| r.retry_at_ms);
-        let desired = idle.into_iter().chain(redial).reduce(f64::min);
+        let waiting: Vec<f64> = self
+            .redial_rows()
+            .into_iter()
+            .filter(|(key, r)| r.alarmed() && self.with_outbound(|o| !o.connections.contains_key(key) && !o.dialing.contains(key)) == Some(true))
+            .map(|(_, r)| r.retry_at_ms)
+            .collect();
+        let desired = idle.into_iter().chain(waiting).reduce(f64::min);
         let current = self.with_outbound(|o| o.alarm_at).flatten();
         let change = match (desired, current) {
-            (Some(d), Some(c)) if d >= c => None,
             (None, None) => None,
+            (Some(d), Some(c)) if d >= c && c > now => None,
             (d, _) => Some(d),
         };
         let Some(desired) = change else { return };
