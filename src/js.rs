@@ -14,63 +14,92 @@ use crate::core::{ErrorCode, StreamError};
 /// is absent; NaN, ±Infinity, BigInt, Date, Map, typed arrays, functions and
 /// other class instances are refused. The error is `<path>: <why>`.
 pub fn to_json(value: &JsValue, path: &str) -> Result<Value, String> {
-    convert(value, path, 0)
+    convert(value, 0).map_err(|problem| problem.describe(path))
 }
 
-fn convert(value: &JsValue, path: &str, depth: usize) -> Result<Value, String> {
-    if value.is_null() {
-        return Ok(Value::Null);
+/// A value JSON cannot hold: where (innermost segment first) and why.
+struct Problem {
+    reversed_path: Vec<String>,
+    why: String,
+}
+
+impl Problem {
+    fn new(why: String) -> Self {
+        Self { reversed_path: Vec::new(), why }
+    }
+
+    fn within(mut self, segment: String) -> Self {
+        self.reversed_path.push(segment);
+        self
+    }
+
+    fn describe(self, root: &str) -> String {
+        let mut path = root.to_owned();
+        for segment in self.reversed_path.into_iter().rev() {
+            if !segment.starts_with('[') && !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(&segment);
+        }
+        if path.is_empty() {
+            self.why
+        } else {
+            format!("{path}: {}", self.why)
+        }
+    }
+}
+
+fn convert(value: &JsValue, depth: usize) -> Result<Value, Problem> {
+    // Most likely kinds first: each probe is a crossing into JS.
+    if let Some(text) = value.as_string() {
+        // The UTF-16 → UTF-8 copy turns a lone surrogate into U+FFFD; only
+        // then is the original worth a second look.
+        if text.contains('\u{FFFD}') && !value.unchecked_ref::<JsString>().is_valid_utf16() {
+            return Err(Problem::new("strings must be valid Unicode (found a lone surrogate)".into()));
+        }
+        return Ok(Value::String(text));
+    }
+    if let Some(x) = value.as_f64() {
+        if !x.is_finite() {
+            return Err(Problem::new(format!("{x} is not a JSON number")));
+        }
+        return Ok(number_value(x));
     }
     if let Some(b) = value.as_bool() {
         return Ok(Value::Bool(b));
     }
-    if let Some(x) = value.as_f64() {
-        if !x.is_finite() {
-            return Err(describe(path, &format!("{x} is not a JSON number")));
-        }
-        return Ok(number_value(x));
+    if value.is_null() {
+        return Ok(Value::Null);
     }
-    if value.is_string() {
-        let s: &JsString = value.unchecked_ref();
-        if !s.is_valid_utf16() {
-            return Err(describe(path, "strings must be valid Unicode (found a lone surrogate)"));
-        }
-        return Ok(Value::String(String::from(s)));
+    if !value.is_object() {
+        return Err(Problem::new(format!("{} is not a JSON value", kind_of(value))));
     }
     if depth >= MAX_JSON_DEPTH {
-        return Err(describe(path, &format!("values may nest at most {MAX_JSON_DEPTH} levels deep")));
+        return Err(Problem::new(format!("values may nest at most {MAX_JSON_DEPTH} levels deep")));
     }
     if Array::is_array(value) {
         let array: &Array = value.unchecked_ref();
         let mut items = Vec::with_capacity(array.length() as usize);
         for (i, item) in array.iter().enumerate() {
-            items.push(convert(&item, &format!("{path}[{i}]"), depth + 1)?);
+            items.push(convert(&item, depth + 1).map_err(|p| p.within(format!("[{i}]")))?);
         }
         return Ok(Value::Array(items));
     }
-    if value.is_object() && is_plain_object(value) {
-        let object: &Object = value.unchecked_ref();
-        let mut entries = Vec::new();
-        for key in Object::keys(object).iter() {
-            let Some(name) = key.as_string() else { continue };
-            let item = Reflect::get(object, &key).map_err(|_| describe(path, "unreadable property"))?;
-            if item.is_undefined() {
-                continue;
-            }
-            let child = if path.is_empty() { name.clone() } else { format!("{path}.{name}") };
-            entries.push((name, convert(&item, &child, depth + 1)?));
+    if !is_plain_object(value) {
+        return Err(Problem::new(format!("{} is not a JSON value", kind_of(value))));
+    }
+    let object: &Object = value.unchecked_ref();
+    let mut entries = Vec::new();
+    for key in Object::keys(object).iter() {
+        let Some(name) = key.as_string() else { continue };
+        let item = Reflect::get(object, &key).map_err(|_| Problem::new("unreadable property".into()))?;
+        if item.is_undefined() {
+            continue;
         }
-        return Ok(Value::Object(js_key_order(entries.into_iter())));
+        let converted = convert(&item, depth + 1).map_err(|p| p.within(name.clone()))?;
+        entries.push((name, converted));
     }
-    Err(describe(path, &format!("{} is not a JSON value", kind_of(value))))
-}
-
-fn describe(path: &str, why: &str) -> String {
-    if path.is_empty() {
-        why.to_owned()
-    } else {
-        format!("{path}: {why}")
-    }
+    Ok(Value::Object(js_key_order(entries.into_iter())))
 }
 
 /// An object whose prototype is `Object.prototype` or null.

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::error::{ErrorCode, StreamError, StreamResult};
 use super::event::{parse_event_input, types, Event, EventInput};
-use super::json::to_json_string;
+use super::json::json_len;
 use super::limits::{MAX_BATCH_EVENTS, MAX_BATCH_JSON_BYTES, MAX_EVENT_JSON_BYTES};
 use super::name::quote;
 use super::payload::{parse_core_payload, CorePayload};
@@ -206,7 +206,7 @@ fn check_batch_size(inputs: &[Value]) -> StreamResult<()> {
     // `[a,b,…]`: brackets and commas count too.
     let mut bytes = 2 + inputs.len().saturating_sub(1);
     for input in inputs {
-        bytes += to_json_string(input).map_err(|_| StreamError::internal())?.len();
+        bytes += json_len(input).map_err(|_| StreamError::internal())?;
     }
     if bytes > MAX_BATCH_JSON_BYTES {
         return Err(StreamError::new(

@@ -16,6 +16,23 @@ pub fn to_json_string<T: Serialize + ?Sized>(value: &T) -> Result<String, serde_
     String::from_utf8(out).map_err(|e| serde::ser::Error::custom(e.to_string()))
 }
 
+/// The length `to_json_string` would give, without building the string.
+pub fn json_len<T: Serialize + ?Sized>(value: &T) -> Result<usize, serde_json::Error> {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    value.serialize(&mut serde_json::Serializer::with_formatter(&mut counter, JsFormatter))?;
+    Ok(counter.0)
+}
+
 /// Parses JSON text (duplicate keys: the last wins) and normalises it to the
 /// value `JSON.parse` would give.
 pub fn parse_json(text: &str) -> Result<Value, serde_json::Error> {
@@ -175,6 +192,12 @@ mod tests {
             to_json_string(&v).unwrap(),
             r#"{"1":3,"10":2,"b":1,"a":1e+21,"x":18446744073709552000}"#
         );
+    }
+
+    #[test]
+    fn json_len_counts_what_to_json_string_writes() {
+        let v = json!({"a": [1.5, "é\n", null], "b": 1e21});
+        assert_eq!(json_len(&v).unwrap(), to_json_string(&v).unwrap().len());
     }
 
     #[test]

@@ -78,36 +78,17 @@ impl SqlStore {
         }
     }
 
-    fn replace_state(&self, state_json: &str) -> Result<(), StoreError> {
-        self.exec("DELETE FROM core_state", vec![])?;
-        for (index, chunk) in chunks(state_json.as_bytes()).into_iter().enumerate() {
-            self.exec(
-                "INSERT INTO core_state (chunk_index, version, chunk_bytes) VALUES (?, ?, ?)",
-                vec![int(index as u64), CORE_STATE_VERSION.into(), SqlStorageValue::Blob(chunk.to_vec())],
-            )?;
-        }
-        Ok(())
+    /// Runs prepared statements in one `transactionSync`. The bindings are JS
+    /// values already (chunks copied once, straight into `Uint8Array`s), so
+    /// the closure owns them without another copy of the JSON.
+    fn run_all(&self, statements: Vec<(&'static str, Vec<JsValue>)>) -> Result<(), StoreError> {
+        self.transaction(move |store| {
+            for (query, bindings) in statements {
+                store.sql.exec_raw(query, bindings).map_err(|e| StoreError(format!("{query}: {e}")))?;
+            }
+            Ok(())
+        })
     }
-
-    fn insert_event(&self, event: &NewEvent) -> Result<(), StoreError> {
-        self.exec(
-            r#"INSERT INTO events ("offset", type, created_at, idempotency_key) VALUES (?, ?, ?, ?)"#,
-            vec![
-                int(event.offset),
-                event.event_type.as_str().into(),
-                event.created_at.as_str().into(),
-                event.idempotency_key.as_deref().map_or(SqlStorageValue::Null, Into::into),
-            ],
-        )?;
-        for (index, chunk) in chunks(event.json.as_bytes()).into_iter().enumerate() {
-            self.exec(
-                r#"INSERT INTO event_chunks ("offset", chunk_index, chunk_bytes) VALUES (?, ?, ?)"#,
-                vec![int(event.offset), int(index as u64), SqlStorageValue::Blob(chunk.to_vec())],
-            )?;
-        }
-        Ok(())
-    }
-
     fn chunks_of(&self, offset: u64) -> Result<Option<StoredEvent>, StoreError> {
         let rows = self.rows(r#"SELECT chunk_bytes FROM event_chunks WHERE "offset" = ? ORDER BY chunk_index"#, vec![int(offset)])?;
         if rows.is_empty() {
@@ -235,20 +216,45 @@ impl EventStore for SqlStore {
     }
 
     fn commit(&self, events: &[NewEvent], state_json: &str) -> Result<(), StoreError> {
-        let events = events.to_vec();
-        let state_json = state_json.to_owned();
-        self.transaction(move |store| {
-            for event in &events {
-                store.insert_event(event)?;
+        let mut statements = Vec::with_capacity(events.len() * 2 + 2);
+        for event in events {
+            statements.push((INSERT_EVENT, vec![
+                js_int(event.offset),
+                JsValue::from_str(&event.event_type),
+                JsValue::from_str(&event.created_at),
+                event.idempotency_key.as_deref().map_or(JsValue::NULL, JsValue::from_str),
+            ]));
+            for (index, chunk) in chunks(event.json.as_bytes()).into_iter().enumerate() {
+                statements.push((INSERT_CHUNK, vec![js_int(event.offset), js_int(index as u64), js_sys::Uint8Array::from(chunk).into()]));
             }
-            store.replace_state(&state_json)
-        })
+        }
+        push_state(&mut statements, state_json);
+        self.run_all(statements)
     }
 
     fn write_state(&self, state_json: &str) -> Result<(), StoreError> {
-        let state_json = state_json.to_owned();
-        self.transaction(move |store| store.replace_state(&state_json))
+        let mut statements = Vec::new();
+        push_state(&mut statements, state_json);
+        self.run_all(statements)
     }
+}
+
+const INSERT_EVENT: &str = r#"INSERT INTO events ("offset", type, created_at, idempotency_key) VALUES (?, ?, ?, ?)"#;
+const INSERT_CHUNK: &str = r#"INSERT INTO event_chunks ("offset", chunk_index, chunk_bytes) VALUES (?, ?, ?)"#;
+const DELETE_STATE: &str = "DELETE FROM core_state";
+const INSERT_STATE: &str = "INSERT INTO core_state (chunk_index, version, chunk_bytes) VALUES (?, ?, ?)";
+
+/// Replaces every `core_state` row with the chunks of `state_json`.
+fn push_state(statements: &mut Vec<(&'static str, Vec<JsValue>)>, state_json: &str) {
+    statements.push((DELETE_STATE, Vec::new()));
+    for (index, chunk) in chunks(state_json.as_bytes()).into_iter().enumerate() {
+        statements.push((INSERT_STATE, vec![js_int(index as u64), JsValue::from_f64(CORE_STATE_VERSION as f64), js_sys::Uint8Array::from(chunk).into()]));
+    }
+}
+
+fn js_int(n: u64) -> JsValue {
+    // Offsets and indexes stay below 2^53 (checked at append): exact as doubles.
+    JsValue::from_f64(n as f64)
 }
 
 fn int(n: u64) -> SqlStorageValue {
