@@ -30,6 +30,8 @@ pub(super) struct Outbound {
     next_id: u64,
     /// The alarm time this incarnation last set, if any.
     alarm_at: Option<f64>,
+    /// `runtime_meta.idleDeadlineMs`, once read: every commit consults it.
+    idle_deadline: Option<Option<f64>>,
 }
 
 struct Connection {
@@ -295,7 +297,25 @@ impl Inner {
     // ---- idle teardown and the alarm ----
 
     pub(super) fn idle_deadline(&self) -> Option<f64> {
-        self.store.meta(IDLE_DEADLINE_KEY).ok().flatten().and_then(|v| v.parse().ok())
+        if let Some(cached) = self.with_outbound(|o| o.idle_deadline).flatten() {
+            return cached;
+        }
+        let stored = self.store.meta(IDLE_DEADLINE_KEY).ok().flatten().and_then(|v| v.parse().ok());
+        self.with_outbound(|o| o.idle_deadline = Some(stored));
+        stored
+    }
+
+    fn set_idle_deadline(&self, deadline: Option<f64>) {
+        let written = match deadline {
+            Some(at) => self.store.set_meta(IDLE_DEADLINE_KEY, &at.to_string()),
+            None => self.store.delete_meta(IDLE_DEADLINE_KEY),
+        };
+        match written {
+            Ok(()) => {
+                self.with_outbound(|o| o.idle_deadline = Some(deadline));
+            }
+            Err(err) => worker::console_error!("{err}"),
+        }
     }
 
     pub(super) fn idle_deadline_passed(&self) -> bool {
@@ -312,10 +332,10 @@ impl Inner {
     pub(super) fn refresh_idle_deadline(self: &Rc<Self>) {
         let now = js_sys::Date::now();
         if self.has_live_outbound() {
-            let _ = self.store.set_meta(IDLE_DEADLINE_KEY, &(now + self.settings.idle_teardown_ms).to_string());
+            self.set_idle_deadline(Some(now + self.settings.idle_teardown_ms));
             self.rearm_alarm();
         } else if self.idle_deadline().is_some_and(|d| d > now) {
-            let _ = self.store.delete_meta(IDLE_DEADLINE_KEY);
+            self.set_idle_deadline(None);
             self.rearm_alarm();
         }
     }
@@ -328,7 +348,7 @@ impl Inner {
             closed |= self.close_outbound(&key, DisconnectReason::Idle);
         }
         if closed {
-            let _ = self.store.set_meta(IDLE_DEADLINE_KEY, &js_sys::Date::now().to_string());
+            self.set_idle_deadline(Some(js_sys::Date::now()));
         }
     }
 
