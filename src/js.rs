@@ -172,6 +172,14 @@ pub fn to_js_error(err: &StreamError) -> JsValue {
     js_sys::Error::new(&err.to_string()).into()
 }
 
+/// Whether `err` carries a `<code>: <message>` of ours.
+pub fn is_coded_error(err: &JsValue) -> bool {
+    Reflect::get(err, &JsValue::from_str("message"))
+        .ok()
+        .and_then(|m| m.as_string())
+        .is_some_and(|m| StreamError::parse(&m).is_some())
+}
+
 /// Reads a `<code>: <message>` error thrown across an RPC hop; anything else
 /// is logged and becomes `internal`.
 pub fn from_js_error(err: &JsValue) -> StreamError {

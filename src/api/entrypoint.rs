@@ -12,7 +12,7 @@ use worker::Env;
 use super::target::{call_target, target_stream};
 use crate::core::rpc::StreamMethod;
 use crate::core::{StreamError, StreamResult};
-use crate::js::to_js_error;
+use crate::js::{arguments_to_json, from_js_error, to_js_error};
 
 #[wasm_bindgen(module = "cloudflare:workers")]
 extern "C" {
@@ -57,7 +57,17 @@ pub async fn kill(arg: JsValue) -> Result<JsValue, JsValue> {
 async fn forward(method: StreamMethod, arg: JsValue) -> Result<JsValue, JsValue> {
     let (name, rest) = split_arguments(method, &arg).map_err(|e| to_js_error(&e))?;
     let env: Env = WORKER_ENV.with(JsValue::clone).unchecked_into();
-    call_target(&env, &name, method, &rest).await
+    call_target(&env, &name, method, &rest).await.map_err(|err| {
+        if crate::js::is_coded_error(&err) {
+            return err;
+        }
+        // The call failed before the stream could answer (e.g. an argument the
+        // runtime cannot serialise): name the problem as the stream would.
+        match arguments_to_json(&rest) {
+            Err(problem) => to_js_error(&problem),
+            Ok(_) => to_js_error(&from_js_error(&err)),
+        }
+    })
 }
 
 /// Takes `namespace`, `path` (and an append's `streamPath`) off the argument; the DO gets the rest.

@@ -160,7 +160,10 @@ impl EventStore for SqlStore {
                 return Ok(false);
             }
             bytes += data.len();
-            let json = String::from_utf8(data).map_err(|_| StoreError(format!("event {offset} is not UTF-8")))?;
+            let json = String::from_utf8(data).unwrap_or_else(|_| {
+                worker::console_error!("event {offset}: chunks are not UTF-8");
+                CORRUPT_EVENT.to_owned()
+            });
             events.push(StoredEvent { offset, json });
             Ok(true)
         };
@@ -168,7 +171,8 @@ impl EventStore for SqlStore {
             let row = row.map_err(|e| StoreError(e.to_string()))?;
             let mut cells = row.into_iter();
             let offset = cells.next().map_or(0, as_u64);
-            let slice = blob(cells.next())?;
+            // An unreadable chunk poisons its event (as non-UTF-8), not the read.
+            let slice = blob(cells.next()).unwrap_or_else(|_| vec![0xff]);
             match &mut current {
                 Some((o, data)) if *o == offset => data.extend_from_slice(&slice),
                 _ => {
@@ -208,11 +212,17 @@ impl EventStore for SqlStore {
         let mut slices = Vec::with_capacity(rows.len());
         for row in rows {
             let mut cells = row.into_iter();
-            versions.push(cells.next().map_or(-1, |v| as_u64(v) as i64));
-            slices.push(blob(cells.next())?);
+            versions.push(match cells.next() {
+                Some(SqlStorageValue::Integer(v)) => Some(v),
+                Some(SqlStorageValue::Float(v)) if v.fract() == 0.0 => Some(v as i64),
+                _ => None,
+            });
+            slices.push(blob(cells.next()).ok());
         }
-        let version = versions.iter().all(|v| *v == versions[0]).then_some(versions[0]);
-        Ok(Some(StoredState { version, json: reassemble(slices).ok() }))
+        // Damaged rows make the state stale, which the load rebuilds (spec §4.4).
+        let version = versions.iter().all(|v| *v == versions[0]).then_some(versions[0]).flatten();
+        let json = slices.into_iter().collect::<Option<Vec<_>>>().and_then(|s| reassemble(s).ok());
+        Ok(Some(StoredState { version, json }))
     }
 
     fn commit(&self, events: &[NewEvent], state_json: &str) -> Result<(), StoreError> {
@@ -270,11 +280,17 @@ fn as_u64(value: SqlStorageValue) -> u64 {
     }
 }
 
+/// A chunk's bytes. A TEXT cell (the bytes were stored with the wrong type)
+/// still carries them; anything else is corrupt.
 fn blob(cell: Option<SqlStorageValue>) -> Result<Vec<u8>, StoreError> {
     match cell {
         Some(SqlStorageValue::Blob(bytes)) => Ok(bytes),
-        // SQLite may hand back an empty BLOB as an empty string.
-        Some(SqlStorageValue::String(s)) if s.is_empty() => Ok(Vec::new()),
+        Some(SqlStorageValue::String(text)) => Ok(text.into_bytes()),
         other => Err(StoreError(format!("expected a BLOB chunk, got {other:?}"))),
     }
 }
+
+/// Stands in for an event whose chunks cannot be decoded: it is not JSON, so
+/// a read of it fails with `internal` and replay counts it as unreducible
+/// (spec §4.3, §4.4) instead of the whole load failing.
+const CORRUPT_EVENT: &str = "<corrupt event chunks>";

@@ -1,0 +1,184 @@
+// Bench driver Worker: runs the timed loops inside workerd, so no Node<->workerd proxy hop is
+// timed. POST a JSON body {scenario, target: "ours"|"base", name, ...params}; the reply is
+// {ok:true, result} or {ok:false, error}. Both targets are reached over DO RPC through bindings:
+//   OURS -> {className:"Stream", scriptName:"streams"}   BASE -> {className:"Baseline", scriptName:"baseline"}
+// In workerd the clock only advances across I/O; every RPC call is I/O, so per-call timing works.
+
+const now = () => performance.now();
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function namespaceOf(env, target) {
+  if (target === "ours") return env.OURS;
+  if (target === "base") return env.BASE;
+  throw new Error(`unknown target ${JSON.stringify(target)}`);
+}
+
+const stubOf = (env, target, name) => namespaceOf(env, target).getByName(name);
+
+/** A domain event whose payload JSON is about `bytes` bytes long. */
+function eventOf(i, bytes = 100) {
+  const base = JSON.stringify({ i, text: "" }).length;
+  return { type: "bench/x", payload: { i, text: "x".repeat(Math.max(0, bytes - base)) } };
+}
+
+function percentile(sorted, p) {
+  if (sorted.length === 0) return NaN;
+  const idx = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[idx];
+}
+
+/**
+ * Boots the stream (a read), untimed: boot cost stays out of the steady-state numbers. Then
+ * `appends` untimed single appends: on a brand-new local SQLite file the first ~1000 single
+ * appends also pay for growing the WAL file, which is a local-disk artefact, not logic.
+ * The pause lets post-boot background work (ours: the ancestor notice of a new stream) finish.
+ */
+async function warm(stub, appends = 0) {
+  await stub.getEvents({ afterOffset: 0, limit: 1 });
+  for (let i = 0; i < appends; i++) await stub.append({ event: eventOf(-1 - i) });
+  await sleep(20);
+}
+
+async function appendSeq(stub, n, payloadBytes, startIndex = 0) {
+  const lat = new Array(n);
+  const t0 = now();
+  for (let i = 0; i < n; i++) {
+    const a = now();
+    await stub.append({ event: eventOf(startIndex + i, payloadBytes) });
+    lat[i] = now() - a;
+  }
+  const ms = now() - t0;
+  lat.sort((x, y) => x - y);
+  return { n, ms, perSec: (n * 1000) / ms, p50Ms: percentile(lat, 50), p99Ms: percentile(lat, 99) };
+}
+
+const scenarios = {
+  /** Fill a stream with `events` domain events, `batch` per appendBatch call (1: one event per call). */
+  async prepare(env, { target, name, events, batch = 1000, payloadBytes = 100 }) {
+    const stub = stubOf(env, target, name);
+    const t0 = now();
+    let last;
+    for (let done = 0; done < events; done += batch) {
+      const size = Math.min(batch, events - done);
+      const evs = Array.from({ length: size }, (_, k) => eventOf(done + k, payloadBytes));
+      const res = await stub.appendBatch({ events: evs });
+      last = res[res.length - 1].offset;
+    }
+    return { ms: now() - t0, lastOffset: last };
+  },
+
+  /** Sequential single-event appends on a fresh stream (after the untimed warm-up appends). */
+  async seq(env, { target, name, n, payloadBytes = 100, warmAppends = 0 }) {
+    const stub = stubOf(env, target, name);
+    await warm(stub, warmAppends);
+    return appendSeq(stub, n, payloadBytes);
+  },
+
+  /** Single-event appends on an existing stream (growth); boot is untimed. */
+  async appendMore(env, { target, name, n, payloadBytes = 100, startIndex = 0 }) {
+    const stub = stubOf(env, target, name);
+    await warm(stub);
+    return appendSeq(stub, n, payloadBytes, startIndex);
+  },
+
+  /** `calls` appendBatch calls of `perCall` events each on a fresh stream (after warm-up appends). */
+  async batch(env, { target, name, calls, perCall, payloadBytes = 100, warmAppends = 0 }) {
+    const stub = stubOf(env, target, name);
+    await warm(stub, warmAppends);
+    const t0 = now();
+    for (let c = 0; c < calls; c++) {
+      const evs = Array.from({ length: perCall }, (_, k) => eventOf(c * perCall + k, payloadBytes));
+      const res = await stub.appendBatch({ events: evs });
+      if (res.length !== perCall) throw new Error(`appendBatch returned ${res.length} events`);
+    }
+    const ms = now() - t0;
+    const n = calls * perCall;
+    return { n, ms, perSec: (n * 1000) / ms };
+  },
+
+  /** Read the whole stream in getEvents pages of `limit`. */
+  async replay(env, { target, name, limit = 1000 }) {
+    const stub = stubOf(env, target, name);
+    await warm(stub);
+    let after = 0;
+    let n = 0;
+    let pages = 0;
+    const t0 = now();
+    for (;;) {
+      const page = await stub.getEvents({ afterOffset: after, limit });
+      pages += 1;
+      if (page.length === 0) break;
+      n += page.length;
+      after = page[page.length - 1].offset;
+      if (page.length < limit) break;
+    }
+    const ms = now() - t0;
+    return { n, pages, ms, perSec: (n * 1000) / ms };
+  },
+
+  /** Append one event with a `bytes`-long string payload, then read it back. */
+  async large(env, { target, name, bytes, warmAppends = 0 }) {
+    const stub = stubOf(env, target, name);
+    await warm(stub, warmAppends);
+    const event = { type: "bench/x", payload: { data: "x".repeat(bytes) } };
+    const t0 = now();
+    const committed = await stub.append({ event });
+    const t1 = now();
+    const back = await stub.getEvents({ afterOffset: committed.offset - 1, limit: 1 });
+    const t2 = now();
+    if (back.length !== 1 || back[0].payload.data.length !== bytes) throw new Error("large event did not read back");
+    return { ms: t2 - t0, appendMs: t1 - t0, readMs: t2 - t1 };
+  },
+
+  /** kill(), then time the first call of the next incarnation (it boots) and one warm call. */
+  async boot(env, { target, name }) {
+    await stubOf(env, target, name).kill();
+    await sleep(50); // the abort follows the reply; let it land
+    return firstCall(env, target, name);
+  },
+
+  /** Time the first call on a stream this process has not touched yet, then a warm call. */
+  async first(env, { target, name }) {
+    return firstCall(env, target, name);
+  },
+
+  /** The object id (hex) of `name`, to find its SQLite file. */
+  async id(env, { target, name }) {
+    return namespaceOf(env, target).idFromName(name).toString();
+  },
+};
+
+async function firstCall(env, target, name) {
+  let retries = 0;
+  for (;;) {
+    const stub = stubOf(env, target, name); // a fresh stub: the old one saw the abort
+    const t0 = now();
+    try {
+      await stub.getEvents({ afterOffset: 0, limit: 1 });
+    } catch (e) {
+      // "shutting down; retry" or a stub broken by the abort: wait and retry, untimed.
+      if (++retries > 20) throw e;
+      await sleep(20);
+      continue;
+    }
+    const bootMs = now() - t0;
+    const t1 = now();
+    await stub.getEvents({ afterOffset: 0, limit: 1 });
+    return { bootMs, warmMs: now() - t1, retries };
+  }
+}
+
+export default {
+  async fetch(request, env) {
+    let body;
+    try {
+      body = await request.json();
+      const run = scenarios[body.scenario];
+      if (!run) throw new Error(`unknown scenario ${JSON.stringify(body.scenario)}`);
+      const result = await run(env, body);
+      return Response.json({ ok: true, result });
+    } catch (e) {
+      return Response.json({ ok: false, error: String(e && e.stack ? e.stack : e) });
+    }
+  },
+};
