@@ -316,19 +316,22 @@ impl Inner {
 
     /// Commits the plan in one transaction, swaps memory only on success,
     /// then runs the post-commit side effects (spec §5.2 steps 3–4).
-    fn commit(self: &Rc<Self>, plan: AppendPlan) -> StreamResult<AppendPlan> {
+    /// The returned plan's `state` has moved into memory; only its events
+    /// and slots remain meaningful.
+    fn commit(self: &Rc<Self>, mut plan: AppendPlan) -> StreamResult<AppendPlan> {
         if plan.events.is_empty() {
             return Ok(plan);
         }
         self.store.commit(&plan.rows(), &plan.state.to_json()).map_err(log_internal)?;
+        let trip = plan.breaker_trip();
         if let Incarnation::Running(rt) = &mut *self.incarnation.borrow_mut() {
-            rt.state = plan.state.clone();
+            rt.state = std::mem::take(&mut plan.state);
         }
-        self.after_commit(&plan);
+        self.after_commit(&plan, trip);
         Ok(plan)
     }
 
-    fn after_commit(self: &Rc<Self>, plan: &AppendPlan) {
+    fn after_commit(self: &Rc<Self>, plan: &AppendPlan, trip: Option<EventInput>) {
         for planned in &plan.events {
             match planned.event.event_type.as_str() {
                 types::CREATED => self.notify_ancestors(),
@@ -343,7 +346,7 @@ impl Inner {
                 _ => {}
             }
         }
-        if let Some(trip) = plan.breaker_trip() {
+        if let Some(trip) = trip {
             if let Err(err) = self.append_inputs(vec![trip], Origin::Stream) {
                 worker::console_error!("circuit breaker trip append failed: {err}");
             }

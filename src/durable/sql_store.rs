@@ -2,7 +2,7 @@
 //! point reads, and one `transactionSync` per commit. This file is the only
 //! place that knows the SQL.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use wasm_bindgen::closure::Closure;
@@ -34,12 +34,15 @@ extern "C" {
 pub struct SqlStore {
     sql: SqlStorage,
     storage: StorageWithTransactions,
+    /// How many `core_state` rows exist, when known: an unchanged count lets a
+    /// commit overwrite them in place instead of deleting first.
+    state_rows: Rc<Cell<Option<usize>>>,
 }
 
 impl SqlStore {
     pub fn new(storage: &Storage) -> Self {
         let raw: &JsValue = storage.as_raw().as_ref();
-        Self { sql: storage.sql(), storage: raw.clone().unchecked_into() }
+        Self { sql: storage.sql(), storage: raw.clone().unchecked_into(), state_rows: Rc::default() }
     }
 
     pub fn create_schema(&self) -> Result<(), StoreError> {
@@ -75,6 +78,17 @@ impl SqlStore {
         match self.storage.transaction_sync(closure.unchecked_ref()) {
             Ok(_) => Ok(()),
             Err(js) => Err(outcome.borrow_mut().take().unwrap_or_else(|| StoreError(format!("transactionSync: {js:?}")))),
+        }
+    }
+
+    /// Replaces every `core_state` row with the chunks of `state_json`.
+    fn push_state(&self, statements: &mut Vec<(&'static str, Vec<JsValue>)>, state_json: &str) {
+        let parts = chunks(state_json.as_bytes());
+        if self.state_rows.get() != Some(parts.len()) {
+            statements.push((DELETE_STATE, Vec::new()));
+        }
+        for (index, chunk) in parts.into_iter().enumerate() {
+            statements.push((INSERT_STATE, vec![js_int(index as u64), JsValue::from_f64(CORE_STATE_VERSION as f64), js_sys::Uint8Array::from(chunk).into()]));
         }
     }
 
@@ -135,7 +149,9 @@ impl SqlStore {
                 store.exec(&format!("DELETE FROM {table}"), vec![])?;
             }
             Ok(())
-        })
+        })?;
+        self.state_rows.set(Some(0));
+        Ok(())
     }
 }
 
@@ -205,6 +221,7 @@ impl EventStore for SqlStore {
 
     fn read_state(&self) -> Result<Option<StoredState>, StoreError> {
         let rows = self.rows("SELECT version, chunk_bytes FROM core_state ORDER BY chunk_index", vec![])?;
+        self.state_rows.set(Some(rows.len()));
         if rows.is_empty() {
             return Ok(None);
         }
@@ -238,29 +255,26 @@ impl EventStore for SqlStore {
                 statements.push((INSERT_CHUNK, vec![js_int(event.offset), js_int(index as u64), js_sys::Uint8Array::from(chunk).into()]));
             }
         }
-        push_state(&mut statements, state_json);
-        self.run_all(statements)
+        self.push_state(&mut statements, state_json);
+        self.run_all(statements)?;
+        self.state_rows.set(Some(chunks(state_json.as_bytes()).len()));
+        Ok(())
     }
 
     fn write_state(&self, state_json: &str) -> Result<(), StoreError> {
         let mut statements = Vec::new();
-        push_state(&mut statements, state_json);
-        self.run_all(statements)
+        self.push_state(&mut statements, state_json);
+        self.run_all(statements)?;
+        self.state_rows.set(Some(chunks(state_json.as_bytes()).len()));
+        Ok(())
     }
 }
 
 const INSERT_EVENT: &str = r#"INSERT INTO events ("offset", type, created_at, idempotency_key) VALUES (?, ?, ?, ?)"#;
 const INSERT_CHUNK: &str = r#"INSERT INTO event_chunks ("offset", chunk_index, chunk_bytes) VALUES (?, ?, ?)"#;
 const DELETE_STATE: &str = "DELETE FROM core_state";
-const INSERT_STATE: &str = "INSERT INTO core_state (chunk_index, version, chunk_bytes) VALUES (?, ?, ?)";
+const INSERT_STATE: &str = "INSERT OR REPLACE INTO core_state (chunk_index, version, chunk_bytes) VALUES (?, ?, ?)";
 
-/// Replaces every `core_state` row with the chunks of `state_json`.
-fn push_state(statements: &mut Vec<(&'static str, Vec<JsValue>)>, state_json: &str) {
-    statements.push((DELETE_STATE, Vec::new()));
-    for (index, chunk) in chunks(state_json.as_bytes()).into_iter().enumerate() {
-        statements.push((INSERT_STATE, vec![js_int(index as u64), JsValue::from_f64(CORE_STATE_VERSION as f64), js_sys::Uint8Array::from(chunk).into()]));
-    }
-}
 
 fn js_int(n: u64) -> JsValue {
     // Offsets and indexes stay below 2^53 (checked at append): exact as doubles.
