@@ -142,11 +142,132 @@ const scenarios = {
     return firstCall(env, target, name);
   },
 
+  /**
+   * 8. Subscription delivery latency: open an inbound WebSocket subscription (live tail, all
+   * types) through the STREAMS service binding, then `n` sequential single appends over DO RPC,
+   * each waiting for the frame that carries it before the next append starts. Ours only: the
+   * baseline has no subscriptions. See subscribeLatency.
+   */
+  async subscribe(env, { target, name, n, payloadBytes = 100, warmAppends = 0, timeoutMs = 10000 }) {
+    if (target !== "ours") throw new Error("subscribe: only target ours has subscriptions");
+    const stub = stubOf(env, target, name);
+    await warm(stub, warmAppends);
+    return subscribeLatency(env, stub, name, { n, payloadBytes, timeoutMs });
+  },
+
   /** The object id (hex) of `name`, to find its SQLite file. */
   async id(env, { target, name }) {
     return namespaceOf(env, target).idFromName(name).toString();
   },
 };
+
+/**
+ * Per append k: clock before the append call → clock in the "message" handler of the frame that
+ * holds event k (matched by payload.i, checked against the offset the append returns). The loop
+ * waits only for the frame, not for the append's RPC reply (the frame usually arrives first; both
+ * leave the DO when the commit is confirmed), so loop time / n is the exact mean append → frame.
+ * The replies are collected meanwhile, timed the same way, and checked at the end.
+ */
+async function subscribeLatency(env, stub, name, { n, payloadBytes, timeoutMs }) {
+  const colon = name.indexOf(":");
+  const q = new URLSearchParams({ namespace: name.slice(0, colon), path: name.slice(colon + 1), subscriptionKey: "bench" });
+  const res = await env.STREAMS.fetch(`http://streams/api/streams/subscribe?${q}`, { headers: { Upgrade: "websocket" } });
+  const ws = res.webSocket;
+  if (res.status !== 101 || !ws) throw new Error(`subscribe: HTTP ${res.status}: ${await res.text()}`);
+  ws.accept();
+
+  let order = 0; // arrival order of frames and append replies
+  const arrived = new Map(); // bench event index -> {t, offset, order}
+  let frames = 0;
+  let firstFrame = null;
+  let waiting = null; // {k, resolve, reject}
+  let failure = null;
+  const fail = (e) => {
+    failure ??= e;
+    if (waiting) waiting.reject(failure);
+  };
+  ws.addEventListener("message", (e) => {
+    const t = now();
+    let f;
+    try {
+      f = JSON.parse(typeof e.data === "string" ? e.data : new TextDecoder().decode(e.data));
+    } catch (err) {
+      return fail(new Error(`unparsable frame: ${err}`));
+    }
+    if (f.type !== "batch") return;
+    frames += 1;
+    firstFrame ??= f;
+    const o = ++order;
+    for (const ev of f.events) if (ev.type === "bench/x") arrived.set(ev.payload.i, { t, offset: ev.offset, order: o });
+    if (waiting && (waiting.k === "first" || arrived.has(waiting.k))) waiting.resolve(arrived.get(waiting.k));
+  });
+  ws.addEventListener("close", (e) => fail(new Error(`socket closed: ${e.code} ${e.reason}`)));
+  ws.addEventListener("error", (e) => fail(new Error(`socket error: ${e.message ?? e}`)));
+
+  /** Resolves with arrived.get(k) once that frame is in ("first": once any frame is). */
+  const frameOf = (k) => {
+    if (k === "first" ? firstFrame : arrived.has(k)) return Promise.resolve(arrived.get(k));
+    if (failure) return Promise.reject(failure);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => fail(new Error(`no frame for append ${k} within ${timeoutMs} ms`)), timeoutMs);
+      const done = (settle) => (v) => {
+        clearTimeout(timer);
+        waiting = null;
+        settle(v);
+      };
+      waiting = { k, resolve: done(resolve), reject: done(reject) };
+    });
+  };
+
+  try {
+    // The initial push (it ends with our own subscriber-connected fact), untimed.
+    await frameOf("first");
+    if (!(firstFrame.streamMaxOffset > 0)) throw new Error(`odd initial push: ${JSON.stringify(firstFrame).slice(0, 300)}`);
+    const initialFrames = frames;
+
+    const lat = new Array(n);
+    const replies = new Array(n);
+    const t0 = now();
+    for (let k = 0; k < n; k++) {
+      const a = now();
+      replies[k] = stub.append({ event: eventOf(k, payloadBytes) }).then(
+        (c) => ({ a, t: now(), order: ++order, offset: c.offset }),
+        (e) => ({ error: e }),
+      );
+      lat[k] = (await frameOf(k)).t - a;
+    }
+    const ms = now() - t0;
+
+    const replyLat = new Array(n);
+    let framesFirst = 0; // frames that arrived before their append's RPC reply
+    for (let k = 0; k < n; k++) {
+      const r = await replies[k];
+      if (r.error) throw r.error;
+      const f = arrived.get(k);
+      if (f.offset !== r.offset) throw new Error(`append ${k}: reply offset ${r.offset}, frame offset ${f.offset}`);
+      if (f.order < r.order) framesFirst += 1;
+      replyLat[k] = r.t - r.a;
+    }
+    lat.sort((x, y) => x - y);
+    replyLat.sort((x, y) => x - y);
+    return {
+      n,
+      ms,
+      meanMs: ms / n,
+      p50Ms: percentile(lat, 50),
+      p99Ms: percentile(lat, 99),
+      maxMs: lat[n - 1],
+      replyP50Ms: percentile(replyLat, 50),
+      replyP99Ms: percentile(replyLat, 99),
+      frames: frames - initialFrames,
+      framesFirst,
+    };
+  } finally {
+    try {
+      ws.close(1000, "bench done");
+    } catch {}
+  }
+}
 
 async function firstCall(env, target, name) {
   let retries = 0;
