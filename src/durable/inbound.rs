@@ -55,6 +55,7 @@ impl Inner {
         attachment.check_size()?;
         self.replace_connection(&key);
         let pair = WebSocketPair::new().map_err(|_| StreamError::internal())?;
+        self.may_have_sockets.set(true);
         self.ctx.accept_web_socket(&pair.server);
         pair.server.serialize_attachment(&attachment).map_err(|_| StreamError::internal())?;
         self.append_presence(EventInput::system(
@@ -78,6 +79,7 @@ impl Inner {
 
     /// Boot step 5: `woken` emptied the roster, so open sockets announce again.
     pub(super) fn reannounce_sockets(self: &Rc<Self>) {
+        self.may_have_sockets.set(!self.ctx.get_websockets().is_empty());
         for (_, attachment) in self.open_sockets() {
             self.append_presence(EventInput::system(
                 types::SUBSCRIBER_CONNECTED,
@@ -88,6 +90,9 @@ impl Inner {
 
     /// Starts a pump for every open socket.
     pub(super) fn wake_sockets(self: &Rc<Self>) {
+        if !self.may_have_sockets.get() {
+            return;
+        }
         for (ws, _) in self.open_sockets() {
             let inner = self.clone();
             let generation = self.generation.get();

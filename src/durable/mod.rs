@@ -77,6 +77,9 @@ pub(crate) struct Inner {
     incarnation: RefCell<Incarnation>,
     /// Bumped whenever in-memory state is dropped, so stale tasks stop.
     generation: Cell<u64>,
+    /// Whether this object may hold sockets: checked at boot, set on accept.
+    /// Spares every commit a `getWebSockets()` call on streams without any.
+    may_have_sockets: Cell<bool>,
 }
 
 impl worker::DurableObject for Stream {
@@ -85,7 +88,15 @@ impl worker::DurableObject for Stream {
         let store = SqlStore::new(&ctx.storage());
         let settings = Settings::from_env(&env);
         inbound::answer_pings(&ctx);
-        let inner = Inner { ctx, env, store, settings, incarnation: RefCell::new(Incarnation::NotBooted), generation: Cell::new(0) };
+        let inner = Inner {
+            ctx,
+            env,
+            store,
+            settings,
+            incarnation: RefCell::new(Incarnation::NotBooted),
+            generation: Cell::new(0),
+            may_have_sockets: Cell::new(true),
+        };
         Self { inner: Rc::new(inner) }
     }
 
