@@ -8,7 +8,7 @@ source scripts/bootstrap.sh
 step() { printf '\n==> %s\n' "$*"; }
 
 step "cargo test (host)"
-cargo test
+cargo test --features test-util
 
 step "purity: src/core must not depend on worker / wasm-bindgen / js-sys / web-sys"
 if [ ! -d src/core ]; then

@@ -12,7 +12,6 @@
 //! Seeds: proptest's own (failures are persisted under `proptest-regressions/`); set
 //! `PROPTEST_CASES` to run more cases.
 
-use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
@@ -23,105 +22,20 @@ use streams::core::event::{parse_committed_event, parse_event_input, types, Even
 use streams::core::json::{parse_json, to_json_string};
 use streams::core::reducer::reduce;
 use streams::core::store::LoadKind;
+use streams::core::testing::MemStore;
 use streams::core::time::{iso_from_ms, parse_rfc3339_ms};
 use streams::core::{
-    load_state, plan_append, plan_inputs, AppendContext, AppendPlan, CoreState, ErrorCode, EventInput, EventStore, NewEvent,
-    Origin, StoreError, StoredEvent, StoredState, StreamError, CORE_STATE_VERSION,
+    load_state, plan_append, plan_inputs, AppendContext, CoreState, ErrorCode, EventInput, EventStore, Origin, StreamError,
 };
 
 const MAX_SAFE: u64 = 9_007_199_254_740_991;
 const T0: f64 = 1_767_607_200_000.0; // 2026-01-05T10:00:00.000Z
 
-// ---------------------------------------------------------------- an in-memory EventStore
-
-/// A small `EventStore` for the tests (the crate's `testing::MemStore` is `cfg(test)`-only).
-#[derive(Default, Clone, Debug, PartialEq)]
-struct Mem {
-    events: RefCell<BTreeMap<u64, (Option<String>, String)>>,
-    state: RefCell<Option<(i64, String)>>,
-    commits: Cell<u32>,
-}
-
-impl Mem {
-    fn snapshot(&self) -> (BTreeMap<u64, (Option<String>, String)>, Option<(i64, String)>) {
-        (self.events.borrow().clone(), self.state.borrow().clone())
-    }
-
-    /// The same log with no stored state: loading it is a full rebuild.
-    fn without_state(&self) -> Mem {
-        Mem { events: RefCell::new(self.events.borrow().clone()), ..Mem::default() }
-    }
-
-    fn apply(&self, plan: &AppendPlan) {
-        if !plan.events.is_empty() {
-            self.commit(&plan.rows(), &plan.state.to_json()).expect("in-memory commit");
-        }
-    }
-}
-
-impl EventStore for Mem {
-    fn max_offset(&self) -> Result<u64, StoreError> {
-        Ok(self.events.borrow().keys().next_back().copied().unwrap_or(0))
-    }
-
-    fn read_range(&self, after: u64, before: Option<u64>, limit: usize, max_bytes: usize) -> Result<Vec<StoredEvent>, StoreError> {
-        let mut out = Vec::new();
-        let mut bytes = 0;
-        for (&offset, (_, json)) in self.events.borrow().range(after + 1..) {
-            if before.is_some_and(|b| offset >= b) || out.len() == limit {
-                break;
-            }
-            if !out.is_empty() && bytes + json.len() > max_bytes {
-                break;
-            }
-            bytes += json.len();
-            out.push(StoredEvent { offset, json: json.clone() });
-        }
-        Ok(out)
-    }
-
-    fn event_at(&self, offset: u64) -> Result<Option<StoredEvent>, StoreError> {
-        Ok(self.events.borrow().get(&offset).map(|(_, json)| StoredEvent { offset, json: json.clone() }))
-    }
-
-    fn event_by_idempotency_key(&self, key: &str) -> Result<Option<StoredEvent>, StoreError> {
-        Ok(self
-            .events
-            .borrow()
-            .iter()
-            .find(|(_, (k, _))| k.as_deref() == Some(key))
-            .map(|(&offset, (_, json))| StoredEvent { offset, json: json.clone() }))
-    }
-
-    fn read_state(&self) -> Result<Option<StoredState>, StoreError> {
-        Ok(self.state.borrow().as_ref().map(|(v, json)| StoredState { version: Some(*v), json: Some(json.clone()) }))
-    }
-
-    fn commit(&self, events: &[NewEvent], state_json: &str) -> Result<(), StoreError> {
-        self.commits.set(self.commits.get() + 1);
-        let mut stored = self.events.borrow_mut();
-        for e in events {
-            if stored.contains_key(&e.offset) {
-                return Err(StoreError(format!("offset {} already stored", e.offset)));
-            }
-            if e.idempotency_key.is_some() && stored.values().any(|(k, _)| *k == e.idempotency_key) {
-                return Err(StoreError(format!("idempotency key {:?} already stored", e.idempotency_key)));
-            }
-            stored.insert(e.offset, (e.idempotency_key.clone(), e.json.clone()));
-        }
-        *self.state.borrow_mut() = Some((CORE_STATE_VERSION, state_json.to_owned()));
-        Ok(())
-    }
-
-    fn write_state(&self, state_json: &str) -> Result<(), StoreError> {
-        *self.state.borrow_mut() = Some((CORE_STATE_VERSION, state_json.to_owned()));
-        Ok(())
-    }
-}
+// The in-memory store is `streams::core::testing::MemStore` (feature `test-util`).
 
 /// A stream as boot leaves it: created@1, woken@2.
-fn booted(now: f64) -> (Mem, CoreState) {
-    let store = Mem::default();
+fn booted(now: f64) -> (MemStore, CoreState) {
+    let store = MemStore::default();
     let clock = move || now;
     let ctx = AppendContext { now_ms: &clock, allowed_bindings: &[], origin: Origin::Stream };
     let boot = vec![
@@ -129,7 +43,7 @@ fn booted(now: f64) -> (Mem, CoreState) {
         EventInput::system(types::WOKEN, json!({"incarnationId": "i-1"})),
     ];
     let plan = plan_inputs(&CoreState::default(), boot, &store, &ctx).expect("boot plans");
-    store.apply(&plan);
+    store.commit_plan(&plan);
     (store, plan.state)
 }
 
@@ -503,7 +417,7 @@ proptest! {
                             }
                         }
                     }
-                    store.apply(&plan);
+                    store.commit_plan(&plan);
                     prop_assert_eq!(plan.state.max_offset, store.max_offset().unwrap());
                     prop_assert_eq!(plan.state.event_count, plan.state.max_offset, "contiguous log: eventCount == maxOffset");
                     state = plan.state;
@@ -588,7 +502,7 @@ fn generated_batches_reach_every_outcome() {
         let batch: Vec<Value> = strategy.new_tree(&mut runner).unwrap().current().iter().map(through_boundary).collect();
         let key = match plan_append(&state, &batch, &store, &ctx) {
             Ok(plan) => {
-                store.apply(&plan);
+                store.commit_plan(&plan);
                 let hit = plan.slots.iter().any(|s| matches!(s, streams::core::Slot::Existing(_)));
                 state = plan.state;
                 if hit { "ok+idempotency-hit".to_owned() } else { "ok".to_owned() }
@@ -729,7 +643,7 @@ fn b3_rebuilt_state_equals_live_state_with_17_digit_numbers() {
     let x = Value::Number(Number::from_f64(123456789.12345679).unwrap());
     let input = json!({"type": types::METADATA_UPDATED, "payload": {"metadata": {"x": x}}});
     let plan = plan_append(&state, &[input], &store, &ctx).unwrap();
-    store.apply(&plan);
+    store.commit_plan(&plan);
     let (rebuilt, _) = load_state(&store.without_state(), &mut |_| {}).unwrap();
     assert_eq!(rebuilt.to_json(), plan.state.to_json());
 }

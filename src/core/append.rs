@@ -340,8 +340,9 @@ mod tests {
         let paused = append(&store, &state, json!([{"type": types::PAUSED, "payload": {"reason": "maintenance"}}])).unwrap().state;
         let err = append(&store, &paused, json!([{"type": "x"}])).unwrap_err();
         assert_eq!(err.to_string(), "stream_paused: stream paused: maintenance");
-        assert!(append(&store, &paused, json!([{"type": types::ERROR_OCCURRED, "payload": {"message": "m"}}])).is_ok());
-        let resumed = append(&store, &paused, json!([{"type": types::RESUMED, "payload": {}}, {"type": "x"}])).unwrap();
+        let errored = append(&store, &paused, json!([{"type": types::ERROR_OCCURRED, "payload": {"message": "m"}}])).unwrap().state;
+        assert!(errored.paused);
+        let resumed = append(&store, &errored, json!([{"type": types::RESUMED, "payload": {}}, {"type": "x"}])).unwrap();
         assert!(!resumed.state.paused);
         let err = append(&store, &resumed.state, json!([{"type": types::PAUSED, "payload": {}}, {"type": "x"}])).unwrap_err();
         assert_eq!(err.to_string(), "stream_paused: stream paused: unknown reason");

@@ -20,7 +20,7 @@ pub mod subscription;
 pub mod subscriber;
 pub mod time;
 
-#[cfg(test)]
+#[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 
 pub use append::{plan_append, plan_inputs, AppendContext, AppendPlan, Origin, Slot};

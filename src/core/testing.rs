@@ -1,4 +1,5 @@
 //! Test support: an in-memory `EventStore` with fault injection, and builders.
+//! Compiled for the crate's own tests and, with the `test-util` feature, for `tests/`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -23,16 +24,31 @@ pub fn event(offset: u64, event_type: &str, payload: Value, created_at: &str) ->
     }
 }
 
-/// An atomic in-memory store. `fail_commits` makes every commit fail, as a
-/// failed `core_state` write inside the transaction would.
-#[derive(Default)]
+/// The stored events: offset → (idempotency key, committed JSON).
+pub type MemEvents = BTreeMap<u64, (Option<String>, String)>;
+
+/// An atomic in-memory store with the SQL schema's uniqueness rules.
+/// `fail_commits` makes every commit fail, as a failed `core_state` write
+/// inside the transaction would; `commits` counts successful commits.
+#[derive(Default, Debug)]
 pub struct MemStore {
-    events: RefCell<BTreeMap<u64, (Option<String>, String)>>,
+    events: RefCell<MemEvents>,
     state: RefCell<Option<(i64, String)>>,
     pub fail_commits: Cell<bool>,
+    pub commits: Cell<u32>,
 }
 
 impl MemStore {
+    /// Everything stored, to compare before and after an operation.
+    pub fn snapshot(&self) -> (MemEvents, Option<(i64, String)>) {
+        (self.events.borrow().clone(), self.state.borrow().clone())
+    }
+
+    /// The same log with no stored state: loading it is a full rebuild.
+    pub fn without_state(&self) -> MemStore {
+        MemStore { events: RefCell::new(self.events.borrow().clone()), ..MemStore::default() }
+    }
+
     pub fn put_events(&self, events: &[Event]) {
         for e in events {
             self.events.borrow_mut().insert(e.offset, (e.idempotency_key.clone(), e.to_json()));
@@ -100,11 +116,19 @@ impl EventStore for MemStore {
         if self.fail_commits.get() {
             return Err(StoreError("injected commit failure".into()));
         }
-        let mut stored = self.events.borrow_mut();
+        let mut stored = self.events.borrow().clone();
         for e in events {
+            if stored.contains_key(&e.offset) {
+                return Err(StoreError(format!("offset {} already stored", e.offset)));
+            }
+            if e.idempotency_key.is_some() && stored.values().any(|(k, _)| *k == e.idempotency_key) {
+                return Err(StoreError(format!("idempotency key {:?} already stored", e.idempotency_key)));
+            }
             stored.insert(e.offset, (e.idempotency_key.clone(), e.json.clone()));
         }
+        *self.events.borrow_mut() = stored;
         *self.state.borrow_mut() = Some((CORE_STATE_VERSION, state_json.to_owned()));
+        self.commits.set(self.commits.get() + 1);
         Ok(())
     }
 
