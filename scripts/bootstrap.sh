@@ -80,4 +80,9 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   streams_bootstrap
 else
   streams_bootstrap || return 1
+  # worker-build (run by build.sh, and by wrangler's [build] in dev.sh) would
+  # otherwise download wasm-bindgen / wasm-opt / esbuild from GitHub.
+  export WASM_BINDGEN_BIN="$STREAMS_CARGO_BIN/wasm-bindgen"
+  export ESBUILD_BIN="$STREAMS_ROOT/node_modules/@esbuild/linux-x64/bin/esbuild"
+  export WASM_OPT_BIN="$STREAMS_ROOT/node_modules/.bin/wasm-opt"
 fi

@@ -4,11 +4,6 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/bootstrap.sh
 
-# worker-build would otherwise download wasm-bindgen / wasm-opt / esbuild from GitHub.
-export WASM_BINDGEN_BIN="${CARGO_HOME:-$HOME/.cargo}/bin/wasm-bindgen"
-export ESBUILD_BIN="$PWD/node_modules/@esbuild/linux-x64/bin/esbuild"
-export WASM_OPT_BIN="$PWD/node_modules/.bin/wasm-opt"
-
 worker-build --release "$@"
 
 for f in build/index.js build/index_bg.wasm; do
