@@ -59,7 +59,7 @@ impl ErrorCode {
         }
     }
 
-    pub fn from_str(code: &str) -> Option<Self> {
+    pub fn from_wire(code: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|c| c.as_str() == code)
     }
 }
@@ -99,7 +99,7 @@ impl StreamError {
     /// Parses `<code>: <message>` back into an error (errors crossing an RPC hop).
     pub fn parse(text: &str) -> Option<Self> {
         let (code, message) = text.split_once(": ")?;
-        Some(Self::new(ErrorCode::from_str(code)?, message))
+        Some(Self::new(ErrorCode::from_wire(code)?, message))
     }
 }
 
@@ -120,7 +120,7 @@ mod tests {
     #[test]
     fn codes_round_trip_through_their_wire_names() {
         for code in ErrorCode::ALL {
-            assert_eq!(ErrorCode::from_str(code.as_str()), Some(code));
+            assert_eq!(ErrorCode::from_wire(code.as_str()), Some(code));
         }
     }
 

@@ -101,6 +101,7 @@ fn check_object_shapes(value: &Value) -> Result<(), String> {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
+#[derive(Default)]
 pub struct StreamConfig {
     /// Accepted for wire compatibility; it does nothing.
     pub simulated_storage_sync_delay_ms: u64,
@@ -108,11 +109,6 @@ pub struct StreamConfig {
     pub circuit_breaker: Option<BreakerConfig>,
 }
 
-impl Default for StreamConfig {
-    fn default() -> Self {
-        Self { simulated_storage_sync_delay_ms: 0, circuit_breaker: None }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

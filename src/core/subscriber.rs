@@ -92,7 +92,7 @@ impl CallableSubscriber {
 
     /// The allowlist check, repeated at append and at dial.
     pub fn check_allowed(&self, allowed_bindings: &[String]) -> Result<(), StreamError> {
-        if self.binding_name != FORBIDDEN_BINDING && allowed_bindings.iter().any(|b| *b == self.binding_name) {
+        if self.binding_name != FORBIDDEN_BINDING && allowed_bindings.contains(&self.binding_name) {
             Ok(())
         } else {
             Err(StreamError::new(
@@ -128,7 +128,7 @@ pub fn parse_descriptor(descriptor: &Value) -> Result<Value, String> {
     let map = descriptor.as_object().ok_or(" must be an object")?;
     let mut normalized = map.clone();
     if let Some(id) = map.get("incarnationId") {
-        if !id.as_str().is_some_and(|s| !s.trim().is_empty()) {
+        if id.as_str().is_none_or(|s| s.trim().is_empty()) {
             return Err(".incarnationId must be a non-empty string".into());
         }
     }
@@ -160,7 +160,7 @@ pub fn announcement_of(descriptor: &Value) -> Option<(&str, &Value)> {
 fn check_announcement(announcement: &Value) -> Result<(), String> {
     let map = announcement.as_object().ok_or(" must be an object")?;
     for field in ["slug", "version"] {
-        if !map.get(field).and_then(Value::as_str).is_some_and(|s| !s.trim().is_empty()) {
+        if map.get(field).and_then(Value::as_str).is_none_or(|s| s.trim().is_empty()) {
             return Err(format!(".{field} must be a non-empty string"));
         }
     }

@@ -49,7 +49,7 @@ extern "C" {
 /// One in-memory life of the object.
 enum Incarnation {
     NotBooted,
-    Running(Runtime),
+    Running(Box<Runtime>),
     /// The object's own name is invalid: every call fails, nothing is written.
     Broken(StreamError),
     /// `kill` replied; the abort follows.
@@ -252,7 +252,7 @@ impl Inner {
         let (state, _) = load_state(&self.store, &mut |w| worker::console_warn!("{}: {w}", name.do_name())).map_err(log_internal)?;
         let needs_created = state.event_count == 0;
         let created = EventInput::system(types::CREATED, json!({"namespace": name.namespace, "path": name.path}));
-        *self.incarnation.borrow_mut() = Incarnation::Running(Runtime { name, state, outbound: Outbound::default() });
+        *self.incarnation.borrow_mut() = Incarnation::Running(Box::new(Runtime { name, state, outbound: Outbound::default() }));
         if needs_created {
             self.append_inputs(vec![created], Origin::Stream)?;
         }
