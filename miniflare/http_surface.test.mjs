@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { startStreams, call, tryCall, uniqueName, splitName, http } from "./helpers/mf.mjs";
+import { startStreams, call, tryCall, uniqueName, splitName, http, doHasFiles } from "./helpers/mf.mjs";
 import { S, readAll, snapshot, assertUnchanged, tryCallAfterKill, breakerConfig } from "./helpers/assertions.mjs";
 import { subscribeRaw, openSubscriber, waitFor, sleep } from "./helpers/subscribers.mjs";
 
@@ -30,21 +30,6 @@ const q = (name) => {
   return `namespace=${encodeURIComponent(namespace)}&path=${encodeURIComponent(p)}`;
 };
 
-/** Whether the DO named `name` has any file on disk (i.e. was ever instantiated with storage). */
-async function doHasFiles(name) {
-  const ns = await mf.getDurableObjectNamespace("STREAM", "streams");
-  const id = ns.idFromName(name).toString();
-  let found = false;
-  const walk = (dir) => {
-    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
-      const p = path.join(dir, entry.name);
-      if (entry.isDirectory()) walk(p);
-      else if (entry.name.startsWith(id)) found = true;
-    }
-  };
-  walk(persistDir);
-  return found;
-}
 
 /** Asserts an HTTP error: status, `{"error":{code,message}}` exactly, JSON content type, no CORS. */
 function assertHttpError(res, status, code, message, note) {
@@ -85,8 +70,8 @@ test("item 5: namespace=Bad → 400 invalid_namespace; path=/a/ → 400 invalid_
   const sub2 = await subscribeRaw(mf, "t:/a/");
   assert.equal(sub2.status, 400);
   assert.equal(sub2.json.error.code, "invalid_path");
-  assert.equal(await doHasFiles("Bad:/a"), false);
-  assert.equal(await doHasFiles("t:/a/"), false);
+  assert.equal(await doHasFiles(mf, persistDir, "Bad:/a"), false);
+  assert.equal(await doHasFiles(mf, persistDir, "t:/a/"), false);
 });
 
 test("item 5: the namespace defaults to `default`", async () => {
@@ -144,12 +129,12 @@ test("path/namespace injection (%2F, .., :, 2000-byte values, bad escapes) is re
     const text = await res.text();
     assert.equal(res.status, 400, `subscribe?${query.slice(0, 80)}: ${text.slice(0, 200)}`);
     assert.equal(JSON.parse(text).error.code, code);
-    for (const n of names) assert.equal(await doHasFiles(n), false, `no DO for ${JSON.stringify(n.slice(0, 80))} (${query.slice(0, 80)})`);
+    for (const n of names) assert.equal(await doHasFiles(mf, persistDir, n), false, `no DO for ${JSON.stringify(n.slice(0, 80))} (${query.slice(0, 80)})`);
   }
   // Control: a valid stream in the same namespace is created on disk, and notifies its root.
   const control = `${ns}:/control`;
   await call(mf, control, "getEvents", {});
-  assert.equal(await doHasFiles(control), true, "control: a touched stream has files");
+  assert.equal(await doHasFiles(mf, persistDir, control), true, "control: a touched stream has files");
   const root = await waitFor(
     () => readAll(mf, `${ns}:/`),
     (events) => events.some((e) => e.type === S("child-stream-created") && e.payload.childPath === "/control"),
@@ -171,7 +156,7 @@ test("odd method segments (%2F, encoded letters, trailing slash, extra segments)
     assertHttpError(res, 404, "not_found", `no route for GET ${p}`, p);
   }
   assertHttpError(await http(mf, "POST", `/nope?${q(name)}`, { body: {} }), 404, "not_found", "no route for POST /nope");
-  assert.equal(await doHasFiles(name), false, "no route reached the DO");
+  assert.equal(await doHasFiles(mf, persistDir, name), false, "no route reached the DO");
 });
 
 // ---- bodies (items 49, 46) ----
@@ -203,7 +188,7 @@ test("item 49: a body over 16 MiB → 413 batch_too_large; exactly 16 MiB is rea
   const res = await mf.dispatchFetch(`http://localhost/api/streams/append?${q(name)}`, { method: "POST", body: stream, duplex: "half" });
   const text = await res.text();
   assertHttpError({ status: res.status, headers: res.headers, text, json: JSON.parse(text) }, 413, "batch_too_large", tooBig, "streamed 20 MiB");
-  assert.equal(await doHasFiles(name), false, "refused bodies never reach the DO");
+  assert.equal(await doHasFiles(mf, persistDir, name), false, "refused bodies never reach the DO");
 
   // Exactly 16 MiB (whitespace-padded `{}`) is within the limit.
   const exact = new Uint8Array(16 * MiB).fill(0x20);
@@ -374,7 +359,7 @@ test("item 52: every non-allowlisted method name → 404 method_not_allowed; the
       assertHttpError(res, 404, "method_not_allowed", `unknown method "${m}"`, `${verb} ${m}`);
     }
   }
-  assert.equal(await doHasFiles(name), false, "no DO was created by refused methods");
+  assert.equal(await doHasFiles(mf, persistDir, name), false, "no DO was created by refused methods");
 });
 
 test("item 52: the wrong verb → 405 with Allow", async () => {
@@ -396,7 +381,7 @@ test("item 52: the wrong verb → 405 with Allow", async () => {
   const postSubscribe = await http(mf, "POST", `/api/streams/subscribe?${q(name)}`, { body: {} });
   assertHttpError(postSubscribe, 405, "method_not_allowed", undefined, "POST subscribe");
   assert.equal(postSubscribe.headers.get("allow"), "GET");
-  assert.equal(await doHasFiles(name), false);
+  assert.equal(await doHasFiles(mf, persistDir, name), false);
 });
 
 // ---- streamPath over HTTP (item 24, HTTP side) ----
@@ -426,7 +411,7 @@ test("item 24 (HTTP): append on /p with streamPath /q lands on /q; /p is never w
     { what: "root notification" },
   );
   await sleep(200);
-  assert.equal(await doHasFiles(`${ns}:/p`), false, "/p was never instantiated (so never woken)");
+  assert.equal(await doHasFiles(mf, persistDir, `${ns}:/p`), false, "/p was never instantiated (so never woken)");
   assert.deepEqual(
     (await readAll(mf, `${ns}:/`)).filter((e) => e.type === S("child-stream-created")).map((e) => e.payload.childPath),
     ["/q"],

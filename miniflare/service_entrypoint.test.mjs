@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { startStreams, call, callService, tryCallService, callManyService, REPO_ROOT } from "./helpers/mf.mjs";
+import { startStreams, call, callService, tryCallService, callManyService, REPO_ROOT, doHasFiles } from "./helpers/mf.mjs";
 import { S, UUID_V4_RE, readAll, snapshot, assertUnchanged, assertError, assertUndefined, SHUTTING_DOWN } from "./helpers/assertions.mjs";
 import { waitFor, sleep } from "./helpers/subscribers.mjs";
 
@@ -28,20 +28,6 @@ const freshNamespace = () => `s${rand()}`;
 const freshPath = () => `/svc-${rand()}`;
 const EIGHT = ["append", "appendBatch", "getEvent", "getEvents", "runtimeState", "reduce", "reset", "kill"];
 
-async function doHasFiles(name) {
-  const ns = await mf.getDurableObjectNamespace("STREAM", "streams");
-  const id = ns.idFromName(name).toString();
-  let found = false;
-  const walk = (dir) => {
-    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
-      const p = path.join(dir, entry.name);
-      if (entry.isDirectory()) walk(p);
-      else if (entry.name.startsWith(id)) found = true;
-    }
-  };
-  walk(persistDir);
-  return found;
-}
 
 /** tryCallService, retrying only the §2.3 shutting-down window after kill/reset. */
 async function tryServiceAfterKill(method, arg) {
@@ -105,7 +91,7 @@ test("item 54: a client worker calls all eight entrypoint methods; namespace def
   const explicit = await callService(mf, "append", { namespace: ns, path: "/x", event: { type: "app/x" } });
   assert.equal(explicit.offset, 3);
   assert.equal((await readAll(mf, `${ns}:/x`))[0].payload.namespace, ns);
-  assert.equal(await doHasFiles(`default:/x`), false, "not the default namespace");
+  assert.equal(await doHasFiles(mf, persistDir, `default:/x`), false, "not the default namespace");
 });
 
 test("item 54: runIdleTeardownNow (and every other non-public name) is absent from the entrypoint", async () => {
@@ -128,7 +114,7 @@ test("item 54: runIdleTeardownNow (and every other non-public name) is absent fr
     assert.equal(o.ok, false, `${method} must not exist, got ${JSON.stringify(o).slice(0, 200)}`);
     assert.doesNotMatch(o.error, /^[a-z_]+: /, `${method}: rejected by the runtime (absent), not by the stream: ${o.error}`);
   }
-  assert.equal(await doHasFiles(`default:${p}`), false, "no stream was touched");
+  assert.equal(await doHasFiles(mf, persistDir, `default:${p}`), false, "no stream was touched");
 });
 
 test("item 54: the built entrypoint class has exactly the eight methods plus fetch", () => {
@@ -157,7 +143,7 @@ test("item 24: service append({path:/p, streamPath:/q, event}) lands on /q; /p g
     { what: "root notified of /q" },
   );
   await sleep(200);
-  assert.equal(await doHasFiles(`${ns}:/p`), false, "/p was never instantiated, so it has no woken");
+  assert.equal(await doHasFiles(mf, persistDir, `${ns}:/p`), false, "/p was never instantiated, so it has no woken");
   assert.deepEqual(
     (await readAll(mf, `${ns}:/`)).filter((e) => e.type === S("child-stream-created")).map((e) => e.payload.childPath),
     ["/q"],
@@ -199,7 +185,7 @@ test("entrypoint errors follow §8 and are checked before any DO is touched", as
     assert.equal(nonString.ok, false, `${method} path: 5`);
     assert.match(nonString.error, /^invalid_(request|path): /, `${method} path: 5`);
   }
-  for (const n of ["Bad:/x", `${ns}:/a/`, `${ns}:/a:b`, `${ns}:/x`]) assert.equal(await doHasFiles(n), false, `no DO for ${n}`);
+  for (const n of ["Bad:/x", `${ns}:/a/`, `${ns}:/a:b`, `${ns}:/x`]) assert.equal(await doHasFiles(mf, persistDir, n), false, `no DO for ${n}`);
 });
 
 test("entrypoint: DO errors come back unchanged as `<code>: <message>`", async () => {

@@ -12,6 +12,7 @@
 //            JSON, so error messages survive (see TOOLCHAIN.md "Testing pitfalls").
 //   echo     miniflare/helpers/echo-host.mjs: the EchoHost fixture DO.
 import { Miniflare } from "miniflare";
+import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -198,13 +199,27 @@ export async function http(mf, method, urlPath, { body, headers = {} } = {}) {
   }
   const res = await mf.dispatchFetch("http://localhost" + urlPath, init);
   const text = await res.text();
-  let json;
+  return { status: res.status, headers: res.headers, text, json: jsonOrUndefined(text) };
+}
+
+/** The parsed JSON of `text`, or undefined when it is not JSON. */
+export function jsonOrUndefined(text) {
   try {
-    json = JSON.parse(text);
+    return JSON.parse(text);
   } catch {
-    json = undefined;
+    return undefined;
   }
-  return { status: res.status, headers: res.headers, text, json };
+}
+
+/** Whether the STREAM object `name` has any file under a Miniflare persistence dir (ever stored anything). */
+export async function doHasFiles(mf, persistDir, name) {
+  const ns = await mf.getDurableObjectNamespace("STREAM", "streams");
+  const id = ns.idFromName(name).toString();
+  const walk = (dir) =>
+    fs.readdirSync(dir, { withFileTypes: true }).some((entry) =>
+      entry.isDirectory() ? walk(path.join(dir, entry.name)) : entry.name.startsWith(id),
+    );
+  return fs.existsSync(persistDir) && walk(persistDir);
 }
 
 let counter = 0;

@@ -2,7 +2,7 @@
 // subscribers opened from Node, the EchoHost fixture, and polling the log.
 import assert from "node:assert/strict";
 import WebSocketClient from "ws";
-import { call, splitName } from "./mf.mjs";
+import { call, splitName, jsonOrUndefined } from "./mf.mjs";
 import { S, readAll } from "./assertions.mjs";
 
 export const ECHO_INPUT = "events.iterate.com/echo-example/input-received";
@@ -190,12 +190,7 @@ export async function openSubscriber(mf, name, params = {}, { headers = {} } = {
   });
   if (res.status !== 101 || !res.webSocket) {
     const text = await res.text();
-    let json;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      json = undefined;
-    }
+    const json = jsonOrUndefined(text);
     const err = new Error(`subscribe refused: HTTP ${res.status} ${text.slice(0, 300)}`);
     err.status = res.status;
     err.json = json;
@@ -248,13 +243,7 @@ export async function subscribeRaw(mf, name, params = {}, { headers = { upgrade:
     return { status: res.status, webSocket: res.webSocket };
   }
   const text = await res.text();
-  let json;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, json, text };
+  return { status: res.status, json: jsonOrUndefined(text), text };
 }
 
 /** Asserts events are strictly ascending by offset (so: in order, no duplicates). */
