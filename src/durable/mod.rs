@@ -253,10 +253,15 @@ impl Inner {
         let needs_created = state.event_count == 0;
         let created = EventInput::system(types::CREATED, json!({"namespace": name.namespace, "path": name.path}));
         *self.incarnation.borrow_mut() = Incarnation::Running(Box::new(Runtime { name, state, outbound: Outbound::default() }));
-        if needs_created {
-            self.append_inputs(vec![created], Origin::Stream)?;
+        let mut announce = if needs_created { vec![created] } else { Vec::new() };
+        announce.push(EventInput::system(types::WOKEN, json!({"incarnationId": random_uuid()})));
+        for fact in announce {
+            if let Err(err) = self.append_inputs(vec![fact], Origin::Stream) {
+                // No incarnation without its `woken`: the next call boots again.
+                *self.incarnation.borrow_mut() = Incarnation::NotBooted;
+                return Err(err);
+            }
         }
-        self.append_inputs(vec![EventInput::system(types::WOKEN, json!({"incarnationId": random_uuid()}))], Origin::Stream)?;
         self.reannounce_sockets();
         Ok(())
     }
@@ -383,12 +388,13 @@ impl Inner {
                     "idempotencyKey": child_notice_key(&ancestor, &name.path),
                 }});
                 async move {
-                    let arg = from_json_text(&event.to_string())?;
-                    call_stream(&env, &target, StreamMethod::Append, Some(&arg)).await.map(|_| ()).map_err(|e| (target, e))
-                        .map_err(|(target, e)| {
-                            worker::console_warn!("child-stream-created on {} failed: {e}", target.do_name());
-                            e
-                        })
+                    let sent = match from_json_text(&event.to_string()) {
+                        Ok(arg) => call_stream(&env, &target, StreamMethod::Append, Some(&arg)).await.map(|_| ()),
+                        Err(err) => Err(err),
+                    };
+                    if let Err(err) = sent {
+                        worker::console_warn!("child-stream-created on {} failed: {err}", target.do_name());
+                    }
                 }
             });
             join_all(notices).await;
