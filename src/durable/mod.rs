@@ -425,7 +425,9 @@ impl Inner {
         let runtime = json!({
             "connections": self.connections_report(),
             "redial": self.redial_report(),
-            "idleTeardownAt": self.idle_deadline().and_then(iso_from_ms),
+            // A teardown is pending only while a connection is live; a passed
+            // deadline kept as the dormancy marker is not one.
+            "idleTeardownAt": self.pending_idle_teardown().and_then(iso_from_ms),
         });
         Ok(format!(r#"{{"coreProcessorState":{},"runtime":{}}}"#, state.to_json(), runtime))
     }

@@ -322,6 +322,11 @@ impl Inner {
         self.idle_deadline().is_some_and(|d| d <= js_sys::Date::now())
     }
 
+    /// The idle deadline, while an outbound connection is live to tear down.
+    pub(super) fn pending_idle_teardown(&self) -> Option<f64> {
+        self.idle_deadline().filter(|_| self.has_live_outbound())
+    }
+
     fn has_live_outbound(&self) -> bool {
         self.with_outbound(|o| !o.connections.is_empty()).unwrap_or(false)
     }
