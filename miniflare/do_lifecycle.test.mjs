@@ -3,9 +3,8 @@
 import { before, after, test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
-import { startStreams, call, tryCall, uniqueName, splitName } from "./helpers/mf.mjs";
+import { call, tryCall, uniqueName, splitName, startPersistedStreams, stopPersistedStreams } from "./helpers/mf.mjs";
 import {
   S,
   ISO_MS_RE,
@@ -26,14 +25,10 @@ let persistDir;
 
 before(async () => {
   // Persisted to a temp dir so "nothing is written" can be checked on the DO's own SQLite file.
-  persistDir = fs.mkdtempSync(path.join(os.tmpdir(), "streams-lifecycle-"));
-  mf = await startStreams({ miniflare: { durableObjectsPersist: persistDir } });
+  ({ mf, persistDir } = await startPersistedStreams("streams-lifecycle-"));
 });
 
-after(async () => {
-  await mf?.dispose();
-  if (persistDir) fs.rmSync(persistDir, { recursive: true, force: true });
-});
+after(() => stopPersistedStreams(mf, persistDir));
 
 /** The bytes of a DO's SQLite database and WAL, or "" when the object has no files. */
 async function sqliteBytesOf(name) {

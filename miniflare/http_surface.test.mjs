@@ -2,10 +2,7 @@
 // (STREAM.md §2.1, §8, §9.3; §14 items 5, 24 (HTTP side), 46, 49, 50, 51, 52).
 import { before, after, test } from "node:test";
 import assert from "node:assert/strict";
-import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import { startStreams, call, tryCall, uniqueName, splitName, http, doHasFiles } from "./helpers/mf.mjs";
+import { startStreams, call, tryCall, uniqueName, splitName, http, doHasFiles, startPersistedStreams, stopPersistedStreams } from "./helpers/mf.mjs";
 import { S, readAll, snapshot, assertUnchanged, tryCallAfterKill, breakerConfig } from "./helpers/assertions.mjs";
 import { subscribeRaw, openSubscriber, waitFor, sleep } from "./helpers/subscribers.mjs";
 
@@ -14,14 +11,10 @@ let persistDir;
 
 before(async () => {
   // Persisted to a temp dir so "no DO was created" can be checked on disk.
-  persistDir = fs.mkdtempSync(path.join(os.tmpdir(), "streams-http-"));
-  mf = await startStreams({ miniflare: { durableObjectsPersist: persistDir } });
+  ({ mf, persistDir } = await startPersistedStreams("streams-http-"));
 });
 
-after(async () => {
-  await mf?.dispose();
-  if (persistDir) fs.rmSync(persistDir, { recursive: true, force: true });
-});
+after(() => stopPersistedStreams(mf, persistDir));
 
 const MiB = 1024 * 1024;
 const freshNamespace = () => `h${Math.random().toString(36).slice(2, 10)}`;

@@ -4,9 +4,8 @@
 import { before, after, test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
-import { startStreams, call, callService, tryCallService, callManyService, REPO_ROOT, doHasFiles } from "./helpers/mf.mjs";
+import { startStreams, call, callService, tryCallService, callManyService, REPO_ROOT, doHasFiles, startPersistedStreams, stopPersistedStreams } from "./helpers/mf.mjs";
 import { S, UUID_V4_RE, readAll, snapshot, assertUnchanged, assertError, assertUndefined, SHUTTING_DOWN } from "./helpers/assertions.mjs";
 import { waitFor, sleep } from "./helpers/subscribers.mjs";
 
@@ -14,14 +13,10 @@ let mf;
 let persistDir;
 
 before(async () => {
-  persistDir = fs.mkdtempSync(path.join(os.tmpdir(), "streams-service-"));
-  mf = await startStreams({ miniflare: { durableObjectsPersist: persistDir } });
+  ({ mf, persistDir } = await startPersistedStreams("streams-service-"));
 });
 
-after(async () => {
-  await mf?.dispose();
-  if (persistDir) fs.rmSync(persistDir, { recursive: true, force: true });
-});
+after(() => stopPersistedStreams(mf, persistDir));
 
 const rand = () => Math.random().toString(36).slice(2, 10);
 const freshNamespace = () => `s${rand()}`;

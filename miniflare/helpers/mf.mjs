@@ -13,6 +13,7 @@
 //   echo     miniflare/helpers/echo-host.mjs: the EchoHost fixture DO.
 import { Miniflare } from "miniflare";
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -209,6 +210,19 @@ export function jsonOrUndefined(text) {
   } catch {
     return undefined;
   }
+}
+
+/** startStreams with Durable Object storage persisted to a fresh temp dir (to inspect on disk). */
+export async function startPersistedStreams(prefix, opts = {}) {
+  const persistDir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const mf = await startStreams({ ...opts, miniflare: { ...(opts.miniflare ?? {}), durableObjectsPersist: persistDir } });
+  return { mf, persistDir };
+}
+
+/** Disposes what startPersistedStreams started and removes its dir. */
+export async function stopPersistedStreams(mf, persistDir) {
+  await mf?.dispose();
+  if (persistDir) fs.rmSync(persistDir, { recursive: true, force: true });
 }
 
 /** Whether the STREAM object `name` has any file under a Miniflare persistence dir (ever stored anything). */
