@@ -161,6 +161,27 @@ function runNode(code) {
   });
 }
 
+/**
+ * Compiles a TypeScript snippet as a consumer's project would: strict, from a folder inside
+ * node_modules, so package imports resolve only through installed packages and their exports.
+ */
+async function typeCheckAsConsumer(code, line) {
+  const dir = path.join(REPO_ROOT, "node_modules", ".cache", "readme-snippets");
+  fs.mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, `readme-line-${line}.ts`);
+  fs.writeFileSync(file, code.endsWith("\n") ? code : code + "\n");
+  const config = path.join(dir, `tsconfig-${line}.json`);
+  const compilerOptions = {
+    target: "ES2022", module: "ES2022", moduleResolution: "bundler", lib: ["ES2022", "DOM"],
+    strict: true, noEmit: true, skipLibCheck: true, types: [],
+  };
+  fs.writeFileSync(config, JSON.stringify({ compilerOptions, files: [file] }));
+  const tsc = path.join(REPO_ROOT, "node_modules", ".bin", "tsc");
+  await run(tsc, ["-p", config], { cwd: dir, timeout: SNIPPET_TIMEOUT_MS }).catch((e) => {
+    assert.fail(`README.md line ${line}: the TypeScript snippet does not compile for a consumer:\n${e.stdout}${e.stderr}`);
+  });
+}
+
 /** The package.json scripts a "two commands" block names; such a block cannot run inside `npm test`. */
 function npmScriptsOnly(code) {
   const commands = code.split("\n").map((l) => l.replace(/#.*/, "").trim()).filter(Boolean);
@@ -195,11 +216,14 @@ test("README: every snippet runs, in order, against the built Worker", async () 
       case "mjs":
         await runNode(block.code);
         break;
+      case "ts":
+        await typeCheckAsConsumer(block.code, block.line);
+        break;
       case "json":
         JSON.parse(block.code);
         break;
       default:
-        assert.fail(`${where}: no test runs \`\`\`${block.lang || "(no language)"} blocks; use sh, js or json, or mark it <!-- tested-by: … -->`);
+        assert.fail(`${where}: no test runs \`\`\`${block.lang || "(no language)"} blocks; use sh, js, ts or json, or mark it <!-- tested-by: … -->`);
     }
   }
 });
