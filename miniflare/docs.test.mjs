@@ -15,6 +15,7 @@ import {
   markdownSection,
   methodNames,
   routePaths,
+  rustMessagePatterns,
   rustSources,
 } from "./helpers/docs.mjs";
 
@@ -35,6 +36,21 @@ test("docs: every error code in the Rust error enum has a row in the protocol's 
   assert.ok(codes.length >= 14, `found only ${codes.length} error codes: ${codes}`);
   const table = markdownSection(protocol, "Errors");
   for (const code of codes) assert.ok(errorRow(table, code), `docs/protocol.md#errors has no table row for \`${code}\``);
+});
+
+test("docs: every error message in the protocol's error table is one the code produces", () => {
+  const patterns = rustMessagePatterns(sources);
+  const table = markdownSection(protocol, "Errors");
+  const rows = table.split("\n").filter((line) => /^\| `[a-z_]+` \|/.test(line));
+  let checked = 0;
+  for (const row of rows) {
+    const messages = [...row.split("|")[3].matchAll(/`([^`]+)`/g)].map((m) => m[1]).filter((m) => !/^(reset|kill)$/.test(m));
+    for (const message of messages) {
+      checked++;
+      assert.ok(patterns.some((p) => p.test(message)), `docs/protocol.md#errors lists \`${message}\`, which no Rust string produces`);
+    }
+  }
+  assert.ok(checked >= 30, `checked only ${checked} messages`);
 });
 
 // Until the API layer answers a wrong verb with 405 (it still maps method_not_allowed to 404).
