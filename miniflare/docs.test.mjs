@@ -6,7 +6,7 @@ import { execFile, spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
-import { REPO_ROOT, startStreams } from "./helpers/mf.mjs";
+import { REPO_ROOT, http, startStreams } from "./helpers/mf.mjs";
 import {
   codeBlocks,
   configurationNames,
@@ -271,4 +271,20 @@ test("docs: the export script in operations.md writes the stream as JSON lines",
   assert.ok(events.length >= 3, `exported ${events.length} events`);
   events.forEach((event, i) => assert.equal(event.offset, i + 1, "offsets are gap-free from 1"));
   assert.equal(events[0].type, "events.iterate.com/stream/created");
+});
+
+test("docs: the system event examples in protocol.md append as documented", async () => {
+  const example = codeBlocks(markdownSection(protocol, "System events")).find((b) => b.lang === "json");
+  assert.ok(example, "protocol.md#system-events has an example batch");
+  const events = JSON.parse(example.code);
+  const stream = "namespace=docs-examples&path=/demo"; // the documented path, in a namespace of its own
+  const appended = await http(mf, "POST", `/api/streams/appendBatch?${stream}`, { body: { events } });
+  assert.equal(appended.status, 200, appended.text);
+  assert.deepEqual(appended.json.map((e) => e.type), events.map((e) => e.type));
+  const { json } = await http(mf, "GET", `/api/streams/runtimeState?${stream}`);
+  const state = json.coreProcessorState;
+  assert.deepEqual(state.config.circuitBreaker, { burstCapacity: 100, refillRatePerMinute: 600 });
+  assert.deepEqual(state.metadata, { owner: "team-a" });
+  assert.equal(state.paused, false);
+  assert.deepEqual(state.childPaths, ["/demo/jobs"]);
 });
