@@ -91,8 +91,9 @@ test("docs: every variable and secret the Worker reads is in the operations guid
   }
 });
 
-test("docs: links between README and docs/ point at files and headings that exist", () => {
-  const files = ["README.md", ...fs.readdirSync(path.join(REPO_ROOT, "docs")).filter((f) => f.endsWith(".md")).map((f) => `docs/${f}`)];
+test("docs: relative links in the Markdown files point at files and headings that exist", () => {
+  const inDir = (dir) => fs.readdirSync(path.join(REPO_ROOT, dir)).filter((f) => f.endsWith(".md")).map((f) => path.join(dir, f));
+  const files = [...inDir("."), ...inDir("docs"), ...inDir("bench")];
   for (const file of files) {
     const text = read(file);
     for (const [, target] of text.matchAll(/\]\(([^)\s]+)\)/g)) {
