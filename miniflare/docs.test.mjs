@@ -289,3 +289,15 @@ test("docs: the system event examples in protocol.md append as documented", asyn
   assert.equal(state.paused, false);
   assert.deepEqual(state.childPaths, ["/demo/jobs"]);
 });
+
+test("docs: committed files cite only what is in the repository (no outside documents, machine paths or tracker numbers)", async () => {
+  const { stdout } = await run("git", ["ls-files"], { cwd: REPO_ROOT });
+  const outside = /\b(?:STREAM|TOOLCHAIN|WORKERS-RS-NOTES|UPSTREAM-CONSUMERS)\.md\b|\bshared\/spec\b|\/work\/|\bissues? #?\d+\b/;
+  const self = path.relative(REPO_ROOT, new URL(import.meta.url).pathname);
+  const checked = stdout.split("\n").filter((f) => f.endsWith(".md") && f !== self);
+  const offenders = [];
+  for (const file of checked) {
+    read(file).split("\n").forEach((line, i) => outside.test(line) && offenders.push(`${file}:${i + 1}: ${line.trim()}`));
+  }
+  assert.deepEqual(offenders, []);
+});
