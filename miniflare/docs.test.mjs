@@ -6,7 +6,7 @@ import { execFile, spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
-import { REPO_ROOT, startStreams } from "./helpers/mf.mjs";
+import { REPO_ROOT, http, startStreams } from "./helpers/mf.mjs";
 import {
   codeBlocks,
   configurationNames,
@@ -15,6 +15,7 @@ import {
   markdownSection,
   methodNames,
   routePaths,
+  rustMessagePatterns,
   rustSources,
 } from "./helpers/docs.mjs";
 
@@ -35,6 +36,21 @@ test("docs: every error code in the Rust error enum has a row in the protocol's 
   assert.ok(codes.length >= 14, `found only ${codes.length} error codes: ${codes}`);
   const table = markdownSection(protocol, "Errors");
   for (const code of codes) assert.ok(errorRow(table, code), `docs/protocol.md#errors has no table row for \`${code}\``);
+});
+
+test("docs: every error message in the protocol's error table is one the code produces", () => {
+  const patterns = rustMessagePatterns(sources);
+  const table = markdownSection(protocol, "Errors");
+  const rows = table.split("\n").filter((line) => /^\| `[a-z_]+` \|/.test(line));
+  let checked = 0;
+  for (const row of rows) {
+    const messages = [...row.split("|")[3].matchAll(/`([^`]+)`/g)].map((m) => m[1]).filter((m) => !/^(reset|kill)$/.test(m));
+    for (const message of messages) {
+      checked++;
+      assert.ok(patterns.some((p) => p.test(message)), `docs/protocol.md#errors lists \`${message}\`, which no Rust string produces`);
+    }
+  }
+  assert.ok(checked >= 30, `checked only ${checked} messages`);
 });
 
 // Until the API layer answers a wrong verb with 405 (it still maps method_not_allowed to 404).
@@ -75,8 +91,9 @@ test("docs: every variable and secret the Worker reads is in the operations guid
   }
 });
 
-test("docs: links between README and docs/ point at files and headings that exist", () => {
-  const files = ["README.md", ...fs.readdirSync(path.join(REPO_ROOT, "docs")).filter((f) => f.endsWith(".md")).map((f) => `docs/${f}`)];
+test("docs: relative links in the Markdown files point at files and headings that exist", () => {
+  const inDir = (dir) => fs.readdirSync(path.join(REPO_ROOT, dir)).filter((f) => f.endsWith(".md")).map((f) => path.join(dir, f));
+  const files = [...inDir("."), ...inDir("docs"), ...inDir("bench")];
   for (const file of files) {
     const text = read(file);
     for (const [, target] of text.matchAll(/\]\(([^)\s]+)\)/g)) {
@@ -255,4 +272,32 @@ test("docs: the export script in operations.md writes the stream as JSON lines",
   assert.ok(events.length >= 3, `exported ${events.length} events`);
   events.forEach((event, i) => assert.equal(event.offset, i + 1, "offsets are gap-free from 1"));
   assert.equal(events[0].type, "events.iterate.com/stream/created");
+});
+
+test("docs: the system event examples in protocol.md append as documented", async () => {
+  const example = codeBlocks(markdownSection(protocol, "System events")).find((b) => b.lang === "json");
+  assert.ok(example, "protocol.md#system-events has an example batch");
+  const events = JSON.parse(example.code);
+  const stream = "namespace=docs-examples&path=/demo"; // the documented path, in a namespace of its own
+  const appended = await http(mf, "POST", `/api/streams/appendBatch?${stream}`, { body: { events } });
+  assert.equal(appended.status, 200, appended.text);
+  assert.deepEqual(appended.json.map((e) => e.type), events.map((e) => e.type));
+  const { json } = await http(mf, "GET", `/api/streams/runtimeState?${stream}`);
+  const state = json.coreProcessorState;
+  assert.deepEqual(state.config.circuitBreaker, { burstCapacity: 100, refillRatePerMinute: 600 });
+  assert.deepEqual(state.metadata, { owner: "team-a" });
+  assert.equal(state.paused, false);
+  assert.deepEqual(state.childPaths, ["/demo/jobs"]);
+});
+
+test("docs: committed files cite only what is in the repository (no outside documents, machine paths or tracker numbers)", async () => {
+  const { stdout } = await run("git", ["ls-files"], { cwd: REPO_ROOT });
+  const outside = /\b(?:STREAM|TOOLCHAIN|WORKERS-RS-NOTES|UPSTREAM-CONSUMERS)\.md\b|\bshared\/spec\b|\/work\/|\bissues? #?\d+\b/;
+  const self = path.relative(REPO_ROOT, new URL(import.meta.url).pathname);
+  const checked = stdout.split("\n").filter((f) => f.endsWith(".md") && f !== self);
+  const offenders = [];
+  for (const file of checked) {
+    read(file).split("\n").forEach((line, i) => outside.test(line) && offenders.push(`${file}:${i + 1}: ${line.trim()}`));
+  }
+  assert.deepEqual(offenders, []);
 });

@@ -139,3 +139,21 @@ export function codeBlocks(markdown) {
   }
   return blocks;
 }
+
+/** Every Rust string literal, as a pattern: `{…}` placeholders match any text. */
+export function rustMessagePatterns(sources) {
+  const patterns = [];
+  for (const { text } of sources) {
+    for (const [, raw] of text.matchAll(/"((?:[^"\\\n]|\\.)*)"/g)) {
+      if (raw.length < 6) continue;
+      const literal = raw.replace(/\\(.)/g, "$1");
+      const parts = literal.split(/(?<!\{)\{[A-Za-z0-9_:.?]*\}(?!\})/);
+      // A literal that is mostly placeholders ("{}: {}") would match any message.
+      if (!/[A-Za-z]{3,}/.test(parts.join(" "))) continue;
+      const unescape = (part) => part.replaceAll("{{", "{").replaceAll("}}", "}");
+      const regex = parts.map((part) => unescape(part).replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join(".+");
+      patterns.push(new RegExp(`^${regex}$`));
+    }
+  }
+  return patterns;
+}
