@@ -41,7 +41,7 @@ export interface SqlStatement {
  * there. The statements and the new checkpoint/state row commit in the same transaction as the
  * events, so its tables never lag or lead the mirror.
  */
-export interface BrowserProcessor<State extends Json = Json> {
+export interface BrowserProcessor<State = Json> {
   /** Stable identity: its `processor_state` row and its tables belong to it. */
   slug: string;
   /** Bump when the tables or the state change shape: its tables are dropped and rebuilt from the local mirror. */
@@ -50,6 +50,7 @@ export interface BrowserProcessor<State extends Json = Json> {
   tables: readonly string[];
   /** `CREATE TABLE/INDEX IF NOT EXISTS …` statements. */
   schema: readonly string[];
+  /** The state before the first event; states are stored as JSON, so keep them JSON-serialisable. */
   initialState: State;
   apply(state: State, events: readonly MirroredEvent[]): { state: State; statements: SqlStatement[] };
 }
@@ -162,7 +163,7 @@ export interface EventRow {
   type: string;
   created_at: string;
   idempotency_key: string | null;
-  /** The committed event exactly as delivered (compact JSON). */
+  /** The committed event as JSON. */
   json: string;
 }
 
