@@ -334,14 +334,6 @@ export class SharedStream {
     }
     if (frame.type !== "batch") return;
     const batch = frame as SubscriberBatch;
-    // TEMP-SHIM until the server sends the continuity fields (remove before landing).
-    if (batch.afterOffset === undefined) {
-      const b = batch as unknown as Record<string, unknown>;
-      b.afterOffset = (this as unknown as { __through?: Record<number, number> }).__through?.[epoch] ?? this.#snapshot.subscribedAfterOffset;
-      b.throughOffset = batch.events.at(-1)?.offset ?? b.afterOffset;
-      ((this as unknown as { __through: Record<number, number> }).__through ??= {})[epoch] = b.throughOffset as number;
-      b.streamId = null;
-    }
     void this.#serial(() => this.#applyBatch(batch, epoch));
   }
 

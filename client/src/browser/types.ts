@@ -1,30 +1,13 @@
 // The public interface of the browser runtime (`@streams/client/browser`) and the React
 // bindings (`@streams/client/react`): a live, self-healing SQLite mirror of one stream.
 
-/** Any JSON value. */
-export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+import type { EventInput, Json, StreamEvent } from "../types.js";
 
+export type { Json };
 /** What you append (the stream rejects unknown keys). */
-export interface AppendInput {
-  type: string;
-  payload?: Json;
-  metadata?: { [key: string]: Json };
-  source?: { processor?: { slug: string; version: string } };
-  idempotencyKey?: string;
-  /** Precondition: the offset this event must get. */
-  offset?: number;
-}
-
+export type AppendInput = EventInput;
 /** A committed event as the stream delivers it. */
-export interface MirroredEvent {
-  type: string;
-  payload?: Json;
-  metadata?: { [key: string]: Json };
-  source?: { processor?: { slug: string; version: string } };
-  idempotencyKey?: string;
-  offset: number;
-  createdAt: string;
-}
+export type MirroredEvent = StreamEvent;
 
 /** A SQL value as SQLite returns it to JavaScript. */
 export type SqlValue = null | number | string | bigint | Uint8Array;
