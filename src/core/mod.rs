@@ -19,6 +19,7 @@ pub mod store;
 pub mod subscription;
 pub mod subscriber;
 pub mod time;
+pub mod token;
 
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
