@@ -3,6 +3,7 @@
 //! allowlist. It has no platform dependency: no `worker`, `wasm_bindgen`,
 //! `js_sys` or `web_sys` (a check in the test script enforces this).
 
+pub mod access;
 pub mod append;
 pub mod breaker;
 pub mod chunk;

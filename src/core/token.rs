@@ -191,7 +191,8 @@ fn non_empty_strings<'a>(claims: &'a Map<String, Value>, name: &str) -> Result<V
 
 fn decode_json_object(part: &str) -> Option<Map<String, Value>> {
     let bytes = base64url_decode(part)?;
-    match serde_json::from_slice(&bytes).ok()? {
+    // from_str, not from_slice: the worker already carries that parser.
+    match serde_json::from_str(std::str::from_utf8(&bytes).ok()?).ok()? {
         Value::Object(map) => Some(map),
         _ => None,
     }
