@@ -3,55 +3,48 @@
 // across CORS. The same page served from an origin outside STREAMS_CORS_ORIGINS can do neither.
 import { before, after, test } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import http from "node:http";
-import { chromium } from "playwright-core";
-import { startStreams, call } from "./helpers/mf.mjs";
+import path from "node:path";
+import { startStreams, call, REPO_ROOT } from "./helpers/mf.mjs";
+import { launchBrowser } from "./helpers/browser.mjs";
+import { codeBlocks } from "./helpers/docs.mjs";
 import { readAll } from "./helpers/assertions.mjs";
 import { signJwt, claims } from "./helpers/jwt.mjs";
 
-const CHROMIUM = "/usr/bin/chromium";
 const SECRET = "browser-test-secret";
 const NS = "web";
 const PATH = `/users/u${Math.random().toString(36).slice(2, 8)}`;
 
-/** Installs Debian's chromium when it is missing (we run as root); never skips. */
-function ensureChromium() {
-  if (fs.existsSync(CHROMIUM)) return;
-  execFileSync("apt-get", ["install", "-y", "--no-install-recommends", "chromium"], { stdio: "inherit", env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
-  assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is still missing after apt-get install`);
-}
-
-// The page: subscribe with the read token in the query and wait for the first batch (or an error),
-// append with the append token in a header (which needs a CORS preflight), then wait for the
-// appended event on the socket. It reports what happened in `window.result`.
+// The page runs the browser example of docs/access.md as written. Around it: its inputs, `show`
+// collecting frames, a record of the sockets it opens, and a report in `window.result` of what
+// happened (socket state, the append's answer or the error fetch threw, the delivered events).
+const [EXAMPLE] = codeBlocks(fs.readFileSync(path.join(REPO_ROOT, "docs", "access.md"), "utf8")).filter((b) => b.testedBy === "miniflare/access_browser.test.mjs");
 const PAGE = `<!doctype html><meta charset="utf-8"><title>access</title><script type="module">
-const cfg = JSON.parse(decodeURIComponent(location.hash.slice(1)));
+const { api, namespace, path, readToken, appendToken } = JSON.parse(decodeURIComponent(location.hash.slice(1)));
 const frames = [];
-const q = new URLSearchParams({ namespace: cfg.ns, path: cfg.path, replayAfterOffset: "0", access_token: cfg.readToken });
-const ws = new WebSocket(cfg.api.replace(/^http/, "ws") + "/api/streams/subscribe?" + q);
-const socket = await new Promise((resolve) => {
-  ws.onmessage = (m) => { frames.push(JSON.parse(m.data)); resolve("open"); };
-  ws.onerror = () => resolve("error");
+const show = (frame) => frames.push(frame);
+const sockets = [];
+window.WebSocket = class extends WebSocket {
+  constructor(...args) { super(...args); sockets.push(this); }
+};
+const settled = () => new Promise((resolve) => {
+  const poll = () => (sockets[0].readyState === 0 || (sockets[0].readyState === 1 && frames.length === 0) ? setTimeout(poll, 20) : resolve());
+  poll();
 });
+const delivered = () => frames.flatMap((f) => f.events ?? []);
 let append;
 try {
-  const res = await fetch(cfg.api + "/api/streams/append?" + new URLSearchParams({ namespace: cfg.ns, path: cfg.path }), {
-    method: "POST",
-    headers: { authorization: "Bearer " + cfg.appendToken, "content-type": "application/json" },
-    body: JSON.stringify({ event: { type: "app/clicked", payload: { from: location.origin } } }),
-  });
+${EXAMPLE.code}
   append = { status: res.status, event: await res.json() };
+  for (const deadline = Date.now() + 5000; !delivered().some((e) => e.offset === append.event.offset) && Date.now() < deadline; ) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
 } catch (e) {
   append = { error: e.name };
 }
-const delivered = () => frames.flatMap((f) => f.events ?? []);
-for (const deadline = Date.now() + 5000; socket === "open" && append.event && Date.now() < deadline; ) {
-  if (delivered().some((e) => e.offset === append.event.offset)) break;
-  await new Promise((r) => setTimeout(r, 20));
-}
-window.result = { socket, append, delivered: delivered().map((e) => e.type) };
+await settled();
+window.result = { socket: ["connecting", "open", "closing", "closed"][sockets[0].readyState], append, delivered: delivered().map((e) => e.type) };
 </script>`;
 
 function servePage() {
@@ -69,13 +62,12 @@ let refusedServer;
 let browser;
 
 before(async () => {
-  ensureChromium();
   [pageServer, refusedServer] = await Promise.all([servePage(), servePage()]);
   mf = await startStreams({
     bindings: { STREAMS_JWT_SECRET: SECRET, STREAMS_CORS_ORIGINS: `http://127.0.0.1:${pageServer.address().port}` },
   });
   api = new URL(await mf.ready).origin;
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+  browser = await launchBrowser();
 });
 
 after(async () => {
@@ -88,7 +80,7 @@ after(async () => {
 async function runPage(server) {
   const cfg = {
     api,
-    ns: NS,
+    namespace: NS,
     path: PATH,
     readToken: signJwt(claims({ ns: NS, paths: [PATH], ops: ["read"] }), SECRET),
     appendToken: signJwt(claims({ ns: NS, paths: [`${PATH}/**`], ops: ["append"] }), SECRET),
@@ -122,6 +114,6 @@ test("the same page on an unlisted origin can neither subscribe nor append", asy
   const before = (await readAll(mf, `${NS}:${PATH}`)).length;
   const result = await runPage(refusedServer);
   // The upgrade is refused (403), and the preflight for the bearer header fails, so fetch rejects.
-  assert.deepEqual(result, { socket: "error", append: { error: "TypeError" }, delivered: [] });
+  assert.deepEqual(result, { socket: "closed", append: { error: "TypeError" }, delivered: [] });
   assert.equal((await readAll(mf, `${NS}:${PATH}`)).length, before);
 });
