@@ -44,7 +44,11 @@ impl Op {
                 Some(Self::Read)
             }
             StreamMethod::Append | StreamMethod::AppendBatch => Some(Self::Append),
-            StreamMethod::Reset | StreamMethod::Kill | StreamMethod::RunIdleTeardownNow | StreamMethod::SimulateHibernation => None,
+            StreamMethod::Reset
+            | StreamMethod::Kill
+            | StreamMethod::RunIdleTeardownNow
+            | StreamMethod::SimulateHibernation
+            | StreamMethod::NotifyChildStreamCreated => None,
         }
     }
 }
@@ -398,9 +402,9 @@ mod tests {
     }
 
     #[test]
-    fn only_reset_kill_and_the_hooks_are_ungrantable() {
+    fn every_public_method_but_reset_and_kill_is_grantable() {
         for method in StreamMethod::ALL {
-            let admin_only = method.needs_admin() || method.is_test_hook();
+            let admin_only = method.needs_admin() || method.http() == crate::core::rpc::HttpAccess::Unreachable;
             assert_eq!(Op::for_method(method).is_none(), admin_only, "{method:?}");
         }
     }
