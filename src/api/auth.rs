@@ -4,8 +4,8 @@
 
 use worker::{Env, Headers, Response, ResponseBuilder};
 
-use crate::core::access::{origin_refused, AccessKeys, CorsOrigins};
-use crate::core::StreamError;
+use streams_core::access::{origin_refused, AccessKeys, CorsOrigins};
+use streams_core::StreamError;
 use crate::settings::text;
 
 /// The query parameter that may carry a scoped token on the WebSocket route.

@@ -4,4 +4,3 @@ mod auth;
 mod entrypoint;
 mod http;
 mod target;
-pub mod wire;

@@ -404,7 +404,7 @@ mod tests {
     #[test]
     fn every_public_method_but_reset_and_kill_is_grantable() {
         for method in StreamMethod::ALL {
-            let admin_only = method.needs_admin() || method.http() == crate::core::rpc::HttpAccess::Unreachable;
+            let admin_only = method.needs_admin() || method.http() == crate::rpc::HttpAccess::Unreachable;
             assert_eq!(Op::for_method(method).is_none(), admin_only, "{method:?}");
         }
     }
