@@ -105,6 +105,19 @@ function processGroup(pgid) {
   return members;
 }
 
+/** A body of exactly `bytes` spaces, streamed in 1 MiB chunks with no content-length, then ended. */
+function chunked(bytes) {
+  let left = bytes;
+  return new ReadableStream({
+    pull(controller) {
+      if (left === 0) return controller.close();
+      const n = Math.min(left, 1024 * 1024);
+      left -= n;
+      controller.enqueue(new Uint8Array(n).fill(0x20));
+    },
+  });
+}
+
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function waitFor(what, check, timeoutMs) {
@@ -137,6 +150,16 @@ for (const signal of ["SIGTERM", "SIGINT"]) {
         const res = await fetch(`http://127.0.0.1:${port}/api/streams/runtimeState?path=/dev-check`).catch(() => null);
         return res?.status === 200;
       }, 120_000);
+      // A large streamed upload right after the start is answered by the Worker itself: wrangler
+      // swaps the Worker when its second build of the start ends, failing any POST then in flight
+      // with a plain-text 503, so that build must have nothing to do.
+      const res = await fetch(`http://127.0.0.1:${port}/api/streams/append?path=/dev-check`, {
+        method: "POST",
+        body: chunked(16 * 1024 * 1024 + 1),
+        duplex: "half",
+      });
+      assert.equal(res.status, 413, await res.clone().text());
+      assert.equal((await res.json()).error.code, "batch_too_large");
       assert.match(log, /build\.sh: worker up to date/, log);
       assert.doesNotMatch(log, /Compiling to Wasm|wasm-opt/, `a start with nothing changed must not build:\n${log}`);
       const running = processGroup(group).map(([, cmd]) => cmd);
