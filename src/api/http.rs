@@ -106,7 +106,9 @@ async fn serve(mut req: Request, env: &Env) -> Result<Response, Refusal> {
                     },
                     _ => None,
                 };
-                let name = target_stream(method, query.get("namespace"), query.get("path"), stream_path.as_deref())?;
+                let namespace = name_part(&query, &mut args, "namespace")?;
+                let path = name_part(&query, &mut args, "path")?;
+                let name = target_stream(method, namespace.as_deref(), path.as_deref(), stream_path.as_deref())?;
                 (name, args)
             };
             call(env, &name, method, args).await
@@ -128,7 +130,7 @@ fn route(path: &str, verb: &Method) -> Result<Route, Refusal> {
     if name == SUBSCRIBE {
         return if *verb == Method::Get { Ok(Route::Subscribe) } else { Err(wrong_verb("GET")) };
     }
-    let unknown = || StreamError::new(ErrorCode::MethodNotAllowed, format!("unknown method {}", quote(name)));
+    let unknown = || StreamError::new(ErrorCode::NotFound, format!("unknown method {}", quote(name)));
     let method = StreamMethod::from_js_name(name).ok_or_else(unknown)?;
     match (method.http(), verb) {
         (HttpAccess::Unreachable, _) => Err(unknown().into()),
@@ -172,6 +174,25 @@ impl Query {
             }
         }
         Ok(args)
+    }
+}
+
+/// `namespace` or `path` of a POST: from the query or the JSON body; both
+/// present and different is refused rather than one silently winning.
+fn name_part(query: &Query, body: &mut Map<String, Value>, key: &str) -> StreamResult<Option<String>> {
+    let from_body = match body.remove(key) {
+        None => None,
+        Some(Value::String(value)) => Some(value),
+        Some(_) => return Err(StreamError::invalid_request(format!("{key} must be a string"))),
+    };
+    match (query.get(key), from_body) {
+        (Some(q), Some(b)) if q != b => Err(StreamError::invalid_request(format!(
+            "{key} is {} in the query but {} in the body",
+            quote(q),
+            quote(&b)
+        ))),
+        (Some(q), _) => Ok(Some(q.to_owned())),
+        (None, b) => Ok(b),
     }
 }
 

@@ -23,7 +23,7 @@ pub mod time;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 
-pub use append::{plan_append, plan_inputs, AppendContext, AppendPlan, Origin, Slot};
+pub use append::{child_notice, plan_append, plan_inputs, AppendContext, AppendPlan, Origin, Slot};
 pub use error::{ErrorCode, StreamError, StreamResult};
 pub use event::{types, Event, EventInput};
 pub use name::StreamName;

@@ -21,6 +21,7 @@ pub enum StreamMethod {
     Kill,
     RunIdleTeardownNow,
     SimulateHibernation,
+    NotifyChildStreamCreated,
 }
 
 /// Which HTTP verbs reach a method on the public API.
@@ -32,7 +33,7 @@ pub enum HttpAccess {
 }
 
 impl StreamMethod {
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Append,
         Self::AppendBatch,
         Self::GetEvent,
@@ -43,6 +44,7 @@ impl StreamMethod {
         Self::Kill,
         Self::RunIdleTeardownNow,
         Self::SimulateHibernation,
+        Self::NotifyChildStreamCreated,
     ];
 
     pub fn js_name(self) -> &'static str {
@@ -57,6 +59,7 @@ impl StreamMethod {
             Self::Kill => "kill",
             Self::RunIdleTeardownNow => "runIdleTeardownNow",
             Self::SimulateHibernation => "simulateHibernation",
+            Self::NotifyChildStreamCreated => "notifyChildStreamCreated",
         }
     }
 
@@ -69,16 +72,23 @@ impl StreamMethod {
         matches!(self, Self::RunIdleTeardownNow | Self::SimulateHibernation)
     }
 
+    /// Stream-to-stream: a new stream tells an ancestor about itself. DO
+    /// JS-RPC only; the receiver derives the notice's key itself, so a
+    /// caller's `append` never needs a reserved key.
+    pub fn is_internal(self) -> bool {
+        self == Self::NotifyChildStreamCreated
+    }
+
     /// On the service-binding entrypoint: the eight public methods.
     pub fn on_entrypoint(self) -> bool {
-        !self.is_test_hook()
+        !self.is_test_hook() && !self.is_internal()
     }
 
     pub fn http(self) -> HttpAccess {
         match self {
             Self::GetEvent | Self::GetEvents | Self::RuntimeState => HttpAccess::GetOrPost,
             Self::Append | Self::AppendBatch | Self::Reduce | Self::Reset | Self::Kill => HttpAccess::Post,
-            Self::RunIdleTeardownNow | Self::SimulateHibernation => HttpAccess::Unreachable,
+            Self::RunIdleTeardownNow | Self::SimulateHibernation | Self::NotifyChildStreamCreated => HttpAccess::Unreachable,
         }
     }
 
@@ -95,6 +105,7 @@ impl StreamMethod {
             Self::GetEvent => &["offset", "idempotencyKey"],
             Self::GetEvents => &["afterOffset", "beforeOffset", "limit"],
             Self::Reduce => &["event", "coreProcessorState"],
+            Self::NotifyChildStreamCreated => &["childPath"],
             Self::RuntimeState | Self::Reset | Self::Kill | Self::RunIdleTeardownNow | Self::SimulateHibernation => &[],
         }
     }
@@ -214,7 +225,7 @@ mod tests {
         }
         let public: Vec<_> = StreamMethod::ALL.into_iter().filter(|m| m.on_entrypoint()).map(StreamMethod::js_name).collect();
         assert_eq!(public, ["append", "appendBatch", "getEvent", "getEvents", "runtimeState", "reduce", "reset", "kill"]);
-        for hook in [StreamMethod::RunIdleTeardownNow, StreamMethod::SimulateHibernation] {
+        for hook in [StreamMethod::RunIdleTeardownNow, StreamMethod::SimulateHibernation, StreamMethod::NotifyChildStreamCreated] {
             assert_eq!(hook.http(), HttpAccess::Unreachable);
         }
         for internal in ["readCoreProcessorState", "writeCoreProcessorState", "subscribeOutbound", "fetch", "constructor"] {
