@@ -11,7 +11,7 @@ import path from "node:path";
 import { spawn } from "node:child_process";
 import WebSocket from "ws";
 import { createStreamsClient } from "../client/dist/index.js";
-import { startClientStreams, viaBinding, uniquePath, ADMIN_TOKEN } from "./helpers/client_sdk.mjs";
+import { startClientStreams, viaBinding, uniquePath, ADMIN_TOKEN, API_TOKEN } from "./helpers/client_sdk.mjs";
 import { startProxy, freePort } from "./helpers/tcp_proxy.mjs";
 import { prng, seedFor, sleep } from "./helpers/reliability.mjs";
 import { HELPERS_DIR } from "./helpers/mf.mjs";
@@ -144,10 +144,12 @@ test("20 seeded forced disconnects (far-end close, kill, runtime restart) while 
   })();
 
   const injected = [];
+  let lastFaulted;
   for (const [k, kind] of kinds.entries()) {
     while (progress.acked < points[k] && !progress.done) await sleep(1);
-    // Each fault hits a live connection: wait for the subscription to be open again.
-    await until(() => sub.status().state === "open", `open before fault ${k}`);
+    // Each fault hits a live connection that has delivered: the previous fault's is gone.
+    await until(() => sub.status().state === "open" && seen.batches.at(-1)?.connectionId !== lastFaulted, `a new connection delivering before fault ${k}`);
+    lastFaulted = seen.batches.at(-1).connectionId;
     const startedAt = Date.now();
     if (kind === "close") {
       const n = proxy.cut();
@@ -378,8 +380,11 @@ test("refused subscriptions fail with the server's code, over HTTP and over the 
   await assert.rejects(sub.next(), (e) => e.code === "invalid_path" && e.status === 400);
   const wrongToken = createStreamsClient({ baseUrl: url, token: "wrong", WebSocket }).subscribe("/x", { timing: FAST });
   await assert.rejects(wrongToken.next(), (e) => e.code === "unauthorized" && e.status === 401);
-  const viaWorker = await viaBinding(mf).subscribe({ path: "no-slash", untilEvents: 1 });
+  const viaWorker = await viaBinding(mf).subscribe({ path: "no-slash", token: API_TOKEN, untilEvents: 1 });
   assert.deepEqual([viaWorker.ok, viaWorker.error?.code, viaWorker.error?.isStreamError], [false, "invalid_path", true]);
+  // The socket route is the Worker's public one: without the token the Worker requires, it is refused.
+  const noToken = await viaBinding(mf).subscribe({ path: "/x", untilEvents: 1 });
+  assert.deepEqual([noToken.ok, noToken.error?.code], [false, "unauthorized"]);
 });
 
 test("subscribe over a service binding, inside a Worker: replay, live appends, filter, continuity", async () => {
@@ -387,6 +392,7 @@ test("subscribe over a service binding, inside a Worker: replay, live appends, f
   await writer.appendBatch(p, [{ type: "app/x", payload: { i: 0 } }, { type: "app/y" }, { type: "app/x", payload: { i: 1 } }]);
   const r = await viaBinding(mf).subscribe({
     path: p,
+    token: API_TOKEN,
     options: { afterOffset: 0, eventTypes: ["app/x"] },
     append: [2, 3, 4].flatMap((i) => [{ type: "app/y" }, { type: "app/x", payload: { i } }]),
     untilEvents: 5,
@@ -396,7 +402,7 @@ test("subscribe over a service binding, inside a Worker: replay, live appends, f
   assert.deepEqual(batches.flatMap((b) => b.events.map((e) => e.payload.i)), [0, 1, 2, 3, 4]);
   assertChained(batches, 0, "binding");
   assert.equal(r.result.checkpoint, batches.at(-1).throughOffset);
-  assert.equal(r.result.status.state, "open");
+  assert.equal(r.result.status.state, "stopped", "leaving the loop stopped it");
 });
 
 test("abort and return() leave nothing behind: the process exits by itself", async () => {

@@ -26,6 +26,9 @@ export interface HttpClientOptions extends CommonOptions {
 export interface BindingClientOptions extends CommonOptions {
   /** A service binding to the streams Worker (`services = [{binding = "STREAMS", service = "streams"}]`). */
   binding: StreamsBinding;
+  /** Only for `subscribe()`: its socket goes through the Worker's public route, which checks the
+   * API token when the Worker has one. Method calls never need it. */
+  token?: string;
 }
 
 export type StreamsClientOptions = HttpClientOptions | BindingClientOptions;
@@ -65,7 +68,7 @@ export interface StreamsClient {
 export function createStreamsClient(options: StreamsClientOptions): StreamsClient {
   const transport: Transport =
     "binding" in options
-      ? bindingTransport(options.binding)
+      ? bindingTransport(options.binding, { token: options.token })
       : httpTransport({ baseUrl: options.baseUrl, token: options.token, fetch: options.fetch, WebSocket: options.WebSocket });
   return new Client(transport, options.namespace ?? DEFAULT_NAMESPACE);
 }

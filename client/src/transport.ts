@@ -118,11 +118,15 @@ function watchRefusal(socket: WebSocketLike, handlers: LinkHandlers, link: Link)
   });
 }
 
-export function bindingTransport(binding: StreamsBinding): Transport {
+export function bindingTransport(binding: StreamsBinding, { token }: { token?: string | undefined } = {}): Transport {
+  // Sockets go through the Worker's fetch handler, which checks the API token when one is set.
+  const headers: Record<string, string> = { upgrade: "websocket", ...(token ? { authorization: `Bearer ${token}` } : {}) };
   return {
     async call(method, target, args) {
       try {
-        return await (binding[method] as (arg: unknown) => Promise<unknown>)({ namespace: target.namespace, path: target.path, ...args });
+        // Reflect.apply: an RPC stub would read `.call` as a remote method.
+        const fn = binding[method] as (arg: unknown) => Promise<unknown>;
+        return await Reflect.apply(fn, binding, [{ namespace: target.namespace, path: target.path, ...args }]);
       } catch (e) {
         throw fromRpcError(e);
       }
@@ -138,7 +142,7 @@ export function bindingTransport(binding: StreamsBinding): Transport {
           link?.close();
         },
       };
-      binding.fetch(`https://streams/api/streams/subscribe?${socketQuery(target, params)}`, { headers: { upgrade: "websocket" } }).then(
+      binding.fetch(`https://streams/api/streams/subscribe?${socketQuery(target, params)}`, { headers }).then(
         async (response) => {
           const socket = (response as { webSocket?: (WebSocketLike & { accept(): void }) | null }).webSocket;
           if (response.status !== 101 || !socket) {

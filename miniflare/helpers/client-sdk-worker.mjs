@@ -2,7 +2,7 @@
 // scripts/build.sh). POST a JSON body:
 //   {op:"call", namespace?, method, args:[path, ...rest]}   → client[method](...args)
 //   {op:"events", namespace?, args:[path, options]}          → every event of client.events()
-//   {op:"subscribe", namespace?, path, options, append?:[event inputs], untilEvents, timeoutMs}
+//   {op:"subscribe", namespace?, token?, path, options, append?:[event inputs], untilEvents, timeoutMs}
 //        subscribes, appends `append` one by one once connected, and collects items until
 //        `untilEvents` events arrived (or the timeout); → {items, checkpoint, streamId}
 // Answer: {ok:true, result} | {ok:false, error:{name, code, status, message, isStreamError}}.
@@ -50,7 +50,11 @@ async function subscribe(client, { path, options = {}, append = [], untilEvents,
 export default {
   async fetch(request, env) {
     const body = await request.json();
-    const client = createStreamsClient({ binding: env.STREAMS, ...(body.namespace !== undefined ? { namespace: body.namespace } : {}) });
+    const client = createStreamsClient({
+      binding: env.STREAMS,
+      ...(body.namespace !== undefined ? { namespace: body.namespace } : {}),
+      ...(body.token !== undefined ? { token: body.token } : {}),
+    });
     try {
       let result;
       if (body.op === "call") result = await client[body.method](...body.args);
