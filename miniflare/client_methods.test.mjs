@@ -16,6 +16,18 @@ before(async () => {
 });
 after(() => mf?.dispose());
 
+/** Repeats `call` while it fails, for up to a second: right after kill/reset the old incarnation
+ * may still answer `internal: … shutting down; retry`. */
+async function afterShutdown(call) {
+  let outcome;
+  for (let i = 0; i < 50; i++) {
+    outcome = await call();
+    if (outcome.ok) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return outcome;
+}
+
 const ok = (o, note) => {
   assert.equal(o.ok, true, `${note}: ${JSON.stringify(o.error)}`);
   return o.result;
@@ -57,23 +69,13 @@ test("every method, over both transports", async () => {
 
     const killed = await t.call("kill", p);
     assert.deepEqual([killed.ok, killed.undefinedResult], [true, true], `${t.name} kill: ${JSON.stringify(killed.error)}`);
-    // A killed stream comes back on the next call (a retry covers the shutdown window).
-    let again;
-    for (let i = 0; i < 50; i++) {
-      again = await t.call("getEvents", p, { afterOffset: 0, limit: 5 });
-      if (again.ok) break;
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    // A killed stream comes back on the next call.
+    const again = await afterShutdown(() => t.call("getEvents", p, { afterOffset: 0, limit: 5 }));
     assert.deepEqual(ok(again, `${t.name} after kill`).map((e) => e.offset), [1, 2, 3, 4, 5], `${t.name}: the log survives kill`);
 
     const reset = await t.call("reset", p);
     assert.deepEqual([reset.ok, reset.undefinedResult], [true, true], `${t.name} reset: ${JSON.stringify(reset.error)}`);
-    let fresh;
-    for (let i = 0; i < 50; i++) {
-      fresh = await t.call("getEvents", p, { afterOffset: 0, limit: 100 });
-      if (fresh.ok) break;
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    const fresh = await afterShutdown(() => t.call("getEvents", p, { afterOffset: 0, limit: 100 }));
     assert.deepEqual(ok(fresh, `${t.name} after reset`).map((e) => e.type).filter((x) => x.startsWith("app/")), [], `${t.name}: reset emptied the log`);
   }
 });

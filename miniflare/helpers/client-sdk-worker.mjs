@@ -6,17 +6,8 @@
 //        subscribes, appends `append` one by one once connected, and collects items until
 //        `untilEvents` events arrived (or the timeout); → {items, checkpoint, streamId}
 // Answer: {ok:true, result} | {ok:false, error:{name, code, status, message, isStreamError}}.
-import { createStreamsClient, StreamError } from "../../client/dist/index.js";
-
-function describe(e) {
-  return {
-    name: e?.name,
-    code: e?.code,
-    status: e?.status ?? null,
-    message: e instanceof Error ? e.message : String(e),
-    isStreamError: e instanceof StreamError,
-  };
-}
+import { createStreamsClient } from "../../client/dist/index.js";
+import { describeError } from "./describe-error.mjs";
 
 async function collect(iterable) {
   const out = [];
@@ -63,7 +54,7 @@ export default {
       else throw new Error(`unknown op ${body.op}`);
       return Response.json({ ok: true, result: result ?? null, undefinedResult: result === undefined });
     } catch (e) {
-      return Response.json({ ok: false, error: describe(e) });
+      return Response.json({ ok: false, error: describeError(e) });
     }
   },
 };

@@ -5,7 +5,8 @@
 import path from "node:path";
 import WebSocket from "ws";
 import { startStreams, HELPERS_DIR, COMPATIBILITY_DATE, MODULES_RULES } from "./mf.mjs";
-import { createStreamsClient, StreamError } from "../../client/dist/index.js";
+import { createStreamsClient } from "../../client/dist/index.js";
+import { describeError } from "./describe-error.mjs";
 
 export const API_TOKEN = "client-test-api-token";
 export const ADMIN_TOKEN = "client-test-admin-token";
@@ -33,16 +34,6 @@ export async function startClientStreams({ port = 0, persist, bindings = {} } = 
   });
   const url = String(await mf.ready);
   return { mf, url };
-}
-
-export function describeError(e) {
-  return {
-    name: e?.name,
-    code: e?.code,
-    status: e?.status ?? null,
-    message: e instanceof Error ? e.message : String(e),
-    isStreamError: e instanceof StreamError,
-  };
 }
 
 async function outcome(promise) {
