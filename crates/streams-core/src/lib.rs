@@ -1,8 +1,9 @@
 //! The pure core of a stream: names, the event model, validation, the reducer,
 //! the circuit breaker, chunking, append planning, load/rebuild and the RPC
-//! allowlist. It has no platform dependency: no `worker`, `wasm_bindgen`,
-//! `js_sys` or `web_sys` (a check in the test script enforces this).
+//! allowlist. It has no platform dependency: no `worker`, `wasm-bindgen`,
+//! `js-sys` or `web-sys` (the test script checks its dependency tree).
 
+pub mod access;
 pub mod append;
 pub mod breaker;
 pub mod chunk;
@@ -19,6 +20,7 @@ pub mod store;
 pub mod subscription;
 pub mod subscriber;
 pub mod time;
+pub mod token;
 
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
