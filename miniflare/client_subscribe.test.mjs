@@ -10,7 +10,7 @@ import os from "node:os";
 import path from "node:path";
 import { spawn } from "node:child_process";
 import WebSocket from "ws";
-import { createStreamsClient } from "../client/dist/index.js";
+import { createStreamsClient, mintToken } from "../client/dist/index.js";
 import { startClientStreams, viaBinding, uniquePath, ADMIN_TOKEN, API_TOKEN } from "./helpers/client_sdk.mjs";
 import { startProxy, freePort } from "./helpers/tcp_proxy.mjs";
 import { prng, seedFor, sleep } from "./helpers/reliability.mjs";
@@ -385,6 +385,23 @@ test("refused subscriptions fail with the server's code, over HTTP and over the 
   // The socket route is the Worker's public one: without the token the Worker requires, it is refused.
   const noToken = await viaBinding(mf).subscribe({ path: "/x", untilEvents: 1 });
   assert.deepEqual([noToken.ok, noToken.error?.code], [false, "unauthorized"]);
+});
+
+test("a scoped token rides in ?access_token= when asked (as in browsers); the header form works too", async (t) => {
+  const secret = "client-test-jwt-secret-0123456789abcdef";
+  const scoped = await startClientStreams({ bindings: { STREAMS_JWT_SECRET: secret } });
+  t.after(() => scoped.mf.dispose());
+  const p = uniquePath("jwt");
+  await createStreamsClient({ baseUrl: scoped.url, token: ADMIN_TOKEN }).append(p, { type: "app/x" });
+  const token = await mintToken({ secret, ns: "default", paths: [p], ops: ["read"], ttlSeconds: 60 });
+  for (const tokenInQuery of [true, false]) {
+    const sub = createStreamsClient({ baseUrl: scoped.url, token, WebSocket, tokenInQuery }).subscribe(p, { afterOffset: 0, eventTypes: ["app/x"], timing: FAST });
+    const first = await sub.next();
+    assert.deepEqual(first.value.events.map((e) => e.type), ["app/x"], `tokenInQuery ${tokenInQuery}`);
+    await sub.close();
+  }
+  const elsewhere = createStreamsClient({ baseUrl: scoped.url, token, WebSocket, tokenInQuery: true }).subscribe("/not-in-scope", { timing: FAST });
+  await assert.rejects(elsewhere.next(), (e) => e.code === "forbidden" && e.status === 403);
 });
 
 test("subscribe over a service binding, inside a Worker: replay, live appends, filter, continuity", async () => {

@@ -21,6 +21,9 @@ export interface HttpClientOptions extends CommonOptions {
   fetch?: typeof fetch;
   /** Default: the global `WebSocket`. Node 20 has none: pass `WebSocket` from the `ws` package. */
   WebSocket?: WebSocketConstructor;
+  /** Put the token in the socket URL (`?access_token=`; the Worker accepts only scoped tokens
+   * there) rather than in a header. Default: true in browsers, which cannot send headers. */
+  tokenInQuery?: boolean;
 }
 
 export interface BindingClientOptions extends CommonOptions {
@@ -69,7 +72,7 @@ export function createStreamsClient(options: StreamsClientOptions): StreamsClien
   const transport: Transport =
     "binding" in options
       ? bindingTransport(options.binding, { token: options.token })
-      : httpTransport({ baseUrl: options.baseUrl, token: options.token, fetch: options.fetch, WebSocket: options.WebSocket });
+      : httpTransport({ baseUrl: options.baseUrl, token: options.token, fetch: options.fetch, WebSocket: options.WebSocket, tokenInQuery: options.tokenInQuery });
   return new Client(transport, options.namespace ?? DEFAULT_NAMESPACE);
 }
 
