@@ -4,7 +4,7 @@
 // the CLI session.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -62,18 +62,21 @@ test("the Worker example type-checks and serves through its service binding", as
 
 test("the CLI session prints what its comments say", async () => {
   const script = example("cli.sh").replaceAll("http://127.0.0.1:8787", url);
-  let stdout;
-  let stderr;
-  try {
-    ({ stdout, stderr } = await run("bash", ["-c", script], { cwd: REPO_ROOT, timeout: 60_000 }));
-  } catch (e) {
-    // `timeout` ends the tail on purpose: the session's last status is 124.
-    assert.equal(e.code, 124, `cli.sh failed: ${e.stderr}`);
-    ({ stdout, stderr } = e);
-  }
-  const lines = stdout.split("\n").filter(Boolean).map((l) => JSON.parse(l));
-  const [hello, a, b, ...rest] = lines;
-  assert.deepEqual([hello.type, hello.offset, a.offset, b.offset], ["app/hello", 3, 4, 5]);
+  // Its own process group, so the `tail` it ends with can be interrupted like Ctrl-C would.
+  const session = spawn("bash", ["-c", script], { cwd: REPO_ROOT, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  session.stdout.on("data", (d) => (stdout += d));
+  session.stderr.on("data", (d) => (stderr += d));
+  const ended = new Promise((resolve) => session.on("close", resolve));
+  const lines = () => stdout.split("\n").filter(Boolean).map((l) => JSON.parse(l));
+  // append ×3, get ×3, state, then the tail's one app/hello.
+  const deadline = Date.now() + 60_000;
+  while (lines().length < 8 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  process.kill(-session.pid, "SIGINT");
+  await ended;
+  const [hello, a, b, ...rest] = lines();
+  assert.deepEqual([hello?.type, hello?.offset, a?.offset, b?.offset], ["app/hello", 3, 4, 5], `stdout ${stdout}; stderr ${stderr}`);
   assert.deepEqual(rest.slice(0, 3).map((e) => e.offset), [3, 4, 5], "get --from 2");
   assert.equal(rest[3].coreProcessorState.path, "/cli/demo", "state");
   assert.deepEqual(rest.slice(4).map((e) => [e.type, e.offset]), [["app/hello", 3]], "tail --types app/hello");

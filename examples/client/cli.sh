@@ -4,4 +4,4 @@ printf '%s\n' '{"type":"app/a"}' '{"type":"app/b"}' | npx streams append /cli/de
 npx streams get /cli/demo --from 2              # JSON lines: offsets 3, 4, 5
 npx streams get /cli/demo --offset 99           # stderr: streams: not_found: No stream event found at offset 99. (exit 5)
 npx streams state /cli/demo
-timeout 3 npx streams tail /cli/demo --from 0 --types app/hello   # follows live until interrupted
+npx streams tail /cli/demo --from 0 --types app/hello   # follows live until Ctrl-C
