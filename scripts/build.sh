@@ -59,3 +59,7 @@ else
   chmod +x client/dist/cli.js
   echo "$client_digest" > client/dist/.inputs
 fi
+if [ ! -e node_modules/.bin/streams ]; then
+  # Links the package's `streams` bin into node_modules/.bin (`npx streams`); local only.
+  npm rebuild @streams/client --ignore-scripts --no-audit --no-fund >/dev/null
+fi
