@@ -18,7 +18,7 @@ import { before, after, test } from "node:test";
 import assert from "node:assert/strict";
 import { startStreams, call, uniqueName } from "./helpers/mf.mjs";
 import { prng, seedFor, callOn, readLog, assertGapFree, bytesOf, sleep } from "./helpers/reliability.mjs";
-import { ECHO_INPUT, ECHO_OUTPUT, echoSubscriptionEvent, uniqueEchoName, inspectEcho, waitForLog, facts } from "./helpers/subscribers.mjs";
+import { ECHO_INPUT, ECHO_OUTPUT, SENTINEL, echoSubscriptionEvent, uniqueEchoName, inspectEcho, waitForLog, facts } from "./helpers/subscribers.mjs";
 import { ResumingSubscriber, seededBatchSizes, writeKeyed, injectAt, seededPoints, frameProblems, repeated } from "./helpers/subscription_faults.mjs";
 
 const SEED = seedFor(0x5ab5);
@@ -39,17 +39,14 @@ async function resumingSubscriber(name, opts) {
   return s.start();
 }
 
-/** Appends nothing; waits until the log stops growing and the subscriber holds all of it. */
+/**
+ * Appends a sentinel and waits for its delivery: the stream delivers in order, so everything it
+ * owed the subscriber before it has arrived. Returns the log (the sentinel last).
+ */
 async function settle(sub, name) {
-  let log = await readLog(mf, name);
-  for (let round = 0; round < 20; round++) {
-    await sub.waitForOffset(log.at(-1).offset);
-    await sleep(150);
-    const again = await readLog(mf, name);
-    if (again.length === log.length) return again;
-    log = again;
-  }
-  assert.fail("the log kept growing with nothing being written");
+  const marker = await call(mf, name, "append", { event: { type: SENTINEL } });
+  await sub.waitForOffset(marker.offset);
+  return readLog(mf, name);
 }
 
 test("subscriptions: inbound WebSocket under 8 seeded kill()s — union of deliveries == log, no gap, no duplicate", async (t) => {
