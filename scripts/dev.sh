@@ -7,4 +7,7 @@ source scripts/bootstrap.sh
 
 export WRANGLER_SEND_METRICS=false
 
+# wrangler serves viewer/dist as static assets ([assets] in wrangler.toml).
+node viewer/build.mjs
+
 exec npx --no-install wrangler dev --ip 127.0.0.1 "$@"
