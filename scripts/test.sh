@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one test command (`npm test`): host unit tests, src/core purity, type checks,
-# wasm build, then the Miniflare suite. Stops at the first failure (non-zero exit).
+# wasm + client builds, client unit tests, then the Miniflare suite. Stops at the first failure (non-zero exit).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/bootstrap.sh
@@ -33,6 +33,9 @@ fi
 
 step "build (worker-build --release)"
 bash scripts/build.sh
+
+step "client unit tests (node --test client/test)"
+node --test --test-concurrency=1 client/test/*.test.mjs
 
 step "miniflare tests (node --test)"
 mapfile -t tests < <(find miniflare -name '*.test.mjs' -type f | sort)
