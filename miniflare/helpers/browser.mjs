@@ -61,21 +61,22 @@ export function watchConsole(page) {
 }
 
 /**
- * Declare one console error a test provokes on purpose (e.g. Chromium's "Failed to load resource:
- * … 423" line for a refused request): the next recorded error matching `pattern` is not counted.
+ * Declare a console error a test provokes on purpose (e.g. Chromium's "Failed to load resource:
+ * … 423" line for a refused request): the next recorded error matching `pattern` is not counted,
+ * or every one of them with `{repeated: true}` (e.g. a socket refused on each retry).
  */
-export function expectConsoleError(page, pattern) {
+export function expectConsoleError(page, pattern, { repeated = false } = {}) {
   if (!allowed.has(page)) allowed.set(page, []);
-  allowed.get(page).push(pattern);
+  allowed.get(page).push({ pattern, repeated });
 }
 
 /** The console errors and page errors a page recorded so far, minus the expected ones. */
 export function consoleErrorsOf(page) {
   const expected = [...(allowed.get(page) ?? [])];
   return (consoleErrors.get(page) ?? []).filter((line) => {
-    const i = expected.findIndex((pattern) => pattern.test(line));
+    const i = expected.findIndex(({ pattern }) => pattern.test(line));
     if (i === -1) return true;
-    expected.splice(i, 1);
+    if (!expected[i].repeated) expected.splice(i, 1);
     return false;
   });
 }

@@ -25,10 +25,11 @@ export async function startViewer({ bindings = {} } = {}) {
   const browser = await launchBrowser();
   const pages = [];
 
-  /** A page in a fresh context at `urlPath` (1280×800). */
-  async function open(urlPath) {
+  /** A page in a fresh context at `urlPath` (1280×800); `beforeGoto(page)` runs before it loads. */
+  async function open(urlPath, { beforeGoto } = {}) {
     const page = await newPage(browser, { viewport: { width: 1280, height: 800 } });
     pages.push(page);
+    beforeGoto?.(page);
     await page.goto(origin + urlPath);
     return page;
   }

@@ -1,29 +1,18 @@
 // Pause gate and circuit breaker: the state from runtimeState, operator events over the API.
 import { useState, type FormEvent } from "react";
-import { callApi, errorText, type StreamTarget } from "./api";
+import { ActionStatus, useAction } from "./action";
+import { callApi, type StreamTarget } from "./api";
 import { CONFIGURED, PAUSED, RESUMED, type AppendInput } from "./events";
 import { refreshRuntimeState, useRuntimeState } from "./runtime";
 
 export function GatePanel({ target }: { target: StreamTarget }) {
   const { data } = useRuntimeState(target);
-  const [action, setAction] = useState<string>("idle");
-  const [error, setError] = useState<string | null>(null);
+  const action = useAction(() => refreshRuntimeState(target));
   const [burst, setBurst] = useState("1");
   const [refill, setRefill] = useState("1");
   const state = data?.coreProcessorState;
 
-  const run = async (name: string, event: AppendInput): Promise<void> => {
-    setAction(name);
-    setError(null);
-    try {
-      await callApi(target, "append", { event });
-      setAction(`${name}: done`);
-    } catch (e) {
-      setAction(`${name}: failed`);
-      setError(errorText(e));
-    }
-    refreshRuntimeState(target);
-  };
+  const run = (name: string, event: AppendInput): Promise<void> => action.run(name, () => callApi(target, "append", { event }));
 
   const configure = (event: FormEvent): void => {
     event.preventDefault();
@@ -72,12 +61,7 @@ export function GatePanel({ target }: { target: StreamTarget }) {
           configured: burst {state.config.circuitBreaker.burstCapacity}, refill {state.config.circuitBreaker.refillRatePerMinute}/min
         </p>
       )}
-      <output data-testid="stream-control-action">{action}</output>
-      {error && (
-        <p role="alert" className="error" data-testid="stream-control-error">
-          {error}
-        </p>
-      )}
+      <ActionStatus action={action} testId="stream-control-action" errorTestId="stream-control-error" />
     </section>
   );
 }

@@ -1,9 +1,9 @@
 // Connection and mirror: status, writer/follower role, local vs server count, storage, download,
 // clear; kill and reset with the admin token.
 import type { StreamSnapshot, StreamStore } from "@streams/client/browser";
-import { useState } from "react";
 import { useAccess } from "./access";
-import { callApi, errorText } from "./api";
+import { ActionStatus, useAction, type Action } from "./action";
+import { callApi, type StreamTarget } from "./api";
 import { refreshRuntimeState } from "./runtime";
 
 function formatBytes(bytes: number | null): string {
@@ -20,23 +20,9 @@ function downloadName(snapshot: StreamSnapshot): string {
 
 export function MirrorPanel({ store, snapshot }: { store: StreamStore; snapshot: StreamSnapshot }) {
   const { adminToken } = useAccess();
-  const [action, setAction] = useState("idle");
-  const [error, setError] = useState<string | null>(null);
-  const busy = action.endsWith("…");
   const target = { namespace: snapshot.namespace, path: snapshot.path };
-
-  const run = async (name: string, work: () => Promise<void>): Promise<void> => {
-    setAction(`${name}…`);
-    setError(null);
-    try {
-      await work();
-      setAction(`${name}: done`);
-    } catch (e) {
-      setAction(`${name}: failed`);
-      setError(errorText(e));
-    }
-    refreshRuntimeState(target);
-  };
+  const action = useAction(() => refreshRuntimeState(target));
+  const busy = action.busy;
 
   const download = async (): Promise<void> => {
     const blob = await store.download();
@@ -76,39 +62,58 @@ export function MirrorPanel({ store, snapshot }: { store: StreamStore; snapshot:
         </p>
       )}
       <div className="buttons">
-        <button type="button" data-testid="mirror-download" disabled={busy} onClick={() => void run("download", download)}>
+        <button type="button" data-testid="mirror-download" disabled={busy} onClick={() => void action.run("download", download)}>
           Download SQLite
         </button>
-        <button type="button" data-testid="mirror-clear" disabled={busy} onClick={() => void run("clear local copy", () => store.clearLocal())}>
+        <button type="button" data-testid="mirror-clear" disabled={busy} onClick={() => void action.run("clear local copy", () => store.clearLocal())}>
           Clear local copy
         </button>
-        <button
-          type="button"
-          data-testid="stream-kill"
-          disabled={busy || !adminToken}
-          title={adminToken ? "Abort the stream's incarnation (storage is kept)" : "Needs the admin token (Access)"}
-          onClick={() => void run("kill", async () => void (await callApi(target, "kill", {}, adminToken)))}
-        >
-          Kill
-        </button>
-        <button
-          type="button"
-          data-testid="stream-reset"
-          disabled={busy || !adminToken}
-          title={adminToken ? "Delete every event: the stream starts a new life" : "Needs the admin token (Access)"}
-          onClick={() => {
-            if (confirm(`Reset ${snapshot.path}? Every event is deleted.`)) void run("reset", async () => void (await callApi(target, "reset", {}, adminToken)));
-          }}
-        >
-          Reset
-        </button>
+        <AdminButton
+          name="kill"
+          label="Kill"
+          title="Abort the stream's incarnation (storage is kept)"
+          action={action}
+          target={target}
+          adminToken={adminToken}
+        />
+        <AdminButton
+          name="reset"
+          label="Reset"
+          title="Delete every event: the stream starts a new life"
+          confirmation={`Reset ${snapshot.path}? Every event is deleted.`}
+          action={action}
+          target={target}
+          adminToken={adminToken}
+        />
       </div>
-      <output data-testid="mirror-action">{action}</output>
-      {error && (
-        <p role="alert" className="error" data-testid="mirror-action-error">
-          {error}
-        </p>
-      )}
+      <ActionStatus action={action} testId="mirror-action" errorTestId="mirror-action-error" />
     </section>
+  );
+}
+
+interface AdminButtonProps {
+  name: "kill" | "reset";
+  label: string;
+  title: string;
+  confirmation?: string;
+  action: Action;
+  target: StreamTarget;
+  adminToken: string | null;
+}
+
+/** Kill or reset over the API with the admin token; disabled until one is set. */
+function AdminButton({ name, label, title, confirmation, action, target, adminToken }: AdminButtonProps) {
+  return (
+    <button
+      type="button"
+      data-testid={`stream-${name}`}
+      disabled={action.busy || !adminToken}
+      title={adminToken ? title : "Needs the admin token (Access)"}
+      onClick={() => {
+        if (confirmation === undefined || confirm(confirmation)) void action.run(name, () => callApi(target, name, {}, adminToken));
+      }}
+    >
+      {label}
+    </button>
   );
 }

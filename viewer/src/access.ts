@@ -43,10 +43,13 @@ export function useAccess(): AccessState {
   );
 }
 
+/**
+ * Switch the API token. The page reloads: a stream's mirror keeps the token it was opened with,
+ * and every stream on the page must use the new one.
+ */
 export function setApiToken(token: string | null): void {
-  const value = token?.trim() || null;
-  store(API_TOKEN_KEY, value);
-  update({ apiToken: value, tokenRequired: false });
+  store(API_TOKEN_KEY, token?.trim() || null);
+  location.reload();
 }
 
 export function setAdminToken(token: string | null): void {
