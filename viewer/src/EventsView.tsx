@@ -3,7 +3,7 @@
 import type { EventRow, StreamStore } from "@streams/client/browser";
 import { useVirtualizer } from "@tanstack/react-virtual";
 import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "react";
-import { alignedWindow, useEventCount, useEventWindow, useTypeCounts } from "./queries";
+import { alignedWindow, useEventCount, useEventTail, useEventWindow, useTypeCounts } from "./queries";
 
 const ROW_HEIGHT = 30;
 /** Distance from the end (px) that still counts as "at the tail". */
@@ -22,7 +22,6 @@ export function EventsView({ store, clearVersion, compact = false }: Props) {
   const total = useEventCount(store, null);
   const filtered = useEventCount(store, type);
   const types = useTypeCounts(store);
-  const count = type === null ? total : filtered;
   return (
     <section className={`events-view${compact ? " compact" : ""}`} aria-label="Events">
       <div className="filter-bar" data-testid="event-type-filter-bar">
@@ -42,12 +41,14 @@ export function EventsView({ store, clearVersion, compact = false }: Props) {
         </select>
         <span data-testid="filter-count">{type === null ? `${total} total events` : `${filtered} filtered events / ${total} total events`}</span>
       </div>
-      <EventList key={`${clearVersion}\u0000${type ?? ""}`} store={store} type={type} count={count} />
+      <EventList key={`${clearVersion}\u0000${type ?? ""}`} store={store} type={type} />
     </section>
   );
 }
 
-function EventList({ store, type, count }: { store: StreamStore; type: string | null; count: number }) {
+function EventList({ store, type }: { store: StreamStore; type: string | null }) {
+  const tail = useEventTail(store, type);
+  const count = tail.count;
   const scrollerRef = useRef<HTMLDivElement>(null);
   const [expanded, setExpanded] = useState<ReadonlySet<number>>(() => new Set());
   /** The list length when the user left the tail; null while at the tail. */
@@ -67,17 +68,18 @@ function EventList({ store, type, count }: { store: StreamStore; type: string | 
   });
   const items = virtualizer.getVirtualItems();
   const [start, end] = alignedWindow(items[0]?.index ?? 0, items[items.length - 1]?.index ?? 0);
-  const windowRows = useEventWindow(store, type, start, end);
+  const windowRows = useEventWindow(store, type, start, end, count);
 
   // Rows already read stay drawn while the next window's query runs (no flash of empty rows).
   const cache = useRef(new Map<number, EventRow>());
   const rows = useMemo(() => {
+    for (const [index, row] of tail.rows) cache.current.set(index, row);
     for (const [index, row] of windowRows) cache.current.set(index, row);
     for (const index of cache.current.keys()) {
       if (index < start - CACHE_MARGIN || index >= end + CACHE_MARGIN || index >= count) cache.current.delete(index);
     }
     return cache.current;
-  }, [windowRows, start, end, count]);
+  }, [tail.rows, windowRows, start, end, count]);
 
   const firstRowMarked = useRef(false);
   useEffect(() => {

@@ -1,6 +1,7 @@
 // The SQL the viewer runs on the local mirror (tables `events` and `feed_items`).
 import type { EventRow, FeedItemRow, SqlValue, StreamStore } from "@streams/client/browser";
 import { useStreamQuery } from "@streams/client/react";
+import { useMemo } from "react";
 
 export const WINDOW_ALIGN = 64;
 
@@ -26,21 +27,49 @@ export function alignedWindow(first: number, last: number): [number, number] {
   return [start, end];
 }
 
+/** Rows the tail query reads: more than a screen and a batch, so a list pinned to the tail never waits. */
+export const TAIL_ROWS = 256;
+const COLUMNS = "offset, type, created_at, idempotency_key, json";
+
+export interface EventTail {
+  /** The list's length (events, or events of the filtered type), read with the rows. */
+  count: number;
+  rows: ReadonlyMap<number, EventRow>;
+}
+
 /**
- * The rows at list indices [start, end) of the events list, keyed by index. Without a filter,
- * index i is offset i + 1 (the mirror holds offsets 1..n without gaps): a primary-key range.
- * With one, the type index gives the rows in offset order.
+ * The last TAIL_ROWS rows of the events list and the list's length, in one query, so the list
+ * never grows past rows it has: its SQL stays the same while events arrive (the rows update in
+ * place). Keyed by list index: without a filter index i is offset i + 1 (the mirror holds offsets
+ * 1..n without gaps); with one, the last row is index count - 1.
  */
-export function useEventWindow(store: StreamStore, type: string | null, start: number, end: number): ReadonlyMap<number, EventRow> {
-  const columns = "offset, type, created_at, idempotency_key, json";
-  const [sql, params]: [string, SqlValue[]] =
-    type === null
-      ? [`SELECT ${columns} FROM events WHERE offset > ? AND offset <= ? ORDER BY offset`, [start, end]]
-      : [`SELECT ${columns} FROM events WHERE type = ? ORDER BY offset LIMIT ? OFFSET ?`, [type, end - start, start]];
+export function useEventTail(store: StreamStore, type: string | null): EventTail {
+  const where = type === null ? "" : "WHERE type = ?";
+  const params: SqlValue[] = type === null ? [TAIL_ROWS] : [type, type, TAIL_ROWS];
+  const { rows } = useStreamQuery<EventRow & { total: number }>(
+    store,
+    `SELECT ${COLUMNS}, (SELECT COUNT(*) FROM events ${where}) AS total FROM events ${where} ORDER BY offset DESC LIMIT ?`,
+    params,
+  );
+  return useMemo(() => {
+    const count = rows.length === 0 ? 0 : Number(rows[0]?.total);
+    return { count, rows: new Map(rows.map((row, i) => [type === null ? Number(row.offset) - 1 : count - 1 - i, row])) };
+  }, [rows, type]);
+}
+
+/**
+ * The rows at list indices [start, end) when they are not all in the tail (else none): without a
+ * filter a primary-key range, with one the type index in offset order.
+ */
+export function useEventWindow(store: StreamStore, type: string | null, start: number, end: number, count: number): ReadonlyMap<number, EventRow> {
+  const inTail = start >= count - TAIL_ROWS;
+  const [sql, params]: [string, SqlValue[]] = inTail
+    ? ["SELECT NULL AS offset WHERE 0", []]
+    : type === null
+      ? [`SELECT ${COLUMNS} FROM events WHERE offset > ? AND offset <= ? ORDER BY offset`, [start, end]]
+      : [`SELECT ${COLUMNS} FROM events WHERE type = ? ORDER BY offset LIMIT ? OFFSET ?`, [type, end - start, start]];
   const { rows } = useStreamQuery<EventRow>(store, sql, params);
-  const byIndex = new Map<number, EventRow>();
-  rows.forEach((row, i) => byIndex.set(type === null ? Number(row.offset) - 1 : start + i, row));
-  return byIndex;
+  return useMemo(() => new Map(rows.map((row, i) => [type === null ? Number(row.offset) - 1 : start + i, row])), [rows, type, start]);
 }
 
 export interface FeedRow extends FeedItemRow {
