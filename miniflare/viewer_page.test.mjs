@@ -5,11 +5,16 @@
 // error. The screenshots in docs/ are written here, so they always show the current page.
 import { after, afterEach, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { expectConsoleError } from "./helpers/browser.mjs";
 import { REPO_ROOT } from "./helpers/mf.mjs";
 import { ADMIN_TOKEN, S, freshPath, rowOffsets, startViewer, waitForMatch, waitForRow, waitForText } from "./helpers/viewer.mjs";
+
+/** Prints the rows of a query on a SQLite file (python3's sqlite3: any SQLite reader would do). */
+const SQLITE_QUERY = "import sqlite3,sys\nprint('\\n'.join('|'.join(map(str,r)) for r in sqlite3.connect(sys.argv[1]).execute(sys.argv[2])))";
 
 /** A fresh stream shows created, woken and the page's own subscriber-connected. */
 const FRESH_COUNT = "3";
@@ -228,6 +233,31 @@ describe("operations", () => {
     await page.waitForSelector(`[data-event-type="${S("resumed")}"]`);
     await appendFromComposer(page, { type: "app/after-resume" });
     await page.waitForSelector('[data-event-type="app/after-resume"]');
+  });
+});
+
+describe("local copy", () => {
+  test("download gives the mirror as a SQLite file; clear local copy rebuilds it", async () => {
+    const { page, path: p } = await v.openStream();
+    await waitForText(page, "event-count", FRESH_COUNT);
+    await v.api(p, "appendBatch", { events: [{ type: "app/kept" }, { type: "app/kept" }] });
+    await waitForText(page, "event-count", "5");
+    const [download] = await Promise.all([page.waitForEvent("download"), page.getByTestId("mirror-download").click()]);
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "viewer-download-")), download.suggestedFilename());
+    await download.saveAs(file);
+    const sql = (query) => execFileSync("python3", ["-c", SQLITE_QUERY, file, query], { encoding: "utf8" }).trim();
+    assert.equal(sql("SELECT COUNT(*) FROM events"), "5");
+    assert.equal(sql("SELECT COUNT(*) FROM events WHERE type = 'app/kept'"), "2");
+    fs.rmSync(path.dirname(file), { recursive: true, force: true });
+
+    await page.getByTestId("mirror-clear").click();
+    await waitForText(page, "mirror-action", "clear local copy: done");
+    // The rebuild subscribes again: the stream records that connection's presence events.
+    await waitForText(page, "event-count", "7");
+    await waitForText(page, "stream-status", "subscribed");
+    const server = await v.serverEvents(p);
+    assert.deepEqual(server.slice(5).map((e) => e.type).sort(), [...PRESENCE].sort());
+    assert.deepEqual(await rowOffsets(page), [1, 2, 3, 4, 5, 6, 7]);
   });
 });
 
