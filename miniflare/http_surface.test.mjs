@@ -211,6 +211,14 @@ test("item 49: a body over 16 MiB → 413 batch_too_large; exactly 16 MiB is rea
   assertHttpError({ status: res.status, headers: res.headers, text, json: JSON.parse(text) }, 413, "batch_too_large", tooBig, "streamed 16 MiB + 1");
   assert.equal(await doHasFiles(mf, persistDir, name), false, "refused bodies never reach the DO");
 
+  // A longer streamed body is read to its end (up to twice the limit) before the refusal, so a
+  // client still sending it gets the 413, never a reset connection.
+  for (let i = 0; i < 3; i++) {
+    const long = await mf.dispatchFetch(`http://localhost/api/streams/append?${q(name)}`, { method: "POST", body: streamedBody(20 * MiB), duplex: "half" });
+    const longText = await long.text();
+    assertHttpError({ status: long.status, headers: long.headers, text: longText, json: JSON.parse(longText) }, 413, "batch_too_large", tooBig, `streamed 20 MiB #${i}`);
+  }
+
   // Exactly 16 MiB (whitespace-padded `{}`) is within the limit.
   const exact = new Uint8Array(16 * MiB).fill(0x20);
   exact[0] = 0x7b;

@@ -6,7 +6,7 @@
 use futures::StreamExt;
 use serde_json::{Map, Value};
 use wasm_bindgen::JsValue;
-use worker::{event, Context, Env, Headers, Method, Request, RequestInit, Response};
+use worker::{event, ByteStream, Context, Env, Headers, Method, Request, RequestInit, Response};
 
 use super::auth::{Gate, ACCESS_TOKEN_PARAM};
 use super::target::{call_target, target_stream};
@@ -216,6 +216,7 @@ async fn read_body(req: &mut Request) -> Result<Map<String, Value>, Refusal> {
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|_| StreamError::invalid_request("could not read the request body"))?;
             if body.len() + chunk.len() > MAX_BATCH_JSON_BYTES {
+                drain(&mut stream, body.len() + chunk.len()).await;
                 return Err(too_large().into());
             }
             body.extend_from_slice(&chunk);
@@ -229,6 +230,18 @@ async fn read_body(req: &mut Request) -> Result<Map<String, Value>, Refusal> {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(StreamError::invalid_request("request body must be a JSON object").into()),
         Err(e) => Err(StreamError::invalid_request(format!("request body is not valid JSON: {e}")).into()),
+    }
+}
+
+/// Reads and drops the rest of an over-limit body of unknown length (up to twice the limit in all),
+/// so that a client still streaming it gets the 413 rather than a reset connection (or, behind
+/// `wrangler dev`'s proxy, a plain-text 503). A longer body is refused at once.
+async fn drain(stream: &mut ByteStream, mut read: usize) {
+    while read <= 2 * MAX_BATCH_JSON_BYTES {
+        match stream.next().await {
+            Some(Ok(chunk)) => read += chunk.len(),
+            _ => return,
+        }
     }
 }
 
