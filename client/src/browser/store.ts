@@ -51,6 +51,8 @@ export const FOLLOWER_AFTER_MS = 250;
 export const PERSISTENT_FAILURES = 5;
 const SIZE_REFRESH_MS = 1_000;
 const CATCH_UP_PAGE = 1_000;
+/** At most this many events go into one mirror transaction. */
+const MAX_WRITE_EVENTS = 5_000;
 
 type Timer = ReturnType<typeof setTimeout>;
 
@@ -83,6 +85,8 @@ export class SharedStream {
   #mirror: MirrorState = { streamId: null, checkpoint: 0, localCount: 0, processors: {} };
   #core: Reconnector | undefined;
   #chain: Promise<void> = Promise.resolve();
+  /** Batches received and not yet applied, with the epoch of the connection they came on. */
+  #inbox: { batch: SubscriberBatch; epoch: number }[] = [];
   #everOpen = false;
   #failures = { offset: -1, count: 0 };
   #sizeTimer: Timer | undefined;
@@ -299,7 +303,11 @@ export class SharedStream {
         link = socketLink(new this.#platform.WebSocket(url.href), handlers);
       })
       .catch((e: unknown) => {
-        if (!ended) handlers.close({ code: 1006, reason: `subscribe failed: ${message(e)}` });
+        if (ended) return;
+        const reason = `subscribe failed: ${message(e)}`;
+        // A refused token stays refused: stop instead of retrying forever.
+        const refused = e instanceof StreamError && (e.status === 401 || e.status === 403);
+        handlers.close(refused ? { code: 1006, reason, fatal: e } : { code: 1006, reason });
       });
     return {
       send: (text) => link?.send(text),
@@ -334,7 +342,27 @@ export class SharedStream {
     }
     if (frame.type !== "batch") return;
     const batch = frame as SubscriberBatch;
-    void this.#serial(() => this.#applyBatch(batch, epoch));
+    this.#inbox.push({ batch, epoch });
+    if (this.#inbox.length === 1) void this.#serial(() => this.#drain());
+  }
+
+  /**
+   * Applies what has arrived. Batches that continue each other (same connection, same life,
+   * `afterOffset` = the previous `throughOffset`) are written as one transaction: a replay of many
+   * small batches costs a few commits, not one per batch.
+   */
+  async #drain(): Promise<void> {
+    while (this.#inbox.length > 0) {
+      const first = this.#inbox.shift() as { batch: SubscriberBatch; epoch: number };
+      let merged = first.batch;
+      while (this.#inbox.length > 0 && merged.events.length < MAX_WRITE_EVENTS) {
+        const next = this.#inbox[0] as { batch: SubscriberBatch; epoch: number };
+        if (next.epoch !== first.epoch || next.batch.streamId !== merged.streamId || next.batch.afterOffset !== merged.throughOffset) break;
+        this.#inbox.shift();
+        merged = { ...next.batch, afterOffset: merged.afterOffset, events: [...merged.events, ...next.batch.events] };
+      }
+      await this.#applyBatch(merged, first.epoch);
+    }
   }
 
   async #applyBatch(batch: SubscriberBatch, epoch: number): Promise<void> {
