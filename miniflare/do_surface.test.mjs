@@ -138,7 +138,7 @@ test("item 53: the methods of src/entry.mjs equal the Rust allowlist and the §9
   assert.deepEqual([...forwarded].sort(), [...SPEC_METHODS].sort(), "entry.mjs forwards exactly the §9.1 methods");
   for (const h of RUNTIME_HANDLERS.slice(1)) assert.ok(methods.includes(h), `entry.mjs forwards ${h}`);
 
-  const rpc = fs.readFileSync(path.join(REPO_ROOT, "src", "core", "rpc.rs"), "utf8");
+  const rpc = fs.readFileSync(path.join(REPO_ROOT, "crates", "streams-core", "src", "rpc.rs"), "utf8");
   const jsName = /fn js_name\(self\)[^{]*\{([\s\S]*?)\n    \}/.exec(rpc);
   assert.ok(jsName, "rpc.rs has StreamMethod::js_name");
   const rust = [...jsName[1].matchAll(/=>\s*"([^"]+)"/g)].map((m) => m[1]);

@@ -56,7 +56,7 @@ test("docs: every error message in the protocol's error table is one the code pr
 // Until the API layer answers a wrong verb with 405 (it still maps method_not_allowed to 404).
 const STATUS_FIX_PENDING = httpStatusByCode(sources).get("method_not_allowed") !== 405;
 
-test("docs: each error row gives the HTTP status the API layer sends", { todo: STATUS_FIX_PENDING && "method_not_allowed is still 404 in src/api/wire.rs" }, () => {
+test("docs: each error row gives the HTTP status the API layer sends", { todo: STATUS_FIX_PENDING && "method_not_allowed is still 404 in src/wire.rs" }, () => {
   const table = markdownSection(protocol, "Errors");
   for (const [code, status] of httpStatusByCode(sources)) {
     const row = errorRow(table, code);

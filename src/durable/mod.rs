@@ -16,15 +16,15 @@ use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
 use worker::{durable_object, Env, Request, Response, State, WebSocket, WebSocketIncomingMessage};
 
-use crate::api::wire::error_response;
-use crate::core::event::parse_committed_event;
-use crate::core::limits::MAX_GET_EVENTS_BYTES;
-use crate::core::name::{ancestors, resolve_stream_path};
-use crate::core::reducer::reduce;
-use crate::core::rpc::{AppendArgs, GetEventArgs, GetEventsArgs, StreamMethod};
-use crate::core::store::StoredEvent;
-use crate::core::time::iso_from_ms;
-use crate::core::{
+use crate::wire::error_response;
+use streams_core::event::parse_committed_event;
+use streams_core::limits::MAX_GET_EVENTS_BYTES;
+use streams_core::name::{ancestors, resolve_stream_path};
+use streams_core::reducer::reduce;
+use streams_core::rpc::{AppendArgs, GetEventArgs, GetEventsArgs, StreamMethod};
+use streams_core::store::StoredEvent;
+use streams_core::time::iso_from_ms;
+use streams_core::{
     child_notice, load_state, plan_append, plan_inputs, types, AppendContext, AppendPlan, CoreState, ErrorCode, EventInput, EventStore,
     Origin, StreamError, StreamName, StreamResult,
 };
@@ -407,7 +407,7 @@ impl Inner {
 
     // ---- reads (spec §4.3, §9.1, §11) ----
 
-    fn read<T>(&self, read: impl FnOnce(&SqlStore) -> Result<T, crate::core::StoreError>) -> StreamResult<T> {
+    fn read<T>(&self, read: impl FnOnce(&SqlStore) -> Result<T, streams_core::StoreError>) -> StreamResult<T> {
         read(&self.store).map_err(log_internal)
     }
 
@@ -500,7 +500,7 @@ fn now_iso() -> String {
     iso_from_ms(js_sys::Date::now()).unwrap_or_default()
 }
 
-fn log_internal(err: crate::core::StoreError) -> StreamError {
+fn log_internal(err: streams_core::StoreError) -> StreamError {
     worker::console_error!("{err}");
     StreamError::internal()
 }

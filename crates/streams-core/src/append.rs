@@ -243,7 +243,7 @@ fn check_core_payload(i: usize, input: &EventInput, ctx: &AppendContext<'_>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::testing::MemStore;
+    use crate::testing::MemStore;
     use serde_json::json;
 
     const T0: f64 = 1_767_607_200_000.0;

@@ -1,9 +1,9 @@
-//! Errors on the wire: HTTP statuses and the JSON error body (spec §8).
+//! Errors and JSON on the wire, shared by the Durable Object and the HTTP layer: HTTP statuses and the JSON error body (spec §8).
 
 use serde_json::json;
 use worker::{Response, ResponseBuilder};
 
-use crate::core::{ErrorCode, StreamError};
+use streams_core::{ErrorCode, StreamError};
 
 /// The HTTP status of each code. Exhaustive: a new code will not compile
 /// until it is mapped.

@@ -97,6 +97,24 @@ impl StreamMethod {
         matches!(self, Self::Reset | Self::Kill)
     }
 
+    /// Only the appends take a `streamPath` (spec §5.3); elsewhere it goes on
+    /// to the DO, which refuses it as an unknown argument.
+    pub fn takes_stream_path(self) -> bool {
+        matches!(self, Self::Append | Self::AppendBatch)
+    }
+
+    /// Takes a string `streamPath` off the arguments when the method takes one.
+    pub fn take_stream_path(self, args: &mut Map<String, Value>) -> StreamResult<Option<String>> {
+        if !self.takes_stream_path() {
+            return Ok(None);
+        }
+        match args.remove("streamPath") {
+            None => Ok(None),
+            Some(Value::String(stream_path)) => Ok(Some(stream_path)),
+            Some(_) => Err(StreamError::invalid_request("streamPath must be a string")),
+        }
+    }
+
     /// The argument keys the DO accepts.
     pub fn argument_keys(self) -> &'static [&'static str] {
         match self {
@@ -135,11 +153,7 @@ pub struct AppendArgs {
 
 impl AppendArgs {
     pub fn parse(method: StreamMethod, mut args: Map<String, Value>) -> StreamResult<Self> {
-        let stream_path = match args.remove("streamPath") {
-            None => None,
-            Some(Value::String(s)) => Some(s),
-            Some(_) => return Err(StreamError::invalid_request("streamPath must be a string")),
-        };
+        let stream_path = method.take_stream_path(&mut args)?;
         let (events, single) = if method == StreamMethod::Append {
             (vec![args.remove("event").ok_or_else(|| StreamError::invalid_request("event is required"))?], true)
         } else {

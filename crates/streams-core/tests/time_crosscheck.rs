@@ -6,7 +6,7 @@
 use chrono::{DateTime, Timelike};
 use proptest::prelude::*;
 
-use streams::core::time::parse_rfc3339_ms;
+use streams_core::time::parse_rfc3339_ms;
 
 /// What chrono makes of `text`: `None` when it refuses, or the epoch
 /// milliseconds and whether it read a leap second.

@@ -145,7 +145,7 @@ pub fn passes_pause_gate(event_type: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::testing::event;
+    use crate::testing::event;
     use serde_json::json;
 
     fn fold(events: &[Event]) -> CoreState {
