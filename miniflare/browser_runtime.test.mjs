@@ -277,6 +277,22 @@ test("an ingest that throws twice recovers with no gap", async () => {
   await page.close();
 });
 
+test("clearLocal() discards the local mirror and rebuilds the same rows from the server", async () => {
+  const page = await h.newPage();
+  const p = freshPath("clear");
+  await openStore(page, p);
+  await waitSnapshot(page, (s) => s.status === "subscribed");
+  await page.evaluate(() => store.appendBatch([{ type: "app/keep" }, { type: "app/keep" }]));
+  await waitCaughtUp(page, p);
+  await page.evaluate(() => store.clearLocal());
+  await waitSnapshot(page, (s) => s.clearVersion === 1 && s.status === "subscribed");
+  await waitCaughtUp(page, p);
+  assert.equal((await snapshot(page)).subscribedAfterOffset, 0, "rebuilt from the start");
+  await assertMirrorEqualsServer(page, p);
+  assertNoPageErrors(page);
+  await page.close();
+});
+
 test("the mirror downloaded from the page opens in the sqlite3 CLI with the right count", async () => {
   ensureSqlite3();
   const page = await h.newPage();
