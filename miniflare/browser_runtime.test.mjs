@@ -43,17 +43,17 @@ function freshPath(label) {
 }
 
 /** Opens `window.store` on the page. */
-async function openStore(page, streamPath, { flaky } = {}) {
+async function openStore(page, streamPath, { flaky, mirror = "opfs" } = {}) {
   await page.evaluate(
-    ([p, token, flakyArgs]) => {
+    ([p, token, flakyArgs, kind]) => {
       const processors = [streams.eventFeed()];
       if (flakyArgs) {
         globalThis.flaky = streams.flakyProcessor(...flakyArgs);
         processors.push(globalThis.flaky);
       }
-      globalThis.store = streams.openStream({ path: p, token, processors });
+      globalThis.store = streams.openStream({ path: p, token, processors, mirror: kind });
     },
-    [streamPath, ADMIN_TOKEN, flaky ?? null],
+    [streamPath, ADMIN_TOKEN, flaky ?? null, mirror],
   );
 }
 
@@ -290,6 +290,22 @@ test("clearLocal() discards the local mirror and rebuilds the same rows from the
   assert.equal((await snapshot(page)).subscribedAfterOffset, 0, "rebuilt from the start");
   await assertMirrorEqualsServer(page, p);
   assertNoPageErrors(page);
+  await page.close();
+});
+
+test("mirror: \"memory\" is shown in the snapshot and lasts only as long as the page", async () => {
+  const page = await h.newPage();
+  const p = freshPath("memory");
+  await openStore(page, p, { mirror: "memory" });
+  await waitCaughtUp(page, p);
+  assert.deepEqual((await snapshot(page)).storage.kind, "memory");
+  assert.equal((await snapshot(page)).storage.persisted, false);
+  await page.reload();
+  await page.waitForFunction(() => "streams" in globalThis);
+  await openStore(page, p, { mirror: "memory" });
+  await waitCaughtUp(page, p);
+  assert.equal((await snapshot(page)).subscribedAfterOffset, 0, "nothing survived the reload");
+  await assertMirrorEqualsServer(page, p);
   await page.close();
 });
 

@@ -90,6 +90,8 @@ export class SharedStream {
   #everOpen = false;
   #failures = { offset: -1, count: 0 };
   #sizeTimer: Timer | undefined;
+  /** What `error` shows while all is well: why OPFS was not used, when it was asked for. */
+  #healthyError: string | null = null;
   #waiters = new Set<{ resolve(): void; reject(e: Error): void; timer: Timer }>();
 
   constructor(key: string, options: OpenStreamOptions, platform: BrowserPlatform, onDisposed: () => void) {
@@ -260,6 +262,7 @@ export class SharedStream {
       const persisted = opened.kind === "opfs" ? await this.#platform.persisted().catch(() => false) : false;
       if (this.#closed) throw new Error("closed");
       this.#db = db;
+      this.#healthyError = opened.fallbackReason;
       this.#set({ storage: Object.freeze({ kind: opened.kind, persisted, bytes: null }), error: opened.fallbackReason });
       await this.#setupProcessors();
     } catch (e) {
@@ -399,7 +402,7 @@ export class SharedStream {
     }
     core.progressed();
     this.#failures = { offset: -1, count: 0 };
-    this.#set({ ...this.#mirrorFields(), error: null, status: core.state === "open" ? "subscribed" : this.#snapshot.status });
+    this.#set({ ...this.#mirrorFields(), error: this.#healthyError, status: core.state === "open" ? "subscribed" : this.#snapshot.status });
     this.#changed();
   }
 
@@ -435,7 +438,7 @@ export class SharedStream {
     }
     const patch: Partial<StreamSnapshot> = { status: persistent && next !== "subscribed" ? "error" : next };
     if (status.state === "backoff" && !persistent) patch.error = status.reason ?? null;
-    if (status.state === "open" && !persistent) patch.error = null;
+    if (status.state === "open" && !persistent) patch.error = this.#healthyError;
     if (persistent) patch.status = "error";
     this.#set(patch);
   }

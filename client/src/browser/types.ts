@@ -73,7 +73,7 @@ export interface StreamSnapshot {
   path: string;
   status: StreamStatus;
   role: StreamRole;
-  /** The last problem (connection, lock, mirror write, persistent apply failure); null when healthy. */
+  /** The last problem (connection, lock, mirror write, persistent apply failure); when healthy null, or why OPFS was not used. */
   error: string | null;
   /** Identity of the mirrored life of the log (changes on `reset`). */
   streamId: string | null;
