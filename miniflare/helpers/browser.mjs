@@ -203,8 +203,11 @@ export async function bundlePage(entryPoints) {
   return dir;
 }
 
-/** entryPoints: extra pages (name → file) bundled next to the harness page (`harness.html`, also `/`). */
-export async function startRuntimeHarness({ entryPoints = {}, bindings = {} } = {}) {
+/**
+ * entryPoints: extra pages (name → file) bundled next to the harness page (`harness.html`, also `/`).
+ * bindings: extra streams-worker bindings; apiToken: the bearer token `api()` sends by default.
+ */
+export async function startRuntimeHarness({ entryPoints = {}, bindings = {}, apiToken } = {}) {
   const root = await bundlePage({ harness: path.join(FIXTURES, "browser-page.ts"), ...entryPoints });
   const persistDir = fs.mkdtempSync(path.join(os.tmpdir(), "streams-browser-do-"));
   const start = () =>
@@ -236,7 +239,7 @@ export async function startRuntimeHarness({ entryPoints = {}, bindings = {} } = 
       site.setTarget((await mf.ready).href);
     },
     /** An HTTP call to the API through the site, as the page makes it. */
-    async api(method, path, args = {}, { namespace = "default", token } = {}) {
+    async api(method, path, args = {}, { namespace = "default", token = apiToken } = {}) {
       const url = `${site.url}/api/streams/${method}?namespace=${encodeURIComponent(namespace)}&path=${encodeURIComponent(path)}`;
       const res = await fetch(url, {
         method: "POST",

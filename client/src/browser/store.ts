@@ -63,6 +63,8 @@ export class SharedStream {
   #options: OpenStreamOptions;
   #platform: BrowserPlatform;
   #http: Transport;
+  /** For reset/kill: the admin token travels in the header only, never on the socket. */
+  #admin: Transport;
   #tabId = crypto.randomUUID();
   #snapshot: StreamSnapshot;
   #listeners = new Set<() => void>();
@@ -101,7 +103,9 @@ export class SharedStream {
     this.#options = options;
     this.#platform = platform;
     this.#onDisposed = onDisposed;
-    this.#http = httpTransport({ baseUrl: options.baseUrl ?? platform.origin, token: options.token, fetch: platform.fetch });
+    const baseUrl = options.baseUrl ?? platform.origin;
+    this.#http = httpTransport({ baseUrl, token: options.token, fetch: platform.fetch });
+    this.#admin = options.adminToken ? httpTransport({ baseUrl, token: options.adminToken, fetch: platform.fetch }) : this.#http;
     this.#snapshot = Object.freeze({
       namespace: this.namespace,
       path: this.path,
@@ -176,11 +180,11 @@ export class SharedStream {
   }
 
   async reset(): Promise<void> {
-    await this.#call("reset", {});
+    await this.#admin.call("reset", { namespace: this.namespace, path: this.path }, {});
   }
 
   async kill(): Promise<void> {
-    await this.#call("kill", {});
+    await this.#admin.call("kill", { namespace: this.namespace, path: this.path }, {});
   }
 
   async clearLocal(): Promise<void> {
