@@ -284,7 +284,7 @@ export class SharedStream {
       onStop: (error) => {
         if (error && !this.#closed) this.#set({ status: "error", error: error.message });
       },
-      // The schedule exactly: min(30 s, 250 ms·2^(n−1)), no jitter (one writer per stream).
+      // Exactly min(30 s, 250 ms·2^(n−1)), no jitter: there is one writer per stream and profile.
       random: () => 1,
       timing: { connectTimeoutMs: 20_000 },
     });
