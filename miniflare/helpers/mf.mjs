@@ -18,6 +18,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 const HELPERS = path.dirname(fileURLToPath(import.meta.url));
+export const HELPERS_DIR = HELPERS;
 export const REPO_ROOT = path.resolve(HELPERS, "..", "..");
 export const COMPATIBILITY_DATE = "2025-09-23";
 
@@ -27,7 +28,7 @@ export const DEFAULT_BINDINGS = Object.freeze({
   STREAM_SUBSCRIBER_BINDINGS: "ECHO_HOST",
 });
 
-const MODULES_RULES = [
+export const MODULES_RULES = [
   { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
   { type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true },
 ];
@@ -41,7 +42,11 @@ const MODULES_RULES = [
  * opts.streams / opts.client / opts.echo
  *                extra Miniflare worker options merged into that worker (shallow).
  * opts.echoScriptPath  alternative EchoHost module (default miniflare/helpers/echo-host.mjs).
+ * opts.viewer   serve viewer/dist/ as static assets in front of the streams worker, routed as
+ *                wrangler.toml does: `/api/*` always reaches the worker, `/` and `/split` are the
+ *                page, any other path reaches the worker (needs `node viewer/build.mjs` first).
  * opts.miniflare extra top-level Miniflare options (e.g. {log: new Log(LogLevel.DEBUG)}).
+ * opts.workers   more Miniflare worker definitions, after the three above.
  */
 export async function startStreams(opts = {}) {
   const root = path.resolve(opts.root ?? REPO_ROOT);
@@ -63,6 +68,7 @@ export async function startStreams(opts = {}) {
           ECHO_HOST: { className: "EchoHost", scriptName: "echo", useSQLite: true },
         },
         bindings,
+        ...(opts.viewer ? { assets: viewerAssets(root) } : {}),
         ...(opts.streams ?? {}),
       },
       {
@@ -91,6 +97,7 @@ export async function startStreams(opts = {}) {
         serviceBindings: { STREAMS: "streams" },
         ...(opts.echo ?? {}),
       },
+      ...(opts.workers ?? []),
     ],
   });
   try {
@@ -100,6 +107,24 @@ export async function startStreams(opts = {}) {
     throw e;
   }
   return mf;
+}
+
+/** Miniflare's form of wrangler.toml's [assets] (run_worker_first = ["/api/*"]). */
+function viewerAssets(root) {
+  const directory = path.join(root, "viewer", "dist");
+  if (!fs.existsSync(path.join(directory, "index.html"))) {
+    throw new Error(`${directory}/index.html is missing: run \`node viewer/build.mjs\` (or \`npm run build\`) first`);
+  }
+  return {
+    directory,
+    routerConfig: { has_user_worker: true, static_routing: { user_worker: ["/api/*"] } },
+    assetConfig: { html_handling: "auto-trailing-slash", not_found_handling: "none" },
+  };
+}
+
+/** The http://127.0.0.1:<port> origin a started Miniflare listens on (for a browser). */
+export async function originOf(mf) {
+  return new URL(await mf.ready).origin;
 }
 
 const clients = new WeakMap();
