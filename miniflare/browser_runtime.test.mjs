@@ -7,7 +7,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
-import { ADMIN_TOKEN, consoleErrorsOf, ensureSqlite3, startRuntimeHarness } from "./helpers/browser.mjs";
+import { ADMIN_TOKEN, assertNoConsoleErrors, ensureSqlite3, expectConsoleError, startRuntimeHarness } from "./helpers/browser.mjs";
 import { REPO_ROOT } from "./helpers/mf.mjs";
 
 /** The README's browser-runtime snippet: the tsx block right after its tested-by marker. */
@@ -32,8 +32,8 @@ after(async () => {
 
 /** No uncaught error or console.error in the page, except the browser's own network lines for sockets the server closed. */
 function assertNoPageErrors(page) {
-  const errors = consoleErrorsOf(page).filter((e) => !/^console\.error: WebSocket connection to .* failed/.test(e));
-  assert.deepEqual(errors, [], "the page logged errors");
+  expectConsoleError(page, /^console\.error: WebSocket connection to .* failed/, { repeated: true });
+  assertNoConsoleErrors(page);
 }
 
 let counter = 0;
