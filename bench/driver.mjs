@@ -53,6 +53,37 @@ async function appendSeq(stub, n, payloadBytes, startIndex = 0) {
 }
 
 const scenarios = {
+  /**
+   * Scoped-token cost: `n` public HTTP requests through each of two service bindings to the same
+   * worker code, in alternating blocks. STREAMS has no credentials configured; STREAMS_AUTH has
+   * STREAMS_JWT_SECRET and gets `Authorization: Bearer <token>`. The route does not exist, so both
+   * stop with 404 before any Durable Object: the time difference is the credential check.
+   */
+  async tokenCheck(env, { n, block = 50, token }) {
+    const url = "http://streams/api/streams/bench/no-such-route?path=/bench";
+    const send = async (binding, headers, want) => {
+      const res = await binding.fetch(url, { headers });
+      await res.arrayBuffer();
+      if (res.status !== want) throw new Error(`tokenCheck: HTTP ${res.status}, expected ${want}`);
+    };
+    // The token is really checked: a forged one is refused.
+    await send(env.STREAMS_AUTH, { authorization: `Bearer ${token}x` }, 401);
+    const legs = [
+      ["open", env.STREAMS, {}],
+      ["scoped", env.STREAMS_AUTH, { authorization: `Bearer ${token}` }],
+    ];
+    const ms = { open: 0, scoped: 0 };
+    for (let done = 0, round = 0; done < n; done += block, round++) {
+      for (const [key, binding, headers] of round % 2 ? [...legs].reverse() : legs) {
+        const t0 = now();
+        for (let i = 0; i < block; i++) await send(binding, headers, 404);
+        ms[key] += now() - t0;
+      }
+    }
+    const perRequestUs = (x) => (x * 1000) / n;
+    return { n, openUs: perRequestUs(ms.open), scopedUs: perRequestUs(ms.scoped), costUs: perRequestUs(ms.scoped - ms.open) };
+  },
+
   /** Fill a stream with `events` domain events, `batch` per appendBatch call (1: one event per call). */
   async prepare(env, { target, name, events, batch = 1000, payloadBytes = 100 }) {
     const stub = stubOf(env, target, name);

@@ -3,6 +3,7 @@
 //   bash scripts/bench.sh            # build, then this
 //   node bench/run.mjs [--runs=5] [--scale=1] [--no-rebuild] [--out=BENCHMARKS.md]
 //                      [--root=<checkout with src/entry.mjs + build/>] [--code=<label for the report>]
+//                      [--only=token]   (one scenario, printed only; BENCHMARKS.md is left alone)
 //
 // Workers: streams (src/entry.mjs + build/), baseline (bench/baseline-do.mjs), driver
 // (bench/driver.mjs, DO bindings to both). Node only sends "run scenario X on target T" to the
@@ -15,6 +16,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import zlib from "node:zlib";
 import { COMPATIBILITY_DATE, REPO_ROOT } from "../miniflare/helpers/mf.mjs";
+import { signJwt, claims } from "../miniflare/helpers/jwt.mjs";
 
 const { values: opts } = parseArgs({
   options: {
@@ -24,6 +26,7 @@ const { values: opts } = parseArgs({
     out: { type: "string", default: path.join(REPO_ROOT, "BENCHMARKS.md") },
     root: { type: "string", default: REPO_ROOT },
     code: { type: "string" },
+    only: { type: "string" },
     // Parent of the temporary DO storage directory. tmpfs keeps disk contention and fsync out of
     // the numbers (DO SQLite cannot run in workerd's in-memory storage).
     "storage-dir": { type: "string", default: fs.existsSync("/dev/shm") ? "/dev/shm" : os.tmpdir() },
@@ -50,7 +53,9 @@ const CFG = {
   bootEvents: n(10000),
   subN: n(200), // sequential appends, each waiting for its WebSocket frame
   prepareBatch: 1000,
+  tokenN: n(4000), // public HTTP requests per leg and round (scenario 9)
 };
+const BENCH_JWT_SECRET = "bench-jwt-secret";
 
 const MODULES_RULES = [
   { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
@@ -75,6 +80,17 @@ function startMiniflare(persistDir) {
         durableObjects: { STREAM: { className: "Stream", useSQLite: true } },
       },
       {
+        // The same code with scoped tokens on (scenario 9).
+        name: "streams-auth",
+        modules: true,
+        modulesRoot: ROOT,
+        scriptPath: path.join(ROOT, "src", "entry.mjs"),
+        modulesRules: MODULES_RULES,
+        compatibilityDate: COMPATIBILITY_DATE,
+        durableObjects: { STREAM: { className: "Stream", useSQLite: true } },
+        bindings: { STREAMS_JWT_SECRET: BENCH_JWT_SECRET },
+      },
+      {
         name: "baseline",
         modules: true,
         modulesRoot: REPO_ROOT,
@@ -93,7 +109,7 @@ function startMiniflare(persistDir) {
           BASE: { className: "Baseline", scriptName: "baseline", useSQLite: true },
         },
         // The public HTTP route, for the subscription WebSocket (scenario 8).
-        serviceBindings: { STREAMS: "streams" },
+        serviceBindings: { STREAMS: "streams", STREAMS_AUTH: "streams-auth" },
       },
     ],
   });
@@ -143,6 +159,25 @@ async function interleaved(label, step) {
 }
 
 // ---- scenarios ----
+
+/** 9. Scoped-token check cost per public HTTP request (driver.mjs tokenCheck). */
+async function tokenPhase(drive) {
+  const token = signJwt(claims({ ns: "bench", paths: ["/bench/**"], ops: ["read", "append"], ttl: 3600 }), BENCH_JWT_SECRET);
+  const runs = [];
+  for (let round = 0; round <= RUNS; round++) {
+    const out = await drive({ scenario: "tokenCheck", n: CFG.tokenN, token });
+    if (round > 0) runs.push(out);
+  }
+  log("9 token check done");
+  return runs;
+}
+
+function tokenRows(runs, row) {
+  const cost = pick(runs, "costUs");
+  row(`9. Scoped token check (HS256), µs per HTTP request (N=${CFG.tokenN})`, fmtMs(cost), "n/a", "—", "< 50", cost < 50);
+  row("   request refused at routing: no credentials configured, µs", fmtMs(pick(runs, "openUs")), "n/a", "—");
+  row("   the same with a verified scoped token, µs", fmtMs(pick(runs, "scopedUs")), "n/a", "—");
+}
 
 async function mainPhase(drive, persistDir) {
   const R = {};
@@ -220,6 +255,8 @@ async function mainPhase(drive, persistDir) {
 
   // 8. Subscription delivery latency: ours only (the baseline has no subscriptions), a fresh
   // stream per round, one warm-up round.
+  R.token = await tokenPhase(drive);
+
   R.subscribe = [];
   for (let round = 0; round <= RUNS; round++) {
     const out = await drive({
@@ -344,10 +381,13 @@ function wasmSize() {
   return { raw: raw.length, gzip: zlib.gzipSync(raw, { level: 9 }).length, mtime: fs.statSync(file).mtime };
 }
 
+/** `row(metric, ours, base, ratio, target?, pass?)` appending to `rows`. */
+const rowAdder = (rows) => (metric, ours, base, ratio, target, pass) =>
+  rows.push({ metric, ours, base, ratio, target: target ?? "", status: pass === undefined ? "" : pass ? "PASS" : "MISS" });
+
 function buildRows(R, restart, wasm) {
   const rows = [];
-  const row = (metric, ours, base, ratio, target, pass) =>
-    rows.push({ metric, ours, base, ratio, target: target ?? "", status: pass === undefined ? "" : pass ? "PASS" : "MISS" });
+  const row = rowAdder(rows);
   const vs = (key, runs = R) => {
     const o = pick(runs.ours, key);
     const b = pick(runs.base, key);
@@ -407,6 +447,7 @@ function buildRows(R, restart, wasm) {
   row(`8. Subscriptions: append → WebSocket frame (N=${CFG.subN}), mean latency, ms`, fmtMs(sub("meanMs")), "n/a", "—");
   row("   p50 latency, ms (1 ms clock)", fmtTick(sub("p50Ms")), "n/a", "—");
   row("   p99 latency, ms (1 ms clock)", fmtTick(sub("p99Ms")), "n/a", "—");
+  tokenRows(R.token, row);
   return rows;
 }
 
@@ -455,6 +496,11 @@ Notes:
   loop time / ${CFG.subN} (exact); p50/p99 are 1 ms clock readings. Each is the median over rounds;
   a fresh stream per round, after the same untimed warm-up appends. Baseline "n/a": the baseline
   DO has no subscriptions. For scale: row 1's mean is a single append with no subscriber.
+- Scoped tokens (9): the driver sends ${CFG.tokenN} public HTTP requests per round through two service
+  bindings to the same worker code, one with no credentials configured and one with
+  \`STREAMS_JWT_SECRET\` and a bearer JWT, in alternating blocks of 50, to a route that does not exist:
+  both answer 404 before any Durable Object, so the difference per request is the credential check
+  (HMAC-SHA256, claims parsing, reading the extra settings). Median over rounds.
 - The machine may be shared; interleaving ours and baseline keeps background load out of the
   ratios better than out of the absolute numbers (see the load average above).
 `;
@@ -472,6 +518,7 @@ async function main() {
   if (loadStart[0] >= BUSY_LOAD) log(`warning: load average ${loadStart[0].toFixed(2)}: other processes will add noise`);
   const persistDir = fs.mkdtempSync(path.join(STORAGE_PARENT, "streams-bench-"));
   log(`runs=${RUNS} scale=${SCALE} worker=${ROOT} storage=${persistDir}`);
+  if (opts.only) return onlyOne(opts.only, persistDir);
   try {
     const mf = startMiniflare(persistDir);
     let R;
@@ -494,6 +541,22 @@ async function main() {
     fs.writeFileSync(raw, JSON.stringify({ started, cfg: CFG, runs: RUNS, scale: SCALE, mach, wasm, raw: R, restart }, null, 2));
     log(`wrote ${path.relative(REPO_ROOT, opts.out)} and ${path.relative(REPO_ROOT, raw)} in ${elapsedS.toFixed(0)} s`);
   } finally {
+    fs.rmSync(persistDir, { recursive: true, force: true });
+  }
+}
+
+/** `--only=<scenario>`: that scenario alone, its rows printed; BENCHMARKS.md is not rewritten. */
+async function onlyOne(scenario, persistDir) {
+  const phases = { token: [tokenPhase, tokenRows] };
+  if (!phases[scenario]) throw new Error(`--only: unknown scenario ${JSON.stringify(scenario)}; known: ${Object.keys(phases).join(", ")}`);
+  const [phase, rowsOf] = phases[scenario];
+  const mf = startMiniflare(persistDir);
+  try {
+    const rows = [];
+    rowsOf(await phase(await driverOf(mf)), rowAdder(rows));
+    console.log(table(rows));
+  } finally {
+    await mf.dispose();
     fs.rmSync(persistDir, { recursive: true, force: true });
   }
 }

@@ -18,6 +18,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 const HELPERS = path.dirname(fileURLToPath(import.meta.url));
+export const HELPERS_DIR = HELPERS;
 export const REPO_ROOT = path.resolve(HELPERS, "..", "..");
 export const COMPATIBILITY_DATE = "2025-09-23";
 
@@ -27,7 +28,7 @@ export const DEFAULT_BINDINGS = Object.freeze({
   STREAM_SUBSCRIBER_BINDINGS: "ECHO_HOST",
 });
 
-const MODULES_RULES = [
+export const MODULES_RULES = [
   { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
   { type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true },
 ];
@@ -42,6 +43,7 @@ const MODULES_RULES = [
  *                extra Miniflare worker options merged into that worker (shallow).
  * opts.echoScriptPath  alternative EchoHost module (default miniflare/helpers/echo-host.mjs).
  * opts.miniflare extra top-level Miniflare options (e.g. {log: new Log(LogLevel.DEBUG)}).
+ * opts.workers   more Miniflare worker definitions, after the three above.
  */
 export async function startStreams(opts = {}) {
   const root = path.resolve(opts.root ?? REPO_ROOT);
@@ -91,6 +93,7 @@ export async function startStreams(opts = {}) {
         serviceBindings: { STREAMS: "streams" },
         ...(opts.echo ?? {}),
       },
+      ...(opts.workers ?? []),
     ],
   });
   try {
