@@ -290,10 +290,17 @@ test("item 7: touching /a/b/c → childPaths [\"/a\"] on /, [\"/a/b\"] on /a, [\
 test("item 7: a new stream's own notice does not go to itself, and the root gets none for itself", async () => {
   const ns = `c${Math.random().toString(36).slice(2, 10)}`;
   await call(mf, `${ns}:/`, "getEvents", {});
-  await new Promise((r) => setTimeout(r, 100));
-  const rootEvents = await readAll(mf, `${ns}:/`);
-  assert.deepEqual(rootEvents.map((e) => e.type), [S("created"), S("woken")], "the root has no ancestors");
-  assert.deepEqual((await coreState(mf, `${ns}:/`)).childPaths, []);
+  // Sentinel: a child created afterwards; once its notice is in, a notice about the root itself
+  // would be too.
+  await call(mf, `${ns}:/sentinel`, "getEvents", {});
+  const rootEvents = await pollUntil(
+    () => readAll(mf, `${ns}:/`),
+    (events) => events.some((e) => e.type === S("child-stream-created")),
+    { what: "the sentinel's notice on the root" },
+  );
+  assert.deepEqual(rootEvents.map((e) => e.type), [S("created"), S("woken"), S("child-stream-created")], "the root has no ancestors");
+  assert.deepEqual(rootEvents[2].payload, { childPath: "/sentinel" });
+  assert.deepEqual((await coreState(mf, `${ns}:/`)).childPaths, ["/sentinel"]);
 });
 
 function escapeRe(s) {

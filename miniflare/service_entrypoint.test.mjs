@@ -137,11 +137,18 @@ test("item 24: service append({path:/p, streamPath:/q, event}) lands on /q; /p g
     (events) => events.some((e) => e.type === S("child-stream-created") && e.payload.childPath === "/q"),
     { what: "root notified of /q" },
   );
-  await sleep(200);
+  // Sentinel: a stream created after the calls above; once the root has heard of it, it would have
+  // heard of /p too, had /p been woken.
+  await callService(mf, "getEvents", { namespace: ns, path: "/sentinel" });
+  await waitFor(
+    () => readAll(mf, `${ns}:/`),
+    (events) => events.some((e) => e.type === S("child-stream-created") && e.payload.childPath === "/sentinel"),
+    { what: "root notified of the sentinel" },
+  );
   assert.equal(await doHasFiles(mf, persistDir, `${ns}:/p`), false, "/p was never instantiated, so it has no woken");
   assert.deepEqual(
-    (await readAll(mf, `${ns}:/`)).filter((e) => e.type === S("child-stream-created")).map((e) => e.payload.childPath),
-    ["/q"],
+    (await readAll(mf, `${ns}:/`)).filter((e) => e.type === S("child-stream-created")).map((e) => e.payload.childPath).sort(),
+    ["/q", "/sentinel"],
   );
 });
 
