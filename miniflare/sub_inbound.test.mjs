@@ -66,7 +66,10 @@ test("item 56: replay 0 → the first batch starts at offset 1, no empty batch b
   assert.ok(first.events.length > 0, "the first batch is the replay, not an empty batch");
   assert.equal(first.events[0].offset, 1);
   assert.equal(first.events[0].type, S("created"));
-  assert.deepEqual(Object.keys(first).sort(), ["events", "state", "streamMaxOffset", "subscriptionKey", "type"]);
+  assert.deepEqual(
+    Object.keys(first).sort(),
+    ["afterOffset", "connectionId", "events", "state", "streamId", "streamMaxOffset", "subscriptionKey", "throughOffset", "type"],
+  );
   // The replay runs through subscriber-connected (§10.1 accept step 4).
   const all = await readAll(mf, name);
   await sub.waitForOffset(all[all.length - 1].offset);

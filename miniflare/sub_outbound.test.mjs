@@ -131,7 +131,7 @@ test("item 65: EchoHost dial arguments follow §10.2; an input → output-echoed
   const dial = echo.dials[0];
   assert.deepEqual(
     Object.keys(dial).sort(),
-    ["namespace", "path", "processorName", "streamMaxOffset", "streamRuntimeState", "subscriptionConfiguredEvent", "subscriptionKey"].sort(),
+    ["namespace", "path", "processorName", "connectionId", "streamMaxOffset", "streamRuntimeState", "subscriptionConfiguredEvent", "subscriptionKey"].sort(),
   );
   assert.equal(dial.namespace, namespace);
   assert.equal(dial.path, path);
