@@ -42,6 +42,9 @@ export const MODULES_RULES = [
  * opts.streams / opts.client / opts.echo
  *                extra Miniflare worker options merged into that worker (shallow).
  * opts.echoScriptPath  alternative EchoHost module (default miniflare/helpers/echo-host.mjs).
+ * opts.viewer   serve viewer/dist/ as static assets in front of the streams worker, routed as
+ *                wrangler.toml does: `/api/*` always reaches the worker, `/` and `/split` are the
+ *                page, any other path reaches the worker (needs `node viewer/build.mjs` first).
  * opts.miniflare extra top-level Miniflare options (e.g. {log: new Log(LogLevel.DEBUG)}).
  * opts.workers   more Miniflare worker definitions, after the three above.
  */
@@ -65,6 +68,7 @@ export async function startStreams(opts = {}) {
           ECHO_HOST: { className: "EchoHost", scriptName: "echo", useSQLite: true },
         },
         bindings,
+        ...(opts.viewer ? { assets: viewerAssets(root) } : {}),
         ...(opts.streams ?? {}),
       },
       {
@@ -103,6 +107,24 @@ export async function startStreams(opts = {}) {
     throw e;
   }
   return mf;
+}
+
+/** Miniflare's form of wrangler.toml's [assets] (run_worker_first = ["/api/*"]). */
+function viewerAssets(root) {
+  const directory = path.join(root, "viewer", "dist");
+  if (!fs.existsSync(path.join(directory, "index.html"))) {
+    throw new Error(`${directory}/index.html is missing: run \`node viewer/build.mjs\` (or \`npm run build\`) first`);
+  }
+  return {
+    directory,
+    routerConfig: { has_user_worker: true, static_routing: { user_worker: ["/api/*"] } },
+    assetConfig: { html_handling: "auto-trailing-slash", not_found_handling: "none" },
+  };
+}
+
+/** The http://127.0.0.1:<port> origin a started Miniflare listens on (for a browser). */
+export async function originOf(mf) {
+  return new URL(await mf.ready).origin;
 }
 
 const clients = new WeakMap();
