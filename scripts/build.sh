@@ -50,15 +50,15 @@ else
   echo "$worker_digest $mode" > build/.inputs
 fi
 
-# ---- the client package ----
+# ---- the client package (its stamp lives in build/: client/dist is what the package ships) ----
 client_digest="$(inputs_digest "client" client/src client/tsconfig.json client/package.json)"
-if [ -x client/dist/cli.js ] && up_to_date client/dist/.inputs "$client_digest"; then
+if [ -x client/dist/cli.js ] && up_to_date build/.client-inputs "$client_digest"; then
   echo "build.sh: client up to date"
 else
-  rm -rf client/dist
+  rm -rf client/dist build/.client-inputs
   npx --no-install tsc -p client/tsconfig.json
   chmod +x client/dist/cli.js
-  echo "$client_digest" > client/dist/.inputs
+  echo "$client_digest" > build/.client-inputs
 fi
 if [ ! -e node_modules/.bin/streams ]; then
   # Links the package's `streams` bin into node_modules/.bin (`npx streams`); local only.
