@@ -1,4 +1,4 @@
-// Reliability scenario 6 — subscriptions under faults (RELIABILITY.md §6; STREAM.md §2.3, §10).
+// Reliability scenario 6 — subscriptions under faults (docs/protocol.md#kill-and-reset, #subscriptions; RELIABILITY.md §6).
 //
 // 1. Inbound WebSocket under kills: one subscriber (replayAfterOffset=0) while 300 keyed events
 //    are appended in small batches and kill() is injected at seeded points. Each kill closes the
@@ -124,7 +124,7 @@ test("subscriptions: inbound WebSocket under 8 seeded kill()s — union of deliv
   for (const e of received) assert.equal(bytesOf(e), bytesOf(union.get(e.offset)), `a re-delivery of @${e.offset} differs`);
   assert.deepEqual(dupAcross, [], "no duplicates across reconnects (each resumes from its last offset)");
 
-  // Presence: one inbound connected per accepted socket, no disconnect fact for a kill (§2.3).
+  // Presence: one inbound connected per accepted socket, no disconnect fact for a kill (docs/protocol.md#kill-and-reset).
   const connected = facts(log, "subscriber-connected", { subscriptionKey: "resumer" });
   const disconnected = facts(log, "subscriber-disconnected", { subscriptionKey: "resumer" });
   assert.equal(connected.length, conns.length, "one subscriber-connected per accepted socket, none re-announced for a killed socket");

@@ -1,4 +1,4 @@
-// EchoHost: the test-only outbound subscriber of STREAM.md §14. It keeps
+// EchoHost: the test-only outbound subscriber. It keeps
 // {seen, checkpoint}; its dial reply asks for input events after its
 // checkpoint; for each input it appends `output-echoed {seen}` through the
 // STREAMS service binding, keyed so a re-delivery cannot duplicate it.

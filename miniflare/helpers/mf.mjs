@@ -1,4 +1,4 @@
-// Miniflare harness for the streams worker (TOOLCHAIN.md "Miniflare from Node", STREAM.md §14).
+// Miniflare harness for the streams worker .
 //
 //   const mf = await startStreams();            // needs `npm run build` (build/index.js) first
 //   const ev = await call(mf, uniqueName(), "append", { event: { type: "x" } });
@@ -9,7 +9,7 @@
 //            vars STREAMS_TEST_HOOKS=1, STREAM_REDIAL_BASE_MS=200, STREAM_SUBSCRIBER_BINDINGS=ECHO_HOST.
 //            It is the first worker, so mf.dispatchFetch() reaches its fetch handler.
 //   client   miniflare/helpers/client-worker.mjs: makes RPC calls from inside workerd and returns
-//            JSON, so error messages survive (see TOOLCHAIN.md "Testing pitfalls").
+//            JSON, so error messages survive (errors thrown through Miniflare's Node proxy lose their message).
 //   echo     miniflare/helpers/echo-host.mjs: the EchoHost fixture DO.
 import { Miniflare } from "miniflare";
 import fs from "node:fs";
