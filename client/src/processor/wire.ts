@@ -1,0 +1,63 @@
+// The shapes the stream sends an outbound subscriber, and the one call the host makes back.
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+
+export interface EventInput {
+  type: string;
+  payload?: Json;
+  metadata?: { [key: string]: Json };
+  source?: { processor?: { slug: string; version: string } };
+  idempotencyKey?: string;
+  offset?: number;
+}
+
+export interface StreamEvent {
+  type: string;
+  payload?: Json;
+  metadata?: { [key: string]: Json };
+  source?: { processor?: { slug: string; version: string } };
+  idempotencyKey?: string;
+  offset: number;
+  createdAt: string;
+}
+
+/** Where processors append: the streams service binding (or anything with its `append`). */
+export interface StreamsAppender {
+  append(args: { namespace: string; path: string; event: EventInput }): Promise<StreamEvent>;
+}
+
+/** `requestStreamSubscription` arguments (the `transformInput.shallowMerge` keys included). */
+export interface DialArgs {
+  namespace: string;
+  path: string;
+  subscriptionKey?: string;
+  connectionId?: string;
+  processorName?: string;
+  [merged: string]: unknown;
+}
+
+/** `processEventBatch` arguments. */
+export interface BatchArgs {
+  namespace: string;
+  path: string;
+  subscriptionKey?: string;
+  connectionId?: string;
+  streamId?: string | null;
+  afterOffset: number;
+  throughOffset: number;
+  events: StreamEvent[];
+  processorName?: string;
+  [merged: string]: unknown;
+}
+
+export interface Announcement {
+  slug: string;
+  version: string;
+  consumes: string[];
+  description?: string;
+}
+
+export interface DialReply {
+  replayAfterOffset: number;
+  eventTypes: string[];
+  subscriber: { processor: { announcement: Announcement } };
+}
