@@ -232,7 +232,7 @@ test("subscriptions: outbound EchoHost under 8 seeded kill()s — 200 inputs pro
   assert.deepEqual(outs.map((e) => e.payload.seen), Array.from({ length: TOTAL }, (_, i) => i + 1), "seen values 1..200 in log order");
   const byKey = new Map(outs.map((e) => [e.idempotencyKey, e]));
   inputOffsets.forEach((offset, i) => {
-    const out = byKey.get(`echo-example/output:${offset}`);
+    const out = byKey.get(`echo-example:${offset}:0`);
     assert.ok(out, `no output for input @${offset}`);
     assert.equal(out.payload.seen, i + 1, `output for input @${offset}`);
   });
