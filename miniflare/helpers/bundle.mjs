@@ -6,9 +6,13 @@ import path from "node:path";
 
 const bundles = new Map();
 
-/** Miniflare `modules` for `entry` (an absolute path): one ES module holding the whole bundle. */
-export function bundledModules(entry) {
-  let contents = bundles.get(entry);
+/**
+ * Miniflare `modules` for `entry` (an absolute path): one ES module holding the whole bundle.
+ * `alias` maps import specifiers to paths (e.g. a package name to its TypeScript source).
+ */
+export function bundledModules(entry, { alias = {} } = {}) {
+  const cacheKey = JSON.stringify([entry, alias]);
+  let contents = bundles.get(cacheKey);
   if (contents === undefined) {
     const result = buildSync({
       entryPoints: [entry],
@@ -19,9 +23,10 @@ export function bundledModules(entry) {
       external: ["cloudflare:*"],
       write: false,
       logLevel: "error",
+      alias,
     });
     contents = result.outputFiles[0].text;
-    bundles.set(entry, contents);
+    bundles.set(cacheKey, contents);
   }
   return [{ type: "ESModule", path: path.join(path.dirname(entry), `${path.basename(entry, path.extname(entry))}.bundle.mjs`), contents }];
 }

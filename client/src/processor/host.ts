@@ -22,7 +22,7 @@ export interface ProcessorFailure {
   stack?: string;
 }
 
-export interface ProcessorStatus<State = Json> {
+export interface ProcessorStatus<State = unknown> {
   namespace: string;
   path: string;
   slug: string;
