@@ -15,6 +15,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import zlib from "node:zlib";
 import { COMPATIBILITY_DATE, REPO_ROOT } from "../miniflare/helpers/mf.mjs";
+import { bundledModules } from "../miniflare/helpers/bundle.mjs";
 
 const { values: opts } = parseArgs({
   options: {
@@ -24,6 +25,8 @@ const { values: opts } = parseArgs({
     out: { type: "string", default: path.join(REPO_ROOT, "BENCHMARKS.md") },
     root: { type: "string", default: REPO_ROOT },
     code: { type: "string" },
+    // `--only=processor`: run scenario 9 alone and print its rows (no report written).
+    only: { type: "string" },
     // Parent of the temporary DO storage directory. tmpfs keeps disk contention and fsync out of
     // the numbers (DO SQLite cannot run in workerd's in-memory storage).
     "storage-dir": { type: "string", default: fs.existsSync("/dev/shm") ? "/dev/shm" : os.tmpdir() },
@@ -49,6 +52,7 @@ const CFG = {
   growthN: n(1000),
   bootEvents: n(10000),
   subN: n(200), // sequential appends, each waiting for its WebSocket frame
+  processorEvents: n(10000),
   prepareBatch: 1000,
 };
 
@@ -65,14 +69,25 @@ function startMiniflare(persistDir) {
     durableObjectsPersist: persistDir,
     workers: [
       {
-        // Production-like: no test hooks, no subscriber allowlist.
+        // Production-like: no test hooks; the only allowed subscriber is scenario 9's processor.
         name: "streams",
         modules: true,
         modulesRoot: ROOT,
         scriptPath: path.join(ROOT, "src", "entry.mjs"),
         modulesRules: MODULES_RULES,
         compatibilityDate: COMPATIBILITY_DATE,
-        durableObjects: { STREAM: { className: "Stream", useSQLite: true } },
+        durableObjects: {
+          STREAM: { className: "Stream", useSQLite: true },
+          PROCESSOR: { className: "BenchProcessor", scriptName: "processors", useSQLite: true },
+        },
+        bindings: { STREAM_SUBSCRIBER_BINDINGS: "PROCESSOR" },
+      },
+      {
+        name: "processors",
+        modules: bundledModules(path.join(REPO_ROOT, "bench", "processor-host.mjs")),
+        compatibilityDate: COMPATIBILITY_DATE,
+        durableObjects: { PROCESSOR: { className: "BenchProcessor", useSQLite: true } },
+        serviceBindings: { STREAMS: "streams" },
       },
       {
         name: "baseline",
@@ -91,6 +106,7 @@ function startMiniflare(persistDir) {
         durableObjects: {
           OURS: { className: "Stream", scriptName: "streams", useSQLite: true },
           BASE: { className: "Baseline", scriptName: "baseline", useSQLite: true },
+          PROCESSOR: { className: "BenchProcessor", scriptName: "processors", useSQLite: true },
         },
         // The public HTTP route, for the subscription WebSocket (scenario 8).
         serviceBindings: { STREAMS: "streams" },
@@ -143,6 +159,25 @@ async function interleaved(label, step) {
 }
 
 // ---- scenarios ----
+
+/** 9. Events/s through the summing processor vs getEvents of the same events: a fresh stream per round. */
+async function processorPhase(drive) {
+  const runs = [];
+  for (let round = 0; round <= RUNS; round++) {
+    const name = `bench:/processor-${round}`;
+    await drive({ scenario: "prepare", target: "ours", name, events: CFG.processorEvents, batch: CFG.prepareBatch });
+    const out = await drive({ scenario: "processor", name, events: CFG.processorEvents });
+    if (round > 0) runs.push(out);
+  }
+  log("9 processor done");
+  return runs;
+}
+
+function processorRows(runs, row) {
+  row(`9. Processor (sum) end to end, ${CFG.processorEvents} events, events/s`, fmtRate(pick(runs, "perSec")), "n/a", "—");
+  row("   getEvents of the same events (pages of 100), events/s", fmtRate(pick(runs, "readPerSec")), "n/a", "—");
+  row("   ratio processor / getEvents", fmtRatio(pick(runs, "ratio")), "n/a", "—");
+}
 
 async function mainPhase(drive, persistDir) {
   const R = {};
@@ -233,6 +268,8 @@ async function mainPhase(drive, persistDir) {
     if (round > 0) R.subscribe.push(out);
   }
   log("8 subscriptions done");
+
+  R.processor = await processorPhase(drive);
 
   // Streams for the restart phase (cold boot, current state vs rebuild), built now.
   if (!opts["no-rebuild"]) {
@@ -407,6 +444,7 @@ function buildRows(R, restart, wasm) {
   row(`8. Subscriptions: append → WebSocket frame (N=${CFG.subN}), mean latency, ms`, fmtMs(sub("meanMs")), "n/a", "—");
   row("   p50 latency, ms (1 ms clock)", fmtTick(sub("p50Ms")), "n/a", "—");
   row("   p99 latency, ms (1 ms clock)", fmtTick(sub("p99Ms")), "n/a", "—");
+  processorRows(R.processor, row);
   return rows;
 }
 
@@ -455,6 +493,12 @@ Notes:
   loop time / ${CFG.subN} (exact); p50/p99 are 1 ms clock readings. Each is the median over rounds;
   a fresh stream per round, after the same untimed warm-up appends. Baseline "n/a": the baseline
   DO has no subscriptions. For scale: row 1's mean is a single append with no subscriber.
+- Processor (9): a stream of ${CFG.processorEvents} prepared events is wired to a processor
+  (bench/processor-host.mjs: \`ProcessorHost\` with one \`reduce\` that sums, no side effects) by
+  appending its subscription; timed from that append until the processor's committed count is
+  ${CFG.processorEvents} (the driver polls \`status\`). This covers the dial, every delivery (≤ 100
+  events each), the reduction and one SQLite commit per batch. The comparison reads the same
+  events with \`getEvents\` in pages of 100 from the driver. Fresh stream per round.
 - The machine may be shared; interleaving ours and baseline keeps background load out of the
   ratios better than out of the absolute numbers (see the load average above).
 `;
@@ -472,6 +516,19 @@ async function main() {
   if (loadStart[0] >= BUSY_LOAD) log(`warning: load average ${loadStart[0].toFixed(2)}: other processes will add noise`);
   const persistDir = fs.mkdtempSync(path.join(STORAGE_PARENT, "streams-bench-"));
   log(`runs=${RUNS} scale=${SCALE} worker=${ROOT} storage=${persistDir}`);
+  if (opts.only !== undefined) {
+    if (opts.only !== "processor") throw new Error(`--only supports "processor", got ${JSON.stringify(opts.only)}`);
+    const mf = startMiniflare(persistDir);
+    try {
+      const rows = [];
+      processorRows(await processorPhase(await driverOf(mf)), (metric, ours, base, ratio) => rows.push({ metric, ours, base, ratio, target: "", status: "" }));
+      console.log(table(rows));
+    } finally {
+      await mf.dispose();
+      fs.rmSync(persistDir, { recursive: true, force: true });
+    }
+    return;
+  }
   try {
     const mf = startMiniflare(persistDir);
     let R;
