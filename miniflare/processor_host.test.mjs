@@ -59,6 +59,17 @@ test("dial reply: replayAfterOffset = checkpoint, eventTypes, the announcement w
   assert.equal(assertOk(await p.dial("B")).replayAfterOffset, 4);
 });
 
+test("a dial with a new streamId (the stream was reset) starts over from offset 0 with a fresh state", async () => {
+  const p = setup();
+  const life = (streamId) => ({ streamRuntimeState: { coreProcessorState: { streamId } } });
+  assertOk(await p.dial("A", life("s-1")));
+  assertOk(await p.batch("A", 0, 4, [add(3, 5)]));
+  assert.equal(assertOk(await p.dial("B", life("s-1"))).replayAfterOffset, 4, "same life: resume at the checkpoint");
+  assert.equal(assertOk(await p.dial("C", life("s-2"))).replayAfterOffset, 0, "new life: replay everything");
+  const st = await p.status();
+  assert.deepEqual([st.checkpoint, st.state.total, st.streamId], [0, 0, "s-2"]);
+});
+
 test("several processors: no processorName or an unknown one → processor_unknown with a clear message", async () => {
   const p = setup();
   const none = await tryHost(mf, p.host, "requestStreamSubscription", { ...p.target, connectionId: "A" });

@@ -131,6 +131,19 @@ test("two processors in one host: selected by shallowMerge.processorName, indepe
   assert.notEqual(tally.connectionId, counter.connectionId);
 });
 
+test("after reset() and a new subscription, the processor starts over on the new life of the stream", async () => {
+  const w = await wire(mf);
+  for (const n of [1, 2, 3]) await call(mf, w.name, "append", { event: add(n) });
+  const old = await waitForProcessor(mf, w.host, w.name, "counter", (s) => s.state.count === 3);
+  assert.equal(await call(mf, w.name, "reset"), undefined);
+  await wire(mf, { host: w.host, name: w.name });
+  await call(mf, w.name, "append", { event: add(100) });
+  const st = await waitForProcessor(mf, w.host, w.name, "counter", (s) => s.state.total === 100, { timeoutMs: 10000 });
+  assert.equal(st.state.count, 1, "only the new life's input");
+  assert.notEqual(st.streamId, old.streamId);
+  assert.equal(st.streamId, (await runtimeState(mf, w.name)).coreProcessorState.streamId);
+});
+
 test("a version bump (restart with new code) replays from offset 0 into a fresh state", async () => {
   const persistDir = fs.mkdtempSync(path.join(os.tmpdir(), "proc-version-"));
   let m = await startWithProcessors({ persistDir });

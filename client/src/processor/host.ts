@@ -35,6 +35,7 @@ export interface ProcessorStatus<State = unknown> {
   /** Set by `resume({skip: true})` until the checkpoint passes it. */
   skipOffset: number | null;
   connectionId: string | null;
+  streamId: string | null;
 }
 
 export interface BatchOutcome {
@@ -131,9 +132,13 @@ export class ProcessorHost {
     const key = this.#key(args, processor.slug);
     const connectionId = args.connectionId ?? null;
     if (connectionId !== null && typeof connectionId !== "string") throw coded("invalid_request", "connectionId must be a string");
+    const dialStreamId = args.streamRuntimeState?.coreProcessorState?.streamId;
+    const streamId = typeof dialStreamId === "string" ? dialStreamId : null;
     const row = this.#store.transaction(() => {
-      const current = this.#current(key, processor);
-      if (!current.halted) this.#store.write(key, { ...current, connectionId });
+      let current = this.#current(key, processor);
+      // A new stream id is a new life of the log (a reset): the state of the old one is discarded.
+      if (streamId !== null && current.streamId !== null && current.streamId !== streamId) current = this.#fresh(processor);
+      if (!current.halted) this.#store.write(key, { ...current, connectionId, streamId: streamId ?? current.streamId });
       return current;
     });
     if (row.halted) {
@@ -220,9 +225,13 @@ export class ProcessorHost {
   /** The stored row, or a fresh one (not yet written) when there is none or it is of another version. */
   #current(key: ProcessorKey, processor: Processor<unknown>): ProcessorRow {
     const row = this.#store.read(key);
-    if (row && row.version === processor.version) return row;
+    return row && row.version === processor.version ? row : this.#fresh(processor);
+  }
+
+  #fresh(processor: Processor<unknown>): ProcessorRow {
     return {
       version: processor.version,
+      streamId: null,
       checkpoint: 0,
       state: JSON.stringify(processor.initialState()),
       connectionId: null,
@@ -382,6 +391,7 @@ export class ProcessorHost {
       lastError: row.lastError ? JSON.parse(row.lastError) : null,
       skipOffset: row.skipOffset,
       connectionId: row.connectionId,
+      streamId: row.streamId,
     };
   }
 }

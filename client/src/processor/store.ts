@@ -17,6 +17,8 @@ export interface ProcessorKey {
 
 export interface ProcessorRow {
   version: string;
+  /** The life of the stream's log the state belongs to (`null` for streams without ids). */
+  streamId: string | null;
   /** The `throughOffset` of the last committed batch. */
   checkpoint: number;
   /** JSON of the state after the checkpoint. */
@@ -45,7 +47,7 @@ export class ProcessorStore {
     this.#storage = storage;
     storage.sql.exec(`CREATE TABLE IF NOT EXISTS ${TABLE} (
       namespace TEXT NOT NULL, path TEXT NOT NULL, slug TEXT NOT NULL,
-      version TEXT NOT NULL, checkpoint INTEGER NOT NULL, state TEXT NOT NULL, connection_id TEXT,
+      version TEXT NOT NULL, stream_id TEXT, checkpoint INTEGER NOT NULL, state TEXT NOT NULL, connection_id TEXT,
       failures INTEGER NOT NULL, last_error TEXT, failed_offset INTEGER,
       halted INTEGER NOT NULL, halt_reported INTEGER NOT NULL, skip_offset INTEGER,
       PRIMARY KEY (namespace, path, slug))`);
@@ -62,6 +64,7 @@ export class ProcessorStore {
     if (!r) return undefined;
     return {
       version: String(r.version),
+      streamId: r.stream_id === null ? null : String(r.stream_id),
       checkpoint: Number(r.checkpoint),
       state: String(r.state),
       connectionId: r.connection_id === null ? null : String(r.connection_id),
@@ -76,13 +79,14 @@ export class ProcessorStore {
 
   write(key: ProcessorKey, row: ProcessorRow): void {
     this.#storage.sql.exec(
-      `INSERT OR REPLACE INTO ${TABLE} (namespace, path, slug, version, checkpoint, state, connection_id,
-        failures, last_error, failed_offset, halted, halt_reported, skip_offset)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT OR REPLACE INTO ${TABLE} (namespace, path, slug, version, stream_id, checkpoint, state,
+        connection_id, failures, last_error, failed_offset, halted, halt_reported, skip_offset)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       key.namespace,
       key.path,
       key.slug,
       row.version,
+      row.streamId,
       row.checkpoint,
       row.state,
       row.connectionId,

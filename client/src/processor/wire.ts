@@ -31,6 +31,7 @@ export interface DialArgs {
   path: string;
   subscriptionKey?: string;
   connectionId?: string;
+  streamRuntimeState?: { coreProcessorState?: { streamId?: string | null } };
   processorName?: string;
   [merged: string]: unknown;
 }
