@@ -2,14 +2,14 @@
 // processors, with the checkpoint committed in the same SQLite transaction as the state.
 import type { Processor } from "./define.js";
 import { ProcessorStore, type ProcessorHostContext, type ProcessorKey, type ProcessorRow } from "./store.js";
-import type { Announcement, BatchArgs, DialArgs, DialReply, EventInput, Json, StreamEvent, StreamsAppender } from "./wire.js";
+import { appendTo, type Announcement, type BatchArgs, type DialArgs, type DialReply, type EventInput, type StreamEvent, type StreamsAppender } from "./wire.js";
 
 const ERROR_OCCURRED = "events.iterate.com/stream/error-occurred";
 
 export interface ProcessorHostOptions {
   /** Each with its own state type; the host only moves states through JSON. */
   processors: readonly Processor<unknown>[];
-  /** The streams service binding (appends from `onEvent` and the halt report go through it). */
+  /** The streams service binding or a `createStreamsClient` instance (for `onEvent` appends and the halt report). */
   streams: StreamsAppender;
   /** Where the host reports its own recovery failures (default `console.error`). */
   log?: (message: string, error?: unknown) => void;
@@ -119,7 +119,7 @@ export class ProcessorHost {
       this.#processors.set(p.slug, p);
     }
     if (typeof options.streams?.append !== "function") {
-      throw new TypeError("ProcessorHost: streams must be the streams service binding (something with append)");
+      throw new TypeError("ProcessorHost: streams must be the streams service binding or a createStreamsClient instance");
     }
     this.#streams = options.streams;
     this.#log = options.log ?? ((message, error) => console.error(message, error));
@@ -300,7 +300,7 @@ export class ProcessorHost {
       const idempotencyKey = `${key.slug}:${input.offset}:${n++}`;
       const source = event.source ?? { processor: { slug: processor.slug, version: processor.version } };
       try {
-        return await this.#streams.append({ namespace: key.namespace, path: key.path, event: { ...event, source, idempotencyKey } });
+        return await appendTo(this.#streams, key, { ...event, source, idempotencyKey });
       } catch (error) {
         throw isTransientStreamError(error) ? new StreamUnavailableError(error) : error;
       }
@@ -347,20 +347,16 @@ export class ProcessorHost {
       const failure: ProcessorFailure = row.lastError ? JSON.parse(row.lastError) : { offset: null, name: "Error", message: "unknown" };
       const error: { name: string; message: string; stack?: string } = { name: failure.name, message: failure.message };
       if (failure.stack !== undefined) error.stack = failure.stack;
-      await this.#streams.append({
-        namespace: key.namespace,
-        path: key.path,
-        event: {
-          type: ERROR_OCCURRED,
-          payload: {
-            message:
-              `processor "${key.slug}" ${processor.version} halted after ${row.failures} failed attempts at offset ${failure.offset ?? "-"}` +
-              ` (checkpoint ${row.checkpoint}): ${failure.message}`,
-            error,
-          },
-          source: { processor: { slug: processor.slug, version: processor.version } },
-          idempotencyKey: `processor-ingest-failed:${key.slug}:${row.checkpoint}`,
+      await appendTo(this.#streams, key, {
+        type: ERROR_OCCURRED,
+        payload: {
+          message:
+            `processor "${key.slug}" ${processor.version} halted after ${row.failures} failed attempts at offset ${failure.offset ?? "-"}` +
+            ` (checkpoint ${row.checkpoint}): ${failure.message}`,
+          error,
         },
+        source: { processor: { slug: processor.slug, version: processor.version } },
+        idempotencyKey: `processor-ingest-failed:${key.slug}:${row.checkpoint}`,
       });
       this.#store.transaction(() => {
         const now = this.#store.read(key);

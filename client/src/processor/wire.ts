@@ -20,9 +20,27 @@ export interface StreamEvent {
   createdAt: string;
 }
 
-/** Where processors append: the streams service binding (or anything with its `append`). */
-export interface StreamsAppender {
+/** The streams service binding's `append` (the Worker entrypoint). */
+export interface StreamsBindingAppender {
   append(args: { namespace: string; path: string; event: EventInput }): Promise<StreamEvent>;
+}
+
+/** A `createStreamsClient(...)` instance's `append`. */
+export interface StreamsClientAppender {
+  readonly namespace: string;
+  append(stream: { namespace: string; path: string }, event: EventInput): Promise<StreamEvent>;
+}
+
+/** Where processors append: the streams service binding or a `createStreamsClient` instance. */
+export type StreamsAppender = StreamsBindingAppender | StreamsClientAppender;
+
+/** Appends `event` to the stream `target` through either kind of appender. */
+export function appendTo(streams: StreamsAppender, target: { namespace: string; path: string }, event: EventInput): Promise<StreamEvent> {
+  // A client has its namespace as a string; on a service binding every property is an RPC stub.
+  if (typeof (streams as Partial<StreamsClientAppender>).namespace === "string") {
+    return (streams as StreamsClientAppender).append(target, event);
+  }
+  return (streams as StreamsBindingAppender).append({ ...target, event });
 }
 
 /** `requestStreamSubscription` arguments (the `transformInput.shallowMerge` keys included). */
