@@ -300,7 +300,7 @@ export class ProcessorHost {
       const idempotencyKey = `${key.slug}:${input.offset}:${n++}`;
       const source = event.source ?? { processor: { slug: processor.slug, version: processor.version } };
       try {
-        return await appendTo(this.#streams, key, { ...event, source, idempotencyKey });
+        return await appendTo(this.#streams, { namespace: key.namespace, path: key.path }, { ...event, source, idempotencyKey });
       } catch (error) {
         throw isTransientStreamError(error) ? new StreamUnavailableError(error) : error;
       }
@@ -347,7 +347,7 @@ export class ProcessorHost {
       const failure: ProcessorFailure = row.lastError ? JSON.parse(row.lastError) : { offset: null, name: "Error", message: "unknown" };
       const error: { name: string; message: string; stack?: string } = { name: failure.name, message: failure.message };
       if (failure.stack !== undefined) error.stack = failure.stack;
-      await appendTo(this.#streams, key, {
+      await appendTo(this.#streams, { namespace: key.namespace, path: key.path }, {
         type: ERROR_OCCURRED,
         payload: {
           message:
