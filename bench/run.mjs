@@ -355,8 +355,8 @@ function machine(loadStart) {
     try {
       const git = (...a) => execFileSync("git", ["-C", ROOT, ...a], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
       commit = git("rev-parse", "--short", "HEAD");
-      const dirty = git("status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock");
-      if (dirty) commit += " + uncommitted changes in src/ or Cargo.*";
+      const dirty = git("status", "--porcelain", "--", "src", "crates", "Cargo.toml", "Cargo.lock");
+      if (dirty) commit += " + uncommitted changes in src/, crates/ or Cargo.*";
     } catch {}
   }
   const cpus = os.cpus();

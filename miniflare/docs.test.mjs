@@ -56,7 +56,7 @@ test("docs: every error message in the protocol's error table is one the code pr
 // Until the API layer answers a wrong verb with 405 (it still maps method_not_allowed to 404).
 const STATUS_FIX_PENDING = httpStatusByCode(sources).get("method_not_allowed") !== 405;
 
-test("docs: each error row gives the HTTP status the API layer sends", { todo: STATUS_FIX_PENDING && "method_not_allowed is still 404 in src/api/wire.rs" }, () => {
+test("docs: each error row gives the HTTP status the API layer sends", { todo: STATUS_FIX_PENDING && "method_not_allowed is still 404 in src/wire.rs" }, () => {
   const table = markdownSection(protocol, "Errors");
   for (const [code, status] of httpStatusByCode(sources)) {
     const row = errorRow(table, code);
@@ -91,8 +91,9 @@ test("docs: every variable and secret the Worker reads is in the operations guid
   }
 });
 
-test("docs: links between README and docs/ point at files and headings that exist", () => {
-  const files = ["README.md", ...fs.readdirSync(path.join(REPO_ROOT, "docs")).filter((f) => f.endsWith(".md")).map((f) => `docs/${f}`)];
+test("docs: relative links in the Markdown files point at files and headings that exist", () => {
+  const inDir = (dir) => fs.readdirSync(path.join(REPO_ROOT, dir)).filter((f) => f.endsWith(".md")).map((f) => path.join(dir, f));
+  const files = [...inDir("."), ...inDir("docs"), ...inDir("bench")];
   for (const file of files) {
     const text = read(file);
     for (const [, target] of text.matchAll(/\]\(([^)\s]+)\)/g)) {
@@ -287,4 +288,16 @@ test("docs: the system event examples in protocol.md append as documented", asyn
   assert.deepEqual(state.metadata, { owner: "team-a" });
   assert.equal(state.paused, false);
   assert.deepEqual(state.childPaths, ["/demo/jobs"]);
+});
+
+test("docs: committed files cite only what is in the repository (no outside documents, machine paths or tracker numbers)", async () => {
+  const { stdout } = await run("git", ["ls-files"], { cwd: REPO_ROOT });
+  const outside = /\b(?:STREAM|TOOLCHAIN|WORKERS-RS-NOTES|UPSTREAM-CONSUMERS)\.md\b|\bshared\/spec\b|\/work\/|\bissues? #?\d+\b/;
+  const self = path.relative(REPO_ROOT, new URL(import.meta.url).pathname);
+  const checked = stdout.split("\n").filter((f) => f.endsWith(".md") && f !== self);
+  const offenders = [];
+  for (const file of checked) {
+    read(file).split("\n").forEach((line, i) => outside.test(line) && offenders.push(`${file}:${i + 1}: ${line.trim()}`));
+  }
+  assert.deepEqual(offenders, []);
 });

@@ -142,7 +142,7 @@ test("odd method segments (%2F, encoded letters, trailing slash, extra segments)
   for (const route of ["getEvents%2F..", "getEvents%2Fx", "%67etEvents", "getEvents/", "getEvents/x", "", "..%2FgetEvents", "get%00Events"]) {
     const res = await http(mf, "GET", `/api/streams/${route}?${q(name)}`);
     assert.equal(res.status, 404, `${route}: ${res.text}`);
-    assert.ok(["not_found", "method_not_allowed"].includes(res.json?.error?.code), `${route}: ${res.text}`);
+    assert.equal(res.json?.error?.code, "not_found", `${route}: ${res.text}`);
   }
   for (const p of ["/", "/api", "/api/streams", "/api/stream/getEvents", "/other"]) {
     const res = await http(mf, "GET", `${p}?${q(name)}`);
@@ -304,8 +304,8 @@ test("item 46: HTTP errors are {\"error\":{code,message}} with the §8 statuses;
   await http(mf, "POST", `/api/streams/appendBatch?${q(tripped)}`, { body: { events: [{ type: "app/w" }, { type: "app/w" }, { type: "app/w" }] } });
   assertHttpError(await http(mf, "POST", `/api/streams/append?${q(tripped)}`, { body: { event: { type: "app/w" } } }), 423, "stream_paused", "stream paused: circuit breaker tripped: burst rate limit exceeded");
 
-  // method_not_allowed → 404 for an unknown method, 405 + Allow for a wrong verb.
-  assertHttpError(await http(mf, "GET", url("nope")), 404, "method_not_allowed", 'unknown method "nope"');
+  // not_found → 404 for an unknown method; method_not_allowed → 405 + Allow for a wrong verb.
+  assertHttpError(await http(mf, "GET", url("nope")), 404, "not_found", 'unknown method "nope"');
   const wrongVerb = await http(mf, "GET", url("append"));
   assertHttpError(wrongVerb, 405, "method_not_allowed", 'method "append" does not allow GET');
   assert.equal(wrongVerb.headers.get("allow"), "POST");
@@ -319,7 +319,7 @@ test("item 46: HTTP errors are {\"error\":{code,message}} with the §8 statuses;
 
 // ---- method allowlist (item 52) ----
 
-test("item 52: every non-allowlisted method name → 404 method_not_allowed; the stream is never touched", async () => {
+test("item 52: every non-allowlisted method name → 404 not_found; the stream is never touched", async () => {
   const ns = freshNamespace();
   const name = `${ns}:/m`;
   const names = [
@@ -328,6 +328,7 @@ test("item 52: every non-allowlisted method name → 404 method_not_allowed; the
     "subscribeOutbound",
     "runIdleTeardownNow",
     "simulateHibernation",
+    "notifyChildStreamCreated",
     "fetch",
     "constructor",
     "__proto__",
@@ -349,7 +350,7 @@ test("item 52: every non-allowlisted method name → 404 method_not_allowed; the
   for (const m of names) {
     for (const verb of ["GET", "POST"]) {
       const res = await http(mf, verb, `/api/streams/${m}?${q(name)}`, { body: verb === "POST" ? {} : undefined });
-      assertHttpError(res, 404, "method_not_allowed", `unknown method "${m}"`, `${verb} ${m}`);
+      assertHttpError(res, 404, "not_found", `unknown method "${m}"`, `${verb} ${m}`);
     }
   }
   assert.equal(await doHasFiles(mf, persistDir, name), false, "no DO was created by refused methods");

@@ -2,7 +2,7 @@
 // worker-build exports the Rust `Stream` inside a Proxy that does not extend
 // DurableObject, so the runtime would refuse JS RPC on it. This class extends
 // DurableObject, builds the Rust object, and forwards exactly the allowlisted
-// methods (core::rpc::StreamMethod) plus the runtime's handlers. It never decides.
+// methods (streams_core::rpc::StreamMethod) plus the runtime's handlers. It never decides.
 import { DurableObject } from "cloudflare:workers";
 import entrypoint, { Stream as RustStream } from "../build/index.js";
 
@@ -30,6 +30,7 @@ export class Stream extends DurableObject {
   kill(arg) { return this.#inner.kill(arg); }
   runIdleTeardownNow(arg) { return this.#inner.runIdleTeardownNow(arg); }
   simulateHibernation(arg) { return this.#inner.simulateHibernation(arg); }
+  notifyChildStreamCreated(arg) { return this.#inner.notifyChildStreamCreated(arg); }
 }
 
 export default entrypoint;

@@ -6,9 +6,9 @@ use js_sys::{Array, JsString, Object, Reflect};
 use serde_json::{Map, Value};
 use wasm_bindgen::{JsCast, JsValue};
 
-use crate::core::json::{js_key_order, number_value};
-use crate::core::limits::MAX_JSON_DEPTH;
-use crate::core::{ErrorCode, StreamError};
+use streams_core::json::{js_key_order, number_value};
+use streams_core::limits::MAX_JSON_DEPTH;
+use streams_core::{ErrorCode, StreamError};
 
 /// Converts a structured-clone value into JSON. A property set to `undefined`
 /// is absent; NaN, ±Infinity, BigInt, Date, Map, typed arrays, functions and

@@ -1,13 +1,13 @@
 //! `streams`: a durable, append-only event stream per path, one Durable Object
-//! (`Stream`) per stream. `core` is the pure logic; `durable` adapts it to DO
-//! SQLite and the runtime; `api` is the public surface (entrypoint and HTTP).
-
-pub mod core;
+//! (`Stream`) per stream. The pure logic is the `streams-core` crate; `durable`
+//! adapts it to DO SQLite and the runtime; `api` is the public surface
+//! (entrypoint and HTTP).
 
 mod api;
 mod durable;
 mod js;
 mod settings;
 mod stub;
+mod wire;
 
 pub use durable::Stream;

@@ -2,7 +2,7 @@
 
 use worker::Env;
 
-use crate::core::subscriber::parse_binding_allowlist;
+use streams_core::subscriber::parse_binding_allowlist;
 
 const DEFAULT_IDLE_TEARDOWN_MS: f64 = 300_000.0;
 const DEFAULT_REDIAL_BASE_MS: f64 = 1000.0;

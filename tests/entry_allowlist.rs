@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use streams::core::rpc::StreamMethod;
+use streams_core::rpc::StreamMethod;
 
 const ENTRY: &str = include_str!("../src/entry.mjs");
 const RUNTIME_HANDLERS: [&str; 6] = ["fetch", "alarm", "webSocketMessage", "webSocketClose", "webSocketError", "constructor"];

@@ -67,3 +67,112 @@ export function consoleErrorsOf(page) {
 export function assertNoConsoleErrors(page) {
   assert.deepEqual(consoleErrorsOf(page), [], "the page logged errors");
 }
+
+// ---- serving pages same-origin with the API ----
+//
+//   const site = await startSite({ root: dir, target: mfUrl });   // http://127.0.0.1:<port>
+//   await page.goto(`${site.url}/index.html`);
+//   site.dropSockets();            // every proxied WebSocket gets a server-side close (1001)
+//   site.setTarget(newMfUrl);      // after restarting Miniflare; the page's origin stays the same
+//   await site.close();
+//
+// Static files come from `root`; /api/* (HTTP and WebSocket upgrades) is forwarded to `target`.
+// The origin stays fixed across runtime restarts, so OPFS, Web Locks and localStorage persist.
+import http from "node:http";
+import net from "node:net";
+import path from "node:path";
+
+const CONTENT_TYPES = {
+  ".html": "text/html; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+  ".mjs": "text/javascript; charset=utf-8",
+  ".map": "application/json",
+  ".wasm": "application/wasm",
+  ".css": "text/css",
+  ".json": "application/json",
+};
+
+export async function startSite({ root, target }) {
+  let upstream = new URL(target);
+  const tunnels = new Set();
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url, "http://site");
+    if (url.pathname.startsWith("/api/")) return forward(req, res);
+    if (url.pathname === "/favicon.ico") return res.writeHead(204).end();
+    const file = path.join(root, url.pathname === "/" ? "index.html" : decodeURIComponent(url.pathname));
+    if (!file.startsWith(root) || !fs.existsSync(file) || !fs.statSync(file).isFile()) {
+      res.writeHead(404, { "content-type": "text/plain" }).end("not found");
+      return;
+    }
+    res.writeHead(200, { "content-type": CONTENT_TYPES[path.extname(file)] ?? "application/octet-stream", "cache-control": "no-store" });
+    fs.createReadStream(file).pipe(res);
+  });
+
+  function forward(req, res) {
+    const out = http.request(
+      { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers },
+      (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      },
+    );
+    out.on("error", (e) => {
+      if (res.headersSent) return res.destroy();
+      res.writeHead(502, { "content-type": "application/json" });
+      res.end(JSON.stringify({ error: { code: "unavailable", message: `test site: upstream unreachable (${e.message})` } }));
+    });
+    req.pipe(out);
+  }
+
+  server.on("upgrade", (req, client, head) => {
+    const remote = net.connect(Number(upstream.port), upstream.hostname, () => {
+      let lines = `${req.method} ${req.url} HTTP/1.1\r\n`;
+      for (let i = 0; i < req.rawHeaders.length; i += 2) lines += `${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}\r\n`;
+      remote.write(`${lines}\r\n`);
+      if (head.length) remote.write(head);
+      remote.pipe(client);
+      client.pipe(remote);
+    });
+    const tunnel = { client, remote };
+    tunnels.add(tunnel);
+    const end = () => {
+      tunnels.delete(tunnel);
+      client.destroy();
+      remote.destroy();
+    };
+    remote.on("error", () => {
+      client.end("HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n");
+      end();
+    });
+    remote.on("close", end);
+    client.on("error", end);
+    client.on("close", end);
+  });
+
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address();
+  return {
+    url: `http://127.0.0.1:${port}`,
+    setTarget(next) {
+      upstream = new URL(next);
+    },
+    /** Closes every proxied socket toward the browser with a close frame (1001 going away). */
+    dropSockets() {
+      const count = tunnels.size;
+      for (const { client, remote } of [...tunnels]) {
+        remote.unpipe(client);
+        client.end(Buffer.from([0x88, 0x02, 0x03, 0xe9]));
+        remote.destroy();
+      }
+      return count;
+    },
+    async close() {
+      for (const { client, remote } of tunnels) {
+        client.destroy();
+        remote.destroy();
+      }
+      server.closeAllConnections?.();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}

@@ -10,8 +10,8 @@ use wasm_bindgen::{JsCast, JsValue};
 use worker::Env;
 
 use super::target::{call_target, target_stream};
-use crate::core::rpc::StreamMethod;
-use crate::core::{StreamError, StreamResult};
+use streams_core::rpc::StreamMethod;
+use streams_core::{StreamError, StreamResult};
 use crate::js::{arguments_to_json, from_js_error, to_js_error};
 
 #[wasm_bindgen(module = "cloudflare:workers")]
@@ -71,7 +71,7 @@ async fn forward(method: StreamMethod, arg: JsValue) -> Result<JsValue, JsValue>
 }
 
 /// Takes `namespace`, `path` (and an append's `streamPath`) off the argument; the DO gets the rest.
-fn split_arguments(method: StreamMethod, arg: &JsValue) -> StreamResult<(crate::core::StreamName, JsValue)> {
+fn split_arguments(method: StreamMethod, arg: &JsValue) -> StreamResult<(streams_core::StreamName, JsValue)> {
     if !arg.is_object() || js_sys::Array::is_array(arg) {
         return Err(StreamError::invalid_request("arguments must be an object with a path"));
     }
@@ -82,9 +82,7 @@ fn split_arguments(method: StreamMethod, arg: &JsValue) -> StreamResult<(crate::
         }
         value.as_string().map(Some).ok_or_else(|| StreamError::invalid_request(format!("{key} must be a string")))
     };
-    // Only the append methods take a streamPath; elsewhere it goes on to the
-    // DO, which refuses it as an unknown argument.
-    let takes_stream_path = matches!(method, StreamMethod::Append | StreamMethod::AppendBatch);
+    let takes_stream_path = method.takes_stream_path();
     let stream_path = if takes_stream_path { text("streamPath")? } else { None };
     let name = target_stream(method, text("namespace")?.as_deref(), text("path")?.as_deref(), stream_path.as_deref())?;
     let rest = Object::new();

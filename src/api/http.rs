@@ -8,15 +8,15 @@ use wasm_bindgen::JsValue;
 use worker::{event, Context, Env, Headers, Method, Request, RequestInit, Response};
 
 use super::target::{call_target, target_stream};
-use super::wire::{error_response, json_response};
-use crate::core::json::{parse_json, to_json_string};
-use crate::core::limits::MAX_BATCH_JSON_BYTES;
-use crate::core::name::quote;
-use crate::core::rpc::{HttpAccess, StreamMethod};
-use crate::core::{ErrorCode, StreamError, StreamName, StreamResult};
+use crate::wire::{error_response, json_response};
+use streams_core::json::{parse_json, to_json_string};
+use streams_core::limits::MAX_BATCH_JSON_BYTES;
+use streams_core::name::quote;
+use streams_core::rpc::{HttpAccess, StreamMethod};
+use streams_core::{ErrorCode, StreamError, StreamName, StreamResult};
 use crate::js::from_json_text;
 use crate::settings::text;
-use crate::stub::STREAM_BINDING;
+use crate::stub::stream_stub;
 
 const ROUTE_PREFIX: &str = "/api/streams/";
 const SUBSCRIBE: &str = "subscribe";
@@ -96,17 +96,10 @@ async fn serve(mut req: Request, env: &Env) -> Result<Response, Refusal> {
                 (name, query.arguments()?)
             } else {
                 let mut args = read_body(&mut req).await?;
-                // Only the append methods take a streamPath; elsewhere the DO
-                // refuses it as an unknown argument.
-                let stream_path = match method {
-                    StreamMethod::Append | StreamMethod::AppendBatch => match args.remove("streamPath") {
-                        None => None,
-                        Some(Value::String(sp)) => Some(sp),
-                        Some(_) => return Err(StreamError::invalid_request("streamPath must be a string").into()),
-                    },
-                    _ => None,
-                };
-                let name = target_stream(method, query.get("namespace"), query.get("path"), stream_path.as_deref())?;
+                let stream_path = method.take_stream_path(&mut args)?;
+                let namespace = name_part(&query, &mut args, "namespace")?;
+                let path = name_part(&query, &mut args, "path")?;
+                let name = target_stream(method, namespace.as_deref(), path.as_deref(), stream_path.as_deref())?;
                 (name, args)
             };
             call(env, &name, method, args).await
@@ -128,7 +121,7 @@ fn route(path: &str, verb: &Method) -> Result<Route, Refusal> {
     if name == SUBSCRIBE {
         return if *verb == Method::Get { Ok(Route::Subscribe) } else { Err(wrong_verb("GET")) };
     }
-    let unknown = || StreamError::new(ErrorCode::MethodNotAllowed, format!("unknown method {}", quote(name)));
+    let unknown = || StreamError::new(ErrorCode::NotFound, format!("unknown method {}", quote(name)));
     let method = StreamMethod::from_js_name(name).ok_or_else(unknown)?;
     match (method.http(), verb) {
         (HttpAccess::Unreachable, _) => Err(unknown().into()),
@@ -172,6 +165,25 @@ impl Query {
             }
         }
         Ok(args)
+    }
+}
+
+/// `namespace` or `path` of a POST: from the query or the JSON body; both
+/// present and different is refused rather than one silently winning.
+fn name_part(query: &Query, body: &mut Map<String, Value>, key: &str) -> StreamResult<Option<String>> {
+    let from_body = match body.remove(key) {
+        None => None,
+        Some(Value::String(value)) => Some(value),
+        Some(_) => return Err(StreamError::invalid_request(format!("{key} must be a string"))),
+    };
+    match (query.get(key), from_body) {
+        (Some(q), Some(b)) if q != b => Err(StreamError::invalid_request(format!(
+            "{key} is {} in the query but {} in the body",
+            quote(q),
+            quote(&b)
+        ))),
+        (Some(q), _) => Ok(Some(q.to_owned())),
+        (None, b) => Ok(b),
     }
 }
 
@@ -230,7 +242,7 @@ async fn subscribe(req: Request, env: &Env, name: &StreamName, url: &worker::Url
     let mut init = RequestInit::new();
     init.with_method(Method::Get).with_headers(req.headers().clone());
     let forwarded = Request::new_with_init(&target, &init).map_err(internal)?;
-    let stub = env.durable_object(STREAM_BINDING).and_then(|ns| ns.get_by_name(&name.do_name())).map_err(internal)?;
+    let stub = stream_stub(env, name)?;
     stub.fetch_with_request(forwarded).await.map_err(internal)
 }
 

@@ -3,4 +3,3 @@
 mod entrypoint;
 mod http;
 mod target;
-pub mod wire;

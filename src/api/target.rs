@@ -5,10 +5,10 @@
 use wasm_bindgen::JsValue;
 use worker::Env;
 
-use crate::core::name::{resolve_stream_path, DEFAULT_NAMESPACE};
-use crate::core::rpc::StreamMethod;
-use crate::core::{StreamError, StreamName, StreamResult};
-use crate::stub::{call_method, STREAM_BINDING};
+use streams_core::name::{resolve_stream_path, DEFAULT_NAMESPACE};
+use streams_core::rpc::StreamMethod;
+use streams_core::{StreamError, StreamName, StreamResult};
+use crate::stub::call_stream_raw;
 
 /// Validates the namespace (default `default`), then the path, then resolves
 /// `streamPath` against the path when the method takes one.
@@ -19,14 +19,14 @@ pub fn target_stream(
     stream_path: Option<&str>,
 ) -> StreamResult<StreamName> {
     let namespace = namespace.unwrap_or(DEFAULT_NAMESPACE);
-    crate::core::name::validate_namespace(namespace)?;
+    streams_core::name::validate_namespace(namespace)?;
     let path = match path {
         None | Some("") => return Err(StreamError::invalid_path("path is required")),
         Some(path) => path,
     };
     let name = StreamName::new(namespace, path)?;
     match stream_path {
-        Some(sp) if matches!(method, StreamMethod::Append | StreamMethod::AppendBatch) => {
+        Some(sp) if method.takes_stream_path() => {
             let resolved = resolve_stream_path(&name.path, sp)?;
             Ok(name.sibling(resolved))
         }
@@ -36,14 +36,6 @@ pub fn target_stream(
 
 /// `env.STREAM.getByName(name)[method](arg)`; a rejection is passed on unchanged.
 pub async fn call_target(env: &Env, name: &StreamName, method: StreamMethod, arg: &JsValue) -> Result<JsValue, JsValue> {
-    let stub = env
-        .durable_object(STREAM_BINDING)
-        .and_then(|ns| ns.get_by_name(&name.do_name()))
-        .map_err(|e| {
-            worker::console_error!("no stub for {}: {e}", name.do_name());
-            crate::js::to_js_error(&StreamError::internal())
-        })?
-        .into_rpc::<js_sys::Object>();
     let arg = (!arg.is_undefined()).then_some(arg);
-    call_method(&stub, method.js_name(), arg).await
+    call_stream_raw(env, name, method, arg).await
 }

@@ -10,10 +10,10 @@ use wasm_bindgen_futures::JsFuture;
 use worker::{Request, Response, State, WebSocket, WebSocketIncomingMessage, WebSocketPair};
 
 use super::{now_iso, random_uuid, Inner};
-use crate::core::payload::DisconnectReason;
-use crate::core::state::Direction;
-use crate::core::subscription::{batch_frame, configured_key_error, next_batch, SocketAttachment, SubscribeParams};
-use crate::core::{types, EventInput, Origin, StreamError, StreamResult};
+use streams_core::payload::DisconnectReason;
+use streams_core::state::Direction;
+use streams_core::subscription::{batch_frame, configured_key_error, next_batch, SocketAttachment, SubscribeParams};
+use streams_core::{types, EventInput, Origin, StreamError, StreamResult};
 
 const CLOSE_NORMAL: u16 = 1000;
 const CLOSE_REPLACED: u16 = 4001;

@@ -16,16 +16,16 @@ use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
 use worker::{durable_object, Env, Request, Response, State, WebSocket, WebSocketIncomingMessage};
 
-use crate::api::wire::error_response;
-use crate::core::event::parse_committed_event;
-use crate::core::limits::MAX_GET_EVENTS_BYTES;
-use crate::core::name::{ancestors, child_notice_key, resolve_stream_path};
-use crate::core::reducer::reduce;
-use crate::core::rpc::{AppendArgs, GetEventArgs, GetEventsArgs, StreamMethod};
-use crate::core::store::StoredEvent;
-use crate::core::time::iso_from_ms;
-use crate::core::{
-    load_state, plan_append, plan_inputs, types, AppendContext, AppendPlan, CoreState, ErrorCode, EventInput, EventStore,
+use crate::wire::error_response;
+use streams_core::event::parse_committed_event;
+use streams_core::limits::MAX_GET_EVENTS_BYTES;
+use streams_core::name::{ancestors, resolve_stream_path};
+use streams_core::reducer::reduce;
+use streams_core::rpc::{AppendArgs, GetEventArgs, GetEventsArgs, StreamMethod};
+use streams_core::store::StoredEvent;
+use streams_core::time::iso_from_ms;
+use streams_core::{
+    child_notice, load_state, plan_append, plan_inputs, types, AppendContext, AppendPlan, CoreState, ErrorCode, EventInput, EventStore,
     Origin, StreamError, StreamName, StreamResult,
 };
 use crate::js::{arguments_to_json, from_json_text, to_js_error};
@@ -181,6 +181,10 @@ impl Stream {
     pub async fn simulate_hibernation(&self, arg: JsValue) -> Result<JsValue, JsValue> {
         self.call(StreamMethod::SimulateHibernation, arg).await
     }
+    #[wasm_bindgen(js_name = notifyChildStreamCreated)]
+    pub async fn notify_child_stream_created(&self, arg: JsValue) -> Result<JsValue, JsValue> {
+        self.call(StreamMethod::NotifyChildStreamCreated, arg).await
+    }
 }
 
 impl Stream {
@@ -192,7 +196,7 @@ impl Stream {
 impl Inner {
     async fn handle(self: &Rc<Self>, method: StreamMethod, arg: JsValue) -> StreamResult<JsValue> {
         if method.is_test_hook() && !self.settings.test_hooks {
-            return Err(StreamError::new(ErrorCode::MethodNotAllowed, "test hooks are disabled"));
+            return Err(StreamError::new(ErrorCode::NotFound, "test hooks are disabled"));
         }
         self.ensure_booted()?;
         let args = method.arguments(arguments_to_json(&arg)?)?;
@@ -218,6 +222,10 @@ impl Inner {
             StreamMethod::SimulateHibernation => {
                 self.forget_memory();
                 self.ensure_booted().map(|()| JsValue::UNDEFINED)
+            }
+            StreamMethod::NotifyChildStreamCreated => {
+                let notice = child_notice(&self.name()?.path, &args)?;
+                self.append_inputs(vec![notice], Origin::Stream).map(|_| JsValue::UNDEFINED)
             }
         }
     }
@@ -381,15 +389,11 @@ impl Inner {
         self.ctx.wait_until(async move {
             let notices = ancestors(&name.path).into_iter().map(|ancestor| {
                 let env = env.clone();
-                let target = name.sibling(ancestor.clone());
-                let event = json!({"event": {
-                    "type": types::CHILD_STREAM_CREATED,
-                    "payload": {"childPath": name.path},
-                    "idempotencyKey": child_notice_key(&ancestor, &name.path),
-                }});
+                let target = name.sibling(ancestor);
+                let notice = json!({"childPath": name.path});
                 async move {
-                    let sent = match from_json_text(&event.to_string()) {
-                        Ok(arg) => call_stream(&env, &target, StreamMethod::Append, Some(&arg)).await.map(|_| ()),
+                    let sent = match from_json_text(&notice.to_string()) {
+                        Ok(arg) => call_stream(&env, &target, StreamMethod::NotifyChildStreamCreated, Some(&arg)).await.map(|_| ()),
                         Err(err) => Err(err),
                     };
                     if let Err(err) = sent {
@@ -403,7 +407,7 @@ impl Inner {
 
     // ---- reads (spec §4.3, §9.1, §11) ----
 
-    fn read<T>(&self, read: impl FnOnce(&SqlStore) -> Result<T, crate::core::StoreError>) -> StreamResult<T> {
+    fn read<T>(&self, read: impl FnOnce(&SqlStore) -> Result<T, streams_core::StoreError>) -> StreamResult<T> {
         read(&self.store).map_err(log_internal)
     }
 
@@ -496,7 +500,7 @@ fn now_iso() -> String {
     iso_from_ms(js_sys::Date::now()).unwrap_or_default()
 }
 
-fn log_internal(err: crate::core::StoreError) -> StreamError {
+fn log_internal(err: streams_core::StoreError) -> StreamError {
     worker::console_error!("{err}");
     StreamError::internal()
 }

@@ -9,14 +9,14 @@ use serde_json::{json, Map, Value};
 use wasm_bindgen::JsValue;
 
 use super::{now_iso, Inner, Incarnation};
-use crate::core::payload::DisconnectReason;
-use crate::core::state::Direction;
-use crate::core::subscriber::{parse_descriptor, BindingTarget, CallableSubscriber};
-use crate::core::subscription::{
+use streams_core::payload::DisconnectReason;
+use streams_core::state::Direction;
+use streams_core::subscriber::{parse_descriptor, BindingTarget, CallableSubscriber};
+use streams_core::subscription::{
     delivery_arguments, dial_arguments, next_batch, DialReply, PumpCursor, Redial, IDLE_DEADLINE_KEY, REDIAL_PREFIX,
 };
-use crate::core::time::iso_from_ms;
-use crate::core::{types, EventInput};
+use streams_core::time::iso_from_ms;
+use streams_core::{types, EventInput};
 use crate::js::{from_json_text, to_json};
 use crate::stub::call_method;
 
@@ -186,7 +186,7 @@ impl Inner {
         };
         let target = target.map_err(|e| problem(format!("binding {} is missing or of the wrong kind: {e}", subscriber.binding_name))).ok()?;
         let args = dial_arguments(&state, key, entry, subscriber.shallow_merge.as_ref());
-        let args = from_json_text(&crate::core::json::to_json_string(&args).ok()?).ok()?;
+        let args = from_json_text(&streams_core::json::to_json_string(&args).ok()?).ok()?;
         Some((subscriber, target, entry.latest_configured_event.offset, args))
     }
 

@@ -9,10 +9,10 @@ use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use worker::{SqlStorage, SqlStorageValue, Storage};
 
-use crate::core::chunk::{chunks, reassemble};
-use crate::core::limits::MAX_SAFE_INTEGER;
-use crate::core::store::{EventStore, NewEvent, StoreError, StoredEvent, StoredState};
-use crate::core::CORE_STATE_VERSION;
+use streams_core::chunk::{chunks, reassemble};
+use streams_core::limits::MAX_SAFE_INTEGER;
+use streams_core::store::{EventStore, NewEvent, StoreError, StoredEvent, StoredState};
+use streams_core::CORE_STATE_VERSION;
 
 const SCHEMA: [&str; 4] = [
     r#"CREATE TABLE IF NOT EXISTS events ("offset" INTEGER PRIMARY KEY, type TEXT NOT NULL, created_at TEXT NOT NULL, idempotency_key TEXT UNIQUE)"#,

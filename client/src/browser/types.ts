@@ -1,30 +1,13 @@
 // The public interface of the browser runtime (`@streams/client/browser`) and the React
 // bindings (`@streams/client/react`): a live, self-healing SQLite mirror of one stream.
 
-/** Any JSON value. */
-export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+import type { EventInput, Json, StreamEvent } from "../types.js";
 
+export type { Json };
 /** What you append (the stream rejects unknown keys). */
-export interface AppendInput {
-  type: string;
-  payload?: Json;
-  metadata?: { [key: string]: Json };
-  source?: { processor?: { slug: string; version: string } };
-  idempotencyKey?: string;
-  /** Precondition: the offset this event must get. */
-  offset?: number;
-}
-
+export type AppendInput = EventInput;
 /** A committed event as the stream delivers it. */
-export interface MirroredEvent {
-  type: string;
-  payload?: Json;
-  metadata?: { [key: string]: Json };
-  source?: { processor?: { slug: string; version: string } };
-  idempotencyKey?: string;
-  offset: number;
-  createdAt: string;
-}
+export type MirroredEvent = StreamEvent;
 
 /** A SQL value as SQLite returns it to JavaScript. */
 export type SqlValue = null | number | string | bigint | Uint8Array;
@@ -41,7 +24,7 @@ export interface SqlStatement {
  * there. The statements and the new checkpoint/state row commit in the same transaction as the
  * events, so its tables never lag or lead the mirror.
  */
-export interface BrowserProcessor<State extends Json = Json> {
+export interface BrowserProcessor<State = Json> {
   /** Stable identity: its `processor_state` row and its tables belong to it. */
   slug: string;
   /** Bump when the tables or the state change shape: its tables are dropped and rebuilt from the local mirror. */
@@ -50,6 +33,7 @@ export interface BrowserProcessor<State extends Json = Json> {
   tables: readonly string[];
   /** `CREATE TABLE/INDEX IF NOT EXISTS …` statements. */
   schema: readonly string[];
+  /** The state before the first event; states are stored as JSON, so keep them JSON-serialisable. */
   initialState: State;
   apply(state: State, events: readonly MirroredEvent[]): { state: State; statements: SqlStatement[] };
 }
@@ -162,7 +146,7 @@ export interface EventRow {
   type: string;
   created_at: string;
   idempotency_key: string | null;
-  /** The committed event exactly as delivered (compact JSON). */
+  /** The committed event as JSON. */
   json: string;
 }
 

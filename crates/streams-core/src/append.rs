@@ -4,13 +4,13 @@
 
 use std::collections::HashMap;
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::error::{ErrorCode, StreamError, StreamResult};
 use super::event::{parse_event_input, types, Event, EventInput};
 use super::json::json_len;
 use super::limits::{MAX_BATCH_EVENTS, MAX_BATCH_JSON_BYTES, MAX_EVENT_JSON_BYTES};
-use super::name::quote;
+use super::name::{child_notice_key, quote, validate_path};
 use super::payload::{parse_core_payload, CorePayload};
 use super::reducer::{passes_pause_gate, reduce, ReduceError};
 use super::state::CoreState;
@@ -97,6 +97,18 @@ impl AppendPlan {
                 .with_idempotency_key(format!("stream-paused:{}", first.event.offset)),
         )
     }
+}
+
+/// The `S/child-stream-created` notice an ancestor appends about a new stream
+/// (`notifyChildStreamCreated {childPath}`). The ancestor derives the reserved
+/// key itself, so the notice deduplicates and no caller ever supplies one.
+pub fn child_notice(ancestor: &str, args: &Map<String, Value>) -> StreamResult<EventInput> {
+    let Some(Value::String(child_path)) = args.get("childPath") else {
+        return Err(StreamError::invalid_request("childPath must be a string"));
+    };
+    validate_path(child_path)?;
+    Ok(EventInput::system(types::CHILD_STREAM_CREATED, json!({ "childPath": child_path }))
+        .with_idempotency_key(child_notice_key(ancestor, child_path)))
 }
 
 /// Plans the batch against `state`. Any error rejects the whole batch.
@@ -231,7 +243,7 @@ fn check_core_payload(i: usize, input: &EventInput, ctx: &AppendContext<'_>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::testing::MemStore;
+    use crate::testing::MemStore;
     use serde_json::json;
 
     const T0: f64 = 1_767_607_200_000.0;
@@ -278,6 +290,35 @@ mod tests {
         let (store, state) = booted();
         let err = append(&store, &state, json!([{"type": types::WOKEN, "payload": {"incarnationId": "x"}}])).unwrap_err();
         assert_eq!(err.to_string(), "invalid_event: event type \"events.iterate.com/stream/woken\" is reserved for the stream itself");
+    }
+
+    #[test]
+    fn reserved_key_prefixes_are_refused_to_callers_and_write_nothing() {
+        let (store, state) = booted();
+        for key in ["stream-paused:3", "child-stream-created:/a:/a/b"] {
+            let err = append(&store, &state, json!([{"type": "ok"}, {"type": "x", "idempotencyKey": key}])).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidEvent, "{key}");
+            assert!(err.message.starts_with("event[1]: idempotencyKey must not start with"), "{}", err.message);
+        }
+        assert_eq!(store.max_offset().unwrap(), 2);
+    }
+
+    #[test]
+    fn child_notices_are_keyed_by_the_ancestor_and_deduplicate() {
+        let (store, state) = booted();
+        let now = || T0 + 10.0;
+        let stream_ctx = AppendContext { now_ms: &now, allowed_bindings: &[], origin: Origin::Stream };
+        let args = json!({"childPath": "/a/b"}).as_object().unwrap().clone();
+        let notice = child_notice("/a", &args).unwrap();
+        assert_eq!(notice.idempotency_key.as_deref(), Some("child-stream-created:/a:/a/b"));
+        let first = plan_inputs(&state, vec![notice.clone()], &store, &stream_ctx).unwrap();
+        store.commit_plan(&first);
+        assert_eq!(first.state.child_paths, vec!["/a/b".to_owned()]);
+        let again = plan_inputs(&first.state, vec![notice], &store, &stream_ctx).unwrap();
+        assert!(again.events.is_empty(), "a repeated notice is an idempotency hit");
+        for bad in [json!({}), json!({"childPath": 1}), json!({"childPath": "a b"})] {
+            assert!(child_notice("/a", bad.as_object().unwrap()).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -189,7 +189,7 @@ pub fn child_notice_key(ancestor: &str, path: &str) -> String {
 }
 
 /// JSON-style quoting for messages.
-pub(crate) fn quote(text: &str) -> String {
+pub fn quote(text: &str) -> String {
     serde_json::Value::String(text.to_owned()).to_string()
 }
 

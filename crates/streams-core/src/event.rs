@@ -36,6 +36,14 @@ pub mod types {
     pub fn is_reserved(event_type: &str) -> bool {
         RESERVED.contains(&event_type)
     }
+
+    /// Idempotency-key prefixes of the stream's own appends (breaker trips,
+    /// child notices). A caller planting one could turn them into silent hits.
+    pub const RESERVED_KEY_PREFIXES: [&str; 2] = ["stream-paused:", "child-stream-created:"];
+
+    pub fn reserved_key_prefix(key: &str) -> Option<&'static str> {
+        RESERVED_KEY_PREFIXES.into_iter().find(|prefix| key.starts_with(prefix))
+    }
 }
 
 /// A committed event. Field order is the wire key order (spec §3.2).
@@ -125,16 +133,20 @@ const INPUT_KEYS: [&str; 6] = ["type", "payload", "metadata", "source", "idempot
 const COMMITTED_KEYS: [&str; 7] =
     ["type", "payload", "metadata", "source", "idempotencyKey", "offset", "createdAt"];
 
-/// Validates one append input strictly. The error is the detail that follows
-/// `event[<i>]: `.
+/// Validates one caller append input strictly. The error is the detail that
+/// follows `event[<i>]: `.
 pub fn parse_event_input(value: &Value) -> Result<EventInput, String> {
     let map = envelope(value, &INPUT_KEYS)?;
+    let idempotency_key = idempotency_key(map)?;
+    if let Some(prefix) = idempotency_key.as_deref().and_then(types::reserved_key_prefix) {
+        return Err(format!("idempotencyKey must not start with {}: the prefix is reserved for the stream itself", quote(prefix)));
+    }
     Ok(EventInput {
         event_type: event_type(map)?,
         payload: map.get("payload").cloned(),
         metadata: metadata(map)?,
         source: source(map)?,
-        idempotency_key: idempotency_key(map)?,
+        idempotency_key,
         offset: match map.get("offset") {
             None => None,
             Some(v) => Some(offset(v)?),
@@ -275,6 +287,14 @@ mod tests {
             (json!({"type": "x", "source": {"x": 1}}), "source: unknown key \"x\""),
             (json!({"type": "x", "source": {"processor": {"slug": "a"}}}), "source.processor.version must be a string"),
             (json!({"type": "x", "idempotencyKey": "   "}), "idempotencyKey must be 1 to 1024 bytes once trimmed"),
+            (
+                json!({"type": "x", "idempotencyKey": " stream-paused:5"}),
+                "idempotencyKey must not start with \"stream-paused:\": the prefix is reserved for the stream itself",
+            ),
+            (
+                json!({"type": types::CHILD_STREAM_CREATED, "payload": {"childPath": "/a"}, "idempotencyKey": "child-stream-created:/:/a"}),
+                "idempotencyKey must not start with \"child-stream-created:\": the prefix is reserved for the stream itself",
+            ),
             (json!({"type": "x", "metadata": []}), "metadata must be an object"),
             (json!({"type": "x", "offset": -1}), "offset must be an integer from 0 to 9007199254740991"),
             (json!({"type": "x", "offset": 1.5}), "offset must be an integer from 0 to 9007199254740991"),
@@ -284,6 +304,7 @@ mod tests {
             assert_eq!(parse_event_input(&input).unwrap_err(), want, "{input}");
         }
         assert!(parse_event_input(&json!({"type": "x".repeat(256)})).is_ok());
+        assert!(parse_event_input(&json!({"type": "x", "idempotencyKey": "my-stream-paused:5"})).is_ok());
         let ok = parse_event_input(&json!({"type": "x", "source": {"processor": {"slug": "a", "version": "1"}}}));
         assert!(ok.is_ok());
     }
@@ -292,6 +313,8 @@ mod tests {
     fn committed_events_need_offset_and_a_valid_created_at() {
         let ok = json!({"type": "x", "offset": 1, "createdAt": "2026-01-05T10:00:00.123+01:00"});
         assert_eq!(parse_committed_event(&ok).unwrap().offset, 1);
+        let trip = json!({"type": types::PAUSED, "payload": {}, "idempotencyKey": "stream-paused:5", "offset": 6, "createdAt": "2026-01-05T10:00:00Z"});
+        assert!(parse_committed_event(&trip).is_ok(), "reduce previews the stream's own events too");
         assert_eq!(parse_committed_event(&json!({"type": "x", "offset": 1})).unwrap_err(), "createdAt is required");
         let bad_time = json!({"type": "x", "offset": 1, "createdAt": "soon"});
         assert_eq!(parse_committed_event(&bad_time).unwrap_err(), "createdAt must be an RFC 3339 time");

@@ -1,9 +1,9 @@
-//! Errors on the wire: HTTP statuses and the JSON error body (spec §8).
+//! Errors and JSON on the wire, shared by the Durable Object and the HTTP layer: HTTP statuses and the JSON error body (spec §8).
 
 use serde_json::json;
 use worker::{Response, ResponseBuilder};
 
-use crate::core::{ErrorCode, StreamError};
+use streams_core::{ErrorCode, StreamError};
 
 /// The HTTP status of each code. Exhaustive: a new code will not compile
 /// until it is mapped.
@@ -12,7 +12,8 @@ pub fn status(code: ErrorCode) -> u16 {
         ErrorCode::InvalidRequest | ErrorCode::InvalidEvent | ErrorCode::InvalidPath | ErrorCode::InvalidNamespace => 400,
         ErrorCode::Unauthorized => 401,
         ErrorCode::SubscriberNotAllowed => 403,
-        ErrorCode::NotFound | ErrorCode::MethodNotAllowed => 404,
+        ErrorCode::NotFound => 404,
+        ErrorCode::MethodNotAllowed => 405,
         ErrorCode::OffsetMismatch | ErrorCode::IdempotencyConflict => 409,
         ErrorCode::EventTooLarge | ErrorCode::BatchTooLarge => 413,
         ErrorCode::StreamPaused => 423,

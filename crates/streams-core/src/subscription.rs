@@ -338,7 +338,7 @@ pub const IDLE_DEADLINE_KEY: &str = "idleDeadlineMs";
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::testing::{event, MemStore};
+    use crate::testing::{event, MemStore};
     use serde_json::json;
 
     fn store_with(n: u64) -> (MemStore, CoreState) {

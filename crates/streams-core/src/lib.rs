@@ -1,7 +1,7 @@
 //! The pure core of a stream: names, the event model, validation, the reducer,
 //! the circuit breaker, chunking, append planning, load/rebuild and the RPC
-//! allowlist. It has no platform dependency: no `worker`, `wasm_bindgen`,
-//! `js_sys` or `web_sys` (a check in the test script enforces this).
+//! allowlist. It has no platform dependency: no `worker`, `wasm-bindgen`,
+//! `js-sys` or `web-sys` (the test script checks its dependency tree).
 
 pub mod append;
 pub mod breaker;
@@ -23,7 +23,7 @@ pub mod time;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 
-pub use append::{plan_append, plan_inputs, AppendContext, AppendPlan, Origin, Slot};
+pub use append::{child_notice, plan_append, plan_inputs, AppendContext, AppendPlan, Origin, Slot};
 pub use error::{ErrorCode, StreamError, StreamResult};
 pub use event::{types, Event, EventInput};
 pub use name::StreamName;

@@ -75,10 +75,8 @@ impl BreakerState {
                 self.burst_capacity.min(self.available_tokens + elapsed * self.refill_rate_per_minute / 60_000.0)
             }
         };
-        // A bucket already below zero only refills: the worked sequence of
-        // spec §7.2 (−0.98333 → −0.96667 → −0.95) takes no further token
-        // there, while a bucket at exactly zero still goes into deficit.
-        self.available_tokens = if refilled >= 0.0 { refilled - 1.0 } else { refilled };
+        // Every spend takes a whole token, even from a bucket already in deficit.
+        self.available_tokens = refilled - 1.0;
         self.last_refill_at_ms = Some(t);
     }
 
@@ -117,12 +115,12 @@ mod tests {
     }
 
     #[test]
-    fn the_worked_sequence_holds() {
+    fn every_spend_takes_a_whole_token_even_below_zero() {
         let mut b = BreakerState::default();
         let config = BreakerConfig { burst_capacity: 1.0, refill_rate_per_minute: 1.0 };
         b.apply(BreakerEffect::Configure(Some(&config)), 1000.0);
         assert_eq!(b.available_tokens, 1.0);
-        let want = [0.0, -0.983_333_333_333, -0.966_666_666_667, -0.95, -0.933_333_333_333];
+        let want = [0.0, -0.983_333_333_333, -1.966_666_666_667, -2.95, -3.933_333_333_333];
         for (i, w) in want.iter().enumerate() {
             b.apply(BreakerEffect::Spend, 2000.0 + 1000.0 * i as f64);
             assert!((b.available_tokens - w).abs() < 1e-9, "{i}: {}", b.available_tokens);

@@ -21,6 +21,7 @@ pub enum StreamMethod {
     Kill,
     RunIdleTeardownNow,
     SimulateHibernation,
+    NotifyChildStreamCreated,
 }
 
 /// Which HTTP verbs reach a method on the public API.
@@ -32,7 +33,7 @@ pub enum HttpAccess {
 }
 
 impl StreamMethod {
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Append,
         Self::AppendBatch,
         Self::GetEvent,
@@ -43,6 +44,7 @@ impl StreamMethod {
         Self::Kill,
         Self::RunIdleTeardownNow,
         Self::SimulateHibernation,
+        Self::NotifyChildStreamCreated,
     ];
 
     pub fn js_name(self) -> &'static str {
@@ -57,6 +59,7 @@ impl StreamMethod {
             Self::Kill => "kill",
             Self::RunIdleTeardownNow => "runIdleTeardownNow",
             Self::SimulateHibernation => "simulateHibernation",
+            Self::NotifyChildStreamCreated => "notifyChildStreamCreated",
         }
     }
 
@@ -69,22 +72,47 @@ impl StreamMethod {
         matches!(self, Self::RunIdleTeardownNow | Self::SimulateHibernation)
     }
 
+    /// Stream-to-stream: a new stream tells an ancestor about itself. DO
+    /// JS-RPC only; the receiver derives the notice's key itself, so a
+    /// caller's `append` never needs a reserved key.
+    pub fn is_internal(self) -> bool {
+        self == Self::NotifyChildStreamCreated
+    }
+
     /// On the service-binding entrypoint: the eight public methods.
     pub fn on_entrypoint(self) -> bool {
-        !self.is_test_hook()
+        !self.is_test_hook() && !self.is_internal()
     }
 
     pub fn http(self) -> HttpAccess {
         match self {
             Self::GetEvent | Self::GetEvents | Self::RuntimeState => HttpAccess::GetOrPost,
             Self::Append | Self::AppendBatch | Self::Reduce | Self::Reset | Self::Kill => HttpAccess::Post,
-            Self::RunIdleTeardownNow | Self::SimulateHibernation => HttpAccess::Unreachable,
+            Self::RunIdleTeardownNow | Self::SimulateHibernation | Self::NotifyChildStreamCreated => HttpAccess::Unreachable,
         }
     }
 
     /// Over HTTP these need the admin token.
     pub fn needs_admin(self) -> bool {
         matches!(self, Self::Reset | Self::Kill)
+    }
+
+    /// Only the appends take a `streamPath` (spec §5.3); elsewhere it goes on
+    /// to the DO, which refuses it as an unknown argument.
+    pub fn takes_stream_path(self) -> bool {
+        matches!(self, Self::Append | Self::AppendBatch)
+    }
+
+    /// Takes a string `streamPath` off the arguments when the method takes one.
+    pub fn take_stream_path(self, args: &mut Map<String, Value>) -> StreamResult<Option<String>> {
+        if !self.takes_stream_path() {
+            return Ok(None);
+        }
+        match args.remove("streamPath") {
+            None => Ok(None),
+            Some(Value::String(stream_path)) => Ok(Some(stream_path)),
+            Some(_) => Err(StreamError::invalid_request("streamPath must be a string")),
+        }
     }
 
     /// The argument keys the DO accepts.
@@ -95,6 +123,7 @@ impl StreamMethod {
             Self::GetEvent => &["offset", "idempotencyKey"],
             Self::GetEvents => &["afterOffset", "beforeOffset", "limit"],
             Self::Reduce => &["event", "coreProcessorState"],
+            Self::NotifyChildStreamCreated => &["childPath"],
             Self::RuntimeState | Self::Reset | Self::Kill | Self::RunIdleTeardownNow | Self::SimulateHibernation => &[],
         }
     }
@@ -124,11 +153,7 @@ pub struct AppendArgs {
 
 impl AppendArgs {
     pub fn parse(method: StreamMethod, mut args: Map<String, Value>) -> StreamResult<Self> {
-        let stream_path = match args.remove("streamPath") {
-            None => None,
-            Some(Value::String(s)) => Some(s),
-            Some(_) => return Err(StreamError::invalid_request("streamPath must be a string")),
-        };
+        let stream_path = method.take_stream_path(&mut args)?;
         let (events, single) = if method == StreamMethod::Append {
             (vec![args.remove("event").ok_or_else(|| StreamError::invalid_request("event is required"))?], true)
         } else {
@@ -214,7 +239,7 @@ mod tests {
         }
         let public: Vec<_> = StreamMethod::ALL.into_iter().filter(|m| m.on_entrypoint()).map(StreamMethod::js_name).collect();
         assert_eq!(public, ["append", "appendBatch", "getEvent", "getEvents", "runtimeState", "reduce", "reset", "kill"]);
-        for hook in [StreamMethod::RunIdleTeardownNow, StreamMethod::SimulateHibernation] {
+        for hook in [StreamMethod::RunIdleTeardownNow, StreamMethod::SimulateHibernation, StreamMethod::NotifyChildStreamCreated] {
             assert_eq!(hook.http(), HttpAccess::Unreachable);
         }
         for internal in ["readCoreProcessorState", "writeCoreProcessorState", "subscribeOutbound", "fetch", "constructor"] {

@@ -18,20 +18,20 @@ use proptest::prelude::*;
 use proptest::test_runner::Config;
 use serde_json::{json, Map, Number, Value};
 
-use streams::core::event::{parse_committed_event, parse_event_input, types, Event};
-use streams::core::json::{parse_json, to_json_string};
-use streams::core::reducer::reduce;
-use streams::core::store::LoadKind;
-use streams::core::testing::MemStore;
-use streams::core::time::{iso_from_ms, parse_rfc3339_ms};
-use streams::core::{
+use streams_core::event::{parse_committed_event, parse_event_input, types, Event};
+use streams_core::json::{parse_json, to_json_string};
+use streams_core::reducer::reduce;
+use streams_core::store::LoadKind;
+use streams_core::testing::MemStore;
+use streams_core::time::{iso_from_ms, parse_rfc3339_ms};
+use streams_core::{
     load_state, plan_append, plan_inputs, AppendContext, CoreState, ErrorCode, EventInput, EventStore, Origin, StreamError,
 };
 
 const MAX_SAFE: u64 = 9_007_199_254_740_991;
 const T0: f64 = 1_767_607_200_000.0; // 2026-01-05T10:00:00.000Z
 
-// The in-memory store is `streams::core::testing::MemStore` (feature `test-util`).
+// The in-memory store is `streams_core::testing::MemStore` (feature `test-util`).
 
 /// A stream as boot leaves it: created@1, woken@2.
 fn booted(now: f64) -> (MemStore, CoreState) {
@@ -503,7 +503,7 @@ fn generated_batches_reach_every_outcome() {
         let key = match plan_append(&state, &batch, &store, &ctx) {
             Ok(plan) => {
                 store.commit_plan(&plan);
-                let hit = plan.slots.iter().any(|s| matches!(s, streams::core::Slot::Existing(_)));
+                let hit = plan.slots.iter().any(|s| matches!(s, streams_core::Slot::Existing(_)));
                 state = plan.state;
                 if hit { "ok+idempotency-hit".to_owned() } else { "ok".to_owned() }
             }

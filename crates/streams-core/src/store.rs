@@ -111,8 +111,8 @@ fn replay(state: &mut CoreState, stored: &StoredEvent, warn: &mut dyn FnMut(Stri
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::event::types;
-    use crate::core::testing::{event, MemStore};
+    use crate::event::types;
+    use crate::testing::{event, MemStore};
     use serde_json::json;
 
     fn log() -> Vec<Event> {

@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use super::breaker::{BreakerConfig, BreakerState};
 use super::json::to_json_string;
+use super::limits::MAX_SAFE_INTEGER;
 
 /// Bump whenever the reducer derives state differently (spec §4.4).
 pub const CORE_STATE_VERSION: i64 = 5;
@@ -64,7 +65,15 @@ impl CoreState {
     /// Parses a state; `Err` names the first field of the wrong type.
     pub fn from_value(value: Value) -> Result<Self, String> {
         check_object_shapes(&value)?;
-        serde_json::from_value(value).map_err(|e| e.to_string())
+        let state: Self = serde_json::from_value(value).map_err(|e| e.to_string())?;
+        // Offsets never pass MAX_SAFE_INTEGER, so neither may the counters:
+        // reducing one more event must not overflow.
+        for (field, n) in [("eventCount", state.event_count), ("maxOffset", state.max_offset)] {
+            if n > MAX_SAFE_INTEGER {
+                return Err(format!("{field} must be an integer from 0 to {MAX_SAFE_INTEGER}"));
+            }
+        }
+        Ok(state)
     }
 
     pub fn from_json(json: &str) -> Result<Self, String> {
@@ -184,6 +193,13 @@ mod tests {
         assert_eq!(partial.circuit_breaker.available_tokens, 3.0);
         assert_eq!(partial.circuit_breaker.burst_capacity, 100_000.0);
         assert!(CoreState::from_value(json!({"eventCount": "many"})).is_err());
+        for field in ["eventCount", "maxOffset"] {
+            for n in [u64::MAX, MAX_SAFE_INTEGER + 1] {
+                let err = CoreState::from_value(json!({ field: n })).unwrap_err();
+                assert_eq!(err, format!("{field} must be an integer from 0 to 9007199254740991"));
+            }
+            assert!(CoreState::from_value(json!({ field: MAX_SAFE_INTEGER })).is_ok());
+        }
         assert!(CoreState::from_value(json!({"connectionsByKey": {"k": {"direction": "sideways", "connectedAtOffset": 1}}})).is_err());
     }
 

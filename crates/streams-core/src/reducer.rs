@@ -39,7 +39,7 @@ pub fn reduce(state: &mut CoreState, event: &Event) -> Result<(), ReduceError> {
         return Err(ReduceError::CreatedNotFirst);
     }
 
-    state.event_count += 1;
+    state.event_count = state.event_count.checked_add(1).ok_or_else(|| ReduceError::Invalid("eventCount is at its limit".into()))?;
     state.max_offset = event.offset;
 
     let breaker = apply(state, event, payload);
@@ -145,7 +145,7 @@ pub fn passes_pause_gate(event_type: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::testing::event;
+    use crate::testing::event;
     use serde_json::json;
 
     fn fold(events: &[Event]) -> CoreState {
@@ -176,6 +176,14 @@ mod tests {
         let err = reduce(&mut state, &event(5, types::CREATED, json!({"namespace": "a", "path": "/a"}), "2026-01-05T10:00:00.000Z"));
         assert_eq!(err.unwrap_err().to_string(), CREATED_MUST_BE_FIRST);
         assert_eq!(state, CoreState::default());
+    }
+
+    #[test]
+    fn a_full_event_count_is_refused_not_wrapped() {
+        let mut state = CoreState { event_count: u64::MAX, ..CoreState::default() };
+        let err = reduce(&mut state, &event(7, "app/x", json!({}), "2026-01-05T10:00:00.000Z")).unwrap_err();
+        assert_eq!(err.to_string(), "eventCount is at its limit");
+        assert_eq!(state.event_count, u64::MAX);
     }
 
     #[test]

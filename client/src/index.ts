@@ -1,0 +1,15 @@
+// @streams/client: a TypeScript client for the streams Worker, over HTTP or a service binding.
+export { createStreamsClient, DEFAULT_NAMESPACE } from "./client.js";
+export type { BindingClientOptions, EventsOptions, HttpClientOptions, StreamRef, StreamsClient, StreamsClientOptions } from "./client.js";
+export { StreamError, isStreamError, fromHttpError, fromRpcError } from "./errors.js";
+export type { ClientErrorCode, ErrorCode } from "./errors.js";
+export { Subscription } from "./subscribe.js";
+export type { ResetItem, SubscribeOptions, SubscriptionItem } from "./subscribe.js";
+// The reconnect core, for runtimes that manage their own connection (the browser runtime).
+export { Reconnector, backoffDelay, DEFAULT_TIMING, DEFAULT_CONNECT_WAIT_MS } from "./reconnect.js";
+export type { ConnectionState, ConnectionStatus, ReconnectTiming, ReconnectorOptions } from "./reconnect.js";
+export { socketLink, closeQuietly, CLOSE_REPLACED } from "./link.js";
+export type { Link, LinkClose, LinkHandlers, WebSocketConstructor, WebSocketLike } from "./link.js";
+export { httpTransport, bindingTransport } from "./transport.js";
+export type { MethodName, SocketParams, StreamsBinding, Target, Transport } from "./transport.js";
+export type * from "./types.js";

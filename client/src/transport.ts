@@ -1,0 +1,182 @@
+// The two ways to reach the Worker, behind one interface: public HTTP (+ its WebSocket route)
+// from anywhere, or a service binding from inside another Worker.
+import { StreamError, fromHttpError, fromRpcError } from "./errors.js";
+import { socketLink, type Link, type LinkHandlers, type WebSocketConstructor, type WebSocketLike } from "./link.js";
+import type { StreamsService } from "./types.js";
+
+export type MethodName = "append" | "appendBatch" | "getEvent" | "getEvents" | "runtimeState" | "reduce" | "reset" | "kill";
+
+/** A stream, fully named. */
+export interface Target {
+  namespace: string;
+  path: string;
+}
+
+/** Query parameters of the WebSocket route (besides namespace and path). */
+export interface SocketParams {
+  subscriptionKey: string;
+  replayAfterOffset?: number;
+  eventTypes?: readonly string[];
+  events?: boolean;
+}
+
+export interface Transport {
+  /** One method call; rejects with a StreamError. `undefined` results stay `undefined`. */
+  call(method: MethodName, target: Target, args: Record<string, unknown>): Promise<unknown>;
+  /** Opens one subscription socket. Failures are reported through `handlers.close`. */
+  dial(target: Target, params: SocketParams, handlers: LinkHandlers): Link;
+}
+
+/** A service binding to the streams Worker: the entrypoint's methods plus `fetch` (for sockets). */
+export interface StreamsBinding extends StreamsService {
+  fetch(input: string, init?: { headers?: Record<string, string> }): Promise<Response>;
+}
+
+function socketQuery(target: Target, params: SocketParams): URLSearchParams {
+  const q = new URLSearchParams({ namespace: target.namespace, path: target.path, subscriptionKey: params.subscriptionKey });
+  if (params.replayAfterOffset !== undefined) q.set("replayAfterOffset", String(params.replayAfterOffset));
+  if (params.eventTypes !== undefined && params.eventTypes.length > 0) q.set("eventTypes", params.eventTypes.join(","));
+  if (params.events === false) q.set("events", "false");
+  return q;
+}
+
+export interface HttpTransportOptions {
+  baseUrl: string;
+  token?: string | undefined;
+  fetch?: typeof fetch | undefined;
+  WebSocket?: WebSocketConstructor | undefined;
+}
+
+export function httpTransport(options: HttpTransportOptions): Transport {
+  const base = new URL(options.baseUrl.endsWith("/") ? options.baseUrl : `${options.baseUrl}/`);
+  const doFetch = options.fetch ?? globalThis.fetch?.bind(globalThis);
+  const headers: Record<string, string> = options.token ? { authorization: `Bearer ${options.token}` } : {};
+
+  return {
+    async call(method, target, args) {
+      if (!doFetch) throw new StreamError("network", "no fetch available: pass `fetch` to createStreamsClient");
+      const url = new URL(`api/streams/${method}`, base);
+      url.searchParams.set("namespace", target.namespace);
+      url.searchParams.set("path", target.path);
+      let response: Response;
+      let text: string;
+      try {
+        response = await doFetch(url, {
+          method: "POST",
+          headers: { ...headers, "content-type": "application/json" },
+          body: JSON.stringify(args),
+        });
+        text = await response.text();
+      } catch (e) {
+        throw new StreamError("network", `${method} ${url.host}: ${e instanceof Error ? causeText(e) : String(e)}`, { cause: e });
+      }
+      if (!response.ok) throw fromHttpError(response.status, text);
+      try {
+        const value: unknown = JSON.parse(text);
+        return value === null ? undefined : value;
+      } catch {
+        throw new StreamError("protocol", `HTTP ${response.status}: the body is not JSON: ${text.slice(0, 200)}`, { status: response.status });
+      }
+    },
+
+    dial(target, params, handlers) {
+      const WS = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+      if (!WS) throw new StreamError("network", "no WebSocket available: pass a `WebSocket` constructor (e.g. from the `ws` package)");
+      const url = new URL(`api/streams/subscribe?${socketQuery(target, params)}`, base);
+      url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+      // Browsers cannot send headers; `ws` and undici take them as the second argument.
+      const socket = options.token ? new WS(url.href, { headers }) : new WS(url.href);
+      const link = socketLink(socket, handlers);
+      watchRefusal(socket, handlers, link);
+      return link;
+    },
+  };
+}
+
+/**
+ * `ws` reports a refused upgrade (e.g. 400 or 401) with the response; a refusal that a retry
+ * cannot fix (4xx) ends the subscription with the server's error instead of retrying forever.
+ */
+function watchRefusal(socket: WebSocketLike, handlers: LinkHandlers, link: Link): void {
+  const on = (socket as { on?: (event: string, listener: (...args: any[]) => void) => void }).on;
+  if (typeof on !== "function") return;
+  on.call(socket, "unexpected-response", (request: { destroy(): void }, response: AsyncIterable<Uint8Array> & { statusCode: number }) => {
+    void (async () => {
+      const chunks: Uint8Array[] = [];
+      try {
+        for await (const chunk of response) chunks.push(chunk);
+      } catch {
+        // the body is best effort
+      }
+      const status = response.statusCode;
+      const error = fromHttpError(status, new TextDecoder().decode(concat(chunks)));
+      const reason = `upgrade refused with HTTP ${status}`;
+      link.close();
+      request.destroy();
+      handlers.close(status >= 400 && status < 500 ? { code: 1006, reason, fatal: error } : { code: 1006, reason: `${reason}: ${error.message}` });
+    })();
+  });
+}
+
+export function bindingTransport(binding: StreamsBinding): Transport {
+  return {
+    async call(method, target, args) {
+      try {
+        return await (binding[method] as (arg: unknown) => Promise<unknown>)({ namespace: target.namespace, path: target.path, ...args });
+      } catch (e) {
+        throw fromRpcError(e);
+      }
+    },
+
+    dial(target, params, handlers) {
+      let link: Link | undefined;
+      let closed = false;
+      const pending: Link = {
+        send: (text) => link?.send(text),
+        close: () => {
+          closed = true;
+          link?.close();
+        },
+      };
+      binding.fetch(`https://streams/api/streams/subscribe?${socketQuery(target, params)}`, { headers: { upgrade: "websocket" } }).then(
+        async (response) => {
+          const socket = (response as { webSocket?: (WebSocketLike & { accept(): void }) | null }).webSocket;
+          if (response.status !== 101 || !socket) {
+            const error = fromHttpError(response.status, await response.text().catch(() => ""));
+            if (closed) return;
+            const reason = `upgrade refused with HTTP ${response.status}`;
+            const fatal = response.status >= 400 && response.status < 500;
+            handlers.close(fatal ? { code: 1006, reason, fatal: error } : { code: 1006, reason: `${reason}: ${error.message}` });
+            return;
+          }
+          socket.accept();
+          if (closed) {
+            socket.close(1000, "client closed");
+            return;
+          }
+          link = socketLink(socket, handlers, { alreadyOpen: true });
+        },
+        (e: unknown) => {
+          if (!closed) handlers.close({ code: 1006, reason: `subscribe failed: ${fromRpcError(e).message}` });
+        },
+      );
+      return pending;
+    },
+  };
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
+/** Node's fetch hides the socket error in `cause` ("fetch failed"). */
+function causeText(e: Error): string {
+  const cause = (e as { cause?: unknown }).cause;
+  return cause instanceof Error ? `${e.message} (${cause.message})` : e.message;
+}

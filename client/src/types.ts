@@ -1,0 +1,176 @@
+// Wire types of the `streams` Worker: events, state, the service-binding surface and the
+// batches pushed to subscribers. `types/streams.d.ts` re-exports this file.
+
+/** Any JSON value. */
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+
+/** What you append . Unknown keys are rejected. */
+export interface EventInput {
+  /** 1 to 256 bytes. `events.iterate.com/stream/...` types are the stream's own. */
+  type: string;
+  payload?: Json;
+  metadata?: { [key: string]: Json };
+  source?: { processor?: { slug: string; version: string } };
+  /** Trimmed, then 1 to 1024 bytes. A repeat returns the original event. */
+  idempotencyKey?: string;
+  /** Precondition: the offset this event must get. */
+  offset?: number;
+}
+
+/** A committed event, keys in this order on the wire. */
+export interface StreamEvent {
+  type: string;
+  payload?: Json;
+  metadata?: { [key: string]: Json };
+  source?: { processor?: { slug: string; version: string } };
+  idempotencyKey?: string;
+  /** 1-based, gap-free. */
+  offset: number;
+  /** `YYYY-MM-DDTHH:MM:SS.sssZ`. */
+  createdAt: string;
+}
+
+export interface CircuitBreakerState {
+  availableTokens: number;
+  lastRefillAtMs: number | null;
+  burstCapacity: number;
+  refillRatePerMinute: number;
+}
+
+export interface ConnectionEntry {
+  direction: "inbound" | "outbound";
+  connectedAtOffset: number;
+  subscriber?: { [key: string]: Json };
+}
+
+/** The reduction of every event. */
+export interface CoreState {
+  namespace: string;
+  path: string;
+  createdAt: string;
+  /** The identity of this life of the log: a UUID v4 made at creation, a new one on `reset`
+   * (`null` for streams created before stream ids existed). */
+  streamId: string | null;
+  incarnationId: string;
+  metadata: { [key: string]: Json };
+  config: {
+    simulatedStorageSyncDelayMs: number;
+    circuitBreaker?: { burstCapacity: number; refillRatePerMinute: number };
+  };
+  eventCount: number;
+  maxOffset: number;
+  childPaths: string[];
+  paused: boolean;
+  pauseReason: string | null;
+  processorsBySlug: { [slug: string]: { announcedAtOffset: number; announcement: { [key: string]: Json } } };
+  subscriptionsByKey: {
+    [key: string]: { latestConfiguredEvent: { offset: number; type: string; payload: Json; createdAt: string } };
+  };
+  connectionsByKey: { [key: string]: ConnectionEntry };
+  circuitBreaker: CircuitBreakerState;
+}
+
+export interface ConnectionReport {
+  direction: "inbound" | "outbound";
+  startedAt: string;
+  cursor: number;
+  batchesSent: number;
+  eventsSent: number;
+  lastDeliveredAt?: string;
+}
+
+/** `runtimeState()`. */
+export interface RuntimeState {
+  coreProcessorState: CoreState;
+  runtime: {
+    connections: { [subscriptionKey: string]: ConnectionReport };
+    redial: { [subscriptionKey: string]: { failures: number; retryAt: string } };
+    idleTeardownAt: string | null;
+  };
+}
+
+/** Which stream: `namespace` defaults to "default". */
+export interface StreamTarget {
+  namespace?: string;
+  path: string;
+}
+
+/**
+ * The Worker entrypoint, reached through a service binding.
+ * Every method rejects with an Error whose message is `<code>: <message>`.
+ */
+export interface StreamsService {
+  append(args: StreamTarget & { streamPath?: string; event: EventInput }): Promise<StreamEvent>;
+  appendBatch(args: StreamTarget & { streamPath?: string; events: EventInput[] }): Promise<StreamEvent[]>;
+  getEvent(args: StreamTarget & ({ offset: number } | { idempotencyKey: string })): Promise<StreamEvent | undefined>;
+  getEvents(
+    args: StreamTarget & { afterOffset?: number; beforeOffset?: number | null; limit?: number },
+  ): Promise<StreamEvent[]>;
+  runtimeState(args: StreamTarget): Promise<RuntimeState>;
+  reduce(args: StreamTarget & { event: StreamEvent; coreProcessorState?: Partial<CoreState> }): Promise<CoreState>;
+  reset(args: StreamTarget): Promise<void>;
+  kill(args: StreamTarget): Promise<void>;
+}
+
+/** Stable error codes. */
+export type StreamErrorCode =
+  | "batch_too_large"
+  | "event_too_large"
+  | "idempotency_conflict"
+  | "internal"
+  | "invalid_event"
+  | "invalid_namespace"
+  | "invalid_path"
+  | "invalid_request"
+  | "method_not_allowed"
+  | "not_found"
+  | "offset_mismatch"
+  | "stream_paused"
+  | "subscriber_not_allowed"
+  | "unauthorized";
+
+/** A batch pushed to a subscriber. */
+export interface SubscriberBatch {
+  type: "batch";
+  subscriptionKey: string;
+  /** The cursor before this batch: equals the previous batch's `throughOffset` on a connection,
+   * and the checkpoint a consumer resumed from on its first batch. */
+  afterOffset: number;
+  /** The cursor after this batch: the last offset read, before filtering (`events` may be empty
+   * or end earlier). Store it as the checkpoint. */
+  throughOffset: number;
+  /** Random per connection (per socket inbound, per dial outbound). */
+  connectionId: string;
+  /** The life of the log this batch belongs to (see `CoreState.streamId`). */
+  streamId: string | null;
+  events: StreamEvent[];
+  streamMaxOffset: number;
+  state: CoreState;
+}
+
+/** What an outbound subscriber implements. */
+export interface OutboundSubscriber {
+  requestStreamSubscription(args: {
+    namespace: string;
+    path: string;
+    subscriptionKey: string;
+    connectionId: string;
+    streamMaxOffset: number;
+    subscriptionConfiguredEvent: { offset: number; type: string; payload: Json; createdAt: string };
+    streamRuntimeState: { coreProcessorState: CoreState };
+    [merged: string]: unknown;
+  }): Promise<{ replayAfterOffset?: number; eventTypes?: string[]; subscriber?: { [key: string]: Json } } | undefined | null>;
+  processEventBatch(args: {
+    namespace: string;
+    path: string;
+    subscriptionKey: string;
+    afterOffset: number;
+    throughOffset: number;
+    connectionId: string;
+    streamId: string | null;
+    events: StreamEvent[];
+    streamMaxOffset: number;
+    state: CoreState;
+    [merged: string]: unknown;
+  }): Promise<unknown>;
+}
