@@ -1,5 +1,5 @@
 // defineProcessor: checks a processor definition once, at module load, and fills in defaults.
-import type { EventInput, Json, StreamEvent } from "./wire.js";
+import type { EventInput, Json, StreamEvent } from "../types.js";
 
 /** What `onEvent` receives for each input event, after `reduce` has folded it into `state`. */
 export interface OnEventContext<State> {

@@ -2,7 +2,8 @@
 // processors, with the checkpoint committed in the same SQLite transaction as the state.
 import type { Processor } from "./define.js";
 import { ProcessorStore, type ProcessorHostContext, type ProcessorKey, type ProcessorRow } from "./store.js";
-import { appendTo, type Announcement, type BatchArgs, type DialArgs, type DialReply, type EventInput, type StreamEvent, type StreamsAppender } from "./wire.js";
+import type { EventInput, StreamEvent } from "../types.js";
+import { appendTo, type Announcement, type BatchArgs, type DialArgs, type DialReply, type StreamsAppender } from "./wire.js";
 
 const ERROR_OCCURRED = "events.iterate.com/stream/error-occurred";
 

@@ -4,4 +4,4 @@ export type { OnEventContext, Processor, ProcessorOptions } from "./define.js";
 export { ProcessorHost, StreamUnavailableError } from "./host.js";
 export type { BatchOutcome, ProcessorFailure, ProcessorHostOptions, ProcessorStatus } from "./host.js";
 export type { ProcessorHostContext, ProcessorKey } from "./store.js";
-export type { Announcement, BatchArgs, DialArgs, DialReply, StreamsAppender, StreamsBindingAppender, StreamsClientAppender } from "./wire.js";
+export type { Announcement, BatchArgs, DialArgs, DialReply, StreamsAppender } from "./wire.js";
