@@ -21,19 +21,25 @@ after(async () => {
 const add = (offset, n, extra = {}) => ({ type: "app/add", payload: { n, ...extra }, offset, createdAt: "2026-01-01T00:00:00.000Z" });
 
 /** A fresh host and stream; dial(conn) and batch(conn, after, through, events) on them. */
-function setup(slug = "counter") {
+function setup(slug = "counter", { viaClient = false } = {}) {
   const host = uniqueHostName();
   const name = uniqueName("proc");
   const target = splitName(name);
+  const on = (method, arg) => tryHost(mf, host, method, arg, { viaClient });
+  const ok = async (method, arg) => {
+    const outcome = await on(method, arg);
+    if (!outcome.ok) throw new Error(outcome.error);
+    return outcome.result;
+  };
   return {
     host,
     name,
     target,
-    dial: (connectionId, extra = {}) => tryHost(mf, host, "requestStreamSubscription", { ...target, subscriptionKey: "k", connectionId, processorName: slug, ...extra }),
+    dial: (connectionId, extra = {}) => on("requestStreamSubscription", { ...target, subscriptionKey: "k", connectionId, processorName: slug, ...extra }),
     batch: (connectionId, afterOffset, throughOffset, events) =>
-      tryHost(mf, host, "processEventBatch", { ...target, subscriptionKey: "k", connectionId, processorName: slug, afterOffset, throughOffset, events }),
-    status: () => callHost(mf, host, "processorStatus", { ...target, slug }),
-    resume: (skip) => callHost(mf, host, "resumeProcessor", { ...target, slug, skip }),
+      on("processEventBatch", { ...target, subscriptionKey: "k", connectionId, processorName: slug, afterOffset, throughOffset, events }),
+    status: () => ok("processorStatus", { ...target, slug }),
+    resume: (skip) => ok("resumeProcessor", { ...target, slug, skip }),
     outputs: async () => (await readAll(mf, name)).filter((e) => e.type === "app/summed"),
   };
 }
@@ -80,25 +86,27 @@ test("several processors: no processorName or an unknown one → processor_unkno
   assertCode(await p.batch("A", 0, 1, []), "processor_not_dialled", "no dial accepted yet");
 });
 
-test("checkpoint = throughOffset; events at or below it are skipped; one output per input, keyed <slug>:<offset>:0", async () => {
-  const p = setup();
-  assertOk(await p.dial("A"));
-  assert.deepEqual(assertOk(await p.batch("A", 0, 4, [add(1, 2), add(3, 5)])), { outcome: "committed", checkpoint: 4 });
-  // Overlapping redelivery: 1 and 3 are at or below the checkpoint, only 6 is new.
-  assert.deepEqual(assertOk(await p.batch("A", 0, 7, [add(1, 2), add(3, 5), add(6, 10)])), { outcome: "committed", checkpoint: 7 });
-  assert.deepEqual(assertOk(await p.batch("A", 2, 7, [add(3, 5), add(6, 10)])), { outcome: "skipped", checkpoint: 7 });
-  const st = await p.status();
-  assert.deepEqual(st.state, { total: 17, count: 3, offsets: [1, 3, 6] });
-  assert.equal(st.checkpoint, 7);
-  assert.equal(st.connectionId, "A");
-  const outs = await p.outputs();
-  assert.deepEqual(outs.map((e) => [e.idempotencyKey, e.payload]), [
-    ["counter:1:0", { input: 1, total: 2 }],
-    ["counter:3:0", { input: 3, total: 7 }],
-    ["counter:6:0", { input: 6, total: 17 }],
-  ]);
-  assert.deepEqual(outs[0].source, { processor: { slug: "counter", version: "1" } });
-});
+for (const viaClient of [false, true]) {
+  test(`checkpoint = throughOffset; events at or below it are skipped; one output per input, keyed <slug>:<offset>:0 (appending through ${viaClient ? "createStreamsClient" : "the service binding"})`, async () => {
+    const p = setup("counter", { viaClient });
+    assertOk(await p.dial("A"));
+    assert.deepEqual(assertOk(await p.batch("A", 0, 4, [add(1, 2), add(3, 5)])), { outcome: "committed", checkpoint: 4 });
+    // Overlapping redelivery: 1 and 3 are at or below the checkpoint, only 6 is new.
+    assert.deepEqual(assertOk(await p.batch("A", 0, 7, [add(1, 2), add(3, 5), add(6, 10)])), { outcome: "committed", checkpoint: 7 });
+    assert.deepEqual(assertOk(await p.batch("A", 2, 7, [add(3, 5), add(6, 10)])), { outcome: "skipped", checkpoint: 7 });
+    const st = await p.status();
+    assert.deepEqual(st.state, { total: 17, count: 3, offsets: [1, 3, 6] });
+    assert.equal(st.checkpoint, 7);
+    assert.equal(st.connectionId, "A");
+    const outs = await p.outputs();
+    assert.deepEqual(outs.map((e) => [e.idempotencyKey, e.payload]), [
+      ["counter:1:0", { input: 1, total: 2 }],
+      ["counter:3:0", { input: 3, total: 7 }],
+      ["counter:6:0", { input: 6, total: 17 }],
+    ]);
+    assert.deepEqual(outs[0].source, { processor: { slug: "counter", version: "1" } });
+  });
+}
 
 test("a gap (afterOffset beyond the checkpoint) is rejected with processor_gap and changes nothing", async () => {
   const p = setup();

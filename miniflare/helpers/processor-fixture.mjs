@@ -8,10 +8,13 @@
 //            waits that long before appending.
 //   tally    app/add and app/mul: counts events per type (no side effects).
 //
-// The worker's fetch handler makes calls on a Processors DO and returns JSON outcomes, so error
-// messages survive (POST {name, method, arg}); abort() restarts the object.
+// `ClientProcessors` is the same host appending through createStreamsClient({binding}) instead of
+// the bare service binding. The worker's fetch handler makes calls on either DO and returns JSON
+// outcomes, so error messages survive (POST {name, method, arg, viaClient?}); abort() restarts
+// the object.
 import { DurableObject } from "cloudflare:workers";
 import { defineProcessor, ProcessorHost } from "../../client/src/processor/index.ts";
+import { createStreamsClient } from "../../client/src/index.ts";
 
 /** Attempts per "<payload.tag>:<offset>" in this isolate, for failTimes. */
 const attempts = new Map();
@@ -49,9 +52,14 @@ const tally = defineProcessor({
 export class Processors extends DurableObject {
   host = new ProcessorHost(this.ctx, {
     processors: [counter(this.env.COUNTER_VERSION ?? "1"), tally],
-    streams: this.env.STREAMS,
+    streams: this.streams(),
     log: () => {},
   });
+
+  /** Where the host appends: the service binding itself. */
+  streams() {
+    return this.env.STREAMS;
+  }
 
   requestStreamSubscription(args) {
     return this.host.requestStreamSubscription(args);
@@ -74,12 +82,20 @@ export class Processors extends DurableObject {
   }
 }
 
+/** The same host, appending through a `createStreamsClient` over the service binding. */
+export class ClientProcessors extends Processors {
+  streams() {
+    return createStreamsClient({ binding: this.env.STREAMS });
+  }
+}
+
 export default {
   async fetch(request, env) {
-    const { name, method, arg } = await request.json();
+    const { name, method, arg, viaClient } = await request.json();
     let outcome;
     try {
-      outcome = { ok: true, result: await env.PROCESSORS.getByName(name)[method](arg) };
+      const ns = viaClient ? env.CLIENT_PROCESSORS : env.PROCESSORS;
+      outcome = { ok: true, result: await ns.getByName(name)[method](arg) };
     } catch (e) {
       outcome = { ok: false, error: String(e?.message ?? e) };
     }

@@ -19,7 +19,10 @@ export function startWithProcessors({ persistDir, counterVersion, bindings = {} 
         name: "processors",
         modules: bundledModules(path.join(HELPERS, "processor-fixture.mjs")),
         compatibilityDate: COMPATIBILITY_DATE,
-        durableObjects: { PROCESSORS: { className: "Processors", useSQLite: true } },
+        durableObjects: {
+          PROCESSORS: { className: "Processors", useSQLite: true },
+          CLIENT_PROCESSORS: { className: "ClientProcessors", useSQLite: true },
+        },
         serviceBindings: { STREAMS: "streams" },
         bindings: counterVersion ? { COUNTER_VERSION: counterVersion } : {},
       },
@@ -28,10 +31,13 @@ export function startWithProcessors({ persistDir, counterVersion, bindings = {} 
   });
 }
 
-/** `env.PROCESSORS.getByName(host)[method](arg)` as {ok, result} | {ok:false, error}. */
-export async function tryHost(mf, host, method, arg) {
+/**
+ * `env.PROCESSORS.getByName(host)[method](arg)` as {ok, result} | {ok:false, error}
+ * (`{viaClient: true}`: the ClientProcessors host instead).
+ */
+export async function tryHost(mf, host, method, arg, { viaClient = false } = {}) {
   const worker = await mf.getWorker("processors");
-  const res = await worker.fetch("http://processors/", { method: "POST", body: JSON.stringify({ name: host, method, arg }) });
+  const res = await worker.fetch("http://processors/", { method: "POST", body: JSON.stringify({ name: host, method, arg, viaClient }) });
   return res.json();
 }
 
