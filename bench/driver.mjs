@@ -2,7 +2,7 @@
 // timed. POST a JSON body {scenario, target: "ours"|"base", name, ...params}; the reply is
 // {ok:true, result} or {ok:false, error}. Both targets are reached over DO RPC through bindings:
 //   OURS -> {className:"Stream", scriptName:"streams"}   BASE -> {className:"Baseline", scriptName:"baseline"}
-//   PROCESSOR -> {className:"BenchProcessor", scriptName:"processors"} (scenario 9)
+//   PROCESSOR -> {className:"BenchProcessor", scriptName:"processors"} (scenario 10)
 // In workerd the clock only advances across I/O; every RPC call is I/O, so per-call timing works.
 
 const now = () => performance.now();
@@ -54,6 +54,37 @@ async function appendSeq(stub, n, payloadBytes, startIndex = 0) {
 }
 
 const scenarios = {
+  /**
+   * Scoped-token cost: `n` public HTTP requests through each of two service bindings to the same
+   * worker code, in alternating blocks. STREAMS has no credentials configured; STREAMS_AUTH has
+   * STREAMS_JWT_SECRET and gets `Authorization: Bearer <token>`. The route does not exist, so both
+   * stop with 404 before any Durable Object: the time difference is the credential check.
+   */
+  async tokenCheck(env, { n, block = 50, token }) {
+    const url = "http://streams/api/streams/bench/no-such-route?path=/bench";
+    const send = async (binding, headers, want) => {
+      const res = await binding.fetch(url, { headers });
+      await res.arrayBuffer();
+      if (res.status !== want) throw new Error(`tokenCheck: HTTP ${res.status}, expected ${want}`);
+    };
+    // The token is really checked: a forged one is refused.
+    await send(env.STREAMS_AUTH, { authorization: `Bearer ${token}x` }, 401);
+    const legs = [
+      ["open", env.STREAMS, {}],
+      ["scoped", env.STREAMS_AUTH, { authorization: `Bearer ${token}` }],
+    ];
+    const ms = { open: 0, scoped: 0 };
+    for (let done = 0, round = 0; done < n; done += block, round++) {
+      for (const [key, binding, headers] of round % 2 ? [...legs].reverse() : legs) {
+        const t0 = now();
+        for (let i = 0; i < block; i++) await send(binding, headers, 404);
+        ms[key] += now() - t0;
+      }
+    }
+    const perRequestUs = (x) => (x * 1000) / n;
+    return { n, openUs: perRequestUs(ms.open), scopedUs: perRequestUs(ms.scoped), costUs: perRequestUs(ms.scoped - ms.open) };
+  },
+
   /** Fill a stream with `events` domain events, `batch` per appendBatch call (1: one event per call). */
   async prepare(env, { target, name, events, batch = 1000, payloadBytes = 100 }) {
     const stub = stubOf(env, target, name);
@@ -118,7 +149,7 @@ const scenarios = {
   },
 
   /**
-   * 9. A stream of `events` bench events (prepared) is wired to the summing processor; timed from
+   * 10. A stream of `events` bench events (prepared) is wired to the summing processor; timed from
    * the subscription append until the processor's committed count reaches `events`. Then the same
    * events are read with getEvents in pages of 100 (the size of a delivered batch).
    */

@@ -1,4 +1,4 @@
-// Bench processor Worker (scenario 9): the DO `BenchProcessor` hosts one processor, `sum`, that
+// Bench processor Worker (scenario 10): the DO `BenchProcessor` hosts one processor, `sum`, that
 // adds up `payload.i` of the bench events through the processor host (client/src/processor;
 // bench/run.mjs bundles this file with esbuild). No side effects: the number is delivery,
 // reduction and the per-batch SQLite commit.

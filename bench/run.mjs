@@ -3,6 +3,7 @@
 //   bash scripts/bench.sh            # build, then this
 //   node bench/run.mjs [--runs=5] [--scale=1] [--no-rebuild] [--out=BENCHMARKS.md]
 //                      [--root=<checkout with src/entry.mjs + build/>] [--code=<label for the report>]
+//                      [--only=token|processor]   (one scenario, printed only; BENCHMARKS.md is left alone)
 //
 // Workers: streams (src/entry.mjs + build/), baseline (bench/baseline-do.mjs), driver
 // (bench/driver.mjs, DO bindings to both). Node only sends "run scenario X on target T" to the
@@ -15,6 +16,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import zlib from "node:zlib";
 import { COMPATIBILITY_DATE, REPO_ROOT } from "../miniflare/helpers/mf.mjs";
+import { signJwt, claims } from "../miniflare/helpers/jwt.mjs";
 import { bundledModules } from "../miniflare/helpers/bundle.mjs";
 
 const { values: opts } = parseArgs({
@@ -25,7 +27,6 @@ const { values: opts } = parseArgs({
     out: { type: "string", default: path.join(REPO_ROOT, "BENCHMARKS.md") },
     root: { type: "string", default: REPO_ROOT },
     code: { type: "string" },
-    // `--only=processor`: run scenario 9 alone and print its rows (no report written).
     only: { type: "string" },
     // Parent of the temporary DO storage directory. tmpfs keeps disk contention and fsync out of
     // the numbers (DO SQLite cannot run in workerd's in-memory storage).
@@ -52,9 +53,11 @@ const CFG = {
   growthN: n(1000),
   bootEvents: n(10000),
   subN: n(200), // sequential appends, each waiting for its WebSocket frame
-  processorEvents: n(10000),
   prepareBatch: 1000,
+  tokenN: n(4000), // public HTTP requests per leg and round (scenario 9)
+  processorEvents: n(10000), // events through the summing processor per round (scenario 10)
 };
+const BENCH_JWT_SECRET = "bench-jwt-secret";
 
 const MODULES_RULES = [
   { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
@@ -69,7 +72,7 @@ function startMiniflare(persistDir) {
     durableObjectsPersist: persistDir,
     workers: [
       {
-        // Production-like: no test hooks; the only allowed subscriber is scenario 9's processor.
+        // Production-like: no test hooks; the only allowed subscriber is scenario 10's processor.
         name: "streams",
         modules: true,
         modulesRoot: ROOT,
@@ -83,11 +86,23 @@ function startMiniflare(persistDir) {
         bindings: { STREAM_SUBSCRIBER_BINDINGS: "PROCESSOR" },
       },
       {
+        // The summing processor of scenario 10 (bench/processor-host.mjs).
         name: "processors",
         modules: bundledModules(path.join(REPO_ROOT, "bench", "processor-host.mjs")),
         compatibilityDate: COMPATIBILITY_DATE,
         durableObjects: { PROCESSOR: { className: "BenchProcessor", useSQLite: true } },
         serviceBindings: { STREAMS: "streams" },
+      },
+      {
+        // The same code with scoped tokens on (scenario 9).
+        name: "streams-auth",
+        modules: true,
+        modulesRoot: ROOT,
+        scriptPath: path.join(ROOT, "src", "entry.mjs"),
+        modulesRules: MODULES_RULES,
+        compatibilityDate: COMPATIBILITY_DATE,
+        durableObjects: { STREAM: { className: "Stream", useSQLite: true } },
+        bindings: { STREAMS_JWT_SECRET: BENCH_JWT_SECRET },
       },
       {
         name: "baseline",
@@ -109,7 +124,7 @@ function startMiniflare(persistDir) {
           PROCESSOR: { className: "BenchProcessor", scriptName: "processors", useSQLite: true },
         },
         // The public HTTP route, for the subscription WebSocket (scenario 8).
-        serviceBindings: { STREAMS: "streams" },
+        serviceBindings: { STREAMS: "streams", STREAMS_AUTH: "streams-auth" },
       },
     ],
   });
@@ -160,7 +175,26 @@ async function interleaved(label, step) {
 
 // ---- scenarios ----
 
-/** 9. Events/s through the summing processor vs getEvents of the same events: a fresh stream per round. */
+/** 9. Scoped-token check cost per public HTTP request (driver.mjs tokenCheck). */
+async function tokenPhase(drive) {
+  const token = signJwt(claims({ ns: "bench", paths: ["/bench/**"], ops: ["read", "append"], ttl: 3600 }), BENCH_JWT_SECRET);
+  const runs = [];
+  for (let round = 0; round <= RUNS; round++) {
+    const out = await drive({ scenario: "tokenCheck", n: CFG.tokenN, token });
+    if (round > 0) runs.push(out);
+  }
+  log("9 token check done");
+  return runs;
+}
+
+function tokenRows(runs, row) {
+  const cost = pick(runs, "costUs");
+  row(`9. Scoped token check (HS256), µs per HTTP request (N=${CFG.tokenN})`, fmtMs(cost), "n/a", "—", "< 50", cost < 50);
+  row("   request refused at routing: no credentials configured, µs", fmtMs(pick(runs, "openUs")), "n/a", "—");
+  row("   the same with a verified scoped token, µs", fmtMs(pick(runs, "scopedUs")), "n/a", "—");
+}
+
+/** 10. Events/s through the summing processor vs getEvents of the same events; a fresh stream per round. */
 async function processorPhase(drive) {
   const runs = [];
   for (let round = 0; round <= RUNS; round++) {
@@ -169,12 +203,12 @@ async function processorPhase(drive) {
     const out = await drive({ scenario: "processor", name, events: CFG.processorEvents });
     if (round > 0) runs.push(out);
   }
-  log("9 processor done");
+  log("10 processor done");
   return runs;
 }
 
 function processorRows(runs, row) {
-  row(`9. Processor (sum) end to end, ${CFG.processorEvents} events, events/s`, fmtRate(pick(runs, "perSec")), "n/a", "—");
+  row(`10. Processor (sum) end to end, ${CFG.processorEvents} events, events/s`, fmtRate(pick(runs, "perSec")), "n/a", "—");
   row("   getEvents of the same events (pages of 100), events/s", fmtRate(pick(runs, "readPerSec")), "n/a", "—");
   row("   ratio processor / getEvents", fmtRatio(pick(runs, "ratio")), "n/a", "—");
 }
@@ -255,6 +289,9 @@ async function mainPhase(drive, persistDir) {
 
   // 8. Subscription delivery latency: ours only (the baseline has no subscriptions), a fresh
   // stream per round, one warm-up round.
+  R.token = await tokenPhase(drive);
+  R.processor = await processorPhase(drive);
+
   R.subscribe = [];
   for (let round = 0; round <= RUNS; round++) {
     const out = await drive({
@@ -268,8 +305,6 @@ async function mainPhase(drive, persistDir) {
     if (round > 0) R.subscribe.push(out);
   }
   log("8 subscriptions done");
-
-  R.processor = await processorPhase(drive);
 
   // Streams for the restart phase (cold boot, current state vs rebuild), built now.
   if (!opts["no-rebuild"]) {
@@ -381,10 +416,13 @@ function wasmSize() {
   return { raw: raw.length, gzip: zlib.gzipSync(raw, { level: 9 }).length, mtime: fs.statSync(file).mtime };
 }
 
+/** `row(metric, ours, base, ratio, target?, pass?)` appending to `rows`. */
+const rowAdder = (rows) => (metric, ours, base, ratio, target, pass) =>
+  rows.push({ metric, ours, base, ratio, target: target ?? "", status: pass === undefined ? "" : pass ? "PASS" : "MISS" });
+
 function buildRows(R, restart, wasm) {
   const rows = [];
-  const row = (metric, ours, base, ratio, target, pass) =>
-    rows.push({ metric, ours, base, ratio, target: target ?? "", status: pass === undefined ? "" : pass ? "PASS" : "MISS" });
+  const row = rowAdder(rows);
   const vs = (key, runs = R) => {
     const o = pick(runs.ours, key);
     const b = pick(runs.base, key);
@@ -444,6 +482,7 @@ function buildRows(R, restart, wasm) {
   row(`8. Subscriptions: append → WebSocket frame (N=${CFG.subN}), mean latency, ms`, fmtMs(sub("meanMs")), "n/a", "—");
   row("   p50 latency, ms (1 ms clock)", fmtTick(sub("p50Ms")), "n/a", "—");
   row("   p99 latency, ms (1 ms clock)", fmtTick(sub("p99Ms")), "n/a", "—");
+  tokenRows(R.token, row);
   processorRows(R.processor, row);
   return rows;
 }
@@ -493,7 +532,12 @@ Notes:
   loop time / ${CFG.subN} (exact); p50/p99 are 1 ms clock readings. Each is the median over rounds;
   a fresh stream per round, after the same untimed warm-up appends. Baseline "n/a": the baseline
   DO has no subscriptions. For scale: row 1's mean is a single append with no subscriber.
-- Processor (9): a stream of ${CFG.processorEvents} prepared events is wired to a processor
+- Scoped tokens (9): the driver sends ${CFG.tokenN} public HTTP requests per round through two service
+  bindings to the same worker code, one with no credentials configured and one with
+  \`STREAMS_JWT_SECRET\` and a bearer JWT, in alternating blocks of 50, to a route that does not exist:
+  both answer 404 before any Durable Object, so the difference per request is the credential check
+  (HMAC-SHA256, claims parsing, reading the extra settings). Median over rounds.
+- Processor (10): a stream of ${CFG.processorEvents} prepared events is wired to a processor
   (bench/processor-host.mjs: \`ProcessorHost\` with one \`reduce\` that sums, no side effects) by
   appending its subscription; timed from that append until the processor's committed count is
   ${CFG.processorEvents} (the driver polls \`status\`). This covers the dial, every delivery (≤ 100
@@ -516,19 +560,7 @@ async function main() {
   if (loadStart[0] >= BUSY_LOAD) log(`warning: load average ${loadStart[0].toFixed(2)}: other processes will add noise`);
   const persistDir = fs.mkdtempSync(path.join(STORAGE_PARENT, "streams-bench-"));
   log(`runs=${RUNS} scale=${SCALE} worker=${ROOT} storage=${persistDir}`);
-  if (opts.only !== undefined) {
-    if (opts.only !== "processor") throw new Error(`--only supports "processor", got ${JSON.stringify(opts.only)}`);
-    const mf = startMiniflare(persistDir);
-    try {
-      const rows = [];
-      processorRows(await processorPhase(await driverOf(mf)), (metric, ours, base, ratio) => rows.push({ metric, ours, base, ratio, target: "", status: "" }));
-      console.log(table(rows));
-    } finally {
-      await mf.dispose();
-      fs.rmSync(persistDir, { recursive: true, force: true });
-    }
-    return;
-  }
+  if (opts.only) return onlyOne(opts.only, persistDir);
   try {
     const mf = startMiniflare(persistDir);
     let R;
@@ -551,6 +583,22 @@ async function main() {
     fs.writeFileSync(raw, JSON.stringify({ started, cfg: CFG, runs: RUNS, scale: SCALE, mach, wasm, raw: R, restart }, null, 2));
     log(`wrote ${path.relative(REPO_ROOT, opts.out)} and ${path.relative(REPO_ROOT, raw)} in ${elapsedS.toFixed(0)} s`);
   } finally {
+    fs.rmSync(persistDir, { recursive: true, force: true });
+  }
+}
+
+/** `--only=<scenario>`: that scenario alone, its rows printed; BENCHMARKS.md is not rewritten. */
+async function onlyOne(scenario, persistDir) {
+  const phases = { token: [tokenPhase, tokenRows], processor: [processorPhase, processorRows] };
+  if (!phases[scenario]) throw new Error(`--only: unknown scenario ${JSON.stringify(scenario)}; known: ${Object.keys(phases).join(", ")}`);
+  const [phase, rowsOf] = phases[scenario];
+  const mf = startMiniflare(persistDir);
+  try {
+    const rows = [];
+    rowsOf(await phase(await driverOf(mf)), rowAdder(rows));
+    console.log(table(rows));
+  } finally {
+    await mf.dispose();
     fs.rmSync(persistDir, { recursive: true, force: true });
   }
 }

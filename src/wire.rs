@@ -11,7 +11,7 @@ pub fn status(code: ErrorCode) -> u16 {
     match code {
         ErrorCode::InvalidRequest | ErrorCode::InvalidEvent | ErrorCode::InvalidPath | ErrorCode::InvalidNamespace => 400,
         ErrorCode::Unauthorized => 401,
-        ErrorCode::SubscriberNotAllowed => 403,
+        ErrorCode::SubscriberNotAllowed | ErrorCode::Forbidden => 403,
         ErrorCode::NotFound => 404,
         ErrorCode::MethodNotAllowed => 405,
         ErrorCode::OffsetMismatch | ErrorCode::IdempotencyConflict => 409,

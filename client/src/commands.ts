@@ -1,9 +1,10 @@
 // The `streams` CLI: append, read, follow and inspect streams from a shell. JSON lines on stdout;
 // errors on stderr as `streams: <code>: <message>`, with an exit status per error kind.
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { createStreamsClient, type StreamsClient } from "./client.js";
+import { createStreamsClient, DEFAULT_NAMESPACE, type StreamsClient } from "./client.js";
 import { StreamError, type ErrorCode } from "./errors.js";
 import type { WebSocketConstructor } from "./link.js";
+import { mintToken, type TokenOp } from "./token.js";
 import type { EventInput } from "./types.js";
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
@@ -44,6 +45,7 @@ export function exitStatus(code: ErrorCode): number {
     case "timeout":
       return EXIT.network;
     case "unauthorized":
+    case "forbidden":
     case "subscriber_not_allowed":
       return EXIT.unauthorized;
     case "not_found":
@@ -177,6 +179,23 @@ export const COMMANDS: Record<string, Command> = {
     async run(ctx) {
       const path = onePath(ctx);
       ctx.out(JSON.stringify(await (await ctx.client()).runtimeState(path)));
+    },
+  },
+  token: {
+    usage: "token <path-scope>... --ops read,append --ttl <seconds> [--secret-env <VAR>]   (signs with $STREAMS_JWT_SECRET; prints the token)",
+    options: { ops: { type: "string" }, ttl: { type: "string" }, "secret-env": { type: "string" } },
+    async run(ctx) {
+      if (ctx.positionals.length === 0) throw new UsageError("expected at least one path scope, e.g. /agents/a1 or /agents/a1/**");
+      const ops = typeof ctx.values.ops === "string" ? ctx.values.ops.split(",").map((op) => op.trim()) : [];
+      if (ops.length === 0 || ops.some((op) => op !== "read" && op !== "append")) throw new UsageError("--ops must list read and/or append");
+      const ttlSeconds = integer(ctx.values, "ttl");
+      if (!ttlSeconds) throw new UsageError("--ttl must be a positive number of seconds");
+      // The secret comes from the environment, never the command line (which other users can see).
+      const secretEnv = typeof ctx.values["secret-env"] === "string" ? ctx.values["secret-env"] : "STREAMS_JWT_SECRET";
+      const secret = process.env[secretEnv];
+      if (!secret) throw new UsageError(`$${secretEnv} is not set`);
+      const ns = typeof ctx.values.namespace === "string" ? ctx.values.namespace : DEFAULT_NAMESPACE;
+      ctx.out(await mintToken({ secret, ns, paths: ctx.positionals, ops: ops as TokenOp[], ttlSeconds }));
     },
   },
 };

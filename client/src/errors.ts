@@ -18,6 +18,7 @@ export type ErrorCode = StreamErrorCode | ClientErrorCode;
 const SERVER_CODES: ReadonlySet<string> = new Set<StreamErrorCode>([
   "batch_too_large",
   "event_too_large",
+  "forbidden",
   "idempotency_conflict",
   "internal",
   "invalid_event",

@@ -3,6 +3,8 @@ export { createStreamsClient, DEFAULT_NAMESPACE } from "./client.js";
 export type { BindingClientOptions, EventsOptions, HttpClientOptions, StreamRef, StreamsClient, StreamsClientOptions } from "./client.js";
 export { StreamError, isStreamError, fromHttpError, fromRpcError } from "./errors.js";
 export type { ClientErrorCode, ErrorCode } from "./errors.js";
+export { mintToken, MAX_TOKEN_BYTES } from "./token.js";
+export type { MintTokenOptions, TokenOp } from "./token.js";
 export { Subscription } from "./subscribe.js";
 export type { ResetItem, SubscribeOptions, SubscriptionItem } from "./subscribe.js";
 // The reconnect core, for runtimes that manage their own connection (the browser runtime).

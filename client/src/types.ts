@@ -116,6 +116,7 @@ export interface StreamsService {
 export type StreamErrorCode =
   | "batch_too_large"
   | "event_too_large"
+  | "forbidden"
   | "idempotency_conflict"
   | "internal"
   | "invalid_event"

@@ -1,21 +1,24 @@
 //! Public HTTP (spec §9.3): `/api/streams/<method>` for the allowlisted
-//! methods and the WebSocket route. Checks run in the specified order: API
-//! token → route and verb → admin token → names → body (size, then JSON) → call.
+//! methods and the WebSocket route. Checks run in this order: CORS preflight
+//! and WebSocket origin → credentials → route and verb → admin token →
+//! operation → names → body (size, then JSON) → token scope → call.
 
 use futures::StreamExt;
 use serde_json::{Map, Value};
 use wasm_bindgen::JsValue;
 use worker::{event, Context, Env, Headers, Method, Request, RequestInit, Response};
 
+use super::auth::{Gate, ACCESS_TOKEN_PARAM};
 use super::target::{call_target, target_stream};
 use crate::wire::{error_response, json_response};
+use streams_core::access::{is_admin, Access};
 use streams_core::json::{parse_json, to_json_string};
 use streams_core::limits::MAX_BATCH_JSON_BYTES;
 use streams_core::name::quote;
 use streams_core::rpc::{HttpAccess, StreamMethod};
+use streams_core::token::Op;
 use streams_core::{ErrorCode, StreamError, StreamName, StreamResult};
 use crate::js::from_json_text;
-use crate::settings::text;
 use crate::stub::stream_stub;
 
 const ROUTE_PREFIX: &str = "/api/streams/";
@@ -24,16 +27,19 @@ const SUBSCRIBE: &str = "subscribe";
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
     console_error_panic_hook::set_once();
-    match serve(req, &env).await {
-        Ok(response) => Ok(response),
+    let gate = Gate::from_env(&env);
+    let origin = req.headers().get("origin").ok().flatten();
+    let response = match serve(req, &env, &gate).await {
+        Ok(response) => response,
         Err(Refusal { error, status, allow }) => {
             let mut response = error_response(&error, status)?;
             if let Some(allow) = allow {
                 response.headers_mut().set("allow", allow)?;
             }
-            Ok(response)
+            response
         }
-    }
+    };
+    gate.with_cors(response, origin.as_deref())
 }
 
 struct Refusal {
@@ -58,36 +64,45 @@ enum Route {
     Subscribe,
 }
 
-async fn serve(mut req: Request, env: &Env) -> Result<Response, Refusal> {
-    let bearer = bearer_token(req.headers());
-    let api_token = text(env, "STREAMS_API_TOKEN").filter(|t| !t.is_empty());
-    let admin_token = text(env, "STREAMS_ADMIN_TOKEN").filter(|t| !t.is_empty());
-    if let Some(api_token) = &api_token {
-        let accepted = bearer.as_deref().is_some_and(|b| {
-            constant_time_eq(b, api_token) | admin_token.as_deref().is_some_and(|admin| constant_time_eq(b, admin))
-        });
-        if !accepted {
-            return Err(unauthorized("missing or invalid bearer token", 401));
-        }
-    }
-
+async fn serve(mut req: Request, env: &Env, gate: &Gate) -> Result<Response, Refusal> {
     let url = req.url().map_err(|_| StreamError::invalid_request("invalid URL"))?;
     let verb = req.method();
+    let origin = req.headers().get("origin").ok().flatten();
+    if verb == Method::Options {
+        if let Some(answer) = gate.preflight(origin.as_deref()) {
+            return Ok(answer?);
+        }
+    }
+    let query = Query::parse(&url);
+    // Browsers cannot set headers on a WebSocket, so only that route reads a
+    // token from the query.
+    let on_socket_route = url.path().strip_prefix(ROUTE_PREFIX) == Some(SUBSCRIBE);
+    if on_socket_route && is_upgrade(&req) {
+        gate.check_upgrade_origin(origin.as_deref())?;
+    }
+    let bearer = bearer_token(req.headers());
+    let query_token = if on_socket_route { query.get(ACCESS_TOKEN_PARAM) } else { None };
+    let access = Access::authenticate(&gate.keys(), bearer.as_deref(), query_token, js_sys::Date::now())?;
+
     let route = route(url.path(), &verb)?;
 
     if let Route::Method(method) = route {
-        if method.needs_admin() {
-            let ok = admin_token.as_deref().is_some_and(|admin| bearer.as_deref().is_some_and(|b| constant_time_eq(b, admin)));
-            if !ok {
-                return Err(unauthorized("admin token required", 403));
-            }
+        if method.needs_admin() && !is_admin(&gate.keys(), bearer.as_deref()) {
+            return Err(unauthorized("admin token required", 403));
         }
     }
+    let op = match route {
+        Route::Subscribe => Some(Op::Read),
+        Route::Method(method) => Op::for_method(method),
+    };
+    if let Some(op) = op {
+        access.allow_op(op)?;
+    }
 
-    let query = Query::parse(&url);
     match route {
         Route::Subscribe => {
             let name = target_stream(StreamMethod::GetEvents, query.get("namespace"), query.get("path"), None)?;
+            access.allow_stream(&name)?;
             subscribe(req, env, &name, &url).await
         }
         Route::Method(method) => {
@@ -102,6 +117,7 @@ async fn serve(mut req: Request, env: &Env) -> Result<Response, Refusal> {
                 let name = target_stream(method, namespace.as_deref(), path.as_deref(), stream_path.as_deref())?;
                 (name, args)
             };
+            access.allow_stream(&name)?;
             call(env, &name, method, args).await
         }
     }
@@ -230,15 +246,14 @@ async fn call(env: &Env, name: &StreamName, method: StreamMethod, args: Map<Stri
 
 /// Forwards the upgrade request whole to the stream's DO at `/subscribe`.
 async fn subscribe(req: Request, env: &Env, name: &StreamName, url: &worker::Url) -> Result<Response, Refusal> {
-    let is_upgrade = req.headers().get("upgrade").ok().flatten().is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
-    if !is_upgrade {
+    if !is_upgrade(&req) {
         return Err(StreamError::invalid_request("expected a WebSocket upgrade").into());
     }
     let internal = |e: worker::Error| {
         worker::console_error!("subscribe forwarding failed: {e}");
         Refusal::from(StreamError::internal())
     };
-    let target = format!("https://stream/subscribe?{}", url.query().unwrap_or(""));
+    let target = format!("https://stream/subscribe?{}", without_access_token(url));
     let mut init = RequestInit::new();
     init.with_method(Method::Get).with_headers(req.headers().clone());
     let forwarded = Request::new_with_init(&target, &init).map_err(internal)?;
@@ -246,20 +261,24 @@ async fn subscribe(req: Request, env: &Env, name: &StreamName, url: &worker::Url
     stub.fetch_with_request(forwarded).await.map_err(internal)
 }
 
+fn is_upgrade(req: &Request) -> bool {
+    req.headers().get("upgrade").ok().flatten().is_some_and(|u| u.eq_ignore_ascii_case("websocket"))
+}
+
+/// The query to forward to the stream: the token stays at the edge.
+fn without_access_token(url: &worker::Url) -> String {
+    if !url.query_pairs().any(|(key, _)| key == ACCESS_TOKEN_PARAM) {
+        return url.query().unwrap_or("").to_owned();
+    }
+    let mut forwarded = url.clone();
+    forwarded.query_pairs_mut().clear().extend_pairs(url.query_pairs().filter(|(key, _)| key != ACCESS_TOKEN_PARAM));
+    forwarded.query().unwrap_or("").to_owned()
+}
+
 fn bearer_token(headers: &Headers) -> Option<String> {
     let value = headers.get("authorization").ok().flatten()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
-}
-
-/// Compares without an early exit, so timing does not reveal the matching prefix.
-fn constant_time_eq(given: &str, expected: &str) -> bool {
-    let (a, b) = (given.as_bytes(), expected.as_bytes());
-    let mut diff = a.len() ^ b.len();
-    for i in 0..a.len().max(b.len()) {
-        diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0));
-    }
-    diff == 0
 }
 
 impl From<JsValue> for Refusal {

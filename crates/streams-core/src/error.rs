@@ -8,6 +8,7 @@ use std::fmt;
 pub enum ErrorCode {
     BatchTooLarge,
     EventTooLarge,
+    Forbidden,
     IdempotencyConflict,
     Internal,
     InvalidEvent,
@@ -23,9 +24,10 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         Self::BatchTooLarge,
         Self::EventTooLarge,
+        Self::Forbidden,
         Self::IdempotencyConflict,
         Self::Internal,
         Self::InvalidEvent,
@@ -44,6 +46,7 @@ impl ErrorCode {
         match self {
             Self::BatchTooLarge => "batch_too_large",
             Self::EventTooLarge => "event_too_large",
+            Self::Forbidden => "forbidden",
             Self::IdempotencyConflict => "idempotency_conflict",
             Self::Internal => "internal",
             Self::InvalidEvent => "invalid_event",

@@ -3,6 +3,7 @@
 //! allowlist. It has no platform dependency: no `worker`, `wasm-bindgen`,
 //! `js-sys` or `web-sys` (the test script checks its dependency tree).
 
+pub mod access;
 pub mod append;
 pub mod breaker;
 pub mod chunk;
@@ -19,6 +20,7 @@ pub mod store;
 pub mod subscription;
 pub mod subscriber;
 pub mod time;
+pub mod token;
 
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
