@@ -14,3 +14,5 @@ done
 rm -rf client/dist
 npx --no-install tsc -p client/tsconfig.json
 chmod +x client/dist/cli.js
+# Links the package's `streams` bin into node_modules/.bin (`npx streams`); local only.
+npm rebuild @streams/client --ignore-scripts --no-audit --no-fund >/dev/null

@@ -21,11 +21,17 @@ export interface HttpClientOptions extends CommonOptions {
   fetch?: typeof fetch;
   /** Default: the global `WebSocket`. Node 20 has none: pass `WebSocket` from the `ws` package. */
   WebSocket?: WebSocketConstructor;
+  /** Put the token in the socket URL (`?access_token=`; the Worker accepts only scoped tokens
+   * there) rather than in a header. Default: true in browsers, which cannot send headers. */
+  tokenInQuery?: boolean;
 }
 
 export interface BindingClientOptions extends CommonOptions {
   /** A service binding to the streams Worker (`services = [{binding = "STREAMS", service = "streams"}]`). */
   binding: StreamsBinding;
+  /** Only for `subscribe()`: its socket goes through the Worker's public route, which checks the
+   * API token when the Worker has one. Method calls never need it. */
+  token?: string;
 }
 
 export type StreamsClientOptions = HttpClientOptions | BindingClientOptions;
@@ -65,8 +71,8 @@ export interface StreamsClient {
 export function createStreamsClient(options: StreamsClientOptions): StreamsClient {
   const transport: Transport =
     "binding" in options
-      ? bindingTransport(options.binding)
-      : httpTransport({ baseUrl: options.baseUrl, token: options.token, fetch: options.fetch, WebSocket: options.WebSocket });
+      ? bindingTransport(options.binding, { token: options.token })
+      : httpTransport({ baseUrl: options.baseUrl, token: options.token, fetch: options.fetch, WebSocket: options.WebSocket, tokenInQuery: options.tokenInQuery });
   return new Client(transport, options.namespace ?? DEFAULT_NAMESPACE);
 }
 

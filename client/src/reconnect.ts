@@ -234,7 +234,9 @@ export class Reconnector {
       this.#link = this.#options.dial(handlers, epoch);
     } catch (e) {
       this.#link = undefined;
-      this.drop(`dial failed: ${e instanceof Error ? e.message : String(e)}`, epoch);
+      // A StreamError from dial is a setup problem (e.g. no WebSocket): retrying cannot help.
+      if (e instanceof StreamError) this.stop(e);
+      else this.drop(`dial failed: ${e instanceof Error ? e.message : String(e)}`, epoch);
     }
   }
 

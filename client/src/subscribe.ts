@@ -187,6 +187,10 @@ export class Subscription implements AsyncIterableIterator<SubscriptionItem> {
       this.#core.drop(`continuity: expected afterOffset ${expected}, got ${frame.afterOffset}`, epoch);
       return;
     }
+    if (frame.throughOffset < frame.afterOffset) {
+      this.#core.drop(`a batch through ${frame.throughOffset} after ${frame.afterOffset}`, epoch);
+      return;
+    }
     this.#received = { checkpoint: frame.throughOffset, streamId: frame.streamId };
     this.#queue.push(frame);
     this.#deliver();

@@ -45,7 +45,12 @@ export interface HttpTransportOptions {
   token?: string | undefined;
   fetch?: typeof fetch | undefined;
   WebSocket?: WebSocketConstructor | undefined;
+  /** Send the socket's token as `?access_token=` instead of a header (default: in browsers). */
+  tokenInQuery?: boolean | undefined;
 }
+
+/** A page or a dedicated worker: sockets there cannot carry headers. */
+const IN_BROWSER = typeof (globalThis as { document?: unknown }).document !== "undefined" || typeof (globalThis as { importScripts?: unknown }).importScripts === "function";
 
 export function httpTransport(options: HttpTransportOptions): Transport {
   const base = new URL(options.baseUrl.endsWith("/") ? options.baseUrl : `${options.baseUrl}/`);
@@ -82,10 +87,13 @@ export function httpTransport(options: HttpTransportOptions): Transport {
     dial(target, params, handlers) {
       const WS = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
       if (!WS) throw new StreamError("network", "no WebSocket available: pass a `WebSocket` constructor (e.g. from the `ws` package)");
-      const url = new URL(`api/streams/subscribe?${socketQuery(target, params)}`, base);
+      const query = socketQuery(target, params);
+      const inQuery = options.tokenInQuery ?? IN_BROWSER;
+      if (options.token && inQuery) query.set("access_token", options.token);
+      const url = new URL(`api/streams/subscribe?${query}`, base);
       url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
-      // Browsers cannot send headers; `ws` and undici take them as the second argument.
-      const socket = options.token ? new WS(url.href, { headers }) : new WS(url.href);
+      // `ws` and undici take headers as the second argument; browsers cannot send any.
+      const socket = options.token && !inQuery ? new WS(url.href, { headers }) : new WS(url.href);
       const link = socketLink(socket, handlers);
       watchRefusal(socket, handlers, link);
       return link;
@@ -118,11 +126,15 @@ function watchRefusal(socket: WebSocketLike, handlers: LinkHandlers, link: Link)
   });
 }
 
-export function bindingTransport(binding: StreamsBinding): Transport {
+export function bindingTransport(binding: StreamsBinding, { token }: { token?: string | undefined } = {}): Transport {
+  // Sockets go through the Worker's fetch handler, which checks the API token when one is set.
+  const headers: Record<string, string> = { upgrade: "websocket", ...(token ? { authorization: `Bearer ${token}` } : {}) };
   return {
     async call(method, target, args) {
       try {
-        return await (binding[method] as (arg: unknown) => Promise<unknown>)({ namespace: target.namespace, path: target.path, ...args });
+        // Reflect.apply: an RPC stub would read `.call` as a remote method.
+        const fn = binding[method] as (arg: unknown) => Promise<unknown>;
+        return await Reflect.apply(fn, binding, [{ namespace: target.namespace, path: target.path, ...args }]);
       } catch (e) {
         throw fromRpcError(e);
       }
@@ -138,7 +150,7 @@ export function bindingTransport(binding: StreamsBinding): Transport {
           link?.close();
         },
       };
-      binding.fetch(`https://streams/api/streams/subscribe?${socketQuery(target, params)}`, { headers: { upgrade: "websocket" } }).then(
+      binding.fetch(`https://streams/api/streams/subscribe?${socketQuery(target, params)}`, { headers }).then(
         async (response) => {
           const socket = (response as { webSocket?: (WebSocketLike & { accept(): void }) | null }).webSocket;
           if (response.status !== 101 || !socket) {

@@ -161,17 +161,6 @@ export interface OutboundSubscriber {
     streamRuntimeState: { coreProcessorState: CoreState };
     [merged: string]: unknown;
   }): Promise<{ replayAfterOffset?: number; eventTypes?: string[]; subscriber?: { [key: string]: Json } } | undefined | null>;
-  processEventBatch(args: {
-    namespace: string;
-    path: string;
-    subscriptionKey: string;
-    afterOffset: number;
-    throughOffset: number;
-    connectionId: string;
-    streamId: string | null;
-    events: StreamEvent[];
-    streamMaxOffset: number;
-    state: CoreState;
-    [merged: string]: unknown;
-  }): Promise<unknown>;
+  /** The same batch an inbound socket gets, without `type`, plus the stream's name. */
+  processEventBatch(args: Omit<SubscriberBatch, "type"> & { namespace: string; path: string; [merged: string]: unknown }): Promise<unknown>;
 }

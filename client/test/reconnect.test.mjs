@@ -1,7 +1,7 @@
 // The reconnect core under fake timers: every transition, with links that the test drives.
 import { test, mock, beforeEach, afterEach } from "node:test";
 import assert from "node:assert/strict";
-import { Reconnector, backoffDelay, DEFAULT_TIMING } from "../dist/index.js";
+import { Reconnector, StreamError, backoffDelay, DEFAULT_TIMING } from "../dist/index.js";
 
 const TIMING = { backoffBaseMs: 100, backoffMaxMs: 1000, pingIntervalMs: 500, pongTimeoutMs: 200, connectTimeoutMs: 300 };
 
@@ -194,6 +194,21 @@ test("a dial that throws goes through the same reconnect path", () => {
   assert.equal(calls, 2);
   assert.equal(core.status().delayMs, 200);
   core.stop();
+});
+
+test("a dial that throws a StreamError (a setup problem) stops instead of retrying", () => {
+  let stoppedWith;
+  const core = new Reconnector({
+    dial() {
+      throw new StreamError("network", "no WebSocket available");
+    },
+    onMessage() {},
+    onStop: (e) => (stoppedWith = e),
+    timing: TIMING,
+  });
+  core.start();
+  assert.equal(core.state, "stopped");
+  assert.equal(stoppedWith.code, "network");
 });
 
 test("a fatal close stops with its error; stop() clears timers, closes the link and rejects waiters", async () => {

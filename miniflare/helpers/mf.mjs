@@ -20,6 +20,7 @@ import { fileURLToPath } from "node:url";
 import { bundledModules } from "./bundle.mjs";
 
 const HELPERS = path.dirname(fileURLToPath(import.meta.url));
+export const HELPERS_DIR = HELPERS;
 export const REPO_ROOT = path.resolve(HELPERS, "..", "..");
 export const COMPATIBILITY_DATE = "2025-09-23";
 
@@ -29,7 +30,7 @@ export const DEFAULT_BINDINGS = Object.freeze({
   STREAM_SUBSCRIBER_BINDINGS: "ECHO_HOST",
 });
 
-const MODULES_RULES = [
+export const MODULES_RULES = [
   { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
   { type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true },
 ];
@@ -47,6 +48,7 @@ const MODULES_RULES = [
  * opts.subscriberObjects  extra Durable Object bindings of the streams worker (subscribers it may dial;
  *                list them in STREAM_SUBSCRIBER_BINDINGS too).
  * opts.miniflare extra top-level Miniflare options (e.g. {log: new Log(LogLevel.DEBUG)}).
+ * opts.workers   more Miniflare worker definitions, after the three above.
  */
 export async function startStreams(opts = {}) {
   const root = path.resolve(opts.root ?? REPO_ROOT);
