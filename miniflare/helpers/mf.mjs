@@ -44,11 +44,11 @@ export const MODULES_RULES = [
  * opts.streams / opts.client / opts.echo
  *                extra Miniflare worker options merged into that worker (shallow).
  * opts.echoScriptPath  alternative EchoHost module (default miniflare/helpers/echo-host.mjs).
- * opts.workers   extra Miniflare workers (e.g. a processor host, miniflare/helpers/processors.mjs).
+ * opts.workers   more Miniflare worker definitions, after the three above (e.g. a processor host,
+ *                miniflare/helpers/processors.mjs).
  * opts.subscriberObjects  extra Durable Object bindings of the streams worker (subscribers it may dial;
  *                list them in STREAM_SUBSCRIBER_BINDINGS too).
  * opts.miniflare extra top-level Miniflare options (e.g. {log: new Log(LogLevel.DEBUG)}).
- * opts.workers   more Miniflare worker definitions, after the three above.
  */
 export async function startStreams(opts = {}) {
   const root = path.resolve(opts.root ?? REPO_ROOT);
