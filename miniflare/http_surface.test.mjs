@@ -2,6 +2,7 @@
 // (STREAM.md §2.1, §8, §9.3; §14 items 5, 24 (HTTP side), 46, 49, 50, 51, 52).
 import { before, after, test } from "node:test";
 import assert from "node:assert/strict";
+import nodeHttp from "node:http";
 import { startStreams, call, tryCall, uniqueName, splitName, http, doHasFiles, startPersistedStreams, stopPersistedStreams } from "./helpers/mf.mjs";
 import { S, readAll, snapshot, assertUnchanged, tryCallAfterKill, breakerConfig } from "./helpers/assertions.mjs";
 import { subscribeRaw, openSubscriber, waitFor, sleep } from "./helpers/subscribers.mjs";
@@ -154,33 +155,60 @@ test("odd method segments (%2F, encoded letters, trailing slash, extra segments)
 
 // ---- bodies (items 49, 46) ----
 
+/**
+ * POST with a declared content-length and nothing sent unless the server asks for it: the Worker
+ * refuses an over-limit declared length from the header alone, so the client is never still
+ * uploading when the refusal arrives (which can make the kernel reset the connection).
+ * `expectContinue`: send `Expect: 100-continue` and `body` only on a 100 (workerd sends none).
+ */
+async function declaredLengthPost(urlPath, length, { expectContinue, body } = {}) {
+  const base = await mf.ready;
+  return new Promise((resolve, reject) => {
+    const headers = { "content-type": "application/json", "content-length": String(length) };
+    if (expectContinue) headers.expect = "100-continue";
+    const req = nodeHttp.request(new URL(urlPath, base), { method: "POST", headers });
+    req.on("continue", () => req.end(body));
+    req.on("response", (res) => {
+      let text = "";
+      res.setEncoding("utf8");
+      res.on("data", (d) => (text += d));
+      res.on("end", () => {
+        req.on("error", () => {}); // the unsent body is abandoned with the socket
+        req.destroy();
+        resolve({ status: res.statusCode, headers: new Headers(res.headers), text, json: JSON.parse(text) });
+      });
+    });
+    req.on("error", reject);
+    req.flushHeaders();
+  });
+}
+
+/** Exactly `bytes` bytes of spaces, streamed in 1 MiB chunks without a content-length, then ended. */
+function streamedBody(bytes) {
+  let left = bytes;
+  return new ReadableStream({
+    pull(controller) {
+      if (left === 0) return controller.close();
+      const n = Math.min(left, MiB);
+      left -= n;
+      controller.enqueue(new Uint8Array(n).fill(0x20));
+    },
+  });
+}
+
 test("item 49: a body over 16 MiB → 413 batch_too_large; exactly 16 MiB is read", async () => {
   const name = uniqueName();
   const tooBig = "request body exceeds 16777216 bytes";
-  // 20 MiB with a content-length.
-  const big = new Uint8Array(20 * MiB).fill(0x20);
-  assertHttpError(await http(mf, "POST", `/api/streams/append?${q(name)}`, { body: big, headers: { "content-type": "application/json" } }), 413, "batch_too_large", tooBig, "20 MiB");
-  // 20 MiB of an otherwise valid append.
+  // Declared lengths: refused from the header, before any body byte is sent.
+  assertHttpError(await declaredLengthPost(`/api/streams/append?${q(name)}`, 20 * MiB), 413, "batch_too_large", tooBig, "20 MiB declared");
   const valid = JSON.stringify({ event: { type: "app/big", payload: "x".repeat(20 * MiB) } });
-  assertHttpError(await http(mf, "POST", `/api/streams/append?${q(name)}`, { body: valid }), 413, "batch_too_large", tooBig, "20 MiB JSON");
-  // One byte over the limit.
-  const over = new Uint8Array(16 * MiB + 1).fill(0x20);
-  over[0] = 0x7b; // "{"
-  over[over.length - 1] = 0x7d; // "}"
-  assertHttpError(await http(mf, "POST", `/api/streams/runtimeState?${q(name)}`, { body: over }), 413, "batch_too_large", tooBig, "16 MiB + 1");
-  // Streamed without a content-length.
-  const chunk = new Uint8Array(MiB).fill(0x20);
-  let sent = 0;
-  const stream = new ReadableStream({
-    pull(controller) {
-      if (sent >= 20) return controller.close();
-      sent += 1;
-      controller.enqueue(chunk);
-    },
-  });
-  const res = await mf.dispatchFetch(`http://localhost/api/streams/append?${q(name)}`, { method: "POST", body: stream, duplex: "half" });
+  const expectingValid = await declaredLengthPost(`/api/streams/append?${q(name)}`, Buffer.byteLength(valid), { expectContinue: true, body: valid });
+  assertHttpError(expectingValid, 413, "batch_too_large", tooBig, "20 MiB JSON behind Expect: 100-continue");
+  assertHttpError(await declaredLengthPost(`/api/streams/runtimeState?${q(name)}`, 16 * MiB + 1), 413, "batch_too_large", tooBig, "16 MiB + 1 declared");
+  // Streamed without a content-length: the whole body is sent and ended, one byte over the limit.
+  const res = await mf.dispatchFetch(`http://localhost/api/streams/append?${q(name)}`, { method: "POST", body: streamedBody(16 * MiB + 1), duplex: "half" });
   const text = await res.text();
-  assertHttpError({ status: res.status, headers: res.headers, text, json: JSON.parse(text) }, 413, "batch_too_large", tooBig, "streamed 20 MiB");
+  assertHttpError({ status: res.status, headers: res.headers, text, json: JSON.parse(text) }, 413, "batch_too_large", tooBig, "streamed 16 MiB + 1");
   assert.equal(await doHasFiles(mf, persistDir, name), false, "refused bodies never reach the DO");
 
   // Exactly 16 MiB (whitespace-padded `{}`) is within the limit.
