@@ -18,6 +18,7 @@ import {
   tryCallAfterKill,
   callAfterKill,
   assertEventKeyOrder,
+  assertCreatedPayload,
 } from "./helpers/assertions.mjs";
 
 let mf;
@@ -55,7 +56,7 @@ test("item 1: a fresh stream boots with created@1 {namespace, path} and woken@2 
 
   assert.equal(created.type, S("created"));
   assert.equal(created.offset, 1);
-  assert.deepEqual(created.payload, { namespace, path: p });
+  assertCreatedPayload(created.payload, { namespace, path: p });
   assert.equal(namespace, "t");
   assert.match(created.createdAt, ISO_MS_RE);
   assertEventKeyOrder(created, "created");
@@ -183,7 +184,7 @@ test("item 3: 3 appends, then reset() → the log is [created@1, woken@2] and ru
 
   const events = await callAfterKill(mf, name, "getEvents", {});
   assert.deepEqual(events.map((e) => [e.offset, e.type]), [[1, S("created")], [2, S("woken")]]);
-  assert.deepEqual(events[0].payload, { namespace, path: p });
+  assertCreatedPayload(events[0].payload, { namespace, path: p });
   assert.notEqual(events[1].payload.incarnationId, oldBoot[1].payload.incarnationId, "a new incarnation");
 
   const rs = await call(mf, name, "runtimeState");
@@ -244,11 +245,11 @@ test("item 6: valid unusual names boot normally (1024-byte DO name, root, ~ . _ 
   for (const p of [`/${rand}`.padEnd(1022, "z"), `/${rand}/b-c/d.e~f_g`]) {
     const name = `t:${p}`;
     const events = await call(mf, name, "getEvents", {});
-    assert.deepEqual(events[0].payload, { namespace: "t", path: p });
+    assertCreatedPayload(events[0].payload, { namespace: "t", path: p });
   }
   const rootName = `r${rand}:/`;
   const rootEvents = await call(mf, rootName, "getEvents", {});
-  assert.deepEqual(rootEvents[0].payload, { namespace: `r${rand}`, path: "/" });
+  assertCreatedPayload(rootEvents[0].payload, { namespace: `r${rand}`, path: "/" });
 });
 
 test("item 7: touching /a/b/c → childPaths [\"/a\"] on /, [\"/a/b\"] on /a, [\"/a/b/c\"] on /a/b", async () => {
@@ -289,10 +290,17 @@ test("item 7: touching /a/b/c → childPaths [\"/a\"] on /, [\"/a/b\"] on /a, [\
 test("item 7: a new stream's own notice does not go to itself, and the root gets none for itself", async () => {
   const ns = `c${Math.random().toString(36).slice(2, 10)}`;
   await call(mf, `${ns}:/`, "getEvents", {});
-  await new Promise((r) => setTimeout(r, 100));
-  const rootEvents = await readAll(mf, `${ns}:/`);
-  assert.deepEqual(rootEvents.map((e) => e.type), [S("created"), S("woken")], "the root has no ancestors");
-  assert.deepEqual((await coreState(mf, `${ns}:/`)).childPaths, []);
+  // Sentinel: a child created afterwards; once its notice is in, a notice about the root itself
+  // would be too.
+  await call(mf, `${ns}:/sentinel`, "getEvents", {});
+  const rootEvents = await pollUntil(
+    () => readAll(mf, `${ns}:/`),
+    (events) => events.some((e) => e.type === S("child-stream-created")),
+    { what: "the sentinel's notice on the root" },
+  );
+  assert.deepEqual(rootEvents.map((e) => e.type), [S("created"), S("woken"), S("child-stream-created")], "the root has no ancestors");
+  assert.deepEqual(rootEvents[2].payload, { childPath: "/sentinel" });
+  assert.deepEqual((await coreState(mf, `${ns}:/`)).childPaths, ["/sentinel"]);
 });
 
 function escapeRe(s) {

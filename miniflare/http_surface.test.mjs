@@ -4,8 +4,8 @@ import { before, after, test } from "node:test";
 import assert from "node:assert/strict";
 import nodeHttp from "node:http";
 import { startStreams, call, tryCall, uniqueName, splitName, http, doHasFiles, startPersistedStreams, stopPersistedStreams } from "./helpers/mf.mjs";
-import { S, readAll, snapshot, assertUnchanged, tryCallAfterKill, breakerConfig } from "./helpers/assertions.mjs";
-import { subscribeRaw, openSubscriber, waitFor, sleep } from "./helpers/subscribers.mjs";
+import { S, readAll, snapshot, assertUnchanged, tryCallAfterKill, breakerConfig, assertCreatedPayload } from "./helpers/assertions.mjs";
+import { subscribeRaw, openSubscriber, waitFor } from "./helpers/subscribers.mjs";
 
 let mf;
 let persistDir;
@@ -74,7 +74,7 @@ test("item 5: the namespace defaults to `default`", async () => {
   assert.equal(res.status, 200, res.text);
   assert.equal(res.json.offset, 3);
   const events = await call(mf, `default:${p}`, "getEvents", {});
-  assert.deepEqual(events[0].payload, { namespace: "default", path: p });
+  assertCreatedPayload(events[0].payload, { namespace: "default", path: p });
   assert.deepEqual(events[2], res.json);
 });
 
@@ -432,12 +432,19 @@ test("item 24 (HTTP): append on /p with streamPath /q lands on /q; /p is never w
     (events) => events.some((e) => e.type === S("child-stream-created")),
     { what: "root notification" },
   );
-  await sleep(200);
+  // Sentinel: a stream created after the calls above; once the root has heard of it, it would have
+  // heard of /p too, had /p been woken.
+  await call(mf, `${ns}:/sentinel`, "getEvents", {});
+  await waitFor(
+    () => readAll(mf, `${ns}:/`),
+    (events) => events.some((e) => e.type === S("child-stream-created") && e.payload.childPath === "/sentinel"),
+    { what: "root notification of the sentinel" },
+  );
   assert.equal(await doHasFiles(mf, persistDir, `${ns}:/p`), false, "/p was never instantiated (so never woken)");
   assert.deepEqual(
-    (await readAll(mf, `${ns}:/`)).filter((e) => e.type === S("child-stream-created")).map((e) => e.payload.childPath),
-    ["/q"],
-    "the root hears of /q only",
+    (await readAll(mf, `${ns}:/`)).filter((e) => e.type === S("child-stream-created")).map((e) => e.payload.childPath).sort(),
+    ["/q", "/sentinel"],
+    "the root hears of /q (and the sentinel) only",
   );
 });
 

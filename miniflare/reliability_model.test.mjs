@@ -64,7 +64,7 @@ test(`model: ${STEPS} seeded steps of appends, retries, kills and resets match t
 
   const boot = () => {
     if (booted) return;
-    if (expected.length === 0) expected.push({ type: S("created"), payload: { namespace, path } });
+    if (expected.length === 0) expected.push({ type: S("created"), payload: { namespace, path }, created: true });
     expected.push({ type: S("woken"), woken: true });
     booted = true;
   };
@@ -82,6 +82,10 @@ test(`model: ${STEPS} seeded steps of appends, retries, kills and resets match t
     assert.equal(ev.type, model.type, `${note}: type`);
     if (model.woken) {
       assert.match(ev.payload?.incarnationId ?? "", UUID_V4_RE, `${note}: woken id`);
+    } else if (model.created) {
+      const { streamId, ...rest } = ev.payload ?? {};
+      assert.deepEqual(rest, model.payload, `${note}: payload`);
+      assert.match(streamId ?? "", UUID_V4_RE, `${note}: streamId`);
     } else {
       assert.deepEqual(ev.payload, model.payload, `${note}: payload`);
     }

@@ -9,10 +9,13 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { startStreams, uniqueName, splitName } from "./helpers/mf.mjs";
+import { startStreams, uniqueName, splitName, REPO_ROOT } from "./helpers/mf.mjs";
 import { S, callOn, readLog, liveState, rebuildViaReduce, bytesOf, doIdOf, sqliteFileOf, openSqlite, UUID_V4_RE } from "./helpers/reliability.mjs";
 
-const CORE_STATE_VERSION = 5;
+// The version the Rust core writes, read from its source so a bump needs no edit here.
+const CORE_STATE_VERSION = Number(
+  /pub const CORE_STATE_VERSION: i64 = (\d+);/.exec(fs.readFileSync(path.join(REPO_ROOT, "crates", "streams-core", "src", "state.rs"), "utf8"))[1],
+);
 const CHUNK = 524288;
 
 let dir;
@@ -138,7 +141,7 @@ test("storage: write histories, persist, damage core_state offline", async () =>
     const db = await openSqlite(file);
     try {
       const rows = db.prepare("SELECT chunk_index, version FROM core_state ORDER BY chunk_index").all();
-      assert.deepEqual(rows.map((r) => r.version), v.big ? [5, 5] : [5], `${v.id}: stored state rows before damage`);
+      assert.deepEqual(rows.map((r) => r.version), v.big ? [CORE_STATE_VERSION, CORE_STATE_VERSION] : [CORE_STATE_VERSION], `${v.id}: stored state rows before damage`);
       const fingerprint = () => JSON.stringify(db.prepare("SELECT * FROM sqlite_master WHERE name = 'core_state'").all()) +
         JSON.stringify(db.prepare("SELECT name FROM sqlite_master WHERE name = 'core_state'").get() ? db.prepare("SELECT chunk_index, version, typeof(chunk_bytes) t, hex(chunk_bytes) h FROM core_state ORDER BY chunk_index").all() : null);
       const undamaged = fingerprint();

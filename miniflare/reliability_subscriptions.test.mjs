@@ -18,7 +18,7 @@ import { before, after, test } from "node:test";
 import assert from "node:assert/strict";
 import { startStreams, call, uniqueName } from "./helpers/mf.mjs";
 import { prng, seedFor, callOn, readLog, assertGapFree, bytesOf, sleep } from "./helpers/reliability.mjs";
-import { ECHO_INPUT, ECHO_OUTPUT, echoSubscriptionEvent, uniqueEchoName, inspectEcho, waitForLog, facts } from "./helpers/subscribers.mjs";
+import { ECHO_INPUT, ECHO_OUTPUT, SENTINEL, echoSubscriptionEvent, uniqueEchoName, inspectEcho, waitForLog, facts } from "./helpers/subscribers.mjs";
 import { ResumingSubscriber, seededBatchSizes, writeKeyed, injectAt, seededPoints, frameProblems, repeated } from "./helpers/subscription_faults.mjs";
 
 const SEED = seedFor(0x5ab5);
@@ -39,17 +39,14 @@ async function resumingSubscriber(name, opts) {
   return s.start();
 }
 
-/** Appends nothing; waits until the log stops growing and the subscriber holds all of it. */
+/**
+ * Appends a sentinel and waits for its delivery: the stream delivers in order, so everything it
+ * owed the subscriber before it has arrived. Returns the log (the sentinel last).
+ */
 async function settle(sub, name) {
-  let log = await readLog(mf, name);
-  for (let round = 0; round < 20; round++) {
-    await sub.waitForOffset(log.at(-1).offset);
-    await sleep(150);
-    const again = await readLog(mf, name);
-    if (again.length === log.length) return again;
-    log = again;
-  }
-  assert.fail("the log kept growing with nothing being written");
+  const marker = await call(mf, name, "append", { event: { type: SENTINEL } });
+  await sub.waitForOffset(marker.offset);
+  return readLog(mf, name);
 }
 
 test("subscriptions: inbound WebSocket under 8 seeded kill()s — union of deliveries == log, no gap, no duplicate", async (t) => {
@@ -208,25 +205,27 @@ test("subscriptions: outbound EchoHost under 8 seeded kill()s — 200 inputs pro
     await sleep(50);
   }
   const catchUpMs = Date.now() - started - writeMs;
-  await sleep(300); // nothing more is owed; let any straggling re-delivery land
-  log = await readLog(mf, name);
+  // Sentinel: one more input; once its output is in, whatever the echo was still owed has landed.
+  const sentinel = await call(mf, name, "append", { event: { type: ECHO_INPUT, payload: { sentinel: true }, idempotencyKey: "echo-in-sentinel" } });
+  const sentinelKey = `echo-example/output:${sentinel.offset}`;
+  log = await waitForLog(mf, name, (l) => l.some((e) => e.idempotencyKey === sentinelKey), { what: "the sentinel's output", timeoutMs: 30_000 });
   echo = await inspectEcho(mf, echoName);
 
   assertGapFree(log, "echo log: ");
-  const logInputs = log.filter((e) => e.type === ECHO_INPUT);
+  const logInputs = log.filter((e) => e.type === ECHO_INPUT && e.offset !== sentinel.offset);
   assert.deepEqual(logInputs.map((e) => e.offset), inputEvents.map((e) => e.offset).sort((a, b) => a - b), "the 200 inputs, once each");
   const inputOffsets = logInputs.map((e) => e.offset);
 
   // The echo processed each input exactly once, in order.
-  assert.equal(echo.seen, TOTAL, "echo seen");
-  assert.equal(echo.checkpoint, lastInput, "echo checkpoint");
+  assert.equal(echo.seen, TOTAL + 1, "echo seen (the sentinel last)");
+  assert.equal(echo.checkpoint, sentinel.offset, "echo checkpoint");
   assert.deepEqual(repeated(echo.delivered), [], "no input processed twice");
-  assert.deepEqual(echo.delivered, inputOffsets, "every input processed, in log order");
+  assert.deepEqual(echo.delivered, [...inputOffsets, sentinel.offset], "every input processed, in log order");
   const redelivered = repeated(echo.received);
-  assert.ok(echo.received.every((o) => inputOffsets.includes(o)), "only inputs were delivered (filter)");
+  assert.ok(echo.received.every((o) => inputOffsets.includes(o) || o === sentinel.offset), "only inputs were delivered (filter)");
 
   // Exactly 200 outputs: one per input (by key), distinct keys, seen 1..200 in input order.
-  const outs = log.filter((e) => e.type === ECHO_OUTPUT);
+  const outs = log.filter((e) => e.type === ECHO_OUTPUT && e.idempotencyKey !== sentinelKey);
   assert.equal(outs.length, TOTAL, "output-echoed count");
   assert.equal(new Set(outs.map((e) => e.idempotencyKey)).size, TOTAL, "distinct output keys");
   assert.deepEqual(outs.map((e) => e.payload.seen), Array.from({ length: TOTAL }, (_, i) => i + 1), "seen values 1..200 in log order");

@@ -10,7 +10,7 @@ import {
   subscribeRaw,
   waitForLog,
   facts,
-  sleep,
+  appendSentinel,
   assertAscending,
   echoSubscriptionEvent,
   uniqueEchoName,
@@ -66,7 +66,10 @@ test("item 56: replay 0 → the first batch starts at offset 1, no empty batch b
   assert.ok(first.events.length > 0, "the first batch is the replay, not an empty batch");
   assert.equal(first.events[0].offset, 1);
   assert.equal(first.events[0].type, S("created"));
-  assert.deepEqual(Object.keys(first).sort(), ["events", "state", "streamMaxOffset", "subscriptionKey", "type"]);
+  assert.deepEqual(
+    Object.keys(first).sort(),
+    ["afterOffset", "connectionId", "events", "state", "streamId", "streamMaxOffset", "subscriptionKey", "throughOffset", "type"],
+  );
   // The replay runs through subscriber-connected (§10.1 accept step 4).
   const all = await readAll(mf, name);
   await sub.waitForOffset(all[all.length - 1].offset);
@@ -84,10 +87,11 @@ test("item 57: append, subscribe (replay 0), append → every batch has state.ma
   const more = await appendMany(name, 4, { size: 1 });
   const last = more.at(-1).offset;
   await sub.waitForOffset(last);
-  await sleep(100); // nothing else is owed; let any straggler arrive
+  const [marker] = await appendSentinel(mf, name, [sub]);
   assertFramesConsistent(sub, "item 57");
   const log = await readAll(mf, name);
-  assert.equal(log.at(-1).offset, last, "nothing appended after the last input");
+  assert.equal(log.at(-2).offset, last, "nothing appended between the last input and the sentinel");
+  assert.equal(log.at(-1).offset, marker.offset);
   assert.deepEqual(sub.events(), log, "the subscriber saw the whole log exactly once, in order");
   const state = await coreState(mf, name);
   assert.deepEqual(sub.lastFrame().state, state, "the last batch's state equals the current core state");
@@ -122,11 +126,11 @@ test("item 59: events=false&replayAfterOffset=0 → every batch is empty; the la
   const log = await readAll(mf, name);
   const lastOffset = log.at(-1).offset;
   await sub.waitForStreamMax(lastOffset);
-  await sleep(100);
+  const [marker] = await appendSentinel(mf, name, [sub]);
   for (const f of sub.frames) assert.deepEqual(f.events, [], "state-only batches carry no events");
   assertFramesConsistent(sub, "item 59");
-  assert.equal(sub.lastFrame().streamMaxOffset, lastOffset);
-  assert.equal(sub.lastFrame().state.maxOffset, lastOffset);
+  assert.equal(sub.lastFrame().streamMaxOffset, marker.offset);
+  assert.equal(sub.lastFrame().state.maxOffset, marker.offset);
   // streamMaxOffset never goes backwards.
   for (let i = 1; i < sub.frames.length; i++) assert.ok(sub.frames[i].streamMaxOffset >= sub.frames[i - 1].streamMaxOffset);
   // events=0 means the same.
@@ -148,9 +152,9 @@ test("item 60: eventTypes=app/a → only app/a; * → all; replaying 250 → bat
   await onlyA.waitFor((s) => s.events().length >= expectedA.length);
   await star.waitForOffset(lastInput);
   await mixed.waitForOffset(lastInput);
-  await sleep(150);
+  const [marker] = await appendSentinel(mf, name, [onlyA, star, mixed], { events: [{ type: "app/a", payload: { sentinel: true } }] });
 
-  assert.deepEqual(onlyA.events(), expectedA, "app/a only, exactly once each, in order");
+  assert.deepEqual(onlyA.events(), [...expectedA, marker], "app/a only, exactly once each, in order");
   for (const f of onlyA.frames) for (const e of f.events) assert.equal(e.type, "app/a");
 
   const log = await readAll(mf, name);
@@ -169,6 +173,8 @@ test("item 61: unsubscribe → disconnected(unsubscribed) then close 1000; a cli
   const name = uniqueName();
   const a = await subscribe(name, { subscriptionKey: "ua" });
   const b = await subscribe(name, { subscriptionKey: "ub" });
+  // Stays open: its deliveries are the sentinel for "nothing more happened".
+  const watcher = await subscribe(name, { subscriptionKey: "uc" });
   await a.waitFor((s) => s.frames.length >= 1);
   await b.waitFor((s) => s.frames.length >= 1);
 
@@ -182,7 +188,7 @@ test("item 61: unsubscribe → disconnected(unsubscribed) then close 1000; a cli
   log = await waitForLog(mf, name, (l) => facts(l, "subscriber-disconnected", { subscriptionKey: "ub" }).length >= 1);
   assert.deepEqual(facts(log, "subscriber-disconnected", { subscriptionKey: "ub" })[0].payload, { subscriptionKey: "ub", reason: "rpc-broken" });
 
-  await sleep(400);
+  await appendSentinel(mf, name, [watcher]);
   log = await readAll(mf, name);
   assert.equal(facts(log, "subscriber-disconnected", { subscriptionKey: "ua" }).length, 1, "one fact for ua");
   assert.equal(facts(log, "subscriber-disconnected", { subscriptionKey: "ub" }).length, 1, "one fact for ub");
@@ -193,8 +199,8 @@ test("item 61: unsubscribe → disconnected(unsubscribed) then close 1000; a cli
   assert.equal(st.runtime.connections.ub, undefined);
 
   // A later append reaches neither, and writes no further disconnect facts.
-  await call(mf, name, "append", { event: { type: "app/after" } });
-  await sleep(200);
+  const afterEvent = await call(mf, name, "append", { event: { type: "app/after" } });
+  await watcher.waitForOffset(afterEvent.offset);
   assert.ok(!a.events().some((e) => e.type === "app/after"));
   assert.ok(!b.events().some((e) => e.type === "app/after"));
   log = await readAll(mf, name);
@@ -223,8 +229,8 @@ test("item 62: a 2nd socket on k → the 1st gets 4001; replaced is written befo
 
   // The new socket keeps receiving; the old one gets nothing more, and only one disconnect fact exists.
   const ev = await call(mf, name, "append", { event: { type: "app/after-replace" } });
+  // ev reaching the new socket is the sentinel: the old one would have had it by then.
   await second.waitForOffset(ev.offset);
-  await sleep(200);
   assert.ok(!first.offsets().includes(ev.offset));
   assert.equal(facts(await readAll(mf, name), "subscriber-disconnected", { subscriptionKey: "k" }).length, 1);
   assert.equal((await coreState(mf, name)).connectionsByKey.k.direction, "inbound");
@@ -239,7 +245,7 @@ test("item 62: a subscriptionKey that belongs to a configured subscription → 4
   assert.deepEqual(res.json, { error: { code: "invalid_request", message: 'subscriptionKey "cfg" belongs to a configured subscription' } });
   const trimmed = await subscribeRaw(mf, name, { subscriptionKey: "  cfg  " });
   assert.equal(trimmed.status, 400, "the key is trimmed before the check");
-  await sleep(100);
+  await appendSentinel(mf, name);
   const afterLog = await readAll(mf, name);
   assert.deepEqual(
     facts(afterLog, "subscriber-connected").filter((e) => e.payload.direction === "inbound"),
@@ -258,7 +264,7 @@ test("item 63: subscribe, append, simulateHibernation(), append → each later e
   await call(mf, name, "simulateHibernation");
   const b = await call(mf, name, "append", { event: { type: "app/after" } });
   await sub.waitForOffset(b.offset);
-  await sleep(200);
+  await appendSentinel(mf, name, [sub]);
 
   const log = await readAll(mf, name);
   const woken = log.filter((e) => e.type === S("woken") && e.offset > a.offset);
@@ -310,14 +316,20 @@ test("three sockets with different filters while 500 events are appended in batc
   for (const [k, s] of Object.entries(subs)) {
     await s.waitFor((x) => x.events().length >= expected[k].length, { timeoutMs: 8000, what: `${k} receives ${expected[k].length} events` });
   }
-  await sleep(200);
+  // One marker each filter lets through.
+  const [markerA, markerB] = await appendSentinel(mf, name, Object.values(subs), {
+    events: [{ type: "app/a", payload: { sentinel: true } }, { type: "app/b", payload: { sentinel: true } }],
+  });
+  expected.a.push(markerA);
+  expected.bc.push(markerB);
+  expected.all.push(markerA, markerB);
   for (const [k, s] of Object.entries(subs)) {
     assert.deepEqual(s.events(), expected[k], `${k}: exactly its events, in order, no duplicates`);
     assertFramesConsistent(s, k);
     assert.equal(s.closeEvent, null);
   }
   // Payload order survives too: the domain events carry i = 0..499 in order.
-  assert.deepEqual(subs.all.events().filter((e) => e.type.startsWith("app/")).map((e) => e.payload.i), Array.from({ length: 500 }, (_, n) => n));
+  assert.deepEqual(subs.all.events().filter((e) => e.type.startsWith("app/") && !e.payload.sentinel).map((e) => e.payload.i), Array.from({ length: 500 }, (_, n) => n));
 });
 
 test("a subscriber with replayAfterOffset in the middle of a 300-event stream gets exactly the suffix", async () => {
@@ -326,14 +338,16 @@ test("a subscriber with replayAfterOffset in the middle of a 300-event stream ge
   const sub = await subscribe(name, { subscriptionKey: "mid", replayAfterOffset: 150 });
   const log = await waitForLog(mf, name, (l) => facts(l, "subscriber-connected", { subscriptionKey: "mid" }).length === 1);
   await sub.waitForOffset(log.at(-1).offset);
-  await sleep(150);
-  assert.deepEqual(sub.events(), log.filter((e) => e.offset > 150), "exactly the events after 150");
+  const [marker] = await appendSentinel(mf, name, [sub]);
+  assert.deepEqual(sub.events(), [...log, marker].filter((e) => e.offset > 150), "exactly the events after 150");
   assert.equal(sub.frames[0].events[0].offset, 151);
   assertFramesConsistent(sub, "mid replay");
   // A replay cursor beyond the log is a live tail from there: nothing is replayed.
   const far = await subscribe(name, { subscriptionKey: "far", replayAfterOffset: 10000 });
   await far.waitFor((s) => s.frames.length >= 1);
-  await sleep(100);
+  // The other socket's delivery of a later marker is the sentinel: the stream would have sent any
+  // replay to this one first.
+  await appendSentinel(mf, name, [sub]);
   assert.deepEqual(far.events().filter((e) => e.offset <= 10000 && e.type !== S("subscriber-connected")), []);
 });
 
@@ -376,8 +390,8 @@ test("subscribe query parameters: trimmed keys, blank key → UUID, bad replayAf
   assert.equal(noUpgrade.status, 400);
   assert.deepEqual(noUpgrade.json, { error: { code: "invalid_request", message: "expected a WebSocket upgrade" } });
 
-  await sleep(100);
-  assert.deepEqual(await readAll(mf, name), before, "refused subscriptions write nothing");
+  const markers = await appendSentinel(mf, name);
+  assert.deepEqual(await readAll(mf, name), [...before, ...markers], "refused subscriptions write nothing");
 });
 
 test("ping → pong; other client frames are ignored", async () => {
@@ -390,7 +404,9 @@ test("ping → pong; other client frames are ignored", async () => {
   assert.deepEqual(sub.raw.find((r) => r.includes("pong")), '{"type":"pong"}');
   sub.send({ type: "hello" });
   sub.send("not json");
-  await sleep(200);
+  // A socket's frames are handled in order: the pong to a later ping is the sentinel.
+  sub.send({ type: "ping" });
+  await sub.waitFor((s) => s.frames.filter((f) => f.type === "pong").length === 2);
   assert.equal(sub.closeEvent, null);
   assert.deepEqual(await readAll(mf, name), before, "ping and ignored frames write nothing");
   const ev = await call(mf, name, "append", { event: { type: "app/still-live" } });

@@ -131,7 +131,7 @@ test("item 65: EchoHost dial arguments follow §10.2; an input → output-echoed
   const dial = echo.dials[0];
   assert.deepEqual(
     Object.keys(dial).sort(),
-    ["namespace", "path", "processorName", "streamMaxOffset", "streamRuntimeState", "subscriptionConfiguredEvent", "subscriptionKey"].sort(),
+    ["namespace", "path", "processorName", "connectionId", "streamMaxOffset", "streamRuntimeState", "subscriptionConfiguredEvent", "subscriptionKey"].sort(),
   );
   assert.equal(dial.namespace, namespace);
   assert.equal(dial.path, path);
@@ -265,9 +265,11 @@ test("item 68: subscription-removed → closed with that reason; no redial entry
   assert.equal(st.coreProcessorState.subscriptionsByKey[key], undefined);
   assert.equal(st.coreProcessorState.connectionsByKey[key], undefined);
 
-  // Nothing is delivered any more, and nothing re-dials.
-  await appendInput(mf, name);
-  await sleep(500);
+  // Nothing is delivered any more, and nothing re-dials. Sentinel: another subscription gets the
+  // same input; by then the removed one would have been dialled and fed.
+  const watcher = await connectEcho(mf, name, { key: "watcher" });
+  const input = await appendInput(mf, name);
+  await waitForEcho(mf, watcher.echoName, (e) => e.checkpoint >= input.offset, { what: "the watcher has the input" });
   const echo = await inspectEcho(mf, echoName);
   assert.equal(echo.seen, 1);
   assert.equal(echo.dials.length, 1);
@@ -277,17 +279,22 @@ test("item 68: removing a key that is backing off deletes its redial entry and s
   const name = uniqueName();
   const key = "failing";
   const echoName = uniqueEchoName();
+  // A second failing subscription, configured with it, backs off on the same schedule: its next
+  // dial is the sentinel for the removed key's (which must not come).
+  const witnessEcho = uniqueEchoName();
   await configureEcho(mf, echoName, { failDials: true });
-  await call(mf, name, "append", { event: echoSubscriptionEvent(key, echoName) });
-  await waitFor(() => runtimeState(mf, name), (s) => s.runtime.redial[key]?.failures >= 1, { what: "a failure" });
+  await configureEcho(mf, witnessEcho, { failDials: true });
+  await call(mf, name, "appendBatch", { events: [echoSubscriptionEvent(key, echoName), echoSubscriptionEvent("witness", witnessEcho)] });
+  await waitFor(() => runtimeState(mf, name), (s) => s.runtime.redial[key]?.failures >= 1 && s.runtime.redial.witness?.failures >= 1, { what: "a failure each" });
 
   const removed = await call(mf, name, "append", { event: { type: S("subscription-removed"), payload: { subscriptionKey: key } } });
   const st = await waitFor(() => runtimeState(mf, name), (s) => s.runtime.redial[key] === undefined, { what: "redial entry removed" });
-  assert.deepEqual(st.runtime.redial, {});
+  assert.deepEqual(Object.keys(st.runtime.redial), ["witness"]);
   const dials = (await inspectEcho(mf, echoName)).dials.length;
-  await sleep(1200); // longer than the pending back-offs
+  const witnessDials = (await inspectEcho(mf, witnessEcho)).dials.length;
+  await waitForEcho(mf, witnessEcho, (e) => e.dials.length >= witnessDials + 2, { timeoutMs: 8000, what: "two more witness dials" });
   assert.equal((await inspectEcho(mf, echoName)).dials.length, dials, "no dial after removal");
-  assert.deepEqual((await runtimeState(mf, name)).runtime.redial, {});
+  assert.equal((await runtimeState(mf, name)).runtime.redial[key], undefined);
   const log = await readAll(mf, name);
   assert.equal(log.at(-1).offset, removed.offset, "no presence fact: it was never connected");
 });
@@ -309,8 +316,9 @@ test("item 69: runIdleTeardownNow() → disconnected(idle); a 2nd call appends n
 
   const before = await readAll(mf, name);
   assert.equal(await call(mf, name, "runIdleTeardownNow"), undefined);
-  await sleep(300);
-  assert.deepEqual(await readAll(mf, name), before, "a 2nd call appends nothing (and nothing re-dials)");
+  // Sentinel: a system event (it re-dials nothing) appended after the 2nd call.
+  const marker = await call(mf, name, "append", { event: { type: S("error-occurred"), payload: { message: "sentinel" } } });
+  assert.deepEqual(await readAll(mf, name), [...before, marker], "a 2nd call appends nothing (and nothing re-dials)");
   assert.equal((await inspectEcho(mf, echoName)).dials.length, 1);
 
   const input2 = await appendInput(mf, name, { n: 2 });
@@ -411,7 +419,7 @@ test("a slow subscriber (200 ms per batch) never has two deliveries in flight an
   const { echoName } = await connectEcho(mf, name, { setup: { delayMs: 200 } });
   const inputs = [];
   for (let n = 1; n <= 6; n++) inputs.push((await appendInput(mf, name, { n })).offset);
-  await sleep(150); // a delivery is now in flight
+  await waitForEcho(mf, echoName, (e) => e.inFlight === 1, { what: "a delivery in flight" });
   const batch = await call(mf, name, "appendBatch", { events: Array.from({ length: 5 }, (_, i) => echoInput({ n: 7 + i })) });
   inputs.push(...batch.map((e) => e.offset));
   for (let n = 12; n <= 15; n++) inputs.push((await appendInput(mf, name, { n })).offset);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Build the worker (build/index.js + build/index_bg.wasm, worker-build 0.8.7, fully offline) and
-# the @streams/client package (client/dist: ESM + .d.ts, and the `streams` bin).
+# Build the worker (build/index.js + build/index_bg.wasm, worker-build 0.8.7, fully offline),
+# the @streams/client package (client/dist: ESM + .d.ts, and the `streams` bin) and the viewer
+# page (viewer/dist, the Worker's static assets).
 #
 #   bash scripts/build.sh                     the release build (what `wrangler deploy` runs as [build])
 #   STREAMS_DEV_BUILD=1 bash scripts/build.sh what `npm run dev` runs: skips the size-optimising wasm-opt pass
@@ -49,17 +50,28 @@ else
   echo "$worker_digest $mode" > build/.inputs
 fi
 
-# ---- the client package ----
+# ---- the client package (its stamp lives in build/: client/dist is what the package ships) ----
 client_digest="$(inputs_digest "client" client/src client/tsconfig.json client/package.json)"
-if [ -x client/dist/cli.js ] && up_to_date client/dist/.inputs "$client_digest"; then
+if [ -x client/dist/cli.js ] && up_to_date build/.client-inputs "$client_digest"; then
   echo "build.sh: client up to date"
 else
-  rm -rf client/dist
+  rm -rf client/dist build/.client-inputs
   npx --no-install tsc -p client/tsconfig.json
   chmod +x client/dist/cli.js
-  echo "$client_digest" > client/dist/.inputs
+  echo "$client_digest" > build/.client-inputs
 fi
 if [ ! -e node_modules/.bin/streams ]; then
   # Links the package's `streams` bin into node_modules/.bin (`npx streams`); local only.
   npm rebuild @streams/client --ignore-scripts --no-audit --no-fund >/dev/null
+fi
+
+# ---- the viewer page (its stamp lives in build/: everything in viewer/dist is served) ----
+viewer_digest="$(inputs_digest "viewer" viewer/src viewer/index.html viewer/build.mjs viewer/tsconfig.json \
+  client/src client/bundle-browser.mjs package-lock.json)"
+if [ -f viewer/dist/index.html ] && up_to_date build/.viewer-inputs "$viewer_digest"; then
+  echo "build.sh: viewer up to date"
+else
+  rm -f build/.viewer-inputs
+  node viewer/build.mjs
+  echo "$viewer_digest" > build/.viewer-inputs
 fi

@@ -30,6 +30,9 @@ if [ -f types/tsconfig.json ]; then
   npx --no-install tsc --noEmit -p types
 fi
 
+step "tsc --noEmit -p viewer"
+npx --no-install tsc --noEmit -p viewer
+
 step "build (worker-build --release)"
 bash scripts/build.sh
 

@@ -137,6 +137,7 @@ export function initialState() {
     namespace: "uninitialized",
     path: "uninitialized",
     createdAt: "uninitialized",
+    streamId: null,
     incarnationId: "uninitialized",
     metadata: {},
     config: { simulatedStorageSyncDelayMs: 0 },
@@ -153,6 +154,13 @@ export function initialState() {
 }
 
 export const STATE_KEYS = Object.keys(initialState());
+
+/** An `S/created` payload: `{namespace, path, streamId}`, the streamId a random UUID v4. */
+export function assertCreatedPayload(payload, { namespace, path }, note) {
+  assert.deepEqual(Object.keys(payload), ["namespace", "path", "streamId"], note);
+  assert.deepEqual({ namespace: payload.namespace, path: payload.path }, { namespace, path }, note);
+  assert.match(payload.streamId, UUID_V4_RE, note);
+}
 export const EVENT_KEY_ORDER = ["type", "payload", "metadata", "source", "idempotencyKey", "offset", "createdAt"];
 
 /** Asserts the keys of a committed event appear in the §3.2 order (absent ones skipped). */

@@ -35,6 +35,7 @@ export async function launchBrowser({ args = [] } = {}) {
 }
 
 const consoleErrors = new WeakMap();
+const allowed = new WeakMap();
 
 /**
  * A page in a fresh context (its own storage) that records every console error and uncaught page
@@ -59,9 +60,25 @@ export function watchConsole(page) {
   page.on("pageerror", (err) => errors.push(`pageerror: ${err.stack ?? err.message}`));
 }
 
-/** The console errors and page errors a page recorded so far. */
+/**
+ * Declare a console error a test provokes on purpose (e.g. Chromium's "Failed to load resource:
+ * … 423" line for a refused request): the next recorded error matching `pattern` is not counted,
+ * or every one of them with `{repeated: true}` (e.g. a socket refused on each retry).
+ */
+export function expectConsoleError(page, pattern, { repeated = false } = {}) {
+  if (!allowed.has(page)) allowed.set(page, []);
+  allowed.get(page).push({ pattern, repeated });
+}
+
+/** The console errors and page errors a page recorded so far, minus the expected ones. */
 export function consoleErrorsOf(page) {
-  return consoleErrors.get(page) ?? [];
+  const expected = [...(allowed.get(page) ?? [])];
+  return (consoleErrors.get(page) ?? []).filter((line) => {
+    const i = expected.findIndex(({ pattern }) => pattern.test(line));
+    if (i === -1) return true;
+    if (!expected[i].repeated) expected.splice(i, 1);
+    return false;
+  });
 }
 
 export function assertNoConsoleErrors(page) {

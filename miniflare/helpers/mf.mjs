@@ -48,6 +48,9 @@ export const MODULES_RULES = [
  *                miniflare/helpers/processors.mjs).
  * opts.subscriberObjects  extra Durable Object bindings of the streams worker (subscribers it may dial;
  *                list them in STREAM_SUBSCRIBER_BINDINGS too).
+ * opts.viewer   serve viewer/dist/ as static assets in front of the streams worker, routed as
+ *                wrangler.toml does: `/api/*` always reaches the worker, `/` and `/split` are the
+ *                page, any other path reaches the worker (needs `node viewer/build.mjs` first).
  * opts.miniflare extra top-level Miniflare options (e.g. {log: new Log(LogLevel.DEBUG)}).
  */
 export async function startStreams(opts = {}) {
@@ -71,6 +74,7 @@ export async function startStreams(opts = {}) {
           ...(opts.subscriberObjects ?? {}),
         },
         bindings,
+        ...(opts.viewer ? { assets: viewerAssets(root) } : {}),
         ...(opts.streams ?? {}),
       },
       {
@@ -106,6 +110,24 @@ export async function startStreams(opts = {}) {
     throw e;
   }
   return mf;
+}
+
+/** Miniflare's form of wrangler.toml's [assets] (run_worker_first = ["/api/*"]). */
+function viewerAssets(root) {
+  const directory = path.join(root, "viewer", "dist");
+  if (!fs.existsSync(path.join(directory, "index.html"))) {
+    throw new Error(`${directory}/index.html is missing: run \`node viewer/build.mjs\` (or \`npm run build\`) first`);
+  }
+  return {
+    directory,
+    routerConfig: { has_user_worker: true, static_routing: { user_worker: ["/api/*"] } },
+    assetConfig: { html_handling: "auto-trailing-slash", not_found_handling: "none" },
+  };
+}
+
+/** The http://127.0.0.1:<port> origin a started Miniflare listens on (for a browser). */
+export async function originOf(mf) {
+  return new URL(await mf.ready).origin;
 }
 
 const clients = new WeakMap();

@@ -90,6 +90,29 @@ export function waitForLog(mf, name, pred, opts = {}) {
   return waitFor(() => readAll(mf, name), pred, { what: `log condition on ${name}`, ...opts });
 }
 
+/** The type of the marker events that `appendSentinel` appends. */
+export const SENTINEL = "test/sentinel";
+
+/**
+ * "Nothing more happened", without a fixed sleep: appends marker events (by default one
+ * `test/sentinel`; pass `events` to match the subscribers' filters) after what is under test, and
+ * waits until every subscriber in `subs` has received them. The stream appends
+ * and delivers in order, so whatever it owed before the markers has arrived by then, on a slow
+ * machine as on a fast one. With no subscribers, the append itself orders after every earlier
+ * write. Returns the committed markers.
+ */
+export async function appendSentinel(mf, name, subs = [], { events = [{ type: SENTINEL }] } = {}) {
+  const markers = await call(mf, name, "appendBatch", { events });
+  const last = markers.at(-1).offset;
+  // A marker (the ones its filter lets through arrive together), or, state-only, an empty batch
+  // sent once the stream stood at the last one.
+  const offsets = markers.map((m) => m.offset);
+  const reached = (s) =>
+    s.offsets().some((o) => offsets.includes(o)) || s.frames.some((f) => f.type === "batch" && f.events.length === 0 && f.streamMaxOffset >= last);
+  for (const sub of subs) await sub.waitFor(reached, { what: `delivery up to the sentinel at offset ${last}` });
+  return markers;
+}
+
 /** Events of type S(x) whose payload matches every given field. */
 export function facts(events, x, fields = {}) {
   return events.filter((e) => e.type === S(x) && Object.entries(fields).every(([k, v]) => e.payload?.[k] === v));

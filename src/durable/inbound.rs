@@ -12,7 +12,8 @@ use worker::{Request, Response, State, WebSocket, WebSocketIncomingMessage, WebS
 use super::{now_iso, random_uuid, Inner};
 use streams_core::payload::DisconnectReason;
 use streams_core::state::Direction;
-use streams_core::subscription::{batch_frame, configured_key_error, next_batch, SocketAttachment, SubscribeParams};
+use streams_core::subscription::{batch_frame, configured_key_error, next_batch, Recipient, SocketAttachment, SubscribeParams};
+use streams_core::limits::MAX_BATCH_EVENTS;
 use streams_core::{types, EventInput, Origin, StreamError, StreamResult};
 
 const CLOSE_NORMAL: u16 = 1000;
@@ -42,6 +43,7 @@ impl Inner {
         }
         let attachment = SocketAttachment {
             subscription_key: key.clone(),
+            connection_id: random_uuid(),
             cursor: params.start_cursor(&state),
             event_types: params.filter.clone(),
             events: params.events,
@@ -77,31 +79,47 @@ impl Inner {
             .collect()
     }
 
-    /// Boot step 5: `woken` emptied the roster, so open sockets announce again.
+    /// Boot step 5: `woken` emptied the roster, so open sockets announce
+    /// again, all in one commit (in batches of the append limit).
     pub(super) fn reannounce_sockets(self: &Rc<Self>) {
         self.may_have_sockets.set(!self.ctx.get_websockets().is_empty());
-        for (_, attachment) in self.open_sockets() {
-            self.append_presence(EventInput::system(
-                types::SUBSCRIBER_CONNECTED,
-                json!({"subscriptionKey": attachment.subscription_key, "direction": Direction::Inbound.as_str()}),
-            ));
+        let facts: Vec<EventInput> = self
+            .open_sockets()
+            .into_iter()
+            .map(|(_, attachment)| {
+                EventInput::system(
+                    types::SUBSCRIBER_CONNECTED,
+                    json!({"subscriptionKey": attachment.subscription_key, "direction": Direction::Inbound.as_str()}),
+                )
+            })
+            .collect();
+        let mut facts = facts.into_iter().peekable();
+        while facts.peek().is_some() {
+            let batch: Vec<EventInput> = facts.by_ref().take(MAX_BATCH_EVENTS).collect();
+            if let Err(err) = self.append_inputs(batch, Origin::Stream) {
+                worker::console_warn!("presence facts not appended: {err}");
+            }
         }
     }
 
-    /// Starts a pump for every open socket.
+    /// Schedules a pump for every open socket that has none scheduled.
     pub(super) fn wake_sockets(self: &Rc<Self>) {
         if !self.may_have_sockets.get() {
             return;
         }
-        for (ws, _) in self.open_sockets() {
+        for (ws, attachment) in self.open_sockets() {
+            if !self.pumping.borrow_mut().insert(attachment.connection_id.clone()) {
+                continue; // the scheduled pump will read this commit too
+            }
             let inner = self.clone();
             let generation = self.generation.get();
             wasm_bindgen_futures::spawn_local(async move {
-                // Each step is synchronous and re-reads the attachment, so
-                // overlapping pumps can neither skip nor repeat an event.
+                // Each step is synchronous and re-reads the attachment and
+                // the state, so the pump sees every commit made meanwhile.
                 while inner.generation.get() == generation && inner.pump_socket_once(&ws) {
                     let _ = JsFuture::from(js_sys::Promise::resolve(&JsValue::UNDEFINED)).await;
                 }
+                inner.pumping.borrow_mut().remove(&attachment.connection_id);
             });
         }
     }
@@ -112,21 +130,32 @@ impl Inner {
         if attachment.closed {
             return false;
         }
-        let Ok(state) = self.state() else { return false };
         let mut pump = attachment.pump_cursor();
-        let batch = match next_batch(&self.store, &state, &mut pump) {
-            Ok(Some(batch)) => batch,
-            Ok(None) => return false,
-            Err(err) => {
+        let frame = self.with_state_json(|state, state_json| {
+            let batch = next_batch(&self.store, state, &mut pump)?;
+            let to = Recipient { subscription_key: &attachment.subscription_key, connection_id: &attachment.connection_id };
+            Ok::<_, streams_core::StoreError>(batch.map(|batch| (batch_frame(to, state, &batch, state_json), batch.events.len())))
+        });
+        let (frame, count) = match frame {
+            Ok(Ok(Some(frame))) => frame,
+            Ok(Ok(None)) | Err(_) => return false,
+            Ok(Err(err)) => {
                 worker::console_error!("inbound pump: {err}");
                 return false;
             }
         };
-        if ws.send_with_str(batch_frame(&attachment.subscription_key, &batch, &state.to_json())).is_err() {
+        if let Err(err) = ws.send_with_str(frame) {
+            worker::console_warn!("inbound send to {}: {err}", attachment.subscription_key);
             return false;
         }
-        attachment.record(&pump, &batch, now_iso());
-        ws.serialize_attachment(&attachment).is_ok()
+        attachment.record(&pump, count, now_iso());
+        match ws.serialize_attachment(&attachment) {
+            Ok(()) => true,
+            Err(err) => {
+                worker::console_error!("inbound attachment of {}: {err}", attachment.subscription_key);
+                false
+            }
+        }
     }
 
     pub(super) fn on_socket_message(self: &Rc<Self>, ws: &WebSocket, message: WebSocketIncomingMessage) {

@@ -8,6 +8,7 @@ mod outbound;
 mod sql_store;
 
 use std::cell::{Cell, RefCell};
+use std::collections::BTreeSet;
 use std::rc::Rc;
 
 use futures::future::join_all;
@@ -18,11 +19,12 @@ use worker::{durable_object, Env, Request, Response, State, WebSocket, WebSocket
 
 use crate::wire::error_response;
 use streams_core::event::parse_committed_event;
+use streams_core::json::raw_array;
 use streams_core::limits::MAX_GET_EVENTS_BYTES;
 use streams_core::name::{ancestors, resolve_stream_path};
 use streams_core::reducer::reduce;
 use streams_core::rpc::{AppendArgs, GetEventArgs, GetEventsArgs, StreamMethod};
-use streams_core::store::StoredEvent;
+use streams_core::store::{stored_name, StoredEvent};
 use streams_core::time::iso_from_ms;
 use streams_core::{
     child_notice, load_state, plan_append, plan_inputs, types, AppendContext, AppendPlan, CoreState, ErrorCode, EventInput, EventStore,
@@ -59,6 +61,8 @@ enum Incarnation {
 struct Runtime {
     name: StreamName,
     state: CoreState,
+    /// `state` as JSON, written once per commit and shared by every batch.
+    state_json: Rc<str>,
     outbound: Outbound,
 }
 
@@ -80,6 +84,10 @@ pub(crate) struct Inner {
     /// Whether this object may hold sockets: checked at boot, set on accept.
     /// Spares every commit a `getWebSockets()` call on streams without any.
     may_have_sockets: Cell<bool>,
+    /// Sockets (by connection id) with a pump scheduled: at most one each.
+    pumping: RefCell<BTreeSet<String>>,
+    /// Commits made by this object, for the `simulateHibernation` report.
+    commits: Cell<u64>,
 }
 
 impl worker::DurableObject for Stream {
@@ -96,6 +104,8 @@ impl worker::DurableObject for Stream {
             incarnation: RefCell::new(Incarnation::NotBooted),
             generation: Cell::new(0),
             may_have_sockets: Cell::new(true),
+            pumping: RefCell::default(),
+            commits: Cell::new(0),
         };
         Self { inner: Rc::new(inner) }
     }
@@ -206,7 +216,7 @@ impl Inner {
             StreamMethod::GetEvents => {
                 let args = GetEventsArgs::parse(&args)?;
                 let events = self.read(|s| s.read_range(args.after, args.before, args.limit, MAX_GET_EVENTS_BYTES))?;
-                from_json_text(&json_array(events.iter().map(|e| e.json.as_str())))
+                from_json_text(&raw_array(events.iter().map(|e| e.json.as_str())))
             }
             StreamMethod::RuntimeState => from_json_text(&self.runtime_state_json()?),
             StreamMethod::Reduce => self.reduce_rpc(args),
@@ -221,7 +231,9 @@ impl Inner {
             }
             StreamMethod::SimulateHibernation => {
                 self.forget_memory();
-                self.ensure_booted().map(|()| JsValue::UNDEFINED)
+                let before = self.commits.get();
+                self.ensure_booted()?;
+                from_json_text(&json!({"bootCommits": self.commits.get() - before}).to_string())
             }
             StreamMethod::NotifyChildStreamCreated => {
                 let notice = child_notice(&self.name()?.path, &args)?;
@@ -246,22 +258,22 @@ impl Inner {
             Incarnation::NotBooted => {}
         }
         let name = match self.ctx.id().name() {
-            None => Err(StreamError::new(ErrorCode::Internal, NO_NAME)),
-            Some(name) => StreamName::parse(&name),
-        };
-        let name = match name {
-            Ok(name) => name,
-            Err(err) => {
-                *self.incarnation.borrow_mut() = Incarnation::Broken(err.clone());
-                return Err(err);
-            }
+            // An invalid name of its own is permanent: nothing is ever written.
+            Some(name) => StreamName::parse(&name).inspect_err(|err| *self.incarnation.borrow_mut() = Incarnation::Broken(err.clone()))?,
+            // A call without the name (e.g. through another process's dev
+            // registry) is refused on its own, unless the stream exists and
+            // so knows its name; it never creates the stream or poisons it.
+            None => self.stored_name()?,
         };
         self.store.create_schema().map_err(log_internal)?;
         let (state, _) = load_state(&self.store, &mut |w| worker::console_warn!("{}: {w}", name.do_name())).map_err(log_internal)?;
         let needs_created = state.event_count == 0;
-        let created = EventInput::system(types::CREATED, json!({"namespace": name.namespace, "path": name.path}));
-        *self.incarnation.borrow_mut() = Incarnation::Running(Box::new(Runtime { name, state, outbound: Outbound::default() }));
-        let mut announce = if needs_created { vec![created] } else { Vec::new() };
+        let created = needs_created.then(|| {
+            EventInput::system(types::CREATED, json!({"namespace": name.namespace, "path": name.path, "streamId": random_uuid()}))
+        });
+        let state_json = state.to_json().into();
+        *self.incarnation.borrow_mut() = Incarnation::Running(Box::new(Runtime { name, state, state_json, outbound: Outbound::default() }));
+        let mut announce: Vec<EventInput> = created.into_iter().collect();
         announce.push(EventInput::system(types::WOKEN, json!({"incarnationId": random_uuid()})));
         for fact in announce {
             if let Err(err) = self.append_inputs(vec![fact], Origin::Stream) {
@@ -272,6 +284,15 @@ impl Inner {
         }
         self.reannounce_sockets();
         Ok(())
+    }
+
+    /// The name recorded in this object's own `S/created`, without creating anything.
+    fn stored_name(&self) -> StreamResult<StreamName> {
+        let nameless = || StreamError::new(ErrorCode::Internal, NO_NAME);
+        if !self.store.has_schema().map_err(log_internal)? {
+            return Err(nameless());
+        }
+        stored_name(&self.store).map_err(log_internal)?.ok_or_else(nameless)
     }
 
     fn name(&self) -> StreamResult<StreamName> {
@@ -310,7 +331,7 @@ impl Inner {
         if args.single {
             from_json_text(results.first().copied().unwrap_or("null"))
         } else {
-            from_json_text(&json_array(results.into_iter()))
+            from_json_text(&raw_array(results.into_iter()))
         }
     }
 
@@ -328,8 +349,13 @@ impl Inner {
     /// Reads the live state in place. Planning touches only SQL, never the
     /// incarnation, so holding this borrow is safe.
     fn with_state<T>(&self, read: impl FnOnce(&CoreState) -> T) -> StreamResult<T> {
+        self.with_state_json(|state, _| read(state))
+    }
+
+    /// The live state and its JSON, in place (the same rule as `with_state`).
+    fn with_state_json<T>(&self, read: impl FnOnce(&CoreState, &Rc<str>) -> T) -> StreamResult<T> {
         match &*self.incarnation.borrow() {
-            Incarnation::Running(rt) => Ok(read(&rt.state)),
+            Incarnation::Running(rt) => Ok(read(&rt.state, &rt.state_json)),
             _ => Err(StreamError::new(ErrorCode::Internal, SHUTTING_DOWN)),
         }
     }
@@ -346,10 +372,13 @@ impl Inner {
         if plan.events.is_empty() {
             return Ok(plan);
         }
-        self.store.commit(&plan.rows(), &plan.state.to_json()).map_err(log_internal)?;
+        let state_json = plan.state.to_json();
+        self.store.commit(&plan.rows(), &state_json).map_err(log_internal)?;
+        self.commits.set(self.commits.get() + 1);
         let trip = plan.breaker_trip();
         if let Incarnation::Running(rt) = &mut *self.incarnation.borrow_mut() {
             rt.state = std::mem::take(&mut plan.state);
+            rt.state_json = state_json.into();
         }
         self.after_commit(&plan, trip);
         Ok(plan)
@@ -471,28 +500,24 @@ impl Inner {
         }
     }
 
+    /// Whatever fails, the incarnation ends: the next call boots afresh
+    /// rather than finding an object that refuses everything. Bumping the
+    /// generation first makes every dial and delivery still in flight stale,
+    /// so none of them writes into the new life.
     async fn reset_storage(&self) -> StreamResult<()> {
         *self.incarnation.borrow_mut() = Incarnation::ShuttingDown;
+        self.generation.set(self.generation.get() + 1);
         let storage = self.ctx.storage();
-        self.store.delete_everything().map_err(log_internal)?;
-        storage.delete_alarm().await.map_err(log_worker)?;
-        storage.delete_all().await.map_err(log_worker)?;
-        storage.sync().await.map_err(log_worker)?;
-        self.end_incarnation();
-        Ok(())
-    }
-}
-
-fn json_array<'a>(items: impl Iterator<Item = &'a str>) -> String {
-    let mut out = String::from("[");
-    for (i, item) in items.enumerate() {
-        if i > 0 {
-            out.push(',');
+        let deleted = async {
+            self.store.delete_everything().map_err(log_internal)?;
+            storage.delete_alarm().await.map_err(log_worker)?;
+            storage.delete_all().await.map_err(log_worker)?;
+            storage.sync().await.map_err(log_worker)
         }
-        out.push_str(item);
+        .await;
+        self.end_incarnation();
+        deleted
     }
-    out.push(']');
-    out
 }
 
 /// The wall clock as `toISOString` prints it.

@@ -13,7 +13,7 @@ use streams_core::payload::DisconnectReason;
 use streams_core::state::Direction;
 use streams_core::subscriber::{parse_descriptor, BindingTarget, CallableSubscriber};
 use streams_core::subscription::{
-    delivery_arguments, dial_arguments, next_batch, DialReply, PumpCursor, Redial, IDLE_DEADLINE_KEY, REDIAL_PREFIX,
+    delivery_arguments, dial_arguments, next_batch, DialReply, PumpCursor, Recipient, Redial, IDLE_DEADLINE_KEY, REDIAL_PREFIX,
 };
 use streams_core::time::iso_from_ms;
 use streams_core::{types, EventInput};
@@ -32,10 +32,15 @@ pub(super) struct Outbound {
     alarm_at: Option<f64>,
     /// `runtime_meta.idleDeadlineMs`, once read: every commit consults it.
     idle_deadline: Option<Option<f64>>,
+    /// Keys whose last dial stopped at a configuration problem: they arm no
+    /// alarm and wait for the next trigger (spec §10.2).
+    misconfigured: BTreeSet<String>,
 }
 
 struct Connection {
     id: u64,
+    /// Made at dial; the dial and every delivery carry it.
+    connection_id: String,
     target: JsValue,
     shallow_merge: Option<Map<String, Value>>,
     pump: PumpCursor,
@@ -56,30 +61,39 @@ impl Inner {
         }
     }
 
-    fn redial_rows(&self) -> Vec<(String, Redial)> {
-        self.store
-            .meta_with_prefix(REDIAL_PREFIX)
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|(k, v)| Some((k.strip_prefix(REDIAL_PREFIX)?.to_owned(), serde_json::from_str(&v).ok()?)))
-            .collect()
+    /// The back-off rows; a read error is logged and is not "no rows".
+    fn redial_rows(&self) -> Option<Vec<(String, Redial)>> {
+        let rows = self.store.meta_with_prefix(REDIAL_PREFIX).inspect_err(|err| worker::console_error!("redial rows: {err}")).ok()?;
+        Some(
+            rows.into_iter()
+                .filter_map(|(k, v)| {
+                    let key = k.strip_prefix(REDIAL_PREFIX)?.to_owned();
+                    let row = serde_json::from_str(&v).inspect_err(|err| worker::console_error!("redial row {key}: {err}")).ok()?;
+                    Some((key, row))
+                })
+                .collect(),
+        )
     }
 
-    fn redial(&self, key: &str) -> Option<Redial> {
-        self.store.meta(&format!("{REDIAL_PREFIX}{key}")).ok().flatten().and_then(|v| serde_json::from_str(&v).ok())
+    /// The key's back-off; `Err` when it cannot be read (then nothing dials).
+    fn redial(&self, key: &str) -> Result<Option<Redial>, ()> {
+        let row = self.store.meta(&format!("{REDIAL_PREFIX}{key}")).map_err(|err| worker::console_error!("redial row {key}: {err}"))?;
+        Ok(row.and_then(|v| serde_json::from_str(&v).inspect_err(|err| worker::console_error!("redial row {key}: {err}")).ok()))
     }
 
+    /// A new configuration (or a delivery) ends the back-off and any configuration block.
     pub(super) fn clear_redial(self: &Rc<Self>, key: &str) {
         if let Err(err) = self.store.delete_meta(&format!("{REDIAL_PREFIX}{key}")) {
             worker::console_error!("{err}");
         }
+        self.with_outbound(|o| o.misconfigured.remove(key));
         self.rearm_alarm();
     }
 
     /// A configured key with no connection, no dial in flight and no pending back-off.
     fn dialable(&self, key: &str, now: f64) -> bool {
         let busy = self.with_outbound(|o| o.connections.contains_key(key) || o.dialing.contains(key)).unwrap_or(true);
-        !busy && self.redial(key).is_none_or(|r| r.retry_at_ms <= now)
+        !busy && self.redial(key).is_ok_and(|r| r.is_none_or(|r| r.retry_at_ms <= now))
     }
 
     pub(super) fn has_undialed_subscription(&self) -> bool {
@@ -95,11 +109,14 @@ impl Inner {
         for key in connected.iter().filter(|k| !state.subscriptions_by_key.contains_key(*k)) {
             self.close_outbound(key, DisconnectReason::SubscriptionRemoved);
         }
-        for (key, _) in self.redial_rows() {
+        for (key, _) in self.redial_rows().unwrap_or_default() {
             if !state.subscriptions_by_key.contains_key(&key) {
-                let _ = self.store.delete_meta(&format!("{REDIAL_PREFIX}{key}"));
+                if let Err(err) = self.store.delete_meta(&format!("{REDIAL_PREFIX}{key}")) {
+                    worker::console_error!("{err}");
+                }
             }
         }
+        self.with_outbound(|o| o.misconfigured.retain(|key| state.subscriptions_by_key.contains_key(key)));
         let now = js_sys::Date::now();
         for key in state.subscriptions_by_key.keys() {
             if self.dialable(key, now) {
@@ -119,16 +136,25 @@ impl Inner {
 
     async fn dial(self: Rc<Self>, key: String) {
         let generation = self.generation.get();
-        let prepared = self.prepare_dial(&key);
+        let connection_id = super::random_uuid();
+        let prepared = self.prepare_dial(&key, &connection_id);
         let Some((subscriber, target, configured_offset, args)) = prepared else {
-            self.with_outbound(|o| o.dialing.remove(&key));
-            return;
+            // A configuration problem (logged): no back-off, no alarm.
+            self.with_outbound(|o| {
+                o.dialing.remove(&key);
+                o.misconfigured.insert(key.clone());
+            });
+            return self.rearm_alarm();
         };
         let reply = call_method(&target, &subscriber.rpc_method, Some(&args)).await;
         if self.generation.get() != generation {
             return;
         }
-        self.with_outbound(|o| o.dialing.remove(&key));
+        // The configuration was usable: whatever the reply, the block is over.
+        self.with_outbound(|o| {
+            o.dialing.remove(&key);
+            o.misconfigured.remove(&key);
+        });
         let reply = reply
             .map_err(|e| crate::js::from_js_error(&e).to_string())
             .and_then(|r| if r.is_undefined() { Ok(None) } else { to_json(&r, "reply").map(Some) })
@@ -144,9 +170,10 @@ impl Inner {
         self.replace_connection(&key);
         let connection = Connection {
             id: 0,
+            connection_id,
             target,
             shallow_merge: subscriber.shallow_merge,
-            pump: PumpCursor { cursor: reply.replay_after_offset.unwrap_or(state.max_offset), events: true, filter: reply.filter, initial_push_owed: true },
+            pump: PumpCursor::starting_at(reply.replay_after_offset.unwrap_or(state.max_offset), true, reply.filter),
             started_at: now_iso(),
             batches_sent: 0,
             events_sent: 0,
@@ -170,7 +197,7 @@ impl Inner {
 
     /// The callable, its target and the dial arguments; `None` for a
     /// configuration problem, which is logged and waits for the next trigger.
-    fn prepare_dial(&self, key: &str) -> Option<(CallableSubscriber, JsValue, u64, JsValue)> {
+    fn prepare_dial(&self, key: &str, connection_id: &str) -> Option<(CallableSubscriber, JsValue, u64, JsValue)> {
         let state = self.state().ok()?;
         let entry = state.subscriptions_by_key.get(key)?;
         let problem = |why: String| worker::console_error!("subscription {key}: {why}");
@@ -185,15 +212,16 @@ impl Inner {
             BindingTarget::Service => self.env.service(&subscriber.binding_name).map(|f| f.into_rpc::<JsValue>()),
         };
         let target = target.map_err(|e| problem(format!("binding {} is missing or of the wrong kind: {e}", subscriber.binding_name))).ok()?;
-        let args = dial_arguments(&state, key, entry, subscriber.shallow_merge.as_ref());
-        let args = from_json_text(&streams_core::json::to_json_string(&args).ok()?).ok()?;
+        let to = Recipient { subscription_key: key, connection_id };
+        let args = from_json_text(&dial_arguments(&state, to, entry, subscriber.shallow_merge.as_ref())).map_err(|e| problem(e.to_string())).ok()?;
         Some((subscriber, target, entry.latest_configured_event.offset, args))
     }
 
     /// Records a failed dial or delivery and schedules the re-dial.
     fn record_failure(self: &Rc<Self>, key: &str, why: &str) {
         worker::console_warn!("subscription {key}: {why}");
-        let next = Redial::after_failure(self.redial(key), js_sys::Date::now(), self.settings.redial_base_ms, self.settings.redial_max_ms);
+        let Ok(previous) = self.redial(key) else { return };
+        let next = Redial::after_failure(previous, js_sys::Date::now(), self.settings.redial_base_ms, self.settings.redial_max_ms);
         let row = serde_json::to_string(&next).unwrap_or_default();
         if let Err(err) = self.store.set_meta(&format!("{REDIAL_PREFIX}{key}"), &row) {
             worker::console_error!("{err}");
@@ -237,7 +265,16 @@ impl Inner {
     /// Delivers batches until none is owed, one `processEventBatch` at a time.
     async fn deliver(self: Rc<Self>, key: String) {
         let generation = self.generation.get();
-        while let Some((id, target, args, count)) = self.next_delivery(&key) {
+        loop {
+            let (id, target, args, count) = match self.next_delivery(&key) {
+                Ok(Some(next)) => next,
+                Ok(None) => return,
+                Err(why) => {
+                    // The delivery cannot be built: end the connection and re-dial.
+                    self.close_outbound(&key, DisconnectReason::DeliveryFailed);
+                    return self.record_failure(&key, &why);
+                }
+            };
             let result = call_method(&target, DELIVERY_METHOD, Some(&args)).await;
             if self.generation.get() != generation {
                 return;
@@ -257,7 +294,7 @@ impl Inner {
                             Some(!std::mem::replace(&mut c.delivered_since_dial, true))
                         })
                         .flatten();
-                    if first == Some(true) && self.redial(&key).is_some() {
+                    if first == Some(true) && self.redial(&key).is_ok_and(|r| r.is_some()) {
                         self.clear_redial(&key);
                     }
                 }
@@ -269,29 +306,30 @@ impl Inner {
         }
     }
 
-    /// The next batch's arguments, or `None` (and the loop stops) when nothing is owed.
-    fn next_delivery(&self, key: &str) -> Option<(u64, JsValue, JsValue, u64)> {
-        let state = self.state().ok()?;
-        let step = self.with_outbound(|o| {
-            let c = o.connections.get_mut(key)?;
-            match next_batch(&self.store, &state, &mut c.pump) {
-                Ok(Some(batch)) => {
-                    let args = delivery_arguments(&state, key, &batch, c.shallow_merge.as_ref());
-                    Some((c.id, c.target.clone(), args, batch.events.len() as u64))
-                }
-                Ok(None) => {
-                    c.delivering = false;
-                    None
-                }
-                Err(err) => {
-                    worker::console_error!("outbound pump: {err}");
-                    c.delivering = false;
-                    None
-                }
+    /// The next batch's arguments; `Ok(None)` (and the loop stops) when
+    /// nothing is owed. Whenever it does not return a batch, `delivering` is
+    /// cleared, so a later commit starts a new loop.
+    #[allow(clippy::type_complexity)]
+    fn next_delivery(&self, key: &str) -> Result<Option<(u64, JsValue, JsValue, u64)>, String> {
+        let mut incarnation = self.incarnation.borrow_mut();
+        let Incarnation::Running(rt) = &mut *incarnation else { return Ok(None) };
+        let (state, state_json) = (&rt.state, &rt.state_json);
+        let Some(c) = rt.outbound.connections.get_mut(key) else { return Ok(None) };
+        let built = match next_batch(&self.store, state, &mut c.pump) {
+            Ok(Some(batch)) => {
+                let to = Recipient { subscription_key: key, connection_id: &c.connection_id };
+                let args = delivery_arguments(to, state, &batch, state_json, c.shallow_merge.as_ref());
+                from_json_text(&args)
+                    .map(|args| Some((c.id, c.target.clone(), args, batch.events.len() as u64)))
+                    .map_err(|err| format!("delivery arguments: {err}"))
             }
-        })??;
-        let (id, target, args, count) = step;
-        Some((id, target, from_json_text(&args).ok()?, count))
+            Ok(None) => Ok(None),
+            Err(err) => Err(format!("reading the next batch: {err}")),
+        };
+        if !matches!(built, Ok(Some(_))) {
+            c.delivering = false;
+        }
+        built
     }
 
     // ---- idle teardown and the alarm ----
@@ -363,9 +401,10 @@ impl Inner {
         if self.has_live_outbound() && self.idle_deadline().is_some_and(|d| d <= now) {
             self.idle_teardown();
         }
-        let configured = self.state().map(|s| s.subscriptions_by_key).unwrap_or_default();
-        for (key, redial) in self.redial_rows() {
-            if redial.retry_at_ms <= now && configured.contains_key(&key) && self.dialable(&key, now) {
+        let configured: BTreeSet<String> = self.with_state(|s| s.subscriptions_by_key.keys().cloned().collect()).unwrap_or_default();
+        for (key, redial) in self.redial_rows().unwrap_or_default() {
+            let misconfigured = self.with_outbound(|o| o.misconfigured.contains(&key)).unwrap_or(true);
+            if redial.retry_at_ms <= now && configured.contains(&key) && !misconfigured && self.dialable(&key, now) {
                 self.start_dial(&key);
             }
         }
@@ -380,10 +419,14 @@ impl Inner {
     pub(super) fn rearm_alarm(self: &Rc<Self>) {
         let now = js_sys::Date::now();
         let idle = if self.has_live_outbound() { self.idle_deadline() } else { None };
-        let waiting: Vec<f64> = self
-            .redial_rows()
+        // Rows that cannot be read leave the alarm as it is (and the back-off with it).
+        let Some(rows) = self.redial_rows() else { return };
+        let waiting: Vec<f64> = rows
             .into_iter()
-            .filter(|(key, r)| r.alarmed() && self.with_outbound(|o| !o.connections.contains_key(key) && !o.dialing.contains(key)) == Some(true))
+            .filter(|(key, r)| {
+                let idle_key = |o: &mut Outbound| !o.connections.contains_key(key) && !o.dialing.contains(key) && !o.misconfigured.contains(key);
+                r.alarmed() && self.with_outbound(idle_key) == Some(true)
+            })
             .map(|(_, r)| r.retry_at_ms)
             .collect();
         let desired = idle.into_iter().chain(waiting).reduce(f64::min);
@@ -426,6 +469,7 @@ impl Inner {
     pub(super) fn redial_report(&self) -> Value {
         let report: Map<String, Value> = self
             .redial_rows()
+            .unwrap_or_default()
             .into_iter()
             .filter(|(_, r)| r.failures > 0)
             .map(|(key, r)| (key, json!({"failures": r.failures, "retryAt": iso_from_ms(r.retry_at_ms)})))

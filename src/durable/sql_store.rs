@@ -52,6 +52,12 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Whether the tables exist, asked without creating them.
+    pub fn has_schema(&self) -> Result<bool, StoreError> {
+        let rows = self.rows("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'events'", vec![])?;
+        Ok(rows.into_iter().next().and_then(|row| row.into_iter().next()).is_some_and(|n| as_u64(n) > 0))
+    }
+
     fn exec(&self, query: &str, bindings: Vec<SqlStorageValue>) -> Result<worker::SqlCursor, StoreError> {
         self.sql.exec(query, bindings).map_err(|e| StoreError(format!("{query}: {e}")))
     }

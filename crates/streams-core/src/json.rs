@@ -16,6 +16,67 @@ pub fn to_json_string<T: Serialize + ?Sized>(value: &T) -> Result<String, serde_
     String::from_utf8(out).map_err(|e| serde::ser::Error::custom(e.to_string()))
 }
 
+/// A JSON object built from values that are already JSON text (stored
+/// events, the state a commit serialised), so they are neither parsed nor
+/// printed again. Each value is whole JSON; keys are quoted here. Setting a
+/// key that is present replaces its value in place, as `Object.assign` does.
+#[derive(Debug, Default)]
+pub struct RawObject {
+    entries: Vec<(String, String)>,
+}
+
+impl RawObject {
+    /// Sets `key` to `json`, which must be one complete JSON value.
+    pub fn raw(&mut self, key: &str, json: String) -> &mut Self {
+        match self.entries.iter_mut().find(|(k, _)| k == key) {
+            Some(entry) => entry.1 = json,
+            None => self.entries.push((key.to_owned(), json)),
+        }
+        self
+    }
+
+    pub fn value<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> &mut Self {
+        // Values here are strings, numbers and JSON values: serialising cannot fail.
+        self.raw(key, to_json_string(value).unwrap_or_else(|_| "null".into()))
+    }
+
+    /// Every entry of `map`, in its order.
+    pub fn merge(&mut self, map: &Map<String, Value>) -> &mut Self {
+        for (key, value) in map {
+            self.value(key, value);
+        }
+        self
+    }
+
+    pub fn finish(&self) -> String {
+        let mut out = String::with_capacity(2 + self.entries.iter().map(|(k, v)| k.len() + v.len() + 4).sum::<usize>());
+        out.push('{');
+        for (i, (key, value)) in self.entries.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&to_json_string(key.as_str()).unwrap_or_else(|_| "\"\"".into()));
+            out.push(':');
+            out.push_str(value);
+        }
+        out.push('}');
+        out
+    }
+}
+
+/// JSON text of an array of JSON texts.
+pub fn raw_array<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    let mut out = String::from("[");
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(item);
+    }
+    out.push(']');
+    out
+}
+
 /// The length `to_json_string` would give, without building the string.
 pub fn json_len<T: Serialize + ?Sized>(value: &T) -> Result<usize, serde_json::Error> {
     struct Counter(usize);

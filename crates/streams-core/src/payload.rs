@@ -13,7 +13,8 @@ use super::subscriber::{parse_descriptor, CallableSubscriber};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum CorePayload {
-    Created { namespace: String, path: String },
+    /// `stream_id` is absent on streams created before it existed.
+    Created { namespace: String, path: String, stream_id: Option<String> },
     Woken { incarnation_id: String },
     Configured { simulated_storage_sync_delay_ms: Option<u64>, circuit_breaker: Option<BreakerConfig> },
     MetadataUpdated { metadata: Map<String, Value> },
@@ -71,7 +72,7 @@ pub fn parse_core_payload(event_type: &str, payload: Option<&Value>) -> Result<C
     Ok(match event_type {
         types::CREATED => {
             let p = p()?;
-            CorePayload::Created { namespace: p.str("namespace")?, path: p.str("path")? }
+            CorePayload::Created { namespace: p.str("namespace")?, path: p.str("path")?, stream_id: p.optional_str("streamId")? }
         }
         types::WOKEN => CorePayload::Woken { incarnation_id: p()?.str("incarnationId")? },
         types::CONFIGURED => configured(&p()?)?,

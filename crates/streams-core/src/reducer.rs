@@ -62,10 +62,11 @@ enum Effect {
 
 fn apply(state: &mut CoreState, event: &Event, payload: CorePayload) -> Effect {
     match payload {
-        CorePayload::Created { namespace, path } => {
+        CorePayload::Created { namespace, path, stream_id } => {
             state.namespace = namespace;
             state.path = path;
             state.created_at.clone_from(&event.created_at);
+            state.stream_id = stream_id;
         }
         CorePayload::Woken { incarnation_id } => {
             state.incarnation_id = incarnation_id;
@@ -165,7 +166,10 @@ mod tests {
         ]);
         assert_eq!((state.namespace.as_str(), state.path.as_str()), ("default", "test"));
         assert_eq!(state.created_at, "2026-01-05T10:00:00.000Z");
+        assert_eq!(state.stream_id, None, "streams created before streamId existed");
         assert_eq!(state.incarnation_id, "abc");
+        let with_id = fold(&[event(1, types::CREATED, json!({"namespace": "d", "path": "/t", "streamId": "s-1"}), "2026-01-05T10:00:00.000Z")]);
+        assert_eq!(with_id.stream_id.as_deref(), Some("s-1"));
         assert_eq!(state.config.simulated_storage_sync_delay_ms, 25);
         assert_eq!((state.event_count, state.max_offset), (3, 3));
     }

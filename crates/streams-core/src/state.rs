@@ -9,7 +9,7 @@ use super::json::to_json_string;
 use super::limits::MAX_SAFE_INTEGER;
 
 /// Bump whenever the reducer derives state differently (spec §4.4).
-pub const CORE_STATE_VERSION: i64 = 5;
+pub const CORE_STATE_VERSION: i64 = 6;
 
 const UNINITIALIZED: &str = "uninitialized";
 
@@ -20,6 +20,9 @@ pub struct CoreState {
     pub namespace: String,
     pub path: String,
     pub created_at: String,
+    /// The identity of this life of the log: a random UUID made at creation
+    /// (a reset makes a new one); `None` for streams created before it existed.
+    pub stream_id: Option<String>,
     pub incarnation_id: String,
     pub metadata: Map<String, Value>,
     pub config: StreamConfig,
@@ -40,6 +43,7 @@ impl Default for CoreState {
             namespace: UNINITIALIZED.into(),
             path: UNINITIALIZED.into(),
             created_at: UNINITIALIZED.into(),
+            stream_id: None,
             incarnation_id: UNINITIALIZED.into(),
             metadata: Map::new(),
             config: StreamConfig::default(),
@@ -177,7 +181,7 @@ mod tests {
         assert_eq!(
             CoreState::default().to_json(),
             concat!(
-                r#"{"namespace":"uninitialized","path":"uninitialized","createdAt":"uninitialized","incarnationId":"uninitialized","#,
+                r#"{"namespace":"uninitialized","path":"uninitialized","createdAt":"uninitialized","streamId":null,"incarnationId":"uninitialized","#,
                 r#""metadata":{},"config":{"simulatedStorageSyncDelayMs":0},"eventCount":0,"maxOffset":0,"childPaths":[],"#,
                 r#""paused":false,"pauseReason":null,"processorsBySlug":{},"subscriptionsByKey":{},"connectionsByKey":{},"#,
                 r#""circuitBreaker":{"availableTokens":100000,"lastRefillAtMs":null,"burstCapacity":100000,"refillRatePerMinute":6000000}}"#

@@ -3,7 +3,9 @@
 
 use std::fmt;
 
-use super::event::Event;
+use super::event::{types, Event};
+use super::name::StreamName;
+use super::payload::{parse_core_payload, CorePayload};
 use super::limits::REPLAY_PAGE_EVENTS;
 use super::reducer::reduce;
 use super::state::{CoreState, CORE_STATE_VERSION};
@@ -98,6 +100,17 @@ pub fn load_state<S: EventStore + ?Sized>(store: &S, warn: &mut dyn FnMut(String
     Ok((state, kind))
 }
 
+/// The stream's name as its own `S/created` fact records it: how an object
+/// reached without a name knows which stream it is. `None` before creation.
+pub fn stored_name<S: EventStore + ?Sized>(store: &S) -> Result<Option<StreamName>, StoreError> {
+    let Some(first) = store.event_at(1)? else { return Ok(None) };
+    let Ok(event) = Event::from_stored_json(&first.json) else { return Ok(None) };
+    Ok(match parse_core_payload(&event.event_type, event.payload.as_ref()) {
+        Ok(CorePayload::Created { namespace, path, .. }) if event.event_type == types::CREATED => StreamName::new(&namespace, &path).ok(),
+        _ => None,
+    })
+}
+
 /// Reduces a stored event; one that fails only advances the counters.
 fn replay(state: &mut CoreState, stored: &StoredEvent, warn: &mut dyn FnMut(String)) {
     let result = Event::from_stored_json(&stored.json).map_err(|e| e.to_string()).and_then(|event| reduce(state, &event).map_err(|e| e.to_string()));
@@ -111,7 +124,6 @@ fn replay(state: &mut CoreState, stored: &StoredEvent, warn: &mut dyn FnMut(Stri
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::types;
     use crate::testing::{event, MemStore};
     use serde_json::json;
 
@@ -121,6 +133,17 @@ mod tests {
             event(2, types::WOKEN, json!({"incarnationId": "w"}), "2026-01-05T10:00:00.001Z"),
             event(3, types::CHILD_STREAM_CREATED, json!({"childPath": "/a/b"}), "2026-01-05T10:00:00.002Z"),
         ]
+    }
+
+    #[test]
+    fn the_name_is_read_back_from_the_created_fact() {
+        let store = MemStore::default();
+        assert_eq!(stored_name(&store).unwrap(), None, "not created yet");
+        store.put_events(&[event(1, types::WOKEN, json!({"incarnationId": "w"}), "2026-01-05T10:00:00.000Z")]);
+        assert_eq!(stored_name(&store).unwrap(), None, "offset 1 is not a created fact");
+        let store = MemStore::default();
+        store.put_events(&log());
+        assert_eq!(stored_name(&store).unwrap().map(|n| n.do_name()), Some("t:/a".to_owned()));
     }
 
     fn full_reduce(events: &[Event]) -> CoreState {

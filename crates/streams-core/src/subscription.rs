@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 
 use super::error::{StreamError, StreamResult};
 use super::event::Event;
-use super::json::to_json_string;
+use super::json::{raw_array, to_json_string, RawObject};
 use super::limits::{MAX_ATTACHMENT_BYTES, MAX_DELIVERY_BYTES, MAX_DELIVERY_EVENTS, MAX_SAFE_INTEGER, MAX_SUBSCRIPTION_KEY_BYTES};
 use super::name::quote;
 use super::state::{CoreState, SubscriptionEntry};
@@ -40,7 +40,13 @@ impl EventFilter {
 /// Where a connection stands: its cursor and whether the initial push is owed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PumpCursor {
+    /// How far the pump has read; pages the filter drops entirely move it
+    /// without a batch.
     pub cursor: u64,
+    /// The `through_offset` of the last batch handed out (the start cursor
+    /// before any): the next batch's `after_offset`, so consecutive batches
+    /// chain even when the filter skipped whole pages in between.
+    pub delivered_through: u64,
     pub events: bool,
     pub filter: EventFilter,
     pub initial_push_owed: bool,
@@ -49,21 +55,17 @@ pub struct PumpCursor {
 /// One batch to deliver: events (possibly none) read together with the state.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
+    /// The cursor before the batch: the previous batch's `through_offset`.
+    pub after_offset: u64,
+    /// The cursor after it: the last offset read, filtered out or not.
+    pub through_offset: u64,
     pub events: Vec<StoredEvent>,
     pub stream_max_offset: u64,
 }
 
 impl Batch {
     pub fn events_json(&self) -> String {
-        let mut out = String::from("[");
-        for (i, e) in self.events.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str(&e.json);
-        }
-        out.push(']');
-        out
+        raw_array(self.events.iter().map(|e| e.json.as_str()))
     }
 }
 
@@ -71,11 +73,11 @@ impl Batch {
 /// filtered or not; `None` when nothing is owed.
 pub fn next_batch<S: EventStore + ?Sized>(store: &S, state: &CoreState, pump: &mut PumpCursor) -> Result<Option<Batch>, StoreError> {
     let stream_max_offset = state.max_offset;
+    let after_offset = pump.delivered_through;
     if !pump.events {
         if stream_max_offset > pump.cursor || pump.initial_push_owed {
-            pump.cursor = stream_max_offset;
-            pump.initial_push_owed = false;
-            return Ok(Some(Batch { events: Vec::new(), stream_max_offset }));
+            pump.cursor = stream_max_offset.max(pump.cursor);
+            return Ok(Some(pump.hand_out(after_offset, Vec::new(), stream_max_offset)));
         }
         return Ok(None);
     }
@@ -83,8 +85,7 @@ pub fn next_batch<S: EventStore + ?Sized>(store: &S, state: &CoreState, pump: &m
         let page = store.read_range(pump.cursor, None, MAX_DELIVERY_EVENTS, MAX_DELIVERY_BYTES)?;
         let Some(last) = page.last() else {
             if pump.initial_push_owed {
-                pump.initial_push_owed = false;
-                return Ok(Some(Batch { events: Vec::new(), stream_max_offset }));
+                return Ok(Some(pump.hand_out(after_offset, Vec::new(), stream_max_offset)));
             }
             return Ok(None);
         };
@@ -99,8 +100,20 @@ pub fn next_batch<S: EventStore + ?Sized>(store: &S, state: &CoreState, pump: &m
         if events.is_empty() && !pump.initial_push_owed {
             continue;
         }
-        pump.initial_push_owed = false;
-        return Ok(Some(Batch { events, stream_max_offset }));
+        return Ok(Some(pump.hand_out(after_offset, events, stream_max_offset)));
+    }
+}
+
+impl PumpCursor {
+    /// A cursor that starts at `cursor`, owing the initial push.
+    pub fn starting_at(cursor: u64, events: bool, filter: EventFilter) -> Self {
+        Self { cursor, delivered_through: cursor, events, filter, initial_push_owed: true }
+    }
+
+    fn hand_out(&mut self, after_offset: u64, events: Vec<StoredEvent>, stream_max_offset: u64) -> Batch {
+        self.initial_push_owed = false;
+        self.delivered_through = self.cursor;
+        Batch { after_offset, through_offset: self.cursor, events, stream_max_offset }
     }
 }
 
@@ -175,6 +188,9 @@ impl SubscribeParams {
 #[serde(rename_all = "camelCase")]
 pub struct SocketAttachment {
     pub subscription_key: String,
+    /// Made at accept; every frame of this socket carries it.
+    #[serde(default)]
+    pub connection_id: String,
     pub cursor: u64,
     pub event_types: EventFilter,
     pub events: bool,
@@ -196,28 +212,50 @@ impl SocketAttachment {
     }
 
     pub fn pump_cursor(&self) -> PumpCursor {
-        PumpCursor { cursor: self.cursor, events: self.events, filter: self.event_types.clone(), initial_push_owed: self.initial_push_owed }
+        PumpCursor { cursor: self.cursor, delivered_through: self.cursor, events: self.events, filter: self.event_types.clone(), initial_push_owed: self.initial_push_owed }
     }
 
-    /// Records a sent batch.
-    pub fn record(&mut self, pump: &PumpCursor, batch: &Batch, now_iso: String) {
+    /// Records a sent batch of `events` events.
+    pub fn record(&mut self, pump: &PumpCursor, events: usize, now_iso: String) {
         self.cursor = pump.cursor;
         self.initial_push_owed = pump.initial_push_owed;
         self.batches_sent += 1;
-        self.events_sent += batch.events.len() as u64;
+        self.events_sent += events as u64;
         self.last_delivered_at = Some(now_iso);
     }
 }
 
+/// Who a batch is for: the identity fields every delivered batch carries
+/// beside its offsets (inbound frames and outbound deliveries alike).
+#[derive(Debug, Clone, Copy)]
+pub struct Recipient<'a> {
+    pub subscription_key: &'a str,
+    /// Random per connection: per socket inbound, per dial outbound.
+    pub connection_id: &'a str,
+}
+
+impl Recipient<'_> {
+    /// `subscriptionKey`, `streamId`, `connectionId`, `afterOffset`,
+    /// `throughOffset`, `events`, `streamMaxOffset`, `state`.
+    fn batch_fields(&self, object: &mut RawObject, state: &CoreState, batch: &Batch, state_json: &str) {
+        object
+            .value("subscriptionKey", self.subscription_key)
+            .value("streamId", &state.stream_id)
+            .value("connectionId", self.connection_id)
+            .value("afterOffset", &batch.after_offset)
+            .value("throughOffset", &batch.through_offset)
+            .raw("events", batch.events_json())
+            .value("streamMaxOffset", &batch.stream_max_offset)
+            .raw("state", state_json.to_owned());
+    }
+}
+
 /// `{"type":"batch",…}`, the inbound frame.
-pub fn batch_frame(subscription_key: &str, batch: &Batch, state_json: &str) -> String {
-    format!(
-        r#"{{"type":"batch","subscriptionKey":{},"events":{},"streamMaxOffset":{},"state":{}}}"#,
-        quote(subscription_key),
-        batch.events_json(),
-        batch.stream_max_offset,
-        state_json
-    )
+pub fn batch_frame(to: Recipient<'_>, state: &CoreState, batch: &Batch, state_json: &str) -> String {
+    let mut frame = RawObject::default();
+    frame.value("type", "batch");
+    to.batch_fields(&mut frame, state, batch, state_json);
+    frame.finish()
 }
 
 /// The message a key refused at subscribe time carries.
@@ -225,56 +263,47 @@ pub fn configured_key_error(key: &str) -> StreamError {
     StreamError::invalid_request(format!("subscriptionKey {} belongs to a configured subscription", quote(key)))
 }
 
-fn merged(mut base: Map<String, Value>, shallow_merge: Option<&Map<String, Value>>) -> Value {
-    if let Some(extra) = shallow_merge {
-        for (k, v) in extra {
-            base.insert(k.clone(), v.clone());
-        }
-    }
-    Value::Object(base)
-}
-
-/// The dial arguments (spec §10.2).
-pub fn dial_arguments(state: &CoreState, key: &str, entry: &SubscriptionEntry, shallow_merge: Option<&Map<String, Value>>) -> Value {
+/// The dial arguments (spec §10.2), `shallowMerge` applied last.
+pub fn dial_arguments(state: &CoreState, to: Recipient<'_>, entry: &SubscriptionEntry, shallow_merge: Option<&Map<String, Value>>) -> String {
     let configured = &entry.latest_configured_event;
-    let base = json!({
-        "namespace": state.namespace,
-        "path": state.path,
-        "subscriptionKey": key,
-        "streamMaxOffset": state.max_offset,
-        "subscriptionConfiguredEvent": {
-            "offset": configured.offset,
-            "type": configured.event_type,
-            "payload": configured.payload,
-            "createdAt": configured.created_at,
-        },
-        "streamRuntimeState": {"coreProcessorState": state},
-    });
-    merged(base.as_object().cloned().unwrap_or_default(), shallow_merge)
+    let mut args = RawObject::default();
+    args.value("namespace", &state.namespace)
+        .value("path", &state.path)
+        .value("subscriptionKey", to.subscription_key)
+        .value("connectionId", to.connection_id)
+        .value("streamMaxOffset", &state.max_offset)
+        .value(
+            "subscriptionConfiguredEvent",
+            &json!({
+                "offset": configured.offset,
+                "type": configured.event_type,
+                "payload": configured.payload,
+                "createdAt": configured.created_at,
+            }),
+        )
+        .raw("streamRuntimeState", format!(r#"{{"coreProcessorState":{}}}"#, state.to_json()));
+    if let Some(extra) = shallow_merge {
+        args.merge(extra);
+    }
+    args.finish()
 }
 
-/// `processEventBatch` arguments, as JSON text (events are spliced in as stored).
-pub fn delivery_arguments(state: &CoreState, key: &str, batch: &Batch, shallow_merge: Option<&Map<String, Value>>) -> String {
-    let mut head = Map::new();
-    head.insert("namespace".into(), Value::String(state.namespace.clone()));
-    head.insert("path".into(), Value::String(state.path.clone()));
-    head.insert("subscriptionKey".into(), Value::String(key.to_owned()));
-    let mut tail = Map::new();
-    tail.insert("streamMaxOffset".into(), Value::from(batch.stream_max_offset));
-    let extra = merged(Map::new(), shallow_merge);
-    // Order: namespace, path, subscriptionKey, events, streamMaxOffset, state, then merged keys.
-    let head = to_json_string(&Value::Object(head)).unwrap_or_else(|_| "{}".into());
-    let extra = to_json_string(&extra).unwrap_or_else(|_| "{}".into());
-    let extra = extra.trim_start_matches('{').trim_end_matches('}');
-    format!(
-        r#"{},"events":{},"streamMaxOffset":{},"state":{}{}{}}}"#,
-        head.trim_end_matches('}'),
-        batch.events_json(),
-        batch.stream_max_offset,
-        state.to_json(),
-        if extra.is_empty() { "" } else { "," },
-        extra
-    )
+/// `processEventBatch` arguments, as JSON text: the stored events and the
+/// commit's state JSON go in as they are; `shallowMerge` applies last.
+pub fn delivery_arguments(
+    to: Recipient<'_>,
+    state: &CoreState,
+    batch: &Batch,
+    state_json: &str,
+    shallow_merge: Option<&Map<String, Value>>,
+) -> String {
+    let mut args = RawObject::default();
+    args.value("namespace", &state.namespace).value("path", &state.path);
+    to.batch_fields(&mut args, state, batch, state_json);
+    if let Some(extra) = shallow_merge {
+        args.merge(extra);
+    }
+    args.finish()
 }
 
 /// A subscriber's answer to the dial.
@@ -362,7 +391,7 @@ mod tests {
     #[test]
     fn replay_comes_in_batches_of_at_most_100_in_order() {
         let (store, state) = store_with(250);
-        let mut pump = PumpCursor { cursor: 0, events: true, filter: EventFilter(None), initial_push_owed: true };
+        let mut pump = PumpCursor { cursor: 0, delivered_through: 0, events: true, filter: EventFilter(None), initial_push_owed: true };
         let batches = drain(&store, &state, &mut pump);
         let sizes: Vec<usize> = batches.iter().map(|b| b.events.len()).collect();
         assert_eq!(sizes, vec![100, 100, 50]);
@@ -374,7 +403,7 @@ mod tests {
     #[test]
     fn a_live_tail_gets_one_empty_initial_batch() {
         let (store, state) = store_with(5);
-        let mut pump = PumpCursor { cursor: 5, events: true, filter: EventFilter(None), initial_push_owed: true };
+        let mut pump = PumpCursor { cursor: 5, delivered_through: 5, events: true, filter: EventFilter(None), initial_push_owed: true };
         let batches = drain(&store, &state, &mut pump);
         assert_eq!(batches.len(), 1);
         assert!(batches[0].events.is_empty());
@@ -383,7 +412,7 @@ mod tests {
     #[test]
     fn filters_skip_whole_pages_and_move_the_cursor_past_them() {
         let (store, state) = store_with(250);
-        let mut pump = PumpCursor { cursor: 0, events: true, filter: EventFilter::from_types(["app/a".to_owned()]), initial_push_owed: false };
+        let mut pump = PumpCursor { cursor: 0, delivered_through: 0, events: true, filter: EventFilter::from_types(["app/a".to_owned()]), initial_push_owed: false };
         let batches = drain(&store, &state, &mut pump);
         assert!(batches.iter().flat_map(|b| &b.events).all(|e| e.offset % 2 == 0));
         assert_eq!(batches.iter().map(|b| b.events.len()).sum::<usize>(), 125);
@@ -393,7 +422,7 @@ mod tests {
     #[test]
     fn state_only_mode_coalesces() {
         let (store, state) = store_with(7);
-        let mut pump = PumpCursor { cursor: 2, events: false, filter: EventFilter(None), initial_push_owed: true };
+        let mut pump = PumpCursor { cursor: 2, delivered_through: 2, events: false, filter: EventFilter(None), initial_push_owed: true };
         let batches = drain(&store, &state, &mut pump);
         assert_eq!(batches.len(), 1);
         assert!(batches[0].events.is_empty());
@@ -446,19 +475,87 @@ mod tests {
         assert!(DialReply::parse(Some(&json!("nope"))).is_err());
     }
 
+    const TO: Recipient<'static> = Recipient { subscription_key: "echo", connection_id: "c-1" };
+
     #[test]
     fn delivery_arguments_are_valid_json_in_order() {
         let (store, state) = store_with(2);
-        let mut pump = PumpCursor { cursor: 0, events: true, filter: EventFilter(None), initial_push_owed: false };
+        let mut pump = PumpCursor::starting_at(0, true, EventFilter(None));
         let batch = next_batch(&store, &state, &mut pump).unwrap().unwrap();
         let merge = json!({"processorName": "echo-example"});
-        let text = delivery_arguments(&state, "echo", &batch, merge.as_object());
+        let text = delivery_arguments(TO, &state, &batch, &state.to_json(), merge.as_object());
         let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["events"].as_array().unwrap().len(), 2);
         assert_eq!(v["processorName"], "echo-example");
         let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
-        assert_eq!(keys, ["namespace", "path", "subscriptionKey", "events", "streamMaxOffset", "state", "processorName"]);
-        let plain: Value = serde_json::from_str(&delivery_arguments(&state, "echo", &batch, None)).unwrap();
+        assert_eq!(
+            keys,
+            [
+                "namespace", "path", "subscriptionKey", "streamId", "connectionId", "afterOffset", "throughOffset", "events",
+                "streamMaxOffset", "state", "processorName"
+            ]
+        );
+        assert_eq!((v["afterOffset"].as_u64(), v["throughOffset"].as_u64(), v["connectionId"].as_str()), (Some(0), Some(2), Some("c-1")));
+        assert_eq!(v["streamId"], Value::Null);
+        let plain: Value = serde_json::from_str(&delivery_arguments(TO, &state, &batch, &state.to_json(), None)).unwrap();
         assert!(plain.get("processorName").is_none());
+    }
+
+    #[test]
+    fn shallow_merge_of_any_depth_arrives_intact_and_overrides_in_place() {
+        let (store, mut state) = store_with(1);
+        state.stream_id = Some("s-}\"{".into());
+        let mut pump = PumpCursor::starting_at(0, true, EventFilter(None));
+        let batch = next_batch(&store, &state, &mut pump).unwrap().unwrap();
+        let merge = json!({"ctx": {"tenant": "x}", "deep": [{"a": {"b": "}}"}}]}, "path": "/overridden", "s": "}"});
+        let entry = SubscriptionEntry {
+            latest_configured_event: crate::state::ConfiguredEventRef {
+                offset: 1,
+                event_type: "t".into(),
+                payload: json!({}),
+                created_at: "2026-01-05T10:00:00.000Z".into(),
+            },
+        };
+        for text in [
+            delivery_arguments(TO, &state, &batch, &state.to_json(), merge.as_object()),
+            dial_arguments(&state, TO, &entry, merge.as_object()),
+        ] {
+            let v: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(v["ctx"], merge["ctx"]);
+            assert_eq!(v["s"], "}");
+            assert_eq!(v["path"], "/overridden");
+            assert_eq!(v.as_object().unwrap().keys().position(|k| k == "path"), Some(1), "an overridden key keeps its place");
+        }
+        let frame: Value = serde_json::from_str(&batch_frame(TO, &state, &batch, &state.to_json())).unwrap();
+        assert_eq!(frame["streamId"], "s-}\"{");
+        assert_eq!(frame["type"], "batch");
+    }
+
+    #[test]
+    fn consecutive_batches_chain_even_when_the_filter_skips_pages() {
+        let store = MemStore::default();
+        let events: Vec<Event> = (1..=150).map(|o| event(o, "app/b", json!({}), "2026-01-05T10:00:00.000Z")).collect();
+        store.put_events(&events);
+        let mut state = CoreState { max_offset: 150, event_count: 150, ..CoreState::default() };
+        let mut pump = PumpCursor::starting_at(0, true, EventFilter::from_types(["app/a".to_owned()]));
+        pump.initial_push_owed = false;
+        assert_eq!(next_batch(&store, &state, &mut pump).unwrap(), None, "nothing matches");
+        assert_eq!(pump.cursor, 150, "the scan moved past the skipped pages");
+        store.put_events(&[event(151, "app/a", json!({}), "2026-01-05T10:00:00.000Z")]);
+        state.max_offset = 151;
+        let batch = next_batch(&store, &state, &mut pump).unwrap().unwrap();
+        assert_eq!((batch.after_offset, batch.through_offset), (0, 151), "after the last batch handed out, through the last read");
+        assert_eq!(batch.events.iter().map(|e| e.offset).collect::<Vec<_>>(), [151]);
+
+        let (store, state) = store_with(250);
+        for (filter, events) in [(EventFilter(None), true), (EventFilter::from_types(["app/a".to_owned()]), true), (EventFilter(None), false)] {
+            let mut pump = PumpCursor::starting_at(3, events, filter);
+            let batches = drain(&store, &state, &mut pump);
+            assert_eq!(batches[0].after_offset, 3);
+            for pair in batches.windows(2) {
+                assert_eq!(pair[1].after_offset, pair[0].through_offset);
+            }
+            assert_eq!(batches.last().unwrap().through_offset, 250);
+        }
     }
 }

@@ -1,0 +1,173 @@
+// Subscription runtime defects found by review, one test each: a delivery that could wedge, a reset
+// that could leave the object refusing calls, the wake fan-out, swallowed errors, an alarm re-armed
+// by a configuration failure, and a nameless call that bricked the stream.
+import { before, after, test } from "node:test";
+import assert from "node:assert/strict";
+import path from "node:path";
+import { startStreams, startPersistedStreams, stopPersistedStreams, call, uniqueName, REPO_ROOT } from "./helpers/mf.mjs";
+import { S, readAll } from "./helpers/assertions.mjs";
+import { sqliteFileOf, openSqlite } from "./helpers/reliability.mjs";
+import {
+  echoSubscriptionEvent,
+  uniqueEchoName,
+  inspectEcho,
+  configureEcho,
+  waitFor,
+  waitForEcho,
+  waitForLog,
+  facts,
+  openSubscriber,
+  sleep,
+  runtimeState,
+} from "./helpers/subscribers.mjs";
+
+const RECORDING_HOST = path.join(REPO_ROOT, "miniflare", "helpers", "recording-host.mjs");
+
+let mf;
+
+before(async () => {
+  mf = await startStreams({ echoScriptPath: RECORDING_HOST });
+});
+
+after(async () => {
+  await mf?.dispose();
+});
+
+test("defect 1: a nested shallowMerge (and strings holding braces) reaches the dial and every delivery intact", async () => {
+  const name = uniqueName();
+  const host = uniqueEchoName("rec");
+  // The nested object comes last: its closing braces end the merged JSON.
+  const shallowMerge = { processorName: "p", note: "{\"}", ctx: { tenant: "x}", deep: [{ a: { b: "}}" } }] } };
+  await configureEcho(mf, host, { reply: { replayAfterOffset: 0 } });
+  await call(mf, name, "append", { event: echoSubscriptionEvent("rec", host, { transformInput: { shallowMerge } }) });
+  const input = await call(mf, name, "append", { event: { type: "app/x", payload: { text: "}" } } });
+  const rec = await waitForEcho(mf, host, (h) => h.batches.some((b) => b.offsets.includes(input.offset)), { what: "the delivery" });
+  assert.deepEqual(rec.dials[0].ctx, shallowMerge.ctx);
+  assert.equal(rec.dials[0].note, shallowMerge.note);
+  for (const b of rec.batches) {
+    assert.deepEqual(b.ctx, shallowMerge.ctx);
+    assert.equal(b.note, shallowMerge.note);
+    assert.equal(b.processorName, "p");
+  }
+});
+
+test("defect 2: reset while a dial is in flight: the late failure writes nothing into the new life, which answers at once", async () => {
+  const name = uniqueName();
+  const host = uniqueEchoName("rec");
+  await configureEcho(mf, host, { failDials: true, dialDelayMs: 400 });
+  await call(mf, name, "append", { event: echoSubscriptionEvent("rec", host) });
+  await waitForEcho(mf, host, (h) => h.dials.length === 1, { what: "the dial in flight" });
+  await call(mf, name, "reset");
+  await sleep(700); // the dial fails meanwhile
+  const log = await waitFor(() => readAll(mf, name).catch(() => null), (l) => l !== null, { what: "the new life" });
+  assert.deepEqual(log.map((e) => e.type), [S("created"), S("woken")]);
+  const rs = await runtimeState(mf, name);
+  assert.deepEqual(rs.runtime.redial, {}, "no back-off row from the old life");
+  assert.deepEqual(rs.coreProcessorState.subscriptionsByKey, {});
+});
+
+test("defect 3: a wake re-announces every hibernated socket in one commit; each socket gets the missed events once", async () => {
+  const name = uniqueName();
+  const SOCKETS = 40;
+  const subs = [];
+  for (let i = 0; i < SOCKETS; i++) subs.push(await openSubscriber(mf, name, { subscriptionKey: `s${i}` }));
+  await call(mf, name, "append", { event: { type: "app/before" } });
+  await Promise.all(subs.map((s) => s.waitFor((x) => x.events().some((e) => e.type === "app/before"))));
+  const report = await call(mf, name, "simulateHibernation");
+  assert.deepEqual(report, { bootCommits: 2 }, "one commit for woken, one for all re-announcements");
+  const missed = await call(mf, name, "append", { event: { type: "app/after" } });
+  await Promise.all(subs.map((s) => s.waitForOffset(missed.offset)));
+  const log = await readAll(mf, name);
+  for (const s of subs) {
+    const offsets = s.offsets();
+    assert.equal(new Set(offsets).size, offsets.length, "no event twice");
+    const since = log.filter((e) => e.offset > offsets[0]).map((e) => e.offset);
+    assert.deepEqual(offsets.slice(1), since.slice(0, offsets.length - 1), "every event after the first, in order");
+  }
+  const reannounced = facts(log, "subscriber-connected").filter((e) => e.offset > log.findLast((x) => x.type === S("woken")).offset);
+  assert.equal(reannounced.length, SOCKETS);
+  for (const s of subs) s.close();
+});
+
+test("defect 4: a delivery that cannot be handed over ends the connection, is logged and re-dials (no wedged loop)", async () => {
+  const name = uniqueName();
+  const host = uniqueEchoName("rec");
+  await configureEcho(mf, host, { reply: { replayAfterOffset: 0 }, failBatches: 2 });
+  await call(mf, name, "append", { event: echoSubscriptionEvent("rec", host) });
+  const input = await call(mf, name, "append", { event: { type: "app/x" } });
+  const rec = await waitForEcho(mf, host, (h) => h.batches.some((b) => !b.failed && b.offsets.includes(input.offset)), {
+    what: "a delivery after two failures",
+    timeoutMs: 10_000,
+  });
+  assert.ok(rec.dials.length >= 3, `re-dialed after each failure (${rec.dials.length} dials)`);
+  assert.equal(rec.maxInFlight, 1, "at most one delivery in flight");
+  const log = await readAll(mf, name);
+  assert.equal(facts(log, "subscriber-disconnected", { subscriptionKey: "rec", reason: "delivery-failed" }).length, 2);
+  assert.deepEqual((await runtimeState(mf, name)).runtime.redial, {}, "the first delivery after the re-dial clears the back-off");
+});
+
+test("defect 5: a configuration failure arms no alarm, even with a back-off row left from an earlier failure", async () => {
+  const { mf: first, persistDir } = await startPersistedStreams("subs-defect5-", { echoScriptPath: RECORDING_HOST });
+  const name = uniqueName();
+  const host = uniqueEchoName("rec");
+  let second;
+  try {
+    await configureEcho(first, host, { failDials: true });
+    await call(first, name, "append", { event: echoSubscriptionEvent("rec", host) });
+    await waitFor(() => runtimeState(first, name), (rs) => rs.runtime.redial.rec?.failures >= 1, { what: "a back-off row" });
+    await first.dispose();
+
+    // Same storage, but ECHO_HOST is no longer allowed: every dial now stops at the configuration.
+    const lines = [];
+    second = await startStreams({
+      echoScriptPath: RECORDING_HOST,
+      bindings: { STREAM_SUBSCRIBER_BINDINGS: "" },
+      miniflare: {
+        durableObjectsPersist: persistDir,
+        handleRuntimeStdio(stdout, stderr) {
+          for (const stream of [stdout, stderr]) stream.on("data", (chunk) => lines.push(...String(chunk).split("\n")));
+        },
+      },
+    });
+    await call(second, name, "getEvents", {}); // boot: one dial attempt, refused by the allowlist
+    await sleep(1500); // the stored alarm fires meanwhile
+    const refusals = lines.filter((l) => l.includes("subscription rec:") && l.includes("not allowed"));
+    assert.ok(refusals.length >= 1, "the configuration failure is logged");
+    assert.ok(refusals.length <= 2, `the alarm must not spin on a configuration failure (${refusals.length} attempts in 1.5 s)`);
+  } finally {
+    await second?.dispose();
+    await stopPersistedStreams(null, persistDir);
+  }
+});
+
+test("defect 6: a call that reaches the object without a name is refused on its own and never creates or poisons a stream", async () => {
+  const started = await startPersistedStreams("subs-defect6-");
+  const { mf: m, persistDir } = started;
+  try {
+    const ns = await m.getDurableObjectNamespace("STREAM", "streams");
+    // A fresh object reached without a name: refused, every time, and nothing is stored.
+    const freshId = ns.newUniqueId();
+    for (let i = 0; i < 2; i++) await assert.rejects(ns.get(freshId).getEvents({}));
+
+    // An existing stream reached by id only, right after a restart of the object: it knows its
+    // name from its own log, answers, and the named callers keep working.
+    const name = uniqueName();
+    const ev = await call(m, name, "append", { event: { type: "app/x" } });
+    await call(m, name, "kill");
+    await sleep(100);
+    const byId = ns.get(ns.idFromString(ns.idFromName(name).toString()));
+    const seen = await waitFor(() => byId.getEvents({}).catch(() => null), (l) => l !== null, { what: "the nameless read" });
+    assert.deepEqual(seen.slice(0, ev.offset).at(-1), ev);
+    const next = await call(m, name, "append", { event: { type: "app/y" } });
+    assert.ok(next.offset > ev.offset, "named calls still work");
+    assert.equal((await call(m, name, "runtimeState")).coreProcessorState.path, name.slice(name.indexOf(":") + 1));
+    const freshHex = freshId.toString();
+    await m.dispose();
+    started.mf = null;
+    const freshFile = sqliteFileOf(persistDir, freshHex);
+    const tables = freshFile ? (await openSqlite(freshFile)).prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() : [];
+    assert.deepEqual(tables.filter((t) => !t.name.startsWith("_cf_")), [], "the nameless fresh object created no stream");
+  } finally {
+    await stopPersistedStreams(started.mf, persistDir);
+  }
+});

@@ -1,0 +1,54 @@
+// The HTTP API, for what the mirror does not cover: runtimeState, admin operations with the admin
+// token, and operator events. A 401 makes the page ask for a token.
+import { accessState, requireToken } from "./access";
+
+export interface StreamTarget {
+  namespace: string;
+  path: string;
+}
+
+export class ApiError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
+    this.name = "ApiError";
+  }
+}
+
+export async function callApi<T>(
+  target: StreamTarget,
+  method: string,
+  body: unknown = {},
+  token: string | null = accessState().apiToken,
+): Promise<T> {
+  const search = new URLSearchParams({ namespace: target.namespace, path: target.path });
+  const headers: Record<string, string> = { "content-type": "application/json" };
+  if (token) headers.authorization = `Bearer ${token}`;
+  const res = await fetch(`/api/streams/${method}?${search}`, { method: "POST", headers, body: JSON.stringify(body) });
+  const text = await res.text();
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new ApiError("internal", `HTTP ${res.status}: ${text.slice(0, 200)}`, res.status);
+  }
+  if (!res.ok) {
+    const error = (json as { error?: { code?: string; message?: string } }).error;
+    if (res.status === 401) requireToken();
+    throw new ApiError(error?.code ?? "internal", error?.message ?? `HTTP ${res.status}`, res.status);
+  }
+  return json as T;
+}
+
+/** `code: message` for an error from the API or the mirror. */
+export function errorText(error: unknown): string {
+  if (error instanceof ApiError) return `${error.code}: ${error.message}`;
+  if (error instanceof Error) {
+    const code = (error as { code?: unknown }).code;
+    return typeof code === "string" && !error.message.startsWith(`${code}:`) ? `${code}: ${error.message}` : error.message;
+  }
+  return String(error);
+}
