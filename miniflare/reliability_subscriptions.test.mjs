@@ -207,7 +207,7 @@ test("subscriptions: outbound EchoHost under 8 seeded kill()s — 200 inputs pro
   const catchUpMs = Date.now() - started - writeMs;
   // Sentinel: one more input; once its output is in, whatever the echo was still owed has landed.
   const sentinel = await call(mf, name, "append", { event: { type: ECHO_INPUT, payload: { sentinel: true }, idempotencyKey: "echo-in-sentinel" } });
-  const sentinelKey = `echo-example/output:${sentinel.offset}`;
+  const sentinelKey = `echo-example:${sentinel.offset}:0`;
   log = await waitForLog(mf, name, (l) => l.some((e) => e.idempotencyKey === sentinelKey), { what: "the sentinel's output", timeoutMs: 30_000 });
   echo = await inspectEcho(mf, echoName);
 
