@@ -157,7 +157,7 @@ test("item 65: EchoHost dial arguments follow §10.2; an input → output-echoed
   const log = await waitForLog(mf, name, (l) => outputs(l).length === 1);
   const [out] = outputs(log);
   assert.deepEqual(out.payload, { seen: 1 });
-  assert.equal(out.idempotencyKey, `echo-example/output:${input.offset}`);
+  assert.equal(out.idempotencyKey, `echo-example:${input.offset}:0`);
   assert.ok(out.offset > input.offset);
 
   const echoAfter = await inspectEcho(mf, echoName);
