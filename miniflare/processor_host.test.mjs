@@ -255,6 +255,22 @@ test("resume without skip retries the event; halting again at the same checkpoin
   assert.equal(errors[0].idempotencyKey, "processor-ingest-failed:counter:0");
 });
 
+test("a halt report that cannot be appended is only logged: dials are refused cleanly, and work again after resume", async () => {
+  const p = setup();
+  // An invalid namespace: every append to it fails, so the error-occurred report cannot land.
+  const target = { namespace: "Not-Valid", path: p.target.path };
+  const on = (method, arg) => tryHost(mf, p.host, method, { ...target, processorName: "counter", ...arg });
+  assertOk(await on("requestStreamSubscription", { connectionId: "A" }));
+  const batch = { connectionId: "A", afterOffset: 0, throughOffset: 3, events: [add(3, 0, { poison: true })] };
+  for (let i = 0; i < 3; i++) assertCode(await on("processEventBatch", batch), "processor_failed");
+  for (let i = 0; i < 2; i++) assertCode(await on("requestStreamSubscription", { connectionId: "B" }), "processor_halted", "refused, not broken");
+  assertCode(await on("processEventBatch", batch), "processor_halted");
+  const resumed = await callHost(mf, p.host, "resumeProcessor", { ...target, slug: "counter", skip: true });
+  assert.equal(resumed.halted, false);
+  assertOk(await on("requestStreamSubscription", { connectionId: "C" }), "the next dial works");
+  assert.deepEqual(assertOk(await on("processEventBatch", { ...batch, connectionId: "C" })), { outcome: "committed", checkpoint: 3 });
+});
+
 test("two processors in one host keep separate state, checkpoints and halts", async () => {
   const counter = setup("counter");
   const tally = {
