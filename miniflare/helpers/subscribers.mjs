@@ -7,7 +7,7 @@ import { S, readAll } from "./assertions.mjs";
 
 export const ECHO_INPUT = "events.iterate.com/echo-example/input-received";
 export const ECHO_OUTPUT = "events.iterate.com/echo-example/output-echoed";
-export const ECHO_ANNOUNCEMENT = { slug: "echo-example", version: "0.1.0" };
+export const ECHO_ANNOUNCEMENT = { slug: "echo-example", version: "0.1.0", consumes: [ECHO_INPUT] };
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
