@@ -91,6 +91,13 @@ test("docs: every variable and secret the Worker reads is in the operations guid
   }
 });
 
+test("README: the Documentation list links every file of docs/", () => {
+  const list = markdownSection(readme, "Documentation");
+  for (const file of fs.readdirSync(path.join(REPO_ROOT, "docs")).filter((f) => f.endsWith(".md"))) {
+    assert.ok(list.includes(`](docs/${file})`), `README.md#documentation does not link docs/${file}`);
+  }
+});
+
 test("docs: relative links in the Markdown files point at files and headings that exist", () => {
   const inDir = (dir) => fs.readdirSync(path.join(REPO_ROOT, dir)).filter((f) => f.endsWith(".md")).map((f) => path.join(dir, f));
   const files = [...inDir("."), ...inDir("docs"), ...inDir("bench")];
