@@ -1,6 +1,6 @@
 //! Outbound subscribers: the stream dials configured callables over JS RPC,
 //! delivers batches one at a time, re-dials with back-off on failure, and
-//! idles connections out; one DO alarm drives both timers (spec §10.2).
+//! idles connections out; one DO alarm drives both timers (docs/protocol.md#outbound-subscribers).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
@@ -33,7 +33,7 @@ pub(super) struct Outbound {
     /// `runtime_meta.idleDeadlineMs`, once read: every commit consults it.
     idle_deadline: Option<Option<f64>>,
     /// Keys whose last dial stopped at a configuration problem: they arm no
-    /// alarm and wait for the next trigger (spec §10.2).
+    /// alarm and wait for the next trigger (docs/protocol.md#outbound-subscribers).
     misconfigured: BTreeSet<String>,
 }
 
