@@ -29,7 +29,7 @@ export class Baseline extends DurableObject {
   }
 
   #insert(event) {
-    // Same key order as a committed event (spec §3.2): input fields, then offset, createdAt.
+    // Same key order as a committed event (docs/protocol.md#committed-event): input fields, then offset, createdAt.
     const committed = { ...event, offset: this.#next, createdAt: new Date().toISOString() };
     const json = JSON.stringify(committed);
     if (json.length * 3 <= PART_BYTES) {

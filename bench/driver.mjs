@@ -2,6 +2,7 @@
 // timed. POST a JSON body {scenario, target: "ours"|"base", name, ...params}; the reply is
 // {ok:true, result} or {ok:false, error}. Both targets are reached over DO RPC through bindings:
 //   OURS -> {className:"Stream", scriptName:"streams"}   BASE -> {className:"Baseline", scriptName:"baseline"}
+//   PROCESSOR -> {className:"BenchProcessor", scriptName:"processors"} (scenario 10)
 // In workerd the clock only advances across I/O; every RPC call is I/O, so per-call timing works.
 
 const now = () => performance.now();
@@ -150,6 +151,43 @@ const scenarios = {
     }
     const ms = now() - t0;
     return { n, pages, ms, perSec: (n * 1000) / ms };
+  },
+
+  /**
+   * 10. A stream of `events` bench events (prepared) is wired to the summing processor; timed from
+   * the subscription append until the processor's committed count reaches `events`. Then the same
+   * events are read with getEvents in pages of 100 (the size of a delivered batch).
+   */
+  async processor(env, { name, events }) {
+    const stream = stubOf(env, "ours", name);
+    const [namespace, path] = [name.slice(0, name.indexOf(":")), name.slice(name.indexOf(":") + 1)];
+    const host = env.PROCESSOR.getByName(name);
+    await warm(stream);
+    const subscription = {
+      type: "events.iterate.com/stream/subscription-configured",
+      payload: {
+        subscriptionKey: "sum",
+        subscriber: {
+          type: "callable",
+          callable: { type: "workers-rpc", via: { type: "env-binding", bindingType: "durable-object-namespace", bindingName: "PROCESSOR", durableObject: { name } } },
+        },
+      },
+    };
+    const t0 = now();
+    await stream.append({ event: subscription });
+    let status;
+    for (;;) {
+      status = await host.processorStatus({ namespace, path, slug: "sum" });
+      if (status.state.count >= events) break;
+      await sleep(1);
+    }
+    const ms = now() - t0;
+    const expected = (events * (events - 1)) / 2;
+    if (status.state.count !== events || status.state.total !== expected) {
+      throw new Error(`processor state ${JSON.stringify(status.state)}, expected count ${events}, total ${expected}`);
+    }
+    const read = await scenarios.replay(env, { target: "ours", name, limit: 100 });
+    return { n: events, ms, perSec: (events * 1000) / ms, readPerSec: read.perSec, ratio: (events * 1000) / ms / read.perSec };
   },
 
   /** Append one event with a `bytes`-long string payload, then read it back. */

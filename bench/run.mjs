@@ -3,7 +3,7 @@
 //   bash scripts/bench.sh            # build, then this
 //   node bench/run.mjs [--runs=5] [--scale=1] [--no-rebuild] [--out=BENCHMARKS.md]
 //                      [--root=<checkout with src/entry.mjs + build/>] [--code=<label for the report>]
-//                      [--only=token]   (one scenario, printed only; BENCHMARKS.md is left alone)
+//                      [--only=token|processor]   (one scenario, printed only; BENCHMARKS.md is left alone)
 //
 // Workers: streams (src/entry.mjs + build/), baseline (bench/baseline-do.mjs), driver
 // (bench/driver.mjs, DO bindings to both). Node only sends "run scenario X on target T" to the
@@ -18,6 +18,7 @@ import zlib from "node:zlib";
 import { COMPATIBILITY_DATE, REPO_ROOT } from "../miniflare/helpers/mf.mjs";
 import { runWake } from "./wake.mjs";
 import { signJwt, claims } from "../miniflare/helpers/jwt.mjs";
+import { bundledModules } from "../miniflare/helpers/bundle.mjs";
 
 const { values: opts } = parseArgs({
   options: {
@@ -38,7 +39,7 @@ const STORAGE_PARENT = path.resolve(opts["storage-dir"]); // the worker under te
 const RUNS = Math.max(1, parseInt(opts.runs, 10));
 const SCALE = Number(opts.scale);
 const n = (x) => Math.max(1, Math.round(x * SCALE));
-/** Scenario 10 opens a thousand sockets per round: fewer rounds. */
+/** Scenario 11 opens a thousand sockets per round: fewer rounds. */
 const WAKE_RUNS = Math.min(RUNS, 3);
 
 const CFG = {
@@ -55,9 +56,10 @@ const CFG = {
   growthN: n(1000),
   bootEvents: n(10000),
   subN: n(200), // sequential appends, each waiting for its WebSocket frame
-  wakeSockets: n(1000), // hibernated WebSockets on one stream, woken once per round (scenario 10)
+  wakeSockets: n(1000), // hibernated WebSockets on one stream, woken once per round (scenario 11)
   prepareBatch: 1000,
   tokenN: n(4000), // public HTTP requests per leg and round (scenario 9)
+  processorEvents: n(10000), // events through the summing processor per round (scenario 10)
 };
 const BENCH_JWT_SECRET = "bench-jwt-secret";
 
@@ -74,14 +76,26 @@ function startMiniflare(persistDir) {
     durableObjectsPersist: persistDir,
     workers: [
       {
-        // Production-like: no test hooks, no subscriber allowlist.
+        // Production-like: no test hooks; the only allowed subscriber is scenario 10's processor.
         name: "streams",
         modules: true,
         modulesRoot: ROOT,
         scriptPath: path.join(ROOT, "src", "entry.mjs"),
         modulesRules: MODULES_RULES,
         compatibilityDate: COMPATIBILITY_DATE,
-        durableObjects: { STREAM: { className: "Stream", useSQLite: true } },
+        durableObjects: {
+          STREAM: { className: "Stream", useSQLite: true },
+          PROCESSOR: { className: "BenchProcessor", scriptName: "processors", useSQLite: true },
+        },
+        bindings: { STREAM_SUBSCRIBER_BINDINGS: "PROCESSOR" },
+      },
+      {
+        // The summing processor of scenario 10 (bench/processor-host.mjs).
+        name: "processors",
+        modules: bundledModules(path.join(REPO_ROOT, "bench", "processor-host.mjs")),
+        compatibilityDate: COMPATIBILITY_DATE,
+        durableObjects: { PROCESSOR: { className: "BenchProcessor", useSQLite: true } },
+        serviceBindings: { STREAMS: "streams" },
       },
       {
         // The same code with scoped tokens on (scenario 9).
@@ -111,6 +125,7 @@ function startMiniflare(persistDir) {
         durableObjects: {
           OURS: { className: "Stream", scriptName: "streams", useSQLite: true },
           BASE: { className: "Baseline", scriptName: "baseline", useSQLite: true },
+          PROCESSOR: { className: "BenchProcessor", scriptName: "processors", useSQLite: true },
         },
         // The public HTTP route, for the subscription WebSocket (scenario 8).
         serviceBindings: { STREAMS: "streams", STREAMS_AUTH: "streams-auth" },
@@ -181,6 +196,25 @@ function tokenRows(runs, row) {
   row(`9. Scoped token check (HS256), µs per HTTP request (N=${CFG.tokenN})`, fmtMs(cost), "n/a", "—", "< 50", cost < 50);
   row("   request refused at routing: no credentials configured, µs", fmtMs(pick(runs, "openUs")), "n/a", "—");
   row("   the same with a verified scoped token, µs", fmtMs(pick(runs, "scopedUs")), "n/a", "—");
+}
+
+/** 10. Events/s through the summing processor vs getEvents of the same events; a fresh stream per round. */
+async function processorPhase(drive) {
+  const runs = [];
+  for (let round = 0; round <= RUNS; round++) {
+    const name = `bench:/processor-${round}`;
+    await drive({ scenario: "prepare", target: "ours", name, events: CFG.processorEvents, batch: CFG.prepareBatch });
+    const out = await drive({ scenario: "processor", name, events: CFG.processorEvents });
+    if (round > 0) runs.push(out);
+  }
+  log("10 processor done");
+  return runs;
+}
+
+function processorRows(runs, row) {
+  row(`10. Processor (sum) end to end, ${CFG.processorEvents} events, events/s`, fmtRate(pick(runs, "perSec")), "n/a", "—");
+  row("   getEvents of the same events (pages of 100), events/s", fmtRate(pick(runs, "readPerSec")), "n/a", "—");
+  row("   ratio processor / getEvents", fmtRatio(pick(runs, "ratio")), "n/a", "—");
 }
 
 async function mainPhase(drive, persistDir) {
@@ -260,6 +294,7 @@ async function mainPhase(drive, persistDir) {
   // 8. Subscription delivery latency: ours only (the baseline has no subscriptions), a fresh
   // stream per round, one warm-up round.
   R.token = await tokenPhase(drive);
+  R.processor = await processorPhase(drive);
 
   R.subscribe = [];
   for (let round = 0; round <= RUNS; round++) {
@@ -454,8 +489,9 @@ function buildRows(R, restart, wasm) {
   tokenRows(R.token, row);
 
   const wake = (key) => pick(R.wake, key);
-  row(`10. Wake with ${CFG.wakeSockets} hibernated sockets: commits`, String(wake("bootCommits")), "n/a", "—", "2", wake("bootCommits") === 2);
+  row(`11. Wake with ${CFG.wakeSockets} hibernated sockets: commits`, String(wake("bootCommits")), "n/a", "—", "2", wake("bootCommits") === 2);
   row("    time until every socket has what it missed, ms", fmtMs(wake("wakeMs")), "n/a", "—");
+  processorRows(R.processor, row);
   return rows;
 }
 
@@ -511,12 +547,18 @@ Notes:
   (HMAC-SHA256, claims parsing, reading the extra settings). The cost is the median over every pair
   of adjacent blocks of all rounds (a burst of other load spoils one pair, not the figure); the
   two per-request rows are medians over rounds.
-- Wake (10): one stream (its own Miniflare, with the test hooks on) holds ${CFG.wakeSockets} WebSockets
+- Wake (11): one stream (its own Miniflare, with the test hooks on) holds ${CFG.wakeSockets} WebSockets
   from Node; \`simulateHibernation\` drops the object's memory and boots it again, as a real wake
   does. Commits are what that boot made (one for \`woken\`, one for every socket's re-announcement);
   the time runs from the call until every socket has received everything after its last frame
   (\`woken\` and the ${CFG.wakeSockets} re-announcements), each event once, each frame's \`afterOffset\`
   equal to the previous \`throughOffset\`. Median over ${WAKE_RUNS} rounds (a fresh Miniflare each); \`node bench/wake.mjs\` runs it alone.
+- Processor (10): a stream of ${CFG.processorEvents} prepared events is wired to a processor
+  (bench/processor-host.mjs: \`ProcessorHost\` with one \`reduce\` that sums, no side effects) by
+  appending its subscription; timed from that append until the processor's committed count is
+  ${CFG.processorEvents} (the driver polls \`status\`). This covers the dial, every delivery (≤ 100
+  events each), the reduction and one SQLite commit per batch. The comparison reads the same
+  events with \`getEvents\` in pages of 100 from the driver. Fresh stream per round.
 - The machine may be shared; interleaving ours and baseline keeps background load out of the
   ratios better than out of the absolute numbers (see the load average above).
 `;
@@ -546,7 +588,7 @@ async function main() {
     const restart = opts["no-rebuild"] ? undefined : await restartPhase(persistDir, R.rebuildIds);
     R.wake = [];
     for (let round = 0; round < WAKE_RUNS; round++) R.wake.push(await runWake({ root: ROOT, sockets: CFG.wakeSockets }));
-    log("10 wake done");
+    log("11 wake done");
     const wasm = wasmSize();
     const mach = machine(loadStart);
     const rows = buildRows(R, restart, wasm);
@@ -566,7 +608,7 @@ async function main() {
 
 /** `--only=<scenario>`: that scenario alone, its rows printed; BENCHMARKS.md is not rewritten. */
 async function onlyOne(scenario, persistDir) {
-  const phases = { token: [tokenPhase, tokenRows] };
+  const phases = { token: [tokenPhase, tokenRows], processor: [processorPhase, processorRows] };
   if (!phases[scenario]) throw new Error(`--only: unknown scenario ${JSON.stringify(scenario)}; known: ${Object.keys(phases).join(", ")}`);
   const [phase, rowsOf] = phases[scenario];
   const mf = startMiniflare(persistDir);

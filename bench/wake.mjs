@@ -1,4 +1,4 @@
-// Scenario 10: one stream with N hibernatable WebSockets wakes (the `simulateHibernation` test
+// Scenario 11: one stream with N hibernatable WebSockets wakes (the `simulateHibernation` test
 // hook drops all memory and boots again, as a real wake does). Measures the boot's commits and the
 // time until every socket has received everything it missed (the new `woken` and the N
 // re-announcements); checks each socket got each event once, in order, with no gap.

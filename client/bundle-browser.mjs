@@ -18,8 +18,8 @@ export function sqliteWasmPath() {
   return require.resolve("@sqlite.org/sqlite-wasm/sqlite3.wasm");
 }
 
-/** entryPoints: {name: file}; returns the list of written files. */
-export async function bundleBrowser({ entryPoints, outdir, minify = false, sourcemap = true }) {
+/** entryPoints: {name: file}; bare imports also resolve from `nodePaths` (default: this repo's node_modules). */
+export async function bundleBrowser({ entryPoints, outdir, minify = false, sourcemap = true, nodePaths = [path.join(HERE, "..", "node_modules")] }) {
   fs.mkdirSync(outdir, { recursive: true });
   const result = await esbuild.build({
     entryPoints: { ...entryPoints, "mirror-worker": MIRROR_WORKER_ENTRY },
@@ -32,6 +32,7 @@ export async function bundleBrowser({ entryPoints, outdir, minify = false, sourc
     minify,
     sourcemap,
     metafile: true,
+    nodePaths,
     logLevel: "warning",
     define: { "process.env.NODE_ENV": minify ? '"production"' : '"development"' },
   });

@@ -1,5 +1,5 @@
 // The append path over DO JS-RPC: committed shape, idempotency, offsets, sizes, batches,
-// concurrency (STREAM.md §3, §5; §14 items 8, 12–16, 18–21).
+// concurrency (docs/protocol.md#event-model, docs/architecture.md#the-append-path).
 import { before, after, test } from "node:test";
 import assert from "node:assert/strict";
 import { startStreams, call, tryCall, callMany, uniqueName, stub } from "./helpers/mf.mjs";
@@ -28,10 +28,10 @@ after(async () => {
   await mf?.dispose();
 });
 
-test("item 8: committed events have the §3.2 key order, keep nested order, round-trip source; createdAt is ISO ms UTC", async () => {
+test("committed events have the documented key order, keep nested order, round-trip source; createdAt is ISO ms UTC", async () => {
   const name = uniqueName();
   const input = {
-    createdAtIgnored: undefined, // undefined counts as absent (§3.1) — removed below if RPC keeps it
+    createdAtIgnored: undefined, // undefined counts as absent (docs/protocol.md#append-input) — removed below if RPC keeps it
     idempotencyKey: "  m-1 ",
     source: { processor: { slug: "echo-example", version: "0.1.0" } },
     metadata: { z: 1, a: { y: 2, b: 3 } },
@@ -68,7 +68,7 @@ test("item 8: committed events have the §3.2 key order, keep nested order, roun
   assert.equal(JSON.stringify(listed), JSON.stringify([ev]));
 });
 
-test("item 8: absent fields are omitted, an explicit payload:null is kept, undefined properties count as absent", async () => {
+test("absent fields are omitted, an explicit payload:null is kept, undefined properties count as absent", async () => {
   const name = uniqueName();
   const bare = await call(mf, name, "append", { event: { type: "app/bare" } });
   assert.deepEqual(Object.keys(bare), ["type", "offset", "createdAt"]);
@@ -90,7 +90,7 @@ test("item 8: absent fields are omitted, an explicit payload:null is kept, undef
   assert.deepEqual(await call(mf, name, "getEvent", { offset: uni.offset }), uni);
 });
 
-test("item 12: dup-key with {n:1} then {n:2} → the same event (offset and payload {n:1}), nothing appended", async () => {
+test("dup-key with {n:1} then {n:2} → the same event (offset and payload {n:1}), nothing appended", async () => {
   const name = uniqueName();
   const first = await call(mf, name, "append", { event: { type: "app/x", payload: { n: 1 }, idempotencyKey: "dup-key" } });
   const snap = await snapshot(mf, name);
@@ -106,7 +106,7 @@ test("item 12: dup-key with {n:1} then {n:2} → the same event (offset and payl
   await assertUnchanged(mf, name, snap, "idempotency hits write nothing");
 });
 
-test("item 13: dup-key with offset first+10 → idempotency_conflict with the exact message", async () => {
+test("dup-key with offset first+10 → idempotency_conflict with the exact message", async () => {
   const name = uniqueName();
   const first = await call(mf, name, "append", { event: { type: "app/x", payload: { n: 1 }, idempotencyKey: "dup-key" } });
   await call(mf, name, "append", { event: { type: "app/filler" } });
@@ -132,7 +132,7 @@ test("item 13: dup-key with offset first+10 → idempotency_conflict with the ex
   await assertUnchanged(mf, name, snap);
 });
 
-test("item 14: the same key twice in one batch → both slots hold one event; maxOffset +1", async () => {
+test("the same key twice in one batch → both slots hold one event; maxOffset +1", async () => {
   const name = uniqueName();
   const { maxOffset } = await coreState(mf, name);
   const res = await call(mf, name, "appendBatch", {
@@ -179,7 +179,7 @@ test("item 14: the same key twice in one batch → both slots hold one event; ma
   await assertUnchanged(mf, name, snap);
 });
 
-test("item 14: a batch of only idempotency hits writes nothing", async () => {
+test("a batch of only idempotency hits writes nothing", async () => {
   const name = uniqueName();
   const a = await call(mf, name, "append", { event: { type: "app/a", idempotencyKey: "a" } });
   const b = await call(mf, name, "append", { event: { type: "app/b", idempotencyKey: "b" } });
@@ -195,7 +195,7 @@ test("item 14: a batch of only idempotency hits writes nothing", async () => {
   await assertUnchanged(mf, name, snap);
 });
 
-test("item 15: offset max+2 → offset_mismatch: expected offset <max+1>, got <max+2>; max+1 → OK", async () => {
+test("offset max+2 → offset_mismatch: expected offset <max+1>, got <max+2>; max+1 → OK", async () => {
   const name = uniqueName();
   const { maxOffset: m } = await coreState(mf, name);
   const snap = await snapshot(mf, name);
@@ -214,7 +214,7 @@ test("item 15: offset max+2 → offset_mismatch: expected offset <max+1>, got <m
   assert.deepEqual(okBatch.map((e) => e.offset), [m + 2, m + 3, m + 4]);
 });
 
-test("item 16: appends get consecutive offsets; getEvents after/limit/before bound the range", async () => {
+test("appends get consecutive offsets; getEvents after/limit/before bound the range", async () => {
   const name = uniqueName();
   const s = (await coreState(mf, name)).maxOffset;
   // Through a direct stub from Node (successful calls only).
@@ -293,7 +293,7 @@ test("concurrent batches and keyed appends interleave without gaps or duplicates
   assert.equal(byKey.size, 5);
 });
 
-test("item 18: a 700 KiB \"x\" payload round-trips exactly", async () => {
+test("a 700 KiB \"x\" payload round-trips exactly", async () => {
   const name = uniqueName();
   const payload = "x".repeat(700 * 1024);
   const ev = await call(mf, name, "append", { event: { type: "app/big", payload } });
@@ -329,7 +329,7 @@ function eventOfCommittedSize(n, offset, type = "app/sized") {
   return { type, payload: "x".repeat(n - overhead) };
 }
 
-test("item 19: a committed event over 8 MiB → event_too_large with the exact size; exactly 8 MiB → OK", async () => {
+test("a committed event over 8 MiB → event_too_large with the exact size; exactly 8 MiB → OK", async () => {
   const name = uniqueName();
   const { maxOffset: m } = await coreState(mf, name);
   const snap = await snapshot(mf, name);
@@ -356,20 +356,20 @@ test("item 19: a committed event over 8 MiB → event_too_large with the exact s
   assert.equal(read.payload, input.payload);
 });
 
-test("item 19: a 7 MiB event → OK", async () => {
+test("a 7 MiB event → OK", async () => {
   const name = uniqueName();
   const payload = "y".repeat(7 * MiB);
   const ev = await call(mf, name, "append", { event: { type: "app/seven", payload } });
   assert.equal((await call(mf, name, "getEvent", { offset: ev.offset })).payload, payload);
 });
 
-test("item 20: 1001 events → batch_too_large; 1000 → OK", async () => {
+test("1001 events → batch_too_large; 1000 → OK", async () => {
   const name = uniqueName();
   const { maxOffset: m } = await coreState(mf, name);
   const snap = await snapshot(mf, name);
   const mk = (n) => Array.from({ length: n }, (_, i) => ({ type: "app/many", payload: { i } }));
   assertError(await tryCall(mf, name, "appendBatch", { events: mk(1001) }), "batch_too_large", "batch has 1001 events; the limit is 1000");
-  // The count check comes first (§5.2 step 0): invalid events in an oversized batch still give batch_too_large.
+  // The count check comes first (docs/architecture.md#the-append-path): invalid events in an oversized batch still give batch_too_large.
   assertError(
     await tryCall(mf, name, "appendBatch", { events: Array.from({ length: 1001 }, () => ({ type: "app/x", foo: 1 })) }),
     "batch_too_large",
@@ -386,7 +386,7 @@ test("item 20: 1001 events → batch_too_large; 1000 → OK", async () => {
   assert.equal(st.eventCount, m + 1000);
 });
 
-test("item 20: 3 × 6 MiB in one batch → batch_too_large (bytes), nothing written", async () => {
+test("3 × 6 MiB in one batch → batch_too_large (bytes), nothing written", async () => {
   const name = uniqueName();
   const snap = await snapshot(mf, name);
   const big = "z".repeat(6 * MiB);
@@ -402,7 +402,7 @@ test("item 20: 3 × 6 MiB in one batch → batch_too_large (bytes), nothing writ
   assert.equal(await call(mf, name, "getEvent", { idempotencyKey: "six-0" }), undefined);
 });
 
-test("item 21: [valid, invalid] → error, maxOffset unchanged; events: [] → [] and nothing written", async () => {
+test("[valid, invalid] → error, maxOffset unchanged; events: [] → [] and nothing written", async () => {
   const name = uniqueName();
   await call(mf, name, "append", { event: { type: "app/pre" } });
   const snap = await snapshot(mf, name);

@@ -1,5 +1,5 @@
 // Pause gate and the inline circuit breaker over DO JS-RPC
-// (STREAM.md §6.3, §7; §14 items 34, 35, 36, 44, 45).
+// (docs/protocol.md#pause-gate, #circuit-breaker).
 import { before, after, test } from "node:test";
 import assert from "node:assert/strict";
 import { startStreams, call, tryCall, callMany, uniqueName } from "./helpers/mf.mjs";
@@ -31,7 +31,7 @@ after(async () => {
 const widget = (i) => ({ type: "app/widget", payload: { i } });
 const pausedEvents = (events) => events.filter((e) => e.type === S("paused"));
 
-test("item 34: paused `maintenance` → append → stream_paused: stream paused: maintenance; error-occurred passes", async () => {
+test("paused `maintenance` → append → stream_paused: stream paused: maintenance; error-occurred passes", async () => {
   const name = uniqueName();
   const p = await call(mf, name, "append", { event: { type: S("paused"), payload: { reason: "maintenance" } } });
   const st = await coreState(mf, name);
@@ -53,7 +53,7 @@ test("item 34: paused `maintenance` → append → stream_paused: stream paused:
   assert.equal((await coreState(mf, name)).paused, true);
 });
 
-test("item 34: paused {} → stream paused: unknown reason; the reason is used trimmed but stored as sent", async () => {
+test("paused {} → stream paused: unknown reason; the reason is used trimmed but stored as sent", async () => {
   const name = uniqueName();
   await call(mf, name, "append", { event: { type: S("paused"), payload: {} } });
   assert.equal((await coreState(mf, name)).pauseReason, null);
@@ -66,7 +66,7 @@ test("item 34: paused {} → stream paused: unknown reason; the reason is used t
   await expectError(mf, name, "append", { event: widget(2) }, "stream_paused", "stream paused: maintenance");
 });
 
-test("item 34: S/resumed clears the pause; ordinary appends flow again", async () => {
+test("S/resumed clears the pause; ordinary appends flow again", async () => {
   const name = uniqueName();
   await call(mf, name, "append", { event: { type: S("paused"), payload: { reason: "maintenance" } } });
   const r = await call(mf, name, "append", { event: { type: S("resumed"), payload: { reason: "done" } } });
@@ -81,7 +81,7 @@ test("item 34: S/resumed clears the pause; ordinary appends flow again", async (
   assert.equal((await coreState(mf, name)).paused, false);
 });
 
-test("item 35: paused: [resumed, x] passes; running: [paused, x] is rejected as a whole", async () => {
+test("paused: [resumed, x] passes; running: [paused, x] is rejected as a whole", async () => {
   const name = uniqueName();
   await call(mf, name, "append", { event: { type: S("paused"), payload: { reason: "m" } } });
   const res = await call(mf, name, "appendBatch", { events: [{ type: S("resumed"), payload: {} }, widget(1)] });
@@ -101,7 +101,7 @@ test("item 35: paused: [resumed, x] passes; running: [paused, x] is rejected as 
   assert.equal((await coreState(mf, name)).pauseReason, "r2");
 });
 
-test("item 36: paused: a known idempotency key returns the existing event", async () => {
+test("paused: a known idempotency key returns the existing event", async () => {
   const name = uniqueName();
   const known = await call(mf, name, "append", { event: { type: "app/k", payload: { v: 1 }, idempotencyKey: "known" } });
   await call(mf, name, "append", { event: { type: S("paused"), payload: { reason: "maintenance" } } });
@@ -117,7 +117,7 @@ test("item 36: paused: a known idempotency key returns the existing event", asyn
   await assertUnchanged(mf, name, snap);
 });
 
-test("item 44: the §7.2 live trip: 3 widgets commit, then paused keyed stream-paused:<2nd offset>; the next widget → stream_paused", async () => {
+test("the documented live trip: 3 widgets commit, then paused keyed stream-paused:<2nd offset>; the next widget → stream_paused", async () => {
   const name = uniqueName();
   const cfg = await call(mf, name, "append", { event: breakerConfig(1, 1) });
   assert.equal(cfg.offset, 3);
@@ -139,7 +139,7 @@ test("item 44: the §7.2 live trip: 3 widgets commit, then paused keyed stream-p
   assert.deepEqual(paused.payload, { reason: TRIP_REASON });
   assert.equal(paused.idempotencyKey, "stream-paused:5");
 
-  // The §7.1 arithmetic on the committed times puts the first deficit at the 2nd widget.
+  // The breaker arithmetic (docs/protocol.md#rules) on the committed times puts the first deficit at the 2nd widget.
   let bucket = { availableTokens: 1, lastRefillAtMs: Date.parse(cfg.createdAt), burstCapacity: 1, refillRatePerMinute: 1 };
   bucket = spend(bucket, Date.parse(widgets[0].createdAt));
   assert.ok(bucket.availableTokens >= 0, "1st widget: not in deficit");
@@ -158,7 +158,7 @@ test("item 44: the §7.2 live trip: 3 widgets commit, then paused keyed stream-p
   await assertUnchanged(mf, name, snap);
 });
 
-test("item 45: several deficits in one batch → exactly one paused", async () => {
+test("several deficits in one batch → exactly one paused", async () => {
   const name = uniqueName();
   await call(mf, name, "append", { event: breakerConfig(1, 1) });
   const widgets = await call(mf, name, "appendBatch", { events: [1, 2, 3, 4, 5, 6].map(widget) });
@@ -171,7 +171,7 @@ test("item 45: several deficits in one batch → exactly one paused", async () =
   assert.equal(log.length, 10);
 });
 
-test("item 45: a deficit while already paused → no new paused", async () => {
+test("a deficit while already paused → no new paused", async () => {
   const name = uniqueName();
   await call(mf, name, "append", { event: breakerConfig(1, 1) });
   await call(mf, name, "appendBatch", { events: [widget(1), widget(2)] });
@@ -251,7 +251,7 @@ test("a flood of 200 appends against burst 50 / refill 60 per minute pauses exac
   assert.deepEqual(paused[0].payload, { reason: TRIP_REASON });
   assert.equal(log.at(-1).offset, paused[0].offset);
 
-  // §7.1 over the committed times: no deficit before the last acknowledged event, a deficit at it.
+  // The breaker rules (docs/protocol.md#rules) over the committed times: no deficit before the last acknowledged event, a deficit at it.
   let bucket = { availableTokens: 50, lastRefillAtMs: Date.parse(cfg.createdAt), burstCapacity: 50, refillRatePerMinute: 60 };
   const flood = log.filter((e) => e.offset > cfg.offset && e.offset <= lastAck);
   flood.forEach((ev, i) => {

@@ -1,5 +1,5 @@
 // Identity and lifecycle over DO JS-RPC: boot, kill, reset, broken names, child propagation
-// (STREAM.md §2, §5.4; §14 items 1, 2, 3, 6, 7).
+// (docs/protocol.md#stream-lifecycle, #child-streams).
 import { before, after, test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
@@ -47,7 +47,7 @@ async function sqliteBytesOf(name) {
   return text;
 }
 
-test("item 1: a fresh stream boots with created@1 {namespace, path} and woken@2 (UUID v4)", async () => {
+test("a fresh stream boots with created@1 {namespace, path} and woken@2 (UUID v4)", async () => {
   const name = uniqueName();
   const { namespace, path: p } = splitName(name);
   const events = await call(mf, name, "getEvents", {});
@@ -71,7 +71,7 @@ test("item 1: a fresh stream boots with created@1 {namespace, path} and woken@2 
   const rs = await call(mf, name, "runtimeState");
   assert.deepEqual(Object.keys(rs), ["coreProcessorState", "runtime"]);
   const st = rs.coreProcessorState;
-  assert.deepEqual(Object.keys(st), STATE_KEYS, "§6.1 state key order");
+  assert.deepEqual(Object.keys(st), STATE_KEYS, "the documented state key order");
   assert.equal(st.maxOffset, 2);
   assert.equal(st.eventCount, 2);
   assert.equal(st.namespace, namespace);
@@ -86,7 +86,7 @@ test("item 1: a fresh stream boots with created@1 {namespace, path} and woken@2 
   assert.deepEqual(st.processorsBySlug, {});
   assert.deepEqual(st.subscriptionsByKey, {});
   assert.deepEqual(st.connectionsByKey, {});
-  // created spends from a full default bucket; woken is free (§7.1).
+  // created spends from a full default bucket; woken is free (docs/protocol.md#rules).
   assert.deepEqual(st.circuitBreaker, {
     availableTokens: 99999,
     lastRefillAtMs: Date.parse(created.createdAt),
@@ -99,7 +99,7 @@ test("item 1: a fresh stream boots with created@1 {namespace, path} and woken@2 
   assert.deepEqual(await readAll(mf, name), events);
 });
 
-test("item 1: the first call being runtimeState or an append also boots created@1, woken@2", async () => {
+test("the first call being runtimeState or an append also boots created@1, woken@2", async () => {
   const a = uniqueName();
   const st = await coreState(mf, a);
   assert.equal(st.maxOffset, 2);
@@ -111,7 +111,7 @@ test("item 1: the first call being runtimeState or an append also boots created@
   assert.deepEqual((await readAll(mf, b)).map((e) => e.type), [S("created"), S("woken"), "app/first"]);
 });
 
-test("item 2: kill() resolves undefined; the next call boots a new incarnation (woken@3, new id, no 2nd created)", async () => {
+test("kill() resolves undefined; the next call boots a new incarnation (woken@3, new id, no 2nd created)", async () => {
   const name = uniqueName();
   const before = await readAll(mf, name);
   assert.equal(before.length, 2);
@@ -157,7 +157,7 @@ test("kill() keeps every acknowledged event: the log reads back exactly after th
   assert.deepEqual(await call(mf, name, "getEvent", { idempotencyKey: "k-1" }), acked[0]);
 });
 
-test("item 2: kill() twice in a row, each followed by a call, gives one woken per incarnation", async () => {
+test("kill() twice in a row, each followed by a call, gives one woken per incarnation", async () => {
   const name = uniqueName();
   await call(mf, name, "getEvents", {});
   assertUndefined(await tryCall(mf, name, "kill"));
@@ -173,7 +173,7 @@ test("item 2: kill() twice in a row, each followed by a call, gives one woken pe
   assert.equal(new Set(events.slice(1).map((e) => e.payload.incarnationId)).size, 3, "three distinct incarnation ids");
 });
 
-test("item 3: 3 appends, then reset() → the log is [created@1, woken@2] and runtime.redial is {}", async () => {
+test("3 appends, then reset() → the log is [created@1, woken@2] and runtime.redial is {}", async () => {
   const name = uniqueName();
   const { namespace, path: p } = splitName(name);
   const oldBoot = await readAll(mf, name);
@@ -203,7 +203,7 @@ test("item 3: 3 appends, then reset() → the log is [created@1, woken@2] and ru
   assert.deepEqual(again.payload, { i: 9 });
 });
 
-test("item 6: getByName(\"Bad:/x\").getEvents({}) → invalid_namespace, every call fails, nothing is written", async () => {
+test("getByName(\"Bad:/x\").getEvents({}) → invalid_namespace, every call fails, nothing is written", async () => {
   const bad = "Bad:/x";
   const msg = 'invalid namespace "Bad": must match ^[a-z0-9][a-z0-9_-]{0,62}$';
   assertError(await tryCall(mf, bad, "getEvents", {}), "invalid_namespace", msg);
@@ -220,7 +220,7 @@ test("item 6: getByName(\"Bad:/x\").getEvents({}) → invalid_namespace, every c
   assert.doesNotMatch(badBytes, /events\.iterate\.com/, "the broken stream wrote no events");
 });
 
-test("item 6: invalid paths in the DO name → invalid_path, nothing is written", async () => {
+test("invalid paths in the DO name → invalid_path, nothing is written", async () => {
   for (const p of ["/a/", "/a//b", "/a/./b", "/a/..", "/a b", "/a:b"]) {
     const name = `t:${p}`;
     assertError(await tryCall(mf, name, "getEvents", {}), "invalid_path", new RegExp(`^invalid path ${escapeRe(JSON.stringify(p))}: .+`), name);
@@ -231,7 +231,7 @@ test("item 6: invalid paths in the DO name → invalid_path, nothing is written"
   assertError(await tryCall(mf, "t", "getEvents", {}), "invalid_path", undefined, '"t"');
   assert.doesNotMatch(await sqliteBytesOf("t"), /CREATE TABLE/i);
   // A DO name over 1024 bytes: workerd does not pass it as ctx.id.name, so the DO sees no name
-  // (§2.1 "No name → internal"); the entrypoint/HTTP reject such paths before any DO is touched.
+  // (docs/protocol.md#naming-and-paths); the entrypoint/HTTP reject such paths before any DO is touched.
   const long = `t:/${"a".repeat(1023)}`;
   assertError(await tryCall(mf, long, "getEvents", {}), "internal", "ctx.id.name is falsey - this should never happen", "1024-byte path");
   assert.doesNotMatch(await sqliteBytesOf(long), /CREATE TABLE/i);
@@ -239,7 +239,7 @@ test("item 6: invalid paths in the DO name → invalid_path, nothing is written"
   assertError(await tryCall(mf, "ns:/a:b", "getEvents", {}), "invalid_path", /^invalid path "\/a:b": /);
 });
 
-test("item 6: valid unusual names boot normally (1024-byte DO name, root, ~ . _ - segments)", async () => {
+test("valid unusual names boot normally (1024-byte DO name, root, ~ . _ - segments)", async () => {
   const rand = Math.random().toString(36).slice(2, 8);
   // "t:" + a 1022-byte path is the longest DO name workerd passes as ctx.id.name (1024 bytes).
   for (const p of [`/${rand}`.padEnd(1022, "z"), `/${rand}/b-c/d.e~f_g`]) {
@@ -252,7 +252,7 @@ test("item 6: valid unusual names boot normally (1024-byte DO name, root, ~ . _ 
   assertCreatedPayload(rootEvents[0].payload, { namespace: `r${rand}`, path: "/" });
 });
 
-test("item 7: touching /a/b/c → childPaths [\"/a\"] on /, [\"/a/b\"] on /a, [\"/a/b/c\"] on /a/b", async () => {
+test("touching /a/b/c → childPaths [\"/a\"] on /, [\"/a/b\"] on /a, [\"/a/b/c\"] on /a/b", async () => {
   // A namespace of its own so "/" is not shared with other tests.
   const ns = `c${Math.random().toString(36).slice(2, 10)}`;
   await call(mf, `${ns}:/a/b/c`, "getEvents", {});
@@ -266,7 +266,7 @@ test("item 7: touching /a/b/c → childPaths [\"/a\"] on /, [\"/a/b\"] on /a, [\
   }
   assert.deepEqual((await coreState(mf, `${ns}:/a/b/c`)).childPaths, []);
 
-  // The notice on /a/b carries the §5.4 key and payload.
+  // The notice on /a/b carries the documented key and payload (docs/protocol.md#child-streams).
   const notices = (await readAll(mf, `${ns}:/a/b`)).filter((e) => e.type === S("child-stream-created"));
   const own = notices.filter((e) => e.payload.childPath === "/a/b/c");
   assert.equal(own.length, 1, "one notice for /a/b/c on /a/b");
@@ -287,7 +287,7 @@ test("item 7: touching /a/b/c → childPaths [\"/a\"] on /, [\"/a/b\"] on /a, [\
   }
 });
 
-test("item 7: a new stream's own notice does not go to itself, and the root gets none for itself", async () => {
+test("a new stream's own notice does not go to itself, and the root gets none for itself", async () => {
   const ns = `c${Math.random().toString(36).slice(2, 10)}`;
   await call(mf, `${ns}:/`, "getEvents", {});
   // Sentinel: a child created afterwards; once its notice is in, a notice about the root itself

@@ -1,5 +1,5 @@
 // Reads over DO JS-RPC: getEvent, getEvents limits and caps, runtimeState
-// (STREAM.md §3.3, §4.3, §9.1, §11; §14 items 16, 47, 48).
+// (docs/protocol.md#limits, docs/architecture.md#storage, docs/protocol.md#durable-object-rpc, #runtimestate).
 import { before, after, test } from "node:test";
 import assert from "node:assert/strict";
 import { startStreams, call, tryCall, uniqueName } from "./helpers/mf.mjs";
@@ -15,7 +15,7 @@ after(async () => {
   await mf?.dispose();
 });
 
-test("item 47: limit 0 → `getEvents limit must be a positive integer.`; 1001 → `…at most 1000.`", async () => {
+test("limit 0 → `getEvents limit must be a positive integer.`; 1001 → `…at most 1000.`", async () => {
   const name = uniqueName();
   await expectError(mf, name, "getEvents", { limit: 0 }, "invalid_request", "getEvents limit must be a positive integer.");
   await expectError(mf, name, "getEvents", { limit: -1 }, "invalid_request", "getEvents limit must be a positive integer.");
@@ -26,7 +26,7 @@ test("item 47: limit 0 → `getEvents limit must be a positive integer.`; 1001 �
   assert.equal((await call(mf, name, "getEvents", { limit: 1000 })).length, 2);
 });
 
-test("item 47: no limit → at most 100 events (the first 100 after afterOffset)", async () => {
+test("no limit → at most 100 events (the first 100 after afterOffset)", async () => {
   const name = uniqueName();
   await call(mf, name, "appendBatch", { events: Array.from({ length: 248 }, (_, i) => ({ type: "app/n", payload: i })) });
   // 250 events in all.
@@ -53,7 +53,7 @@ test("item 47: no limit → at most 100 events (the first 100 after afterOffset)
   assert.equal(bounded.length, 9);
 });
 
-test("item 48: getEvent({offset:999}) → not_found with the exact message; an unknown key → undefined", async () => {
+test("getEvent({offset:999}) → not_found with the exact message; an unknown key → undefined", async () => {
   const name = uniqueName();
   await expectError(mf, name, "getEvent", { offset: 999 }, "not_found", "No stream event found at offset 999.");
   await expectError(mf, name, "getEvent", { offset: 0 }, "not_found", "No stream event found at offset 0.");

@@ -1,5 +1,5 @@
 // The DO JS-RPC surface: streamPath forwarding, the method allowlist, test hooks, and the
-// reduce preview (STREAM.md §5.1, §5.3, §9.1, §11; §14 items 23, 53, 55).
+// reduce preview (docs/protocol.md#batches, #streampath, #durable-object-rpc, #runtimestate).
 import { before, after, test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
@@ -34,9 +34,9 @@ after(async () => {
 const freshNamespace = () => `f${Math.random().toString(36).slice(2, 10)}`;
 const typesOf = (events) => events.map((e) => e.type);
 
-// ---- streamPath (§5.3) ----
+// ---- streamPath (docs/protocol.md#streampath) ----
 
-test("item 23: from /p, streamPath `c` lands on /p/c (forwarded without streamPath)", async () => {
+test("from /p, streamPath `c` lands on /p/c (forwarded without streamPath)", async () => {
   const ns = freshNamespace();
   const base = `${ns}:/p`;
   const baseBefore = await readAll(mf, base);
@@ -60,7 +60,7 @@ test("item 23: from /p, streamPath `c` lands on /p/c (forwarded without streamPa
   assert.ok(!typesOf(await readAll(mf, `${ns}:/p/c/c`)).some((t) => t.startsWith("app/")));
 });
 
-test("item 23: streamPath `.` (and others that resolve to /p) append locally", async () => {
+test("streamPath `.` (and others that resolve to /p) append locally", async () => {
   const ns = freshNamespace();
   const base = `${ns}:/p`;
   const { maxOffset: m } = await coreState(mf, base);
@@ -75,7 +75,7 @@ test("item 23: streamPath `.` (and others that resolve to /p) append locally", a
   assert.deepEqual((await readAll(mf, base)).slice(-2), batch);
 });
 
-test("item 23: streamPath `/q` → /q; `..` → /; `../c` → /c; `./c/../d` → /p/d", async () => {
+test("streamPath `/q` → /q; `..` → /; `../c` → /c; `./c/../d` → /p/d", async () => {
   const ns = freshNamespace();
   const base = `${ns}:/p`;
   const cases = [
@@ -94,7 +94,7 @@ test("item 23: streamPath `/q` → /q; `..` → /; `../c` → /c; `./c/../d` →
   assert.ok(!typesOf(await readAll(mf, base)).includes("app/fwd"), "nothing landed on /p");
 });
 
-test("item 23: `../..` from /p → invalid_path with the exact message; other bad streamPaths", async () => {
+test("`../..` from /p → invalid_path with the exact message; other bad streamPaths", async () => {
   const ns = freshNamespace();
   const base = `${ns}:/p`;
   const snap = await snapshot(mf, base);
@@ -102,14 +102,14 @@ test("item 23: `../..` from /p → invalid_path with the exact message; other ba
   await expectError(mf, base, "appendBatch", { streamPath: "../..", events: [{ type: "app/x" }] }, "invalid_path", 'streamPath "../.." escapes the stream root (resolved from "/p")');
   await expectError(mf, base, "append", { streamPath: "/..", event: { type: "app/x" } }, "invalid_path", 'streamPath "/.." escapes the stream root (resolved from "/p")');
   await expectError(mf, base, "append", { streamPath: "c/../../..", event: { type: "app/x" } }, "invalid_path", 'streamPath "c/../../.." escapes the stream root (resolved from "/p")');
-  // A resolved path that fails §2.1.
+  // A resolved path that is not a valid path (docs/protocol.md#naming-and-paths).
   await expectError(mf, base, "append", { streamPath: "a b", event: { type: "app/x" } }, "invalid_path", /^invalid path /);
   await expectError(mf, base, "append", { streamPath: "/a:b", event: { type: "app/x" } }, "invalid_path", /^invalid path /);
   await expectError(mf, base, "append", { streamPath: "x".repeat(1024), event: { type: "app/x" } }, "invalid_path", undefined, "streamPath over 1023 bytes");
   await assertUnchanged(mf, base, snap);
 });
 
-test("item 23: errors of the target stream come back unchanged", async () => {
+test("errors of the target stream come back unchanged", async () => {
   const ns = freshNamespace();
   const base = `${ns}:/p`;
   await expectError(mf, base, "append", { streamPath: "c", event: { type: "app/x", foo: 1 } }, "invalid_event", 'event[0]: unknown key "foo"');
@@ -123,30 +123,30 @@ test("item 23: errors of the target stream come back unchanged", async () => {
   assert.equal((await coreState(mf, base)).paused, false);
 });
 
-// ---- the allowlist (§9.1) ----
+// ---- the allowlist (docs/protocol.md#durable-object-rpc) ----
 
-// The §9.1 table plus the stream-to-stream child notice (keyed by the receiver, so that callers
+// The methods of docs/protocol.md#rpc-methods plus the stream-to-stream child notice (keyed by the receiver, so that callers
 // never need a reserved idempotency key).
 const SPEC_METHODS = ["append", "appendBatch", "getEvent", "getEvents", "runtimeState", "reduce", "reset", "kill", "runIdleTeardownNow", "simulateHibernation", "notifyChildStreamCreated"];
 const RUNTIME_HANDLERS = ["constructor", "fetch", "alarm", "webSocketMessage", "webSocketClose", "webSocketError"];
 
-test("item 53: the methods of src/entry.mjs equal the Rust allowlist and the §9.1 table", () => {
+test("the methods of src/entry.mjs equal the Rust allowlist and the documented table", () => {
   const entry = fs.readFileSync(path.join(REPO_ROOT, "src", "entry.mjs"), "utf8");
   const body = entry.split("class Stream extends DurableObject")[1];
   assert.ok(body, "entry.mjs declares class Stream extends DurableObject");
   const methods = [...body.matchAll(/^\s{2}([A-Za-z_$][\w$]*)\s*\([^)]*\)\s*\{/gm)].map((m) => m[1]);
   const forwarded = methods.filter((m) => !RUNTIME_HANDLERS.includes(m));
-  assert.deepEqual([...forwarded].sort(), [...SPEC_METHODS].sort(), "entry.mjs forwards exactly the §9.1 methods");
+  assert.deepEqual([...forwarded].sort(), [...SPEC_METHODS].sort(), "entry.mjs forwards exactly the documented methods");
   for (const h of RUNTIME_HANDLERS.slice(1)) assert.ok(methods.includes(h), `entry.mjs forwards ${h}`);
 
   const rpc = fs.readFileSync(path.join(REPO_ROOT, "crates", "streams-core", "src", "rpc.rs"), "utf8");
   const jsName = /fn js_name\(self\)[^{]*\{([\s\S]*?)\n    \}/.exec(rpc);
   assert.ok(jsName, "rpc.rs has StreamMethod::js_name");
   const rust = [...jsName[1].matchAll(/=>\s*"([^"]+)"/g)].map((m) => m[1]);
-  assert.deepEqual([...rust].sort(), [...SPEC_METHODS].sort(), "the Rust allowlist equals the §9.1 table");
+  assert.deepEqual([...rust].sort(), [...SPEC_METHODS].sort(), "the Rust allowlist equals the documented table");
 });
 
-test("item 53: non-allowlisted methods reject on the stub and change nothing", async () => {
+test("non-allowlisted methods reject on the stub and change nothing", async () => {
   const name = uniqueName();
   await call(mf, name, "append", { event: { type: "app/x" } });
   const snap = await snapshot(mf, name);
@@ -175,7 +175,7 @@ test("item 53: non-allowlisted methods reject on the stub and change nothing", a
   assert.equal((await call(mf, name, "append", { event: { type: "app/y" } })).offset, snap.state.maxOffset + 1);
 });
 
-test("item 53: every allowlisted method is callable on the stub", async () => {
+test("every allowlisted method is callable on the stub", async () => {
   const name = uniqueName();
   const ev = await call(mf, name, "append", { event: { type: "app/x", idempotencyKey: "k" } });
   assert.equal((await call(mf, name, "appendBatch", { events: [{ type: "app/y" }] })).length, 1);
@@ -191,9 +191,9 @@ test("item 53: every allowlisted method is callable on the stub", async () => {
   assertUndefined(await tryCall(mf, other, "reset"));
 });
 
-// ---- test hooks (§9.1; item 55) ----
+// ---- test hooks (docs/protocol.md#durable-object-rpc) ----
 
-test("item 55: with hooks on, simulateHibernation() re-boots (a new woken), runIdleTeardownNow() with no connections appends nothing", async () => {
+test("with hooks on, simulateHibernation() re-boots (a new woken), runIdleTeardownNow() with no connections appends nothing", async () => {
   const name = uniqueName();
   await call(mf, name, "append", { event: { type: "app/x", payload: 1 } });
   const before = await readAll(mf, name);
@@ -224,7 +224,7 @@ test("item 55: with hooks on, simulateHibernation() re-boots (a new woken), runI
   assert.equal((await readAll(mf, name)).filter((e) => e.type === S("woken")).length, 3);
 });
 
-test("item 55: without STREAMS_TEST_HOOKS (or with a value other than \"1\") the hooks → not_found: test hooks are disabled", async () => {
+test("without STREAMS_TEST_HOOKS (or with a value other than \"1\") the hooks → not_found: test hooks are disabled", async () => {
   for (const value of [undefined, "true"]) {
     const off = await startStreams({ bindings: { STREAMS_TEST_HOOKS: value } });
     try {
@@ -243,7 +243,7 @@ test("item 55: without STREAMS_TEST_HOOKS (or with a value other than \"1\") the
   }
 });
 
-// ---- reduce preview (§11) ----
+// ---- reduce preview (docs/protocol.md#runtimestate) ----
 
 const iso = (ms) => new Date(ms).toISOString();
 
@@ -353,7 +353,7 @@ test("reduce with a supplied coreProcessorState: missing fields get initial valu
   assert.deepEqual(accepted, [], "supplied states with wrong-typed fields must give invalid_request");
 });
 
-test("reduce applies the breaker: the §7.2 clamp and the worked sequence", async () => {
+test("reduce applies the breaker: the documented clamp and the worked sequence", async () => {
   const name = uniqueName();
   const clamp = await call(mf, name, "reduce", {
     event: { type: "app/x", offset: 4, createdAt: iso(9000) },

@@ -1,6 +1,6 @@
 // Input validation over DO JS-RPC: strict event input, limits, reserved types, core payloads,
-// argument checking, and "a rejected batch changes nothing" (STREAM.md §3, §5.2, §8, §9.1;
-// §14 items 9, 10, 11, 21, 22, 46).
+// argument checking, and "a rejected batch changes nothing" (docs/protocol.md#event-model,
+// #errors, #rpc-methods; docs/architecture.md#the-append-path).
 import { before, after, test } from "node:test";
 import assert from "node:assert/strict";
 import { startStreams, call, tryCall, uniqueName } from "./helpers/mf.mjs";
@@ -16,7 +16,7 @@ after(async () => {
 
 const RESERVED = ["created", "woken", "subscriber-connected", "subscriber-disconnected"].map(S);
 
-test("item 9: unknown key foo, or source:{x:1} → invalid_event, and nothing is written", async () => {
+test("unknown key foo, or source:{x:1} → invalid_event, and nothing is written", async () => {
   const name = uniqueName();
   await call(mf, name, "append", { event: { type: "app/pre" } });
   const snap = await snapshot(mf, name);
@@ -27,7 +27,7 @@ test("item 9: unknown key foo, or source:{x:1} → invalid_event, and nothing is
   await assertUnchanged(mf, name, snap);
 });
 
-test("item 9: source is strict {processor?: {slug: string, version: string}}", async () => {
+test("source is strict {processor?: {slug: string, version: string}}", async () => {
   const name = uniqueName();
   const snap = await snapshot(mf, name);
   for (const source of [
@@ -50,7 +50,7 @@ test("item 9: source is strict {processor?: {slug: string, version: string}}", a
   assert.deepEqual(ok2.source, { processor: { slug: "s", version: "v" } });
 });
 
-test("item 9: metadata must be an object; type must be a string; the event must be an object", async () => {
+test("metadata must be an object; type must be a string; the event must be an object", async () => {
   const name = uniqueName();
   const snap = await snapshot(mf, name);
   for (const metadata of [[], "m", 1, true, null]) {
@@ -67,7 +67,7 @@ test("item 9: metadata must be an object; type must be a string; the event must 
   await assertUnchanged(mf, name, snap);
 });
 
-test("item 9: offset must be an integer from 0 to 2^53−1", async () => {
+test("offset must be an integer from 0 to 2^53−1", async () => {
   const name = uniqueName();
   const snap = await snapshot(mf, name);
   for (const offset of [-1, 1.5, "3", 2 ** 53, null, true]) {
@@ -79,7 +79,7 @@ test("item 9: offset must be an integer from 0 to 2^53−1", async () => {
   await expectError(mf, name, "append", { event: { type: "app/x", offset: 2 ** 53 - 1 } }, "offset_mismatch", `expected offset ${m + 1}, got ${2 ** 53 - 1}`);
 });
 
-test("item 10: type of 0 or 257 bytes → invalid_event; 256 bytes → OK (bytes, not characters)", async () => {
+test("type of 0 or 257 bytes → invalid_event; 256 bytes → OK (bytes, not characters)", async () => {
   const name = uniqueName();
   const snap = await snapshot(mf, name);
   await expectError(mf, name, "append", { event: { type: "" } }, "invalid_event", /^event\[0\]: .*type/);
@@ -98,7 +98,7 @@ test("item 10: type of 0 or 257 bytes → invalid_event; 256 bytes → OK (bytes
   assert.equal((await call(mf, name, "append", { event: { type: "a" } })).type, "a");
 });
 
-test("item 10: idempotencyKey \"   \" → invalid_event; \"  k  \" is stored as k; 1 to 1024 bytes once trimmed", async () => {
+test("idempotencyKey \"   \" → invalid_event; \"  k  \" is stored as k; 1 to 1024 bytes once trimmed", async () => {
   const name = uniqueName();
   const snap = await snapshot(mf, name);
   for (const key of ["   ", "", "\t\n ", 5, null, {}]) {
@@ -121,7 +121,7 @@ test("item 10: idempotencyKey \"   \" → invalid_event; \"  k  \" is stored as 
   assert.equal((await call(mf, name, "append", { event: { type: "app/x", idempotencyKey: e512 } })).idempotencyKey, e512);
 });
 
-test("item 11: reserved types are rejected on append and appendBatch with the exact message", async () => {
+test("reserved types are rejected on append and appendBatch with the exact message", async () => {
   const name = uniqueName();
   const snap = await snapshot(mf, name);
   for (const type of RESERVED) {
@@ -141,7 +141,7 @@ test("item 11: reserved types are rejected on append and appendBatch with the ex
   await call(mf, name, "append", { event: { type: S("woken") + "x" } });
 });
 
-test("item 22: S/configured with burstCapacity:0 → invalid_event naming the field; bad config shapes rejected", async () => {
+test("S/configured with burstCapacity:0 → invalid_event naming the field; bad config shapes rejected", async () => {
   const name = uniqueName();
   const snap = await snapshot(mf, name);
   await expectError(mf, name, "append", { event: breakerConfig(0, 60) }, "invalid_event", /^event\[0\]: .*burstCapacity/);
@@ -176,7 +176,7 @@ test("item 22: S/configured with burstCapacity:0 → invalid_event naming the fi
   assert.deepEqual(st.circuitBreaker, { availableTokens: 10, lastRefillAtMs: Date.parse(ev.createdAt), burstCapacity: 10, refillRatePerMinute: 60 });
 });
 
-test("core payloads are checked at append time (§3.4), naming the field", async () => {
+test("core payloads are checked at append time, naming the field", async () => {
   const name = uniqueName();
   const snap = await snapshot(mf, name);
   const cases = [
@@ -237,7 +237,7 @@ test("a rejected batch leaves getEvents and runtimeState().coreProcessorState ex
   assert.equal((await call(mf, name, "append", { event: { type: "app/next" } })).offset, m + 1);
 });
 
-test("item 46: argument checking → invalid_request with the §8 messages; DO errors read `<code>: <message>`", async () => {
+test("argument checking → invalid_request with the documented messages; DO errors read `<code>: <message>`", async () => {
   const name = uniqueName();
   await call(mf, name, "getEvents", {});
   const snap = await snapshot(mf, name);
@@ -264,7 +264,7 @@ test("item 46: argument checking → invalid_request with the §8 messages; DO e
   // The stream survived all of that: kill/reset with bad arguments did nothing.
   await assertUnchanged(mf, name, snap);
 
-  // Every DO error message has the `<code>: <message>` form with a §8 code.
+  // Every DO error message has the `<code>: <message>` form with a documented code (docs/protocol.md#errors).
   const codes = new Set(["invalid_request", "invalid_event", "invalid_path", "invalid_namespace", "offset_mismatch", "idempotency_conflict", "stream_paused", "event_too_large", "batch_too_large", "not_found", "method_not_allowed", "unauthorized", "subscriber_not_allowed", "internal"]);
   const samples = [
     await tryCall(mf, name, "append", { event: { type: "x", foo: 1 } }),

@@ -1,5 +1,5 @@
 // The public HTTP surface (Worker fetch): routes, verbs, names, bodies, tokens and the error shape
-// (STREAM.md §2.1, §8, §9.3; §14 items 5, 24 (HTTP side), 46, 49, 50, 51, 52).
+// (docs/protocol.md#naming-and-paths, #errors, #http-routes).
 import { before, after, test } from "node:test";
 import assert from "node:assert/strict";
 import nodeHttp from "node:http";
@@ -40,9 +40,9 @@ function assertHttpError(res, status, code, message, note) {
   for (const [h] of res.headers) assert.ok(!h.toLowerCase().startsWith("access-control-"), `${where}: no CORS header ${h}`);
 }
 
-// ---- names (§2.1; item 5) ----
+// ---- names (docs/protocol.md#naming-and-paths) ----
 
-test("item 5: namespace=Bad → 400 invalid_namespace; path=/a/ → 400 invalid_path; no path → path is required", async () => {
+test("namespace=Bad → 400 invalid_namespace; path=/a/ → 400 invalid_path; no path → path is required", async () => {
   const nsMsg = 'invalid namespace "Bad": must match ^[a-z0-9][a-z0-9_-]{0,62}$';
   for (const [verb, route, body] of [
     ["GET", "getEvents", undefined],
@@ -68,7 +68,7 @@ test("item 5: namespace=Bad → 400 invalid_namespace; path=/a/ → 400 invalid_
   assert.equal(await doHasFiles(mf, persistDir, "t:/a/"), false);
 });
 
-test("item 5: the namespace defaults to `default`", async () => {
+test("the namespace defaults to `default`", async () => {
   const p = `/d${Math.random().toString(36).slice(2, 10)}`;
   const res = await http(mf, "POST", `/api/streams/append?path=${p}`, { body: { event: { type: "app/x" } } });
   assert.equal(res.status, 200, res.text);
@@ -196,7 +196,7 @@ function streamedBody(bytes) {
   });
 }
 
-test("item 49: a body over 16 MiB → 413 batch_too_large; exactly 16 MiB is read", async () => {
+test("a body over 16 MiB → 413 batch_too_large; exactly 16 MiB is read", async () => {
   const name = uniqueName();
   const tooBig = "request body exceeds 16777216 bytes";
   // Declared lengths: refused from the header, before any body byte is sent.
@@ -220,7 +220,7 @@ test("item 49: a body over 16 MiB → 413 batch_too_large; exactly 16 MiB is rea
   assert.equal(ok.json.coreProcessorState.maxOffset, 2);
 });
 
-test("item 49: malformed JSON, non-object JSON and unknown argument names → 400 invalid_request, nothing written", async () => {
+test("malformed JSON, non-object JSON and unknown argument names → 400 invalid_request, nothing written", async () => {
   const name = uniqueName();
   await call(mf, name, "append", { event: { type: "app/seed" } });
   const before = await snapshot(mf, name);
@@ -279,7 +279,7 @@ test("empty bodies mean {}; GET arguments are decimal integers; undefined → nu
   assertHttpError(await http(mf, "GET", `/api/streams/getEvent?${q(name)}`), 400, "invalid_request", "getEvent requires exactly one of offset or idempotencyKey.");
 });
 
-test("§3.2: in an HTTP body, a duplicate key — the last one wins", async () => {
+test("in an HTTP body, a duplicate key — the last one wins", async () => {
   const name = uniqueName();
   const body = '{"event":{"type":"app/first","payload":{"n":1,"n":2},"type":"app/last","payload":{"n":3,"m":{"a":1,"a":2}}}}';
   const res = await http(mf, "POST", `/api/streams/append?${q(name)}`, { body, headers: { "content-type": "application/json" } });
@@ -289,7 +289,7 @@ test("§3.2: in an HTTP body, a duplicate key — the last one wins", async () =
   assert.deepEqual(await call(mf, name, "getEvent", { offset: res.json.offset }), res.json);
 });
 
-test("item 46: HTTP errors are {\"error\":{code,message}} with the §8 statuses; DO errors read `<code>: <message>`", async () => {
+test("HTTP errors are {\"error\":{code,message}} with the documented statuses; DO errors read `<code>: <message>`", async () => {
   const name = uniqueName();
   const url = (m) => `/api/streams/${m}?${q(name)}`;
   await call(mf, name, "append", { event: { type: "app/x", idempotencyKey: "dup" } });
@@ -347,7 +347,7 @@ test("item 46: HTTP errors are {\"error\":{code,message}} with the §8 statuses;
 
 // ---- method allowlist (item 52) ----
 
-test("item 52: every non-allowlisted method name → 404 not_found; the stream is never touched", async () => {
+test("every non-allowlisted method name → 404 not_found; the stream is never touched", async () => {
   const ns = freshNamespace();
   const name = `${ns}:/m`;
   const names = [
@@ -384,7 +384,7 @@ test("item 52: every non-allowlisted method name → 404 not_found; the stream i
   assert.equal(await doHasFiles(mf, persistDir, name), false, "no DO was created by refused methods");
 });
 
-test("item 52: the wrong verb → 405 with Allow", async () => {
+test("the wrong verb → 405 with Allow", async () => {
   const name = uniqueName();
   for (const m of ["append", "appendBatch", "reduce", "reset", "kill"]) {
     for (const verb of ["GET", "PUT", "DELETE"]) {
@@ -408,7 +408,7 @@ test("item 52: the wrong verb → 405 with Allow", async () => {
 
 // ---- streamPath over HTTP (item 24, HTTP side) ----
 
-test("item 24 (HTTP): append on /p with streamPath /q lands on /q; /p is never woken", async () => {
+test("append on /p with streamPath /q lands on /q; /p is never woken", async () => {
   const ns = freshNamespace();
   const res = await http(mf, "POST", `/api/streams/append?namespace=${ns}&path=/p`, { body: { streamPath: "/q", event: { type: "app/fwd" } } });
   assert.equal(res.status, 200, res.text);
@@ -448,7 +448,7 @@ test("item 24 (HTTP): append on /p with streamPath /q lands on /q; /p is never w
   );
 });
 
-test("item 24 (HTTP): a relative streamPath resolves against the query path", async () => {
+test("a relative streamPath resolves against the query path", async () => {
   const ns = freshNamespace();
   const rel = await http(mf, "POST", `/api/streams/append?namespace=${ns}&path=/p`, { body: { streamPath: "c/./d/..", event: { type: "app/child" } } });
   assert.equal(rel.status, 200, rel.text);
@@ -461,7 +461,7 @@ test("item 24 (HTTP): a relative streamPath resolves against the query path", as
 
 // ---- tokens (items 50, 51) ----
 
-test("item 50: STREAMS_API_TOKEN=a: no header or Bearer b → 401; Bearer a → 200; upgrade without header → 401", async () => {
+test("STREAMS_API_TOKEN=a: no header or Bearer b → 401; Bearer a → 200; upgrade without header → 401", async () => {
   const m = await startStreams({ bindings: { STREAMS_API_TOKEN: "a" } });
   try {
     const name = uniqueName();
@@ -509,7 +509,7 @@ test("item 50: STREAMS_API_TOKEN=a: no header or Bearer b → 401; Bearer a → 
   }
 });
 
-test("item 51: HTTP reset/kill with the admin token unset → 403 admin token required, whatever the bearer", async () => {
+test("HTTP reset/kill with the admin token unset → 403 admin token required, whatever the bearer", async () => {
   const name = uniqueName();
   await call(mf, name, "append", { event: { type: "app/x" } });
   const before = await snapshot(mf, name);
@@ -521,7 +521,7 @@ test("item 51: HTTP reset/kill with the admin token unset → 403 admin token re
   await assertUnchanged(mf, name, before, "refused reset/kill change nothing");
 });
 
-test("item 51: STREAMS_ADMIN_TOKEN: wrong or missing → 403; Bearer <admin> → 200 null and the stream resets / is killed", async () => {
+test("STREAMS_ADMIN_TOKEN: wrong or missing → 403; Bearer <admin> → 200 null and the stream resets / is killed", async () => {
   const m = await startStreams({ bindings: { STREAMS_ADMIN_TOKEN: "adm" } });
   try {
     const name = uniqueName();
@@ -559,7 +559,7 @@ test("item 51: STREAMS_ADMIN_TOKEN: wrong or missing → 403; Bearer <admin> →
   }
 });
 
-test("items 50, 51: with both tokens, the admin token also passes the API check; the API token is not an admin token", async () => {
+test("with both tokens, the admin token also passes the API check; the API token is not an admin token", async () => {
   const m = await startStreams({ bindings: { STREAMS_API_TOKEN: "a", STREAMS_ADMIN_TOKEN: "adm" } });
   try {
     const name = uniqueName();

@@ -1,4 +1,4 @@
-// Reliability scenario 2a — kills during a flood (issue 7 "Nothing lost"; RELIABILITY.md §2).
+// Reliability scenario 2a — kills during a flood (RELIABILITY.md §2).
 //
 // 10 writers append 2000 keyed events to one stream through DO JS-RPC, the entrypoint and HTTP
 // (one at a time, and appendBatch of 5), while `kill()` is injected at seeded points of the flood
@@ -49,7 +49,7 @@ test(`faults: ${KILLS} kill() injected at seeded points of a ${TOTAL}-event floo
   const rand = prng(SEED);
   const perWriter = TOTAL / WRITERS.length;
 
-  // Payloads: mostly small; ~1% span several 512 KiB chunks (§4.1) so a kill can land near a chunked commit.
+  // Payloads: mostly small; ~1% span several 512 KiB chunks (docs/architecture.md#storage) so a kill can land near a chunked commit.
   const inputs = WRITERS.map((_, w) =>
     Array.from({ length: perWriter }, (_, seq) => {
       const big = rand.chance(0.01);
@@ -104,7 +104,7 @@ test(`faults: ${KILLS} kill() injected at seeded points of a ${TOTAL}-event floo
           ? await callOn(mf, "http", name, "kill", {}, { headers: { authorization: `Bearer ${ADMIN}` } })
           : await callOn(mf, surface, name, "kill");
       if (o.ok) killsDone++;
-      else if (o.error.startsWith("internal: ")) killsRefused++; // already shutting down (§2.3)
+      else if (o.error.startsWith("internal: ")) killsRefused++; // already shutting down (docs/protocol.md#kill-and-reset)
       else assert.fail(`kill via ${surface}: ${o.error}`);
     }
   })();

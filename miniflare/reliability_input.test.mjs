@@ -1,5 +1,5 @@
 // Reliability scenario 3b — malformed input, one request per class, over HTTP, DO JS-RPC and the
-// service entrypoint (issue 7; RELIABILITY.md §3). Each case must get its documented code (and
+// service entrypoint (RELIABILITY.md §3). Each case must get its documented code (and
 // HTTP status), leave storage exactly as it was (the whole log and the core state), and leave the
 // worker healthy: a normal append on the same surface right after it succeeds.
 //
@@ -47,7 +47,7 @@ async function rawHttp(method, body, { headers = {}, query = "" } = {}) {
 
 /** Marks a refusal that happens in the platform before the worker runs (no `<code>: ` prefix). */
 const PLATFORM = "(platform)";
-/** Any documented code (§8): the `<code>: <message>` form is what is checked. */
+/** Any documented code (docs/protocol.md#errors): the `<code>: <message>` form is what is checked. */
 const ANY_CODE = "(any code)";
 const CODES = ["invalid_request", "invalid_event", "invalid_path", "invalid_namespace", "offset_mismatch", "idempotency_conflict", "stream_paused", "event_too_large", "batch_too_large", "not_found", "method_not_allowed", "unauthorized", "subscriber_not_allowed", "internal"];
 const nestedText = (depth) => `${"[".repeat(depth)}1${"]".repeat(depth)}`;

@@ -1,4 +1,4 @@
-// Reliability scenario 1 — load (issue 7 "Nothing lost"; RELIABILITY.md §1).
+// Reliability scenario 1 — load (RELIABILITY.md §1).
 //
 // 50 concurrent writers append 100 events each to ONE stream through all three public surfaces
 // (DO JS-RPC one call at a time and via callMany, the service-binding entrypoint one at a time and

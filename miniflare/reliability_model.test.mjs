@@ -1,4 +1,4 @@
-// Reliability scenario 5 — invariant checker (issue 7; RELIABILITY.md §5).
+// Reliability scenario 5 — invariant checker (RELIABILITY.md §5).
 //
 // A seeded random sequence of 300 steps — appends, batches (with duplicate keys inside and hits on
 // old keys), idempotent retries, offset preconditions, invalid inputs, pause/resume, kills and
@@ -255,7 +255,7 @@ test(`model: ${STEPS} seeded steps of appends, retries, kills and resets match t
         count("kill");
         const o = await call(surface, "kill");
         if (!o.ok) {
-          // A kill right after another can land while the stream is still shutting down (§2.3).
+          // A kill right after another can land while the stream is still shutting down (docs/protocol.md#kill-and-reset).
           assert.equal(o.error, "internal: stream incarnation is shutting down; retry", note);
           return;
         }

@@ -1,5 +1,5 @@
-// Reliability scenario 4 — security boundaries (issue 7; RELIABILITY.md §4; STREAM.md §2.1, §3.1,
-// §9, §10.2). Public HTTP cannot reach internals; reset/kill need the admin token; the API token
+// Reliability scenario 4 — security boundaries (RELIABILITY.md §4; docs/protocol.md#naming-and-paths,
+// #append-input, #rpc-methods, #outbound-subscribers). Public HTTP cannot reach internals; reset/kill need the admin token; the API token
 // guards every route; subscribers outside STREAM_SUBSCRIBER_BINDINGS (and STREAM itself) are
 // refused with 403 subscriber_not_allowed; reserved event types are refused on every surface; a
 // malformed stream name never gets a stream written. Every refusal is checked for "nothing
@@ -186,13 +186,13 @@ describe("security: no tokens configured", () => {
       const doName = `${ns}:${p}`;
       for (const method of ["append", "getEvents", "runtimeState"]) {
         const o = await callOn(mf, "do", doName, method, method === "append" ? { event: { type: "app/x" } } : {});
-        // workerd does not report a name over 1024 bytes to the object: that is §2.1's "no name".
+        // workerd does not report a name over 1024 bytes to the object: the "no name" case of docs/protocol.md#naming-and-paths.
         const want = Buffer.byteLength(doName) > 1024 ? "internal: ctx.id.name is falsey - this should never happen" : undefined;
         if (want) assert.equal(o.error, want, `${JSON.stringify(doName.slice(0, 20))}… ${method}`);
         else assert.ok(o.error?.startsWith(`${code}: `), `${JSON.stringify(doName)} ${method}: ${o.error}`);
       }
     }
-    // Split on the first ":" only (§2.1): "t:x:/x" is namespace "t", path "x:/x".
+    // Split on the first ":" only (docs/protocol.md#naming-and-paths): "t:x:/x" is namespace "t", path "x:/x".
     for (const doName of ["t", "Bad", "t:", ":/x", "t:x:/x"]) {
       const o = await callOn(mf, "do", doName, "getEvents", {});
       assert.match(o.error ?? "", /^invalid_(path|namespace): /, `${JSON.stringify(doName)}: ${o.error}`);

@@ -1,9 +1,9 @@
-// Reliability scenario 2b — corrupt, delete or re-version the stored core state (issue 7;
-// RELIABILITY.md §2). Black-box: Miniflare persists the DOs to a temp dir; after dispose() the
+// Reliability scenario 2b — corrupt, delete or re-version the stored core state (RELIABILITY.md
+// docs/protocol.md#stream-lifecycle). Black-box: Miniflare persists the DOs to a temp dir; after dispose() the
 // test edits each stream's SQLite file (python3 sqlite3), starts a new Miniflare on the same dir,
 // and checks that the stream boots, its log is intact byte for byte, its state equals a full
 // rebuild (a `reduce` fold of the log from no state), and the state rows are rewritten at the
-// current version (STREAM.md §4.1, §4.4).
+// current version (docs/architecture.md#storage, docs/operations.md#migrations-and-state-versions).
 import { before, after, test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
@@ -98,7 +98,7 @@ const VARIANTS = [
   },
 ];
 
-// Damage to the log itself, with the state gone so boot must rebuild over it. §4.4: "Loading never
+// Damage to the log itself, with the state gone so boot must rebuild over it. The load rule (docs/operations.md#migrations-and-state-versions): "Loading never
 // fails"; an event that cannot be reduced only advances eventCount/maxOffset. Event 4 is damaged.
 const LOG_VARIANTS = [
   { id: "event-chunk-not-json", unreadable: true, damage: (db) => db.prepare(`UPDATE event_chunks SET chunk_bytes = X'7b' WHERE "offset" = 4`).run() },
@@ -198,7 +198,7 @@ for (const v of VARIANTS) {
 }
 
 for (const v of LOG_VARIANTS) {
-  test(`storage: log damage ${v.id} + core_state deleted → the stream still boots and counts every stored event (§4.4)`, { todo: v.bug }, async () => {
+  test(`storage: log damage ${v.id} + core_state deleted → the stream still boots and counts every stored event`, { todo: v.bug }, async () => {
     const s = streams.get(v.id);
     assert.ok(s?.damaged, "the setup test damaged this stream");
     mf ??= await start();
@@ -211,7 +211,7 @@ for (const v of LOG_VARIANTS) {
     const next = await callOn(mf, "do", s.name, "append", { event: { type: "app/after" } });
     assert.ok(next.ok, `append after ${v.id}: ${next.error}`);
     assert.equal(next.result.offset, s.logBefore.length + 2);
-    // Reads that avoid the damaged event work; a read over it is `internal` when it cannot be read (§4.3).
+    // Reads that avoid the damaged event work; a read over it is `internal` when it cannot be read (docs/architecture.md#storage).
     const tail = await callOn(mf, "do", s.name, "getEvents", { afterOffset: 4 });
     assert.ok(tail.ok, tail.error);
     assert.deepEqual(tail.result.map((e) => e.offset), [5, 6, 7, 8]);

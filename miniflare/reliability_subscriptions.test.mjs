@@ -1,4 +1,4 @@
-// Reliability scenario 6 — subscriptions under faults (RELIABILITY.md §6; STREAM.md §2.3, §10).
+// Reliability scenario 6 — subscriptions under faults (docs/protocol.md#kill-and-reset; #subscriptions; RELIABILITY.md §6).
 //
 // 1. Inbound WebSocket under kills: one subscriber (replayAfterOffset=0) while 300 keyed events
 //    are appended in small batches and kill() is injected at seeded points. Each kill closes the
@@ -124,7 +124,7 @@ test("subscriptions: inbound WebSocket under 8 seeded kill()s — union of deliv
   for (const e of received) assert.equal(bytesOf(e), bytesOf(union.get(e.offset)), `a re-delivery of @${e.offset} differs`);
   assert.deepEqual(dupAcross, [], "no duplicates across reconnects (each resumes from its last offset)");
 
-  // Presence: one inbound connected per accepted socket, no disconnect fact for a kill (§2.3).
+  // Presence: one inbound connected per accepted socket, no disconnect fact for a kill (docs/protocol.md#kill-and-reset).
   const connected = facts(log, "subscriber-connected", { subscriptionKey: "resumer" });
   const disconnected = facts(log, "subscriber-disconnected", { subscriptionKey: "resumer" });
   assert.equal(connected.length, conns.length, "one subscriber-connected per accepted socket, none re-announced for a killed socket");
@@ -207,7 +207,7 @@ test("subscriptions: outbound EchoHost under 8 seeded kill()s — 200 inputs pro
   const catchUpMs = Date.now() - started - writeMs;
   // Sentinel: one more input; once its output is in, whatever the echo was still owed has landed.
   const sentinel = await call(mf, name, "append", { event: { type: ECHO_INPUT, payload: { sentinel: true }, idempotencyKey: "echo-in-sentinel" } });
-  const sentinelKey = `echo-example/output:${sentinel.offset}`;
+  const sentinelKey = `echo-example:${sentinel.offset}:0`;
   log = await waitForLog(mf, name, (l) => l.some((e) => e.idempotencyKey === sentinelKey), { what: "the sentinel's output", timeoutMs: 30_000 });
   echo = await inspectEcho(mf, echoName);
 
@@ -231,7 +231,7 @@ test("subscriptions: outbound EchoHost under 8 seeded kill()s — 200 inputs pro
   assert.deepEqual(outs.map((e) => e.payload.seen), Array.from({ length: TOTAL }, (_, i) => i + 1), "seen values 1..200 in log order");
   const byKey = new Map(outs.map((e) => [e.idempotencyKey, e]));
   inputOffsets.forEach((offset, i) => {
-    const out = byKey.get(`echo-example/output:${offset}`);
+    const out = byKey.get(`echo-example:${offset}:0`);
     assert.ok(out, `no output for input @${offset}`);
     assert.equal(out.payload.seen, i + 1, `output for input @${offset}`);
   });

@@ -1,6 +1,6 @@
 // The Worker entrypoint through a service binding (env.STREAMS.<method>): the eight methods,
 // the default namespace, streamPath resolution, errors, and what is absent
-// (STREAM.md §5.3, §8, §9.2; §14 items 24, 54).
+// (docs/protocol.md#streampath, #errors, #service-binding).
 import { before, after, test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
@@ -24,7 +24,7 @@ const freshPath = () => `/svc-${rand()}`;
 const EIGHT = ["append", "appendBatch", "getEvent", "getEvents", "runtimeState", "reduce", "reset", "kill"];
 
 
-/** tryCallService, retrying only the §2.3 shutting-down window after kill/reset. */
+/** tryCallService, retrying only the shutting-down window (docs/protocol.md#kill-and-reset) after kill/reset. */
 async function tryServiceAfterKill(method, arg) {
   const deadline = Date.now() + 2000;
   for (;;) {
@@ -34,7 +34,7 @@ async function tryServiceAfterKill(method, arg) {
   }
 }
 
-test("item 54: a client worker calls all eight entrypoint methods; namespace defaults to `default`", async () => {
+test("a client worker calls all eight entrypoint methods; namespace defaults to `default`", async () => {
   const p = freshPath();
   const name = `default:${p}`;
 
@@ -89,7 +89,7 @@ test("item 54: a client worker calls all eight entrypoint methods; namespace def
   assert.equal(await doHasFiles(mf, persistDir, `default:/x`), false, "not the default namespace");
 });
 
-test("item 54: runIdleTeardownNow (and every other non-public name) is absent from the entrypoint", async () => {
+test("runIdleTeardownNow (and every other non-public name) is absent from the entrypoint", async () => {
   const p = freshPath();
   for (const method of [
     "runIdleTeardownNow",
@@ -112,7 +112,7 @@ test("item 54: runIdleTeardownNow (and every other non-public name) is absent fr
   assert.equal(await doHasFiles(mf, persistDir, `default:${p}`), false, "no stream was touched");
 });
 
-test("item 54: the built entrypoint class has exactly the eight methods plus fetch", () => {
+test("the built entrypoint class has exactly the eight methods plus fetch", () => {
   const src = fs.readFileSync(path.join(REPO_ROOT, "build", "index.js"), "utf8");
   const alias = /import\s*\{\s*WorkerEntrypoint\s+as\s+([\w$]+)\s*\}\s*from\s*"cloudflare:workers"/.exec(src)?.[1];
   assert.ok(alias, "build/index.js imports WorkerEntrypoint");
@@ -122,7 +122,7 @@ test("item 54: the built entrypoint class has exactly the eight methods plus fet
   assert.deepEqual([...methods].sort(), [...EIGHT, "fetch"].sort());
 });
 
-test("item 24: service append({path:/p, streamPath:/q, event}) lands on /q; /p gets no woken (never touched)", async () => {
+test("service append({path:/p, streamPath:/q, event}) lands on /q; /p gets no woken (never touched)", async () => {
   const ns = freshNamespace();
   const ev = await callService(mf, "append", { namespace: ns, path: "/p", streamPath: "/q", event: { type: "app/fwd" } });
   assert.equal(ev.offset, 3);
@@ -152,7 +152,7 @@ test("item 24: service append({path:/p, streamPath:/q, event}) lands on /q; /p g
   );
 });
 
-test("item 24: relative streamPaths resolve against `path`; escaping the root → invalid_path with the exact message", async () => {
+test("relative streamPaths resolve against `path`; escaping the root → invalid_path with the exact message", async () => {
   const ns = freshNamespace();
   const ev = await callService(mf, "append", { namespace: ns, path: "/p", streamPath: "c", event: { type: "app/c" } });
   assert.equal((await readAll(mf, `${ns}:/p/c`))[2].offset, ev.offset);
@@ -167,7 +167,7 @@ test("item 24: relative streamPaths resolve against `path`; escaping the root �
   assertError(await tryCallService(mf, "append", { namespace: ns, path: "/p", streamPath: "x".repeat(1024), event: { type: "app/x" } }), "invalid_path", undefined, "1024-byte streamPath");
 });
 
-test("entrypoint errors follow §8 and are checked before any DO is touched", async () => {
+test("entrypoint errors follow docs/protocol.md#errors and are checked before any DO is touched", async () => {
   const ns = freshNamespace();
   const nsMsg = 'invalid namespace "Bad": must match ^[a-z0-9][a-z0-9_-]{0,62}$';
   for (const method of EIGHT) {

@@ -1,5 +1,5 @@
 // Inbound subscribers: hibernatable WebSockets over the public HTTP route
-// (STREAM.md §10, §10.1, §10.3; §14 items 56–63, plus filter/replay stress).
+// (docs/protocol.md#subscriptions, #inbound-subscribers, #disconnect-reasons; plus filter/replay stress).
 import { before, after, test } from "node:test";
 import assert from "node:assert/strict";
 import { startStreams, call, uniqueName, splitName } from "./helpers/mf.mjs";
@@ -55,7 +55,7 @@ function assertFramesConsistent(sub, note) {
   }
 }
 
-test("item 56: replay 0 → the first batch starts at offset 1, no empty batch before it; state.maxOffset == streamMaxOffset", async () => {
+test("replay 0 → the first batch starts at offset 1, no empty batch before it; state.maxOffset == streamMaxOffset", async () => {
   const name = uniqueName();
   await appendMany(name, 5);
   const sub = await subscribe(name, { subscriptionKey: "k1", replayAfterOffset: 0 });
@@ -70,7 +70,7 @@ test("item 56: replay 0 → the first batch starts at offset 1, no empty batch b
     Object.keys(first).sort(),
     ["afterOffset", "connectionId", "events", "state", "streamId", "streamMaxOffset", "subscriptionKey", "throughOffset", "type"],
   );
-  // The replay runs through subscriber-connected (§10.1 accept step 4).
+  // The replay runs through subscriber-connected (docs/protocol.md#inbound-subscribers).
   const all = await readAll(mf, name);
   await sub.waitForOffset(all[all.length - 1].offset);
   assert.deepEqual(sub.events(), (await readAll(mf, name)).slice(0, sub.events().length));
@@ -79,7 +79,7 @@ test("item 56: replay 0 → the first batch starts at offset 1, no empty batch b
   assertFramesConsistent(sub, "item 56");
 });
 
-test("item 57: append, subscribe (replay 0), append → every batch has state.maxOffset == streamMaxOffset; the last state equals runtimeState().coreProcessorState", async () => {
+test("append, subscribe (replay 0), append → every batch has state.maxOffset == streamMaxOffset; the last state equals runtimeState().coreProcessorState", async () => {
   const name = uniqueName();
   await appendMany(name, 3);
   const sub = await subscribe(name, { subscriptionKey: "k57", replayAfterOffset: 0 });
@@ -97,7 +97,7 @@ test("item 57: append, subscribe (replay 0), append → every batch has state.ma
   assert.deepEqual(sub.lastFrame().state, state, "the last batch's state equals the current core state");
 });
 
-test("item 58: live tail → an immediate first batch with [] or only subscriber-connected", async () => {
+test("live tail → an immediate first batch with [] or only subscriber-connected", async () => {
   const name = uniqueName();
   await appendMany(name, 3);
   const t0 = Date.now();
@@ -117,7 +117,7 @@ test("item 58: live tail → an immediate first batch with [] or only subscriber
   assert.equal(new Set(sub.offsets()).size, sub.offsets().length, "no duplicates");
 });
 
-test("item 59: events=false&replayAfterOffset=0 → every batch is empty; the last has streamMaxOffset == the last offset", async () => {
+test("events=false&replayAfterOffset=0 → every batch is empty; the last has streamMaxOffset == the last offset", async () => {
   const name = uniqueName();
   await appendMany(name, 20);
   const sub = await subscribe(name, { subscriptionKey: "state-only", events: "false", replayAfterOffset: 0 });
@@ -139,7 +139,7 @@ test("item 59: events=false&replayAfterOffset=0 → every batch is empty; the la
   assert.deepEqual(sub0.frames[0].events, []);
 });
 
-test("item 60: eventTypes=app/a → only app/a; * → all; replaying 250 → batches of ≤ 100, in order, no duplicates", async () => {
+test("eventTypes=app/a → only app/a; * → all; replaying 250 → batches of ≤ 100, in order, no duplicates", async () => {
   const name = uniqueName();
   const committed = await appendMany(name, 250, { type: (i) => (i % 3 === 0 ? "app/a" : "app/b") });
   const lastInput = committed.at(-1).offset;
@@ -169,7 +169,7 @@ test("item 60: eventTypes=app/a → only app/a; * → all; replaying 250 → bat
   assertFramesConsistent(onlyA, "app/a");
 });
 
-test("item 61: unsubscribe → disconnected(unsubscribed) then close 1000; a client close → rpc-broken; once each", async () => {
+test("unsubscribe → disconnected(unsubscribed) then close 1000; a client close → rpc-broken; once each", async () => {
   const name = uniqueName();
   const a = await subscribe(name, { subscriptionKey: "ua" });
   const b = await subscribe(name, { subscriptionKey: "ub" });
@@ -207,7 +207,7 @@ test("item 61: unsubscribe → disconnected(unsubscribed) then close 1000; a cli
   assert.equal(facts(log, "subscriber-disconnected").length, 2);
 });
 
-test("item 62: a 2nd socket on k → the 1st gets 4001; replaced is written before the new connected", async () => {
+test("a 2nd socket on k → the 1st gets 4001; replaced is written before the new connected", async () => {
   const name = uniqueName();
   // Over a real TCP socket, so the server's close frame is seen (see openRawSubscriber).
   const first = await openRawSubscriber(mf, name, { subscriptionKey: "k" });
@@ -236,7 +236,7 @@ test("item 62: a 2nd socket on k → the 1st gets 4001; replaced is written befo
   assert.equal((await coreState(mf, name)).connectionsByKey.k.direction, "inbound");
 });
 
-test("item 62: a subscriptionKey that belongs to a configured subscription → 400 invalid_request", async () => {
+test("a subscriptionKey that belongs to a configured subscription → 400 invalid_request", async () => {
   const name = uniqueName();
   await call(mf, name, "append", { event: echoSubscriptionEvent("cfg", uniqueEchoName()) });
   const before = await readAll(mf, name);
@@ -254,7 +254,7 @@ test("item 62: a subscriptionKey that belongs to a configured subscription → 4
   );
 });
 
-test("item 63: subscribe, append, simulateHibernation(), append → each later event exactly once (woken included); k is back in the roster", async () => {
+test("subscribe, append, simulateHibernation(), append → each later event exactly once (woken included); k is back in the roster", async () => {
   const name = uniqueName();
   const sub = await subscribe(name, { subscriptionKey: "k" });
   await sub.waitFor((s) => s.frames.length >= 1);

@@ -1,6 +1,6 @@
 // Outbound (configured) subscribers against the EchoHost fixture: allowlist, dial, delivery,
 // re-dial back-off, removal, idle teardown, kill/abort recovery
-// (STREAM.md §10, §10.2, §10.3, §11; §14 items 64–72, plus a slow subscriber).
+// (docs/protocol.md#subscriptions, #outbound-subscribers, #disconnect-reasons, #runtimestate; plus a slow subscriber).
 import { before, after, test } from "node:test";
 import assert from "node:assert/strict";
 import { startStreams, call, tryCall, uniqueName, splitName, http, tryCallService } from "./helpers/mf.mjs";
@@ -54,7 +54,7 @@ function outputs(log) {
   return log.filter((e) => e.type === ECHO_OUTPUT);
 }
 
-test("item 64: a subscriber on a binding that is not allowlisted → subscriber_not_allowed (DO, service, HTTP 403), nothing written", async () => {
+test("a subscriber on a binding that is not allowlisted → subscriber_not_allowed (DO, service, HTTP 403), nothing written", async () => {
   const name = uniqueName();
   const before = await snapshot(mf, name);
   const event = echoSubscriptionEvent("nope", uniqueEchoName(), { bindingName: "NOT_ALLOWED" });
@@ -75,7 +75,7 @@ test("item 64: a subscriber on a binding that is not allowlisted → subscriber_
   await assertUnchanged(mf, name, before, "refused subscriptions write nothing");
 });
 
-test("item 64: STREAM is refused even when listed; the allowlist entries are trimmed", async () => {
+test("STREAM is refused even when listed; the allowlist entries are trimmed", async () => {
   const m = await startStreams({ bindings: { STREAM_SUBSCRIBER_BINDINGS: " STREAM , ECHO_HOST " } });
   try {
     const name = uniqueName();
@@ -90,7 +90,7 @@ test("item 64: STREAM is refused even when listed; the allowlist entries are tri
   }
 });
 
-test("subscriber shapes outside §10.2 → invalid_event, nothing written", async () => {
+test("subscriber shapes outside docs/protocol.md#outbound-subscribers → invalid_event, nothing written", async () => {
   const name = uniqueName();
   const before = await snapshot(mf, name);
   const base = echoSubscriber("echo-shape");
@@ -117,7 +117,7 @@ test("subscriber shapes outside §10.2 → invalid_event, nothing written", asyn
   await assertUnchanged(mf, name, before);
 });
 
-test("item 65: EchoHost dial arguments follow §10.2; an input → output-echoed {seen:1}; the roster and processorsBySlug are set", async () => {
+test("EchoHost dial arguments follow docs/protocol.md#outbound-subscribers; an input → output-echoed {seen:1}; the roster and processorsBySlug are set", async () => {
   const name = uniqueName();
   const { namespace, path } = splitName(name);
   const key = "echo";
@@ -157,7 +157,7 @@ test("item 65: EchoHost dial arguments follow §10.2; an input → output-echoed
   const log = await waitForLog(mf, name, (l) => outputs(l).length === 1);
   const [out] = outputs(log);
   assert.deepEqual(out.payload, { seen: 1 });
-  assert.equal(out.idempotencyKey, `echo-example/output:${input.offset}`);
+  assert.equal(out.idempotencyKey, `echo-example:${input.offset}:0`);
   assert.ok(out.offset > input.offset);
 
   const echoAfter = await inspectEcho(mf, echoName);
@@ -185,7 +185,7 @@ test("item 65: EchoHost dial arguments follow §10.2; an input → output-echoed
   assert.deepEqual(st.runtime.redial, {});
 });
 
-test("item 66: echo 1, abort(), input 2 → seen == 2; disconnected(delivery-failed); the checkpoint reaches input 2", async () => {
+test("echo 1, abort(), input 2 → seen == 2; disconnected(delivery-failed); the checkpoint reaches input 2", async () => {
   const name = uniqueName();
   const key = "echo";
   const { echoName } = await connectEcho(mf, name, { key });
@@ -209,7 +209,7 @@ test("item 66: echo 1, abort(), input 2 → seen == 2; disconnected(delivery-fai
   await waitFor(() => runtimeState(mf, name), (st) => st.runtime.redial[key] === undefined, { what: "redial entry cleared" });
 });
 
-test("item 67: a dial that always throws → redial[key].failures reaches 3 without appends, at gaps of ≈200/400/800 ms", async () => {
+test("a dial that always throws → redial[key].failures reaches 3 without appends, at gaps of ≈200/400/800 ms", async () => {
   const name = uniqueName();
   const key = "failing";
   const echoName = uniqueEchoName();
@@ -245,7 +245,7 @@ test("item 67: a dial that always throws → redial[key].failures reaches 3 with
   assert.equal(st.coreProcessorState.maxOffset, configured.offset);
 });
 
-test("item 68: subscription-removed → closed with that reason; no redial entry is left", async () => {
+test("subscription-removed → closed with that reason; no redial entry is left", async () => {
   const name = uniqueName();
   const key = "echo";
   const { echoName } = await connectEcho(mf, name, { key });
@@ -275,7 +275,7 @@ test("item 68: subscription-removed → closed with that reason; no redial entry
   assert.equal(echo.dials.length, 1);
 });
 
-test("item 68: removing a key that is backing off deletes its redial entry and stops the dials", async () => {
+test("removing a key that is backing off deletes its redial entry and stops the dials", async () => {
   const name = uniqueName();
   const key = "failing";
   const echoName = uniqueEchoName();
@@ -299,7 +299,7 @@ test("item 68: removing a key that is backing off deletes its redial entry and s
   assert.equal(log.at(-1).offset, removed.offset, "no presence fact: it was never connected");
 });
 
-test("item 69: runIdleTeardownNow() → disconnected(idle); a 2nd call appends nothing; the next domain append re-dials (seen == 2)", async () => {
+test("runIdleTeardownNow() → disconnected(idle); a 2nd call appends nothing; the next domain append re-dials (seen == 2)", async () => {
   const name = uniqueName();
   const key = "echo";
   const { echoName } = await connectEcho(mf, name, { key });
@@ -331,7 +331,7 @@ test("item 69: runIdleTeardownNow() → disconnected(idle); a 2nd call appends n
   assert.equal(st.runtime.connections[key]?.direction, "outbound");
 });
 
-test("items 70, 71: STREAM_IDLE_TEARDOWN_MS=500 → disconnected(idle) soon; S/resumed does not re-dial; after the deadline simulateHibernation() dials nothing; a domain append then dials", async () => {
+test("STREAM_IDLE_TEARDOWN_MS=500 → disconnected(idle) soon; S/resumed does not re-dial; after the deadline simulateHibernation() dials nothing; a domain append then dials", async () => {
   const m = await startStreams({ bindings: { STREAM_IDLE_TEARDOWN_MS: "500" } });
   try {
     const name = uniqueName();
@@ -379,7 +379,7 @@ test("items 70, 71: STREAM_IDLE_TEARDOWN_MS=500 → disconnected(idle) soon; S/r
   }
 });
 
-test("item 72: kill() before each of 5 inputs → seen goes 1, 2, 3, 4, 5", async () => {
+test("kill() before each of 5 inputs → seen goes 1, 2, 3, 4, 5", async () => {
   const name = uniqueName();
   const key = "echo";
   const { echoName } = await connectEcho(mf, name, { key });
@@ -399,7 +399,7 @@ test("item 72: kill() before each of 5 inputs → seen goes 1, 2, 3, 4, 5", asyn
   assert.deepEqual(outputs(log).map((e) => e.payload.seen), [1, 2, 3, 4, 5]);
 });
 
-test("item 72: after echo 1, abort() then kill() then an input → seen == 2", async () => {
+test("after echo 1, abort() then kill() then an input → seen == 2", async () => {
   const name = uniqueName();
   const { echoName } = await connectEcho(mf, name);
   await appendInput(mf, name, { n: 1 });

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Build, then run the benchmark driver (bench/ is owned elsewhere), then the viewer's metric.
-# `npm run bench -- viewer [--events=N]` runs the viewer's metric alone.
+# Build, then run the benchmark drivers: the Worker against its baseline (bench/run.mjs, which
+# rewrites BENCHMARKS.md), the viewer's metric, and the browser runtime in headless Chromium
+# (bench/browser.mjs, which adds its section to BENCHMARKS.md).
+# `npm run bench -- viewer [--events=N]` / `npm run bench -- browser [--events=N]` run one alone.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/build.sh
-if [ "${1:-}" = "viewer" ]; then
-  shift
-  exec node bench/viewer.mjs "$@"
-fi
+case "${1:-}" in
+  viewer) shift; exec node bench/viewer.mjs "$@" ;;
+  browser) shift; exec node bench/browser.mjs "$@" ;;
+esac
 node bench/run.mjs "$@"
 node bench/viewer.mjs
+node bench/browser.mjs

@@ -6,7 +6,7 @@
 #
 # Installs only from package registries / rustup (no GitHub downloads):
 #   - rustup target wasm32-unknown-unknown
-#   - worker-build 0.8.7 and wasm-bindgen-cli 0.2.130 (cargo install, no --locked: see TOOLCHAIN.md)
+#   - worker-build 0.8.7 and wasm-bindgen-cli 0.2.130 (cargo install, no --locked)
 #   - node_modules via `npm ci`, when missing or older than package-lock.json
 # Concurrent runs serialise on a per-user lock so two cargo installs never race.
 

@@ -1,6 +1,6 @@
 //! Crossing the JS boundary: JS values into strict JSON (rejecting what JSON
 //! cannot hold), JSON text back into JS values, and errors as JS `Error`s
-//! whose message is `<code>: <message>` (spec §3.1, §8).
+//! whose message is `<code>: <message>` (docs/protocol.md#append-input, #errors).
 
 use js_sys::{Array, JsString, Object, Reflect};
 use serde_json::{Map, Value};

@@ -1,4 +1,4 @@
-//! Environment variables and secrets, read once per incarnation (spec §12).
+//! Environment variables and secrets, read once per incarnation (docs/operations.md#configuration).
 
 use worker::Env;
 

@@ -1,4 +1,4 @@
-//! Errors and JSON on the wire, shared by the Durable Object and the HTTP layer: HTTP statuses and the JSON error body (spec §8).
+//! Errors and JSON on the wire, shared by the Durable Object and the HTTP layer: HTTP statuses and the JSON error body (docs/protocol.md#errors).
 
 use serde_json::json;
 use worker::{Response, ResponseBuilder};

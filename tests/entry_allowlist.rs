@@ -1,5 +1,5 @@
 //! `src/entry.mjs` must forward exactly the DO methods of the Rust allowlist
-//! (spec §9.1): no more, so internals stay unreachable, and no fewer.
+//! (docs/protocol.md#durable-object-rpc): no more, so internals stay unreachable, and no fewer.
 
 use std::collections::BTreeSet;
 

@@ -184,6 +184,7 @@ function fakePlatform({ locks = new FakeLocks(), server = {} } = {}) {
       const body = JSON.parse(init.body);
       calls.push({ method, body });
       if (state.down) throw new TypeError("fetch failed");
+      if (state.refuse) return new Response(JSON.stringify({ error: { code: "unauthorized", message: "token refused" } }), { status: 401 });
       const reply = (value) => new Response(JSON.stringify(value ?? null), { status: 200 });
       if (method === "runtimeState") return reply({ coreProcessorState: { streamId: state.streamId, maxOffset: state.maxOffset }, runtime: {} });
       if (method === "append") return reply({ ...body.event, offset: 99, createdAt: "2026-01-01T00:00:00.000Z" });
@@ -261,6 +262,7 @@ test("B1: batches queued on a dropped connection are not written; the next subsc
   let release;
   worker.applyGate = new Promise((r) => (release = r));
   a.push(batch(0, 2));
+  await settle(); // its write is in flight (held by the gate)
   a.push(batch(2, 4));
   await settle();
   a.serverClose(1006);
@@ -533,6 +535,19 @@ test("a batch that does not continue the mirror (afterOffset gap) is not written
   assert.match(store.getSnapshot().error, /does not continue the mirror at 3/);
   await tick(250);
   assert.equal(FakeSocket.instances.at(-1).after, 3);
+  store.close();
+  await tick(0);
+});
+
+test("a refused token stops the store with an error instead of retrying", async () => {
+  const fake = fakePlatform({ server: { refuse: true } });
+  const store = open(fake, { token: "wrong" });
+  await settle();
+  await tick(60_000);
+  assert.equal(store.getSnapshot().status, "error");
+  assert.match(store.getSnapshot().error, /token refused/);
+  assert.equal(FakeSocket.instances.length, 0, "no socket was opened");
+  assert.equal(fake.calls.filter((c) => c.method === "runtimeState").length, 1, "not retried");
   store.close();
   await tick(0);
 });

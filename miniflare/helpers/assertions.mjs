@@ -1,4 +1,4 @@
-// Small assertion helpers shared by the miniflare/do_*.test.mjs files (STREAM.md §14).
+// Small assertion helpers shared by the miniflare/do_*.test.mjs files.
 import assert from "node:assert/strict";
 import { call, tryCall } from "./mf.mjs";
 
@@ -88,7 +88,7 @@ export async function pollUntil(fn, pred, { timeoutMs = 2000, intervalMs = 25, w
 }
 
 /**
- * A call right after kill()/reset(): §2.3 allows `internal: stream incarnation is shutting down; retry`
+ * A call right after kill()/reset(): docs/protocol.md#kill-and-reset allows `internal: stream incarnation is shutting down; retry`
  * until the abort lands, so retry on exactly that error (bounded); anything else is returned as is.
  */
 export async function tryCallAfterKill(mf, name, method, arg, { timeoutMs = 2000 } = {}) {
@@ -117,8 +117,8 @@ export function breakerConfig(burstCapacity, refillRatePerMinute) {
 }
 
 /**
- * The §7.1 spend rule for one event at time t (epoch ms), on a copy of the bucket.
- * Only used up to and including the first deficit, where every rule reading of §7 agrees.
+ * The spend rule (docs/protocol.md#rules) for one event at time t (epoch ms), on a copy of the bucket.
+ * Only used up to and including the first deficit, where every reading of the rules agrees.
  */
 export function spend(bucket, t) {
   const b = { ...bucket };
@@ -131,7 +131,7 @@ export function spend(bucket, t) {
   return b;
 }
 
-/** The §6.1 initial core state. */
+/** The initial core state (docs/protocol.md#state-shape). */
 export function initialState() {
   return {
     namespace: "uninitialized",
@@ -163,7 +163,7 @@ export function assertCreatedPayload(payload, { namespace, path }, note) {
 }
 export const EVENT_KEY_ORDER = ["type", "payload", "metadata", "source", "idempotencyKey", "offset", "createdAt"];
 
-/** Asserts the keys of a committed event appear in the §3.2 order (absent ones skipped). */
+/** Asserts the keys of a committed event appear in the committed order (docs/protocol.md#committed-event) (absent ones skipped). */
 export function assertEventKeyOrder(ev, note) {
   const keys = Object.keys(ev);
   assert.deepEqual(keys, EVENT_KEY_ORDER.filter((k) => keys.includes(k)), `key order${note ? ` (${note})` : ""}`);

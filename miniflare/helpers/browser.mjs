@@ -10,7 +10,13 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
+import http from "node:http";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
 import { chromium } from "playwright-core";
+import { bundleBrowser } from "../../client/bundle-browser.mjs";
+import { startStreams } from "./mf.mjs";
 
 export const CHROMIUM_PATH = "/usr/bin/chromium";
 
@@ -95,9 +101,6 @@ export function assertNoConsoleErrors(page) {
 //
 // Static files come from `root`; /api/* (HTTP and WebSocket upgrades) is forwarded to `target`.
 // The origin stays fixed across runtime restarts, so OPFS, Web Locks and localStorage persist.
-import http from "node:http";
-import net from "node:net";
-import path from "node:path";
 
 const CONTENT_TYPES = {
   ".html": "text/html; charset=utf-8",
@@ -192,4 +195,114 @@ export async function startSite({ root, target }) {
       await new Promise((resolve) => server.close(resolve));
     },
   };
+}
+
+// ---- the browser-runtime harness: Miniflare (persisted) + the test site + Chromium ----
+//
+//   const h = await startRuntimeHarness();   // page entry: miniflare/fixtures/browser-page.ts
+//   const page = await h.newPage();           // at h.site.url, `window.streams` loaded
+//   await h.restartRuntime();                 // dispose Miniflare, start it again on the same storage
+//   await h.close();
+
+const FIXTURES = path.join(path.dirname(new URL(import.meta.url).pathname), "..", "fixtures");
+export const ADMIN_TOKEN = "browser-admin-token";
+
+/**
+ * Bundles page entries (+ the mirror worker and sqlite3.wasm) into a fresh dir: `<name>.html` loads
+ * `<name>.js` into a page with a `#root` element; `index.html` is the first entry's page.
+ */
+export async function bundlePage(entryPoints) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "streams-site-"));
+  await bundleBrowser({ entryPoints, outdir: dir });
+  const html = (name) => `<!doctype html><meta charset="utf-8"><title>streams</title><div id="root"></div><script type="module" src="/${name}.js"></script>\n`;
+  for (const name of Object.keys(entryPoints)) fs.writeFileSync(path.join(dir, `${name}.html`), html(name));
+  fs.writeFileSync(path.join(dir, "index.html"), html(Object.keys(entryPoints)[0]));
+  return dir;
+}
+
+/**
+ * entryPoints: extra pages (name → file) bundled next to the harness page (`harness.html`, also `/`).
+ * bindings: extra streams-worker bindings; apiToken: the bearer token `api()` sends by default.
+ */
+export async function startRuntimeHarness({ entryPoints = {}, bindings = {}, apiToken } = {}) {
+  const root = await bundlePage({ harness: path.join(FIXTURES, "browser-page.ts"), ...entryPoints });
+  const persistDir = fs.mkdtempSync(path.join(os.tmpdir(), "streams-browser-do-"));
+  const start = () =>
+    startStreams({ bindings: { STREAMS_ADMIN_TOKEN: ADMIN_TOKEN, ...bindings }, miniflare: { durableObjectsPersist: persistDir } });
+  let mf = await start();
+  const site = await startSite({ root, target: (await mf.ready).href });
+  const browser = await launchBrowser();
+  const context = await browser.newContext();
+  const harness = {
+    site,
+    browser,
+    /** One browser profile: its pages share OPFS, Web Locks, BroadcastChannel and localStorage. */
+    context,
+    get mf() {
+      return mf;
+    },
+    async newPage(inContext = context) {
+      const page = await inContext.newPage();
+      watchConsole(page);
+      await page.goto(`${site.url}/`);
+      await page.waitForFunction(() => "streams" in globalThis);
+      return page;
+    },
+    /** Stops the whole local runtime and starts it again on the same storage. */
+    async restartRuntime({ downMs = 0 } = {}) {
+      await mf.dispose();
+      if (downMs) await new Promise((r) => setTimeout(r, downMs));
+      mf = await start();
+      site.setTarget((await mf.ready).href);
+    },
+    /** An HTTP call to the API through the site, as the page makes it. */
+    async api(method, path, args = {}, { namespace = "default", token = apiToken } = {}) {
+      const url = `${site.url}/api/streams/${method}?namespace=${encodeURIComponent(namespace)}&path=${encodeURIComponent(path)}`;
+      const res = await fetch(url, {
+        method: "POST",
+        headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
+        body: JSON.stringify(args),
+      });
+      const text = await res.text();
+      if (!res.ok) throw Object.assign(new Error(`${method}: HTTP ${res.status} ${text}`), { status: res.status });
+      return text === "null" ? undefined : JSON.parse(text);
+    },
+    /** Every event of a stream, paged. */
+    async allEvents(path) {
+      const out = [];
+      for (;;) {
+        const page = await harness.api("getEvents", path, { afterOffset: out.at(-1)?.offset ?? 0, limit: 1000 });
+        if (page.length === 0) return out;
+        out.push(...page);
+      }
+    },
+    async close() {
+      await browser.close().catch(() => {});
+      await site.close();
+      await mf.dispose();
+      fs.rmSync(root, { recursive: true, force: true });
+      fs.rmSync(persistDir, { recursive: true, force: true });
+    },
+  };
+  return harness;
+}
+
+/** The `sqlite3` CLI (Debian package), installed when missing; throws when that fails. */
+export function ensureSqlite3() {
+  const found = () => {
+    try {
+      execFileSync("sqlite3", ["-version"], { stdio: "ignore" });
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  if (found()) return;
+  try {
+    execFileSync("apt-get", ["install", "-y", "--no-install-recommends", "sqlite3"], { stdio: "inherit" });
+  } catch {
+    execFileSync("apt-get", ["update"], { stdio: "inherit" });
+    execFileSync("apt-get", ["install", "-y", "--no-install-recommends", "sqlite3"], { stdio: "inherit" });
+  }
+  if (!found()) throw new Error('the download test needs the sqlite3 CLI; "apt-get install -y sqlite3" did not provide it');
 }

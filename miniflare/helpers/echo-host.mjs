@@ -1,15 +1,33 @@
-// EchoHost: the test-only outbound subscriber of STREAM.md §14. It keeps
-// {seen, checkpoint}; its dial reply asks for input events after its
-// checkpoint; for each input it appends `output-echoed {seen}` through the
-// STREAMS service binding, keyed so a re-delivery cannot duplicate it.
+// EchoHost: the test-only outbound subscriber of the acceptance checklist, built on the processor
+// host (client/src/processor). Its one processor `echo-example` counts input events (`seen`) and,
+// for each, appends `output-echoed {seen}` through the STREAMS service binding; the host keys that
+// append `echo-example:<input offset>:0`, so a re-delivery cannot duplicate it.
+//
+// Test controls and bookkeeping (kept in the DO's KV storage, beside the host's own table):
+// configure({delayMs, failDials}), inspect() → {seen, checkpoint, delivered, dials, batches,
+// received, lastBatch, inFlight, maxInFlight, status (the host's status())}, abort().
 import { DurableObject } from "cloudflare:workers";
+import { defineProcessor, ProcessorHost } from "../../client/src/processor/index.ts";
 
 const INPUT_TYPE = "events.iterate.com/echo-example/input-received";
 const OUTPUT_TYPE = "events.iterate.com/echo-example/output-echoed";
 
+const echo = defineProcessor({
+  slug: "echo-example",
+  version: "0.1.0",
+  eventTypes: [INPUT_TYPE],
+  initialState: { seen: 0, delivered: [] },
+  reduce: (state, event) => ({ seen: state.seen + 1, delivered: [...state.delivered, event.offset] }),
+  onEvent: async ({ state, append }) => {
+    await append({ type: OUTPUT_TYPE, payload: { seen: state.seen } });
+  },
+});
+
 export class EchoHost extends DurableObject {
+  host = new ProcessorHost(this.ctx, { processors: [echo], streams: this.env.STREAMS });
+
   async #load() {
-    return (await this.ctx.storage.get("echo")) ?? { seen: 0, checkpoint: 0, dials: [], batches: 0, delayMs: 0, failDials: false };
+    return (await this.ctx.storage.get("echo")) ?? { dials: [], batches: 0, delayMs: 0, failDials: false };
   }
 
   async #save(value) {
@@ -17,24 +35,21 @@ export class EchoHost extends DurableObject {
   }
 
   async requestStreamSubscription(args) {
-    const echo = await this.#load();
-    echo.dials.push(args);
-    await this.#save(echo);
-    if (echo.failDials) throw new Error("echo host refuses dials");
-    return {
-      replayAfterOffset: echo.checkpoint,
-      eventTypes: [INPUT_TYPE],
-      subscriber: { processor: { announcement: { slug: "echo-example", version: "0.1.0" } } },
-    };
+    const book = await this.#load();
+    book.dials.push(args);
+    book.stream = { namespace: args.namespace, path: args.path };
+    await this.#save(book);
+    if (book.failDials) throw new Error("echo host refuses dials");
+    return this.host.requestStreamSubscription(args);
   }
 
   async processEventBatch(args) {
-    const { namespace, path, events } = args;
-    const echo = await this.#load();
-    echo.batches += 1;
-    // Test bookkeeping: every offset received (re-deliveries included) and the last batch's shape.
-    echo.received = [...(echo.received ?? []), ...events.map((e) => e.offset)];
-    echo.lastBatch = {
+    const { events } = args;
+    const book = await this.#load();
+    book.batches += 1;
+    // Every offset received (re-deliveries included) and the last batch's shape.
+    book.received = [...(book.received ?? []), ...events.map((e) => e.offset)];
+    book.lastBatch = {
       keys: Object.keys(args),
       subscriptionKey: args.subscriptionKey,
       streamMaxOffset: args.streamMaxOffset,
@@ -42,28 +57,25 @@ export class EchoHost extends DurableObject {
       processorName: args.processorName,
       count: events.length,
     };
-    echo.inFlight = (echo.inFlight ?? 0) + 1;
-    echo.maxInFlight = Math.max(echo.maxInFlight ?? 0, echo.inFlight);
-    await this.#save(echo);
-    if (echo.delayMs) await new Promise((resolve) => setTimeout(resolve, echo.delayMs));
-    for (const event of events) {
-      if (event.type !== INPUT_TYPE || event.offset <= echo.checkpoint) continue;
-      echo.seen += 1;
-      await this.env.STREAMS.append({
-        namespace,
-        path,
-        event: { type: OUTPUT_TYPE, payload: { seen: echo.seen }, idempotencyKey: `echo-example/output:${event.offset}` },
-      });
-      echo.checkpoint = event.offset;
-      echo.delivered = [...(echo.delivered ?? []), event.offset];
-    }
-    echo.inFlight -= 1;
-    await this.#save(echo);
+    book.inFlight = (book.inFlight ?? 0) + 1;
+    book.maxInFlight = Math.max(book.maxInFlight ?? 0, book.inFlight);
+    await this.#save(book);
+    if (book.delayMs) await new Promise((resolve) => setTimeout(resolve, book.delayMs));
+    const outcome = await this.host.processEventBatch(args);
+    // Only a delivery that resolved leaves flight (a rejected one stays counted).
+    const after = await this.#load();
+    after.inFlight -= 1;
+    await this.#save(after);
+    return outcome;
   }
 
-  // Test controls, called from the client worker through the ECHO_HOST binding.
   async inspect() {
-    return this.#load();
+    const book = await this.#load();
+    const status = book.stream ? this.host.status({ ...book.stream, slug: echo.slug }) : undefined;
+    const delivered = status?.state.delivered ?? [];
+    // `checkpoint` is the last input processed (the host's own checkpoint, `status.checkpoint`, is
+    // the last offset the stream read, which also covers the filtered-out events after it).
+    return { ...book, seen: status?.state.seen ?? 0, delivered, checkpoint: delivered.at(-1) ?? 0, status };
   }
 
   async configure(options) {

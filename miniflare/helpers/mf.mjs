@@ -1,4 +1,4 @@
-// Miniflare harness for the streams worker (TOOLCHAIN.md "Miniflare from Node", STREAM.md §14).
+// Miniflare harness for the streams worker .
 //
 //   const mf = await startStreams();            // needs `npm run build` (build/index.js) first
 //   const ev = await call(mf, uniqueName(), "append", { event: { type: "x" } });
@@ -9,13 +9,15 @@
 //            vars STREAMS_TEST_HOOKS=1, STREAM_REDIAL_BASE_MS=200, STREAM_SUBSCRIBER_BINDINGS=ECHO_HOST.
 //            It is the first worker, so mf.dispatchFetch() reaches its fetch handler.
 //   client   miniflare/helpers/client-worker.mjs: makes RPC calls from inside workerd and returns
-//            JSON, so error messages survive (see TOOLCHAIN.md "Testing pitfalls").
-//   echo     miniflare/helpers/echo-host.mjs: the EchoHost fixture DO.
+//            JSON, so error messages survive (errors thrown through Miniflare's Node proxy lose their message).
+//   echo     miniflare/helpers/echo-host.mjs: the EchoHost fixture DO (bundled with esbuild: it
+//            imports the processor host's TypeScript source).
 import { Miniflare } from "miniflare";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { bundledModules } from "./bundle.mjs";
 
 const HELPERS = path.dirname(fileURLToPath(import.meta.url));
 export const HELPERS_DIR = HELPERS;
@@ -42,11 +44,14 @@ export const MODULES_RULES = [
  * opts.streams / opts.client / opts.echo
  *                extra Miniflare worker options merged into that worker (shallow).
  * opts.echoScriptPath  alternative EchoHost module (default miniflare/helpers/echo-host.mjs).
+ * opts.workers   more Miniflare worker definitions, after the three above (e.g. a processor host,
+ *                miniflare/helpers/processors.mjs).
+ * opts.subscriberObjects  extra Durable Object bindings of the streams worker (subscribers it may dial;
+ *                list them in STREAM_SUBSCRIBER_BINDINGS too).
  * opts.viewer   serve viewer/dist/ as static assets in front of the streams worker, routed as
  *                wrangler.toml does: `/api/*` always reaches the worker, `/` and `/split` are the
  *                page, any other path reaches the worker (needs `node viewer/build.mjs` first).
  * opts.miniflare extra top-level Miniflare options (e.g. {log: new Log(LogLevel.DEBUG)}).
- * opts.workers   more Miniflare worker definitions, after the three above.
  */
 export async function startStreams(opts = {}) {
   const root = path.resolve(opts.root ?? REPO_ROOT);
@@ -66,6 +71,7 @@ export async function startStreams(opts = {}) {
         durableObjects: {
           STREAM: { className: "Stream", useSQLite: true },
           ECHO_HOST: { className: "EchoHost", scriptName: "echo", useSQLite: true },
+          ...(opts.subscriberObjects ?? {}),
         },
         bindings,
         ...(opts.viewer ? { assets: viewerAssets(root) } : {}),
@@ -85,10 +91,7 @@ export async function startStreams(opts = {}) {
       },
       {
         name: "echo",
-        modules: true,
-        modulesRoot: REPO_ROOT,
-        scriptPath: path.resolve(opts.echoScriptPath ?? path.join(HELPERS, "echo-host.mjs")),
-        modulesRules: MODULES_RULES,
+        modules: bundledModules(path.resolve(opts.echoScriptPath ?? path.join(HELPERS, "echo-host.mjs"))),
         compatibilityDate: COMPATIBILITY_DATE,
         durableObjects: {
           ECHO_HOST: { className: "EchoHost", useSQLite: true },

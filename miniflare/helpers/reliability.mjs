@@ -72,7 +72,7 @@ export async function callOn(mf, surface, name, method, arg, { headers } = {}) {
   }
 }
 
-/** True for failures a writer may retry with the same idempotency key (§2.3 / §4.2: `internal`, or no reply). */
+/** True for failures a writer may retry with the same idempotency key (docs/protocol.md#kill-and-reset, docs/architecture.md#storage; or no reply). */
 export function isRetryable(outcome) {
   return !outcome.ok && (outcome.error.startsWith("internal: ") || outcome.error.startsWith("transport: "));
 }
@@ -114,7 +114,7 @@ export async function liveState(mf, name) {
 
 /**
  * The state a full rebuild gives: fold the log through the DO's pure `reduce` preview, starting
- * from no state (`{}` = every field at its initial value, §11).
+ * from no state (docs/protocol.md#runtimestate; `{}` = every field at its initial value).
  */
 export async function rebuildViaReduce(mf, name, events) {
   let state = {};

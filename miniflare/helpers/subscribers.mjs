@@ -1,4 +1,4 @@
-// Helpers for the subscription tests (STREAM.md §10, §14 items 56–72): inbound WebSocket
+// Helpers for the subscription tests (docs/protocol.md#subscriptions): inbound WebSocket
 // subscribers opened from Node, the EchoHost fixture, and polling the log.
 import assert from "node:assert/strict";
 import WebSocketClient from "ws";
@@ -7,7 +7,7 @@ import { S, readAll } from "./assertions.mjs";
 
 export const ECHO_INPUT = "events.iterate.com/echo-example/input-received";
 export const ECHO_OUTPUT = "events.iterate.com/echo-example/output-echoed";
-export const ECHO_ANNOUNCEMENT = { slug: "echo-example", version: "0.1.0" };
+export const ECHO_ANNOUNCEMENT = { slug: "echo-example", version: "0.1.0", consumes: [ECHO_INPUT] };
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -18,7 +18,7 @@ export function uniqueEchoName(prefix = "echo") {
   return `${prefix}-${echoCounter}-${Math.random().toString(36).slice(2, 10)}`;
 }
 
-/** The §10.2 subscriber shape for an EchoHost DO (`bindingName` defaults to ECHO_HOST). */
+/** The outbound subscriber shape (docs/protocol.md#outbound-subscribers) for an EchoHost DO (`bindingName` defaults to ECHO_HOST). */
 export function echoSubscriber(echoName, { bindingName = "ECHO_HOST", ...callableExtra } = {}) {
   return {
     type: "callable",

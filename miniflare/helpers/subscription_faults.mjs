@@ -75,7 +75,7 @@ export class ResumingSubscriber {
         this.connections.push({ sub, replayAfterOffset, openedAtMs: Date.now(), closeEvent: null });
         return;
       } catch (e) {
-        // A subscribe that reaches an incarnation that is shutting down is refused (§2.3); retry.
+        // A subscribe that reaches an incarnation that is shutting down is refused (docs/protocol.md#kill-and-reset); retry.
         this.refusals.push(String(e?.message ?? e).slice(0, 120));
         if (Date.now() >= deadline) throw new Error(`resubscribe to ${this.name} failed for 15 s; last error: ${e?.message ?? e}`);
         await sleep(10);
@@ -196,7 +196,7 @@ export function seededPoints(rand, n, lo, hi) {
   return Array.from({ length: n }, () => lo + rand.int(hi - lo)).sort((a, b) => a - b);
 }
 
-/** Frame-shape problems of one connection (§10: every batch has state.maxOffset == streamMaxOffset). */
+/** Frame-shape problems of one connection (docs/protocol.md#subscriptions). */
 export function frameProblems(sub) {
   const problems = [];
   for (const [i, f] of sub.frames.entries()) {

@@ -1,4 +1,4 @@
-//! The Worker entrypoint's RPC methods for service bindings (spec §9.2): each
+//! The Worker entrypoint's RPC methods for service bindings (docs/protocol.md#service-binding): each
 //! takes `{namespace? = "default", path, ...DO args}`, validates the names and
 //! resolves `streamPath` here, then calls the target stream directly. Every
 //! free `#[wasm_bindgen]` function becomes an entrypoint method, so this file

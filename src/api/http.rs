@@ -1,4 +1,4 @@
-//! Public HTTP (spec §9.3): `/api/streams/<method>` for the allowlisted
+//! Public HTTP (docs/protocol.md#http-routes): `/api/streams/<method>` for the allowlisted
 //! methods and the WebSocket route. Checks run in this order: CORS preflight
 //! and WebSocket origin → credentials → route and verb → admin token →
 //! operation → names → body (size, then JSON) → token scope → call.

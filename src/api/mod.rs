@@ -1,4 +1,4 @@
-//! The public surface: the service-binding entrypoint and public HTTP (spec §9.2, §9.3).
+//! The public surface: the service-binding entrypoint and public HTTP (docs/protocol.md#service-binding, #http-routes).
 
 mod auth;
 mod entrypoint;

@@ -1,5 +1,5 @@
 //! What the entrypoint and HTTP share: naming the target stream from
-//! `{namespace?, path, streamPath?}` before any DO is touched (spec §5.3, §9.2),
+//! `{namespace?, path, streamPath?}` before any DO is touched (docs/protocol.md#streampath, #service-binding),
 //! and calling it.
 
 use wasm_bindgen::JsValue;

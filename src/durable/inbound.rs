@@ -1,6 +1,6 @@
 //! Inbound subscribers: hibernatable WebSockets whose cursor lives in the
 //! socket attachment, so delivery survives a wake with no gap and no
-//! duplicate (spec §10, §10.1).
+//! duplicate (docs/protocol.md#subscriptions, #inbound-subscribers).
 
 use std::rc::Rc;
 
@@ -27,7 +27,7 @@ pub(super) fn answer_pings(ctx: &State) {
 }
 
 impl Inner {
-    /// Accepts an inbound subscriber (spec §10.1 "Accept").
+    /// Accepts an inbound subscriber (docs/protocol.md#inbound-subscribers).
     pub(super) fn subscribe(self: &Rc<Self>, req: &Request) -> StreamResult<Response> {
         let upgrade = req.headers().get("upgrade").ok().flatten();
         if !upgrade.is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {

@@ -1,6 +1,6 @@
 //! The `Stream` Durable Object: boot, the append path with its post-commit
 //! side effects, reads, `kill`/`reset`, and the JS-RPC methods that
-//! `src/entry.mjs` forwards (spec §2, §5, §9.1). Decisions live in `core`;
+//! `src/entry.mjs` forwards (docs/protocol.md#stream-lifecycle, docs/architecture.md#the-append-path, docs/protocol.md#durable-object-rpc). Decisions live in `core`;
 //! this file wires them to storage, time and the runtime.
 
 mod inbound;
@@ -245,7 +245,7 @@ impl Inner {
         }
     }
 
-    // ---- boot (spec §2.2) ----
+    // ---- boot (docs/protocol.md#boot) ----
 
     /// Drops everything held in memory, as hibernation would; sockets stay.
     fn forget_memory(&self) {
@@ -313,7 +313,7 @@ impl Inner {
         }
     }
 
-    // ---- append (spec §5) ----
+    // ---- append (docs/architecture.md#the-append-path) ----
 
     async fn append_rpc(self: &Rc<Self>, method: StreamMethod, args: Map<String, Value>) -> StreamResult<JsValue> {
         let args = AppendArgs::parse(method, args)?;
@@ -369,7 +369,7 @@ impl Inner {
     }
 
     /// Commits the plan in one transaction, swaps memory only on success,
-    /// then runs the post-commit side effects (spec §5.2 steps 3–4).
+    /// then runs the post-commit side effects (docs/architecture.md#the-append-path).
     /// The returned plan's `state` has moved into memory; only its events
     /// and slots remain meaningful.
     fn commit(self: &Rc<Self>, mut plan: AppendPlan) -> StreamResult<AppendPlan> {
@@ -402,7 +402,7 @@ impl Inner {
         self.outbound_after_commit(&summary);
     }
 
-    /// Tells `/` and each proper prefix about this new stream (spec §5.4).
+    /// Tells `/` and each proper prefix about this new stream (docs/protocol.md#child-streams).
     fn notify_ancestors(&self) {
         let Ok(name) = self.name() else { return };
         let env = self.env.clone();
@@ -425,7 +425,7 @@ impl Inner {
         });
     }
 
-    // ---- reads (spec §4.3, §9.1, §11) ----
+    // ---- reads (docs/architecture.md#storage, docs/protocol.md#durable-object-rpc, #runtimestate) ----
 
     fn read<T>(&self, read: impl FnOnce(&SqlStore) -> Result<T, streams_core::StoreError>) -> StreamResult<T> {
         read(&self.store).map_err(log_internal)
@@ -469,7 +469,7 @@ impl Inner {
         from_json_text(&state.to_json())
     }
 
-    // ---- kill and reset (spec §2.3) ----
+    // ---- kill and reset (docs/protocol.md#kill-and-reset) ----
 
     /// Replies first; the abort follows on the next turn of the event loop.
     fn end_incarnation(&self) {

@@ -1,4 +1,4 @@
-//! Outbound subscribers, executed (spec §10.2). Every decision — when to
+//! Outbound subscribers, executed (docs/protocol.md#outbound-subscribers). Every decision — when to
 //! dial, which batch goes next, back-off, idle teardown, the alarm — is the
 //! core's `Outbound` machine; this file only runs its effects (JS RPC dials
 //! and deliveries, `runtime_meta` rows, the alarm) and feeds each result back

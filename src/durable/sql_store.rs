@@ -1,4 +1,4 @@
-//! `EventStore` over DO SQLite (spec §4): the schema, chunked rows, range and
+//! `EventStore` over DO SQLite (docs/architecture.md#storage): the schema, chunked rows, range and
 //! point reads, and one `transactionSync` per commit. This file is the only
 //! place that knows the SQL.
 
@@ -242,7 +242,7 @@ impl EventStore for SqlStore {
             });
             slices.push(blob(cells.next()).ok());
         }
-        // Damaged rows make the state stale, which the load rebuilds (spec §4.4).
+        // Damaged rows make the state stale, which the load rebuilds (docs/operations.md#migrations-and-state-versions).
         let version = versions.iter().all(|v| *v == versions[0]).then_some(versions[0]).flatten();
         let json = slices.into_iter().collect::<Option<Vec<_>>>().and_then(|s| reassemble(s).ok());
         Ok(Some(StoredState { version, json }))
@@ -312,5 +312,5 @@ fn blob(cell: Option<SqlStorageValue>) -> Result<Vec<u8>, StoreError> {
 
 /// Stands in for an event whose chunks cannot be decoded: it is not JSON, so
 /// a read of it fails with `internal` and replay counts it as unreducible
-/// (spec §4.3, §4.4) instead of the whole load failing.
+/// (docs/architecture.md#storage, docs/operations.md#migrations-and-state-versions) instead of the whole load failing.
 const CORRUPT_EVENT: &str = "<corrupt event chunks>";

@@ -4,7 +4,7 @@ import type { StreamSnapshot, StreamStore } from "@streams/client/browser";
 import { useAccess } from "./access";
 import { ActionStatus, useAction, type Action } from "./action";
 import { callApi, type StreamTarget } from "./api";
-import { refreshRuntimeState } from "./runtime";
+import { holdPolling, refreshRuntimeState } from "./runtime";
 
 function formatBytes(bytes: number | null): string {
   if (bytes === null) return "…";
@@ -110,7 +110,9 @@ function AdminButton({ name, label, title, confirmation, action, target, adminTo
       disabled={action.busy || !adminToken}
       title={adminToken ? title : "Needs the admin token (Access)"}
       onClick={() => {
-        if (confirmation === undefined || confirm(confirmation)) void action.run(name, () => callApi(target, name, {}, adminToken));
+        if (confirmation === undefined || confirm(confirmation)) {
+          void action.run(name, () => holdPolling(target, () => callApi(target, name, {}, adminToken)));
+        }
       }}
     >
       {label}

@@ -35,7 +35,12 @@ interface Poller {
   listeners: Set<() => void>;
   timer: ReturnType<typeof setTimeout> | null;
   inFlight: boolean;
+  /** No poll before this time (ms since the epoch): see holdPolling. */
+  heldUntil: number;
 }
+
+/** How long a killed or reset incarnation may still refuse calls after the operation returned. */
+const SHUTDOWN_GRACE_MS = 500;
 
 const EMPTY: RuntimeSnapshot = { data: null, error: null };
 const pollers = new Map<string, Poller>();
@@ -48,14 +53,24 @@ function pollerOf(target: StreamTarget): Poller {
   const key = keyOf(target);
   let poller = pollers.get(key);
   if (!poller) {
-    poller = { snapshot: EMPTY, listeners: new Set(), timer: null, inFlight: false };
+    poller = { snapshot: EMPTY, listeners: new Set(), timer: null, inFlight: false, heldUntil: 0 };
     pollers.set(key, poller);
   }
   return poller;
 }
 
+function schedule(target: StreamTarget, poller: Poller, delayMs: number): void {
+  if (poller.timer) clearTimeout(poller.timer);
+  poller.timer = setTimeout(() => void poll(target, poller), delayMs);
+}
+
 async function poll(target: StreamTarget, poller: Poller): Promise<void> {
   if (poller.inFlight) return;
+  const held = poller.heldUntil - Date.now();
+  if (held > 0) {
+    if (poller.listeners.size > 0) schedule(target, poller, Math.min(held, RUNTIME_POLL_MS));
+    return;
+  }
   poller.inFlight = true;
   if (poller.timer) clearTimeout(poller.timer);
   poller.timer = null;
@@ -69,7 +84,23 @@ async function poll(target: StreamTarget, poller: Poller): Promise<void> {
   }
   if (poller.listeners.size === 0) return;
   for (const listener of poller.listeners) listener();
-  poller.timer = setTimeout(() => void poll(target, poller), RUNTIME_POLL_MS);
+  schedule(target, poller, RUNTIME_POLL_MS);
+}
+
+/**
+ * Run kill or reset with the polls of that stream held until shortly after it returns: the
+ * incarnation answers `internal` ("shutting down; retry") until it is gone, and the page should
+ * not provoke that. The state is fetched again once the hold ends.
+ */
+export async function holdPolling<T>(target: StreamTarget, work: () => Promise<T>): Promise<T> {
+  const poller = pollerOf(target);
+  poller.heldUntil = Number.POSITIVE_INFINITY;
+  try {
+    return await work();
+  } finally {
+    poller.heldUntil = Date.now() + SHUTDOWN_GRACE_MS;
+    if (poller.listeners.size > 0) schedule(target, poller, SHUTDOWN_GRACE_MS);
+  }
 }
 
 /** Fetch runtimeState now (after an operation), instead of waiting for the next poll. */

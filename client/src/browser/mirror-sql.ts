@@ -168,7 +168,11 @@ export class Mirror {
   }
 
   #runAll(statements: readonly { sql: string; params?: readonly SqlValue[] }[]): void {
-    for (const s of statements) this.#db.exec(s.sql, s.params ? { bind: s.params } : undefined);
+    // sqlite-wasm's exec rejects an explicit `undefined` options argument.
+    for (const s of statements) {
+      if (s.params) this.#db.exec(s.sql, { bind: s.params });
+      else this.#db.exec(s.sql);
+    }
   }
 
   #dropProcessor(p: ProcessorSetup): void {

@@ -51,6 +51,8 @@ export const FOLLOWER_AFTER_MS = 250;
 export const PERSISTENT_FAILURES = 5;
 const SIZE_REFRESH_MS = 1_000;
 const CATCH_UP_PAGE = 1_000;
+/** At most this many events go into one mirror transaction. */
+const MAX_WRITE_EVENTS = 5_000;
 
 type Timer = ReturnType<typeof setTimeout>;
 
@@ -61,6 +63,8 @@ export class SharedStream {
   #options: OpenStreamOptions;
   #platform: BrowserPlatform;
   #http: Transport;
+  /** For reset/kill: the admin token travels in the header only, never on the socket. */
+  #admin: Transport;
   #tabId = crypto.randomUUID();
   #snapshot: StreamSnapshot;
   #listeners = new Set<() => void>();
@@ -83,9 +87,13 @@ export class SharedStream {
   #mirror: MirrorState = { streamId: null, checkpoint: 0, localCount: 0, processors: {} };
   #core: Reconnector | undefined;
   #chain: Promise<void> = Promise.resolve();
+  /** Batches received and not yet applied, with the epoch of the connection they came on. */
+  #inbox: { batch: SubscriberBatch; epoch: number }[] = [];
   #everOpen = false;
   #failures = { offset: -1, count: 0 };
   #sizeTimer: Timer | undefined;
+  /** What `error` shows while all is well: why OPFS was not used, when it was asked for. */
+  #healthyError: string | null = null;
   #waiters = new Set<{ resolve(): void; reject(e: Error): void; timer: Timer }>();
 
   constructor(key: string, options: OpenStreamOptions, platform: BrowserPlatform, onDisposed: () => void) {
@@ -95,7 +103,9 @@ export class SharedStream {
     this.#options = options;
     this.#platform = platform;
     this.#onDisposed = onDisposed;
-    this.#http = httpTransport({ baseUrl: options.baseUrl ?? platform.origin, token: options.token, fetch: platform.fetch });
+    const baseUrl = options.baseUrl ?? platform.origin;
+    this.#http = httpTransport({ baseUrl, token: options.token, fetch: platform.fetch });
+    this.#admin = options.adminToken ? httpTransport({ baseUrl, token: options.adminToken, fetch: platform.fetch }) : this.#http;
     this.#snapshot = Object.freeze({
       namespace: this.namespace,
       path: this.path,
@@ -170,11 +180,11 @@ export class SharedStream {
   }
 
   async reset(): Promise<void> {
-    await this.#call("reset", {});
+    await this.#admin.call("reset", { namespace: this.namespace, path: this.path }, {});
   }
 
   async kill(): Promise<void> {
-    await this.#call("kill", {});
+    await this.#admin.call("kill", { namespace: this.namespace, path: this.path }, {});
   }
 
   async clearLocal(): Promise<void> {
@@ -256,6 +266,7 @@ export class SharedStream {
       const persisted = opened.kind === "opfs" ? await this.#platform.persisted().catch(() => false) : false;
       if (this.#closed) throw new Error("closed");
       this.#db = db;
+      this.#healthyError = opened.fallbackReason;
       this.#set({ storage: Object.freeze({ kind: opened.kind, persisted, bytes: null }), error: opened.fallbackReason });
       await this.#setupProcessors();
     } catch (e) {
@@ -273,7 +284,7 @@ export class SharedStream {
       onStop: (error) => {
         if (error && !this.#closed) this.#set({ status: "error", error: error.message });
       },
-      // The issue's schedule exactly: min(30 s, 250 ms·2^(n−1)), no jitter (one writer per stream).
+      // Exactly min(30 s, 250 ms·2^(n−1)), no jitter: there is one writer per stream and profile.
       random: () => 1,
       timing: { connectTimeoutMs: 20_000 },
     });
@@ -299,7 +310,11 @@ export class SharedStream {
         link = socketLink(new this.#platform.WebSocket(url.href), handlers);
       })
       .catch((e: unknown) => {
-        if (!ended) handlers.close({ code: 1006, reason: `subscribe failed: ${message(e)}` });
+        if (ended) return;
+        const reason = `subscribe failed: ${message(e)}`;
+        // A refused token stays refused: stop instead of retrying forever.
+        const refused = e instanceof StreamError && (e.status === 401 || e.status === 403);
+        handlers.close(refused ? { code: 1006, reason, fatal: e } : { code: 1006, reason });
       });
     return {
       send: (text) => link?.send(text),
@@ -334,7 +349,27 @@ export class SharedStream {
     }
     if (frame.type !== "batch") return;
     const batch = frame as SubscriberBatch;
-    void this.#serial(() => this.#applyBatch(batch, epoch));
+    this.#inbox.push({ batch, epoch });
+    if (this.#inbox.length === 1) void this.#serial(() => this.#drain());
+  }
+
+  /**
+   * Applies what has arrived. Batches that continue each other (same connection, same life,
+   * `afterOffset` = the previous `throughOffset`) are written as one transaction: a replay of many
+   * small batches costs a few commits, not one per batch.
+   */
+  async #drain(): Promise<void> {
+    while (this.#inbox.length > 0) {
+      const first = this.#inbox.shift() as { batch: SubscriberBatch; epoch: number };
+      let merged = first.batch;
+      while (this.#inbox.length > 0 && merged.events.length < MAX_WRITE_EVENTS) {
+        const next = this.#inbox[0] as { batch: SubscriberBatch; epoch: number };
+        if (next.epoch !== first.epoch || next.batch.streamId !== merged.streamId || next.batch.afterOffset !== merged.throughOffset) break;
+        this.#inbox.shift();
+        merged = { ...next.batch, afterOffset: merged.afterOffset, events: [...merged.events, ...next.batch.events] };
+      }
+      await this.#applyBatch(merged, first.epoch);
+    }
   }
 
   async #applyBatch(batch: SubscriberBatch, epoch: number): Promise<void> {
@@ -371,7 +406,7 @@ export class SharedStream {
     }
     core.progressed();
     this.#failures = { offset: -1, count: 0 };
-    this.#set({ ...this.#mirrorFields(), error: null, status: core.state === "open" ? "subscribed" : this.#snapshot.status });
+    this.#set({ ...this.#mirrorFields(), error: this.#healthyError, status: core.state === "open" ? "subscribed" : this.#snapshot.status });
     this.#changed();
   }
 
@@ -407,7 +442,7 @@ export class SharedStream {
     }
     const patch: Partial<StreamSnapshot> = { status: persistent && next !== "subscribed" ? "error" : next };
     if (status.state === "backoff" && !persistent) patch.error = status.reason ?? null;
-    if (status.state === "open" && !persistent) patch.error = null;
+    if (status.state === "open" && !persistent) patch.error = this.#healthyError;
     if (persistent) patch.status = "error";
     this.#set(patch);
   }

@@ -48,6 +48,8 @@ export interface OpenStreamOptions {
   path: string;
   /** A bearer token (API or scoped token): `Authorization: Bearer` on HTTP, `access_token` on the socket. */
   token?: string;
+  /** The admin token for `reset()`/`kill()`, sent in the header only (default: `token`). */
+  adminToken?: string;
   /** "opfs" (default) keeps the mirror across reloads when the OPFS SAH-pool VFS is available, else memory. */
   mirror?: MirrorKind;
   processors?: readonly BrowserProcessor<any>[];
@@ -73,7 +75,7 @@ export interface StreamSnapshot {
   path: string;
   status: StreamStatus;
   role: StreamRole;
-  /** The last problem (connection, lock, mirror write, persistent apply failure); null when healthy. */
+  /** The last problem (connection, lock, mirror write, persistent apply failure); when healthy null, or why OPFS was not used. */
   error: string | null;
   /** Identity of the mirrored life of the log (changes on `reset`). */
   streamId: string | null;
@@ -115,9 +117,9 @@ export interface StreamStore {
   /** While reconnecting, waits (bounded) for the connection instead of failing. */
   append(event: AppendInput): Promise<MirroredEvent>;
   appendBatch(events: readonly AppendInput[]): Promise<MirroredEvent[]>;
-  /** Needs the admin token. The mirror is discarded and rebuilt from the stream's new life. */
+  /** Needs the admin token (`adminToken`, else `token`). The mirror is discarded and rebuilt from the stream's new life. */
   reset(): Promise<void>;
-  /** Needs the admin token. The mirror reconnects and catches up; nothing is lost. */
+  /** Needs the admin token (`adminToken`, else `token`). The mirror reconnects and catches up; nothing is lost. */
   kill(): Promise<void>;
   /** Drops the local mirror and rebuilds it from offset 1. */
   clearLocal(): Promise<void>;

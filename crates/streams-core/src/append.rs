@@ -1,5 +1,5 @@
 //! Planning an append: validation, idempotency, the pause gate, offsets, size
-//! limits and the reduction into a working copy of the state (spec §5.2 steps
+//! limits and the reduction into a working copy of the state (docs/architecture.md#the-append-path, steps
 //! 0–2). Nothing here writes: the adapter commits the plan in one transaction.
 
 use std::collections::HashMap;
@@ -85,7 +85,7 @@ impl AppendPlan {
             .collect()
     }
 
-    /// The `S/paused` a live commit of this plan must append (spec §7.3):
+    /// The `S/paused` a live commit of this plan must append (docs/protocol.md#trip):
     /// when the committed state is running and some new event is in deficit.
     pub fn breaker_trip(&self) -> Option<EventInput> {
         if self.state.paused {

@@ -1,5 +1,5 @@
 //! The inline circuit breaker: a token bucket reduced with every event, so it
-//! is exact across rebuilds (spec §7). Time comes from each event's `createdAt`.
+//! is exact across rebuilds (docs/protocol.md#circuit-breaker). Time comes from each event's `createdAt`.
 
 use serde::{Deserialize, Serialize};
 
@@ -32,7 +32,7 @@ impl Default for BreakerState {
     }
 }
 
-/// How an event acts on the bucket (spec §7.1).
+/// How an event acts on the bucket (docs/protocol.md#rules).
 #[derive(Debug, Clone, PartialEq)]
 pub enum BreakerEffect<'a> {
     /// `S/configured`: adopt the config if present, then refill.

@@ -1,4 +1,4 @@
-//! Cutting JSON into row-sized slices and putting it back together (spec §4.1).
+//! Cutting JSON into row-sized slices and putting it back together (docs/architecture.md#storage).
 
 use super::limits::EVENT_CHUNK_SIZE;
 

@@ -1,4 +1,4 @@
-//! Error codes and the one error type every operation returns (spec §8).
+//! Error codes and the one error type every operation returns (docs/protocol.md#errors).
 //! HTTP statuses live in the API layer; the core knows only codes and messages.
 
 use std::fmt;

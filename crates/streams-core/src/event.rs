@@ -1,5 +1,5 @@
 //! The event model: append input, the committed event and its exact JSON shape
-//! (spec §3.1, §3.2), and the stream's own type strings.
+//! (docs/protocol.md#append-input, #committed-event), and the stream's own type strings.
 
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
@@ -27,7 +27,7 @@ pub mod types {
     pub const PAUSED: &str = "events.iterate.com/stream/paused";
     pub const RESUMED: &str = "events.iterate.com/stream/resumed";
 
-    /// Written only by the stream itself (spec §3.1).
+    /// Written only by the stream itself (docs/protocol.md#append-input).
     pub const RESERVED: [&str; 4] = [CREATED, WOKEN, SUBSCRIBER_CONNECTED, SUBSCRIBER_DISCONNECTED];
 
     pub fn is_system(event_type: &str) -> bool {
@@ -46,7 +46,7 @@ pub mod types {
     }
 }
 
-/// A committed event. Field order is the wire key order (spec §3.2).
+/// A committed event. Field order is the wire key order (docs/protocol.md#committed-event).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Event {
@@ -86,7 +86,7 @@ impl Event {
     }
 }
 
-/// A validated append input (spec §3.1).
+/// A validated append input (docs/protocol.md#append-input).
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventInput {
     pub event_type: String,

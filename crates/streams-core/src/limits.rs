@@ -1,4 +1,4 @@
-//! Every cap the stream enforces, in one place (spec §3.3, §4.1, §2.1).
+//! Every cap the stream enforces, in one place (docs/protocol.md#limits, docs/architecture.md#storage, docs/protocol.md#naming-and-paths).
 
 /// Longest path or `streamPath`, in UTF-8 bytes.
 pub const MAX_PATH_BYTES: usize = 1023;

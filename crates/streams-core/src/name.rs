@@ -1,5 +1,5 @@
 //! Stream names: namespace and path rules, the DO name `<namespace>:<path>`,
-//! `streamPath` resolution and the ancestor/child relations (spec §2.1, §5.3, §6.2).
+//! `streamPath` resolution and the ancestor/child relations (docs/protocol.md#naming-and-paths, #streampath, #system-events).
 
 use super::error::{ErrorCode, StreamError, StreamResult};
 use super::limits::MAX_PATH_BYTES;
@@ -7,7 +7,7 @@ use super::limits::MAX_PATH_BYTES;
 pub const DEFAULT_NAMESPACE: &str = "default";
 /// The longest DO name the runtime reports back as `ctx.id.name`.
 pub const MAX_DO_NAME_BYTES: usize = 1024;
-/// Longest idempotency key a notice may carry (spec §3.3).
+/// Longest idempotency key a notice may carry (docs/protocol.md#limits).
 const MAX_NOTICE_KEY_BYTES: usize = super::limits::MAX_IDEMPOTENCY_KEY_BYTES;
 pub const ROOT_PATH: &str = "/";
 
@@ -118,7 +118,7 @@ impl StreamName {
     }
 }
 
-/// Resolves `stream_path` against `base` (spec §5.3); the result is validated.
+/// Resolves `stream_path` against `base` (docs/protocol.md#streampath); the result is validated.
 pub fn resolve_stream_path(base: &str, stream_path: &str) -> StreamResult<String> {
     if stream_path.len() > MAX_PATH_BYTES {
         return Err(StreamError::invalid_path(format!(
@@ -161,7 +161,7 @@ pub fn ancestors(path: &str) -> Vec<String> {
     (0..segments.len()).map(|n| format!("/{}", segments[..n].join("/"))).collect()
 }
 
-/// The immediate child of `parent` on the way to `descendant`, if any (spec §6.2).
+/// The immediate child of `parent` on the way to `descendant`, if any (docs/protocol.md#system-events).
 pub fn immediate_child(parent: &str, descendant: &str) -> Option<String> {
     if descendant == parent {
         return None;
@@ -176,7 +176,7 @@ pub fn immediate_child(parent: &str, descendant: &str) -> Option<String> {
 }
 
 /// The idempotency key of the `child-stream-created` notice `ancestor` gets
-/// about `path` (spec §5.4). A key over the 1024-byte limit is replaced by a
+/// about `path` (docs/protocol.md#child-streams). A key over the 1024-byte limit is replaced by a
 /// fixed-length digest of the same text, so deep paths still deduplicate.
 pub fn child_notice_key(ancestor: &str, path: &str) -> String {
     let key = format!("child-stream-created:{ancestor}:{path}");

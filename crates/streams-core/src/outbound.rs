@@ -1,4 +1,5 @@
-//! Outbound subscriptions as a state machine without I/O (spec §10.2), in
+//! Outbound subscriptions as a state machine without I/O
+//! (docs/protocol.md#outbound-subscribers), in
 //! the style of a sans-IO protocol codec: the platform feeds in what
 //! happened (a commit, the alarm, a dial's or a delivery's outcome) with the
 //! time, and gets back the effects to execute (`Effect`). No clock, no

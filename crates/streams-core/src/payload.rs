@@ -1,4 +1,4 @@
-//! Payload rules for the stream's own event types (spec §3.4). Parsing turns a
+//! Payload rules for the stream's own event types (docs/protocol.md#system-events). Parsing turns a
 //! payload into a typed `CorePayload` that the reducer applies; a failure is
 //! the detail of an `invalid_event`, naming the field.
 

@@ -1,5 +1,5 @@
 //! `reduce(state, event)`: the pure fold of one committed event into the core
-//! state (spec §6.2). It reads no clock and no environment.
+//! state (docs/protocol.md#system-events). It reads no clock and no environment.
 
 use super::breaker::{BreakerConfig, BreakerEffect};
 use super::event::{types, Event};
@@ -135,7 +135,7 @@ fn apply(state: &mut CoreState, event: &Event, payload: CorePayload) -> Effect {
     Effect::Spend
 }
 
-/// Whether the pause gate lets `event_type` through while paused (spec §6.3).
+/// Whether the pause gate lets `event_type` through while paused (docs/protocol.md#pause-gate).
 pub fn passes_pause_gate(event_type: &str) -> bool {
     matches!(
         event_type,

@@ -1,5 +1,5 @@
 //! The one allowlist of stream methods, the surfaces each appears on, and the
-//! parsing of their arguments (spec §9). Every surface — DO JS-RPC, the Worker
+//! parsing of their arguments (docs/protocol.md#rpc-methods). Every surface — DO JS-RPC, the Worker
 //! entrypoint and HTTP — consults this enum and nothing else.
 
 use serde_json::{Map, Value};
@@ -97,7 +97,7 @@ impl StreamMethod {
         matches!(self, Self::Reset | Self::Kill)
     }
 
-    /// Only the appends take a `streamPath` (spec §5.3); elsewhere it goes on
+    /// Only the appends take a `streamPath` (docs/protocol.md#streampath); elsewhere it goes on
     /// to the DO, which refuses it as an unknown argument.
     pub fn takes_stream_path(self) -> bool {
         matches!(self, Self::Append | Self::AppendBatch)

@@ -1,4 +1,4 @@
-//! The core state: the reduction of every event, in its wire key order (spec §6.1).
+//! The core state: the reduction of every event, in its wire key order (docs/protocol.md#state-shape).
 
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
@@ -8,7 +8,7 @@ use super::breaker::{BreakerConfig, BreakerState};
 use super::json::to_json_string;
 use super::limits::MAX_SAFE_INTEGER;
 
-/// Bump whenever the reducer derives state differently (spec §4.4).
+/// Bump whenever the reducer derives state differently (docs/operations.md#migrations-and-state-versions).
 pub const CORE_STATE_VERSION: i64 = 6;
 
 const UNINITIALIZED: &str = "uninitialized";

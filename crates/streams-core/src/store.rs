@@ -1,4 +1,4 @@
-//! The storage port and the load/rebuild/catch-up procedure over it (spec §4).
+//! The storage port and the load/rebuild/catch-up procedure over it (docs/architecture.md#storage).
 //! The adapter implements `EventStore` over DO SQLite; tests use `MemStore`.
 
 use std::fmt;

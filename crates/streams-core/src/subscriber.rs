@@ -1,6 +1,6 @@
 //! Outbound subscriber configuration: the callable shape of
 //! `S/subscription-configured`, the binding allowlist, and the descriptor a
-//! subscriber announces itself with (spec §3.4, §10.2).
+//! subscriber announces itself with (docs/protocol.md#system-events, #outbound-subscribers).
 
 use serde_json::{Map, Value};
 

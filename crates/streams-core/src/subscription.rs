@@ -1,4 +1,4 @@
-//! Subscriber delivery, platform-free (spec §10): subscription parameters,
+//! Subscriber delivery, platform-free (docs/protocol.md#subscriptions): subscription parameters,
 //! the event-type filter, the pump step that picks each batch, socket
 //! attachments, dial arguments and replies, and the re-dial back-off.
 
@@ -133,7 +133,7 @@ fn parsed_type(event: &StoredEvent) -> Option<String> {
     Event::from_stored_json(&event.json).ok().map(|e| e.event_type)
 }
 
-/// The inbound query parameters (spec §10.1), validated.
+/// The inbound query parameters (docs/protocol.md#inbound-subscribers), validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscribeParams {
     /// `None`: the caller picks a random UUID.
@@ -263,7 +263,7 @@ pub fn configured_key_error(key: &str) -> StreamError {
     StreamError::invalid_request(format!("subscriptionKey {} belongs to a configured subscription", quote(key)))
 }
 
-/// The dial arguments (spec §10.2), `shallowMerge` applied last.
+/// The dial arguments (docs/protocol.md#outbound-subscribers), `shallowMerge` applied last.
 pub fn dial_arguments(state: &CoreState, to: Recipient<'_>, entry: &SubscriptionEntry, shallow_merge: Option<&Map<String, Value>>) -> String {
     let configured = &entry.latest_configured_event;
     let mut args = RawObject::default();

@@ -1,5 +1,5 @@
 //! Timestamps: the `toISOString` form the stream writes, and RFC 3339 parsing
-//! for the breaker's clock (spec §3.2, §7). The core never reads a clock.
+//! for the breaker's clock (docs/protocol.md#committed-event, #circuit-breaker). The core never reads a clock.
 //! Written out here rather than taken from a date crate: it is the only date
 //! code the Worker needs, and the wasm size budget is tight.
 

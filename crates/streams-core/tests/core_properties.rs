@@ -1,4 +1,4 @@
-//! Reliability scenario 3 (issue 7; RELIABILITY.md §3): property-based tests of the pure core
+//! Reliability scenario 3 (RELIABILITY.md §3): property-based tests of the pure core
 //! against bad input. Arbitrary JSON trees (bounded depth) and arbitrary byte strings are fed to
 //! `parse_json`, `parse_event_input`, `plan_append` (over an in-memory `EventStore`) and `reduce`:
 //!
@@ -47,7 +47,7 @@ fn booted(now: f64) -> (MemStore, CoreState) {
     (store, plan.state)
 }
 
-/// Rejections `plan_append` may give (STREAM.md §5.2, §8). `internal` is not among them: with a
+/// Rejections `plan_append` may give (docs/architecture.md#the-append-path, docs/protocol.md#errors). `internal` is not among them: with a
 /// store that never fails, an `internal` is a core bug.
 const APPEND_CODES: [ErrorCode; 7] = [
     ErrorCode::InvalidEvent,
@@ -146,7 +146,7 @@ fn arb_type() -> impl Strategy<Value = String> {
     ]
 }
 
-/// A payload shaped for `event_type` (§3.4): usually valid, sometimes wrong in one field, now and
+/// A payload shaped for `event_type` (docs/protocol.md#system-events): usually valid, sometimes wrong in one field, now and
 /// then arbitrary JSON. Domain types get arbitrary payloads (or none).
 fn arb_payload_for(event_type: &str) -> BoxedStrategy<Option<Value>> {
     let s = || prop_oneof![6 => "[a-z/]{1,8}".prop_map(Value::String), 1 => arb_json()];
@@ -248,7 +248,7 @@ fn chrono_like(ms: f64) -> String {
     format!("2026-01-05T{h:02}:{m:02}:{s:02}.{milli:03}Z")
 }
 
-/// A JS-side trust boundary only ever hands the core JSON whose numbers are doubles (§3.1): model
+/// A JS-side trust boundary only ever hands the core JSON whose numbers are doubles (docs/protocol.md#append-input): model
 /// that by a round trip through `parse_json`, as the HTTP body path does.
 fn through_boundary(v: &Value) -> Value {
     parse_json(&to_json_string(v).expect("serialisable")).expect("re-parses")
@@ -309,7 +309,7 @@ proptest! {
         prop_assert_eq!(&to_json_string(&parse_json(&once).unwrap()).unwrap(), &once);
     }
 
-    /// parse_event_input: never panics; deterministic; what it accepts meets §3.1 and commits to
+    /// parse_event_input: never panics; deterministic; what it accepts meets docs/protocol.md#append-input and commits to
     /// an event whose JSON parses back to the same event.
     #[test]
     fn parse_event_input_is_total_and_strict(v in prop_oneof![arb_event_input(), arb_json()]) {
@@ -400,7 +400,7 @@ proptest! {
                         let ev = parse_committed_event(r);
                         prop_assert!(ev.is_ok(), "result {i} is not a committed event: {r}");
                         let ev = ev.unwrap();
-                        // A caller never gets a reserved type committed (§3.1); the boot's own
+                        // A caller never gets a reserved type committed (docs/protocol.md#append-input); the boot's own
                         // events can only come back through an idempotency hit, and they carry no key.
                         prop_assert!(!types::is_reserved(&ev.event_type), "reserved type accepted: {}", ev.event_type);
                     }
@@ -464,7 +464,7 @@ proptest! {
         }
     }
 
-    /// reduce on a caller-supplied state (§11: the `reduce` RPC): any JSON that deserialises as a
+    /// reduce on a caller-supplied state (docs/protocol.md#runtimestate): any JSON that deserialises as a
     /// state, reduced with any event, never panics.
     #[test]
     fn reduce_on_arbitrary_supplied_state_never_panics(

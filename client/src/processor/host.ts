@@ -1,0 +1,394 @@
+// ProcessorHost: the two methods a stream calls on an outbound subscriber, for any number of
+// processors, with the checkpoint committed in the same SQLite transaction as the state.
+import type { Processor } from "./define.js";
+import { ProcessorStore, type ProcessorHostContext, type ProcessorKey, type ProcessorRow } from "./store.js";
+import type { EventInput, StreamEvent } from "../types.js";
+import { appendTo, type Announcement, type BatchArgs, type DialArgs, type DialReply, type StreamsAppender } from "./wire.js";
+
+const ERROR_OCCURRED = "events.iterate.com/stream/error-occurred";
+
+export interface ProcessorHostOptions {
+  /** Each with its own state type; the host only moves states through JSON. */
+  processors: readonly Processor<unknown>[];
+  /** The streams service binding or a `createStreamsClient` instance (for `onEvent` appends and the halt report). */
+  streams: StreamsAppender;
+  /** Where the host reports its own recovery failures (default `console.error`). */
+  log?: (message: string, error?: unknown) => void;
+}
+
+export interface ProcessorFailure {
+  offset: number | null;
+  name: string;
+  message: string;
+  stack?: string;
+}
+
+export interface ProcessorStatus<State = unknown> {
+  namespace: string;
+  path: string;
+  slug: string;
+  version: string;
+  checkpoint: number;
+  state: State;
+  failures: number;
+  halted: boolean;
+  lastError: ProcessorFailure | null;
+  /** Set by `resume({skip: true})` until the checkpoint passes it. */
+  skipOffset: number | null;
+  connectionId: string | null;
+  streamId: string | null;
+}
+
+export interface BatchOutcome {
+  /** committed: state and checkpoint written; skipped: nothing new; superseded: from an old connection, dropped. */
+  outcome: "committed" | "skipped" | "superseded";
+  checkpoint: number;
+}
+
+/**
+ * Thrown by `append` inside `onEvent` when the stream could not take the event for a reason that
+ * is not the event's fault (the stream restarting, paused, or unreachable). The batch is rejected
+ * and redelivered, but the attempt does not count towards halting.
+ */
+export class StreamUnavailableError extends Error {
+  constructor(cause: unknown) {
+    super(`stream unavailable: ${messageOf(cause)}`, { cause });
+    this.name = "StreamUnavailableError";
+  }
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function coded(code: string, message: string): Error {
+  return new Error(`${code}: ${message}`);
+}
+
+/** `<code>: …` errors from the stream that a later attempt can get past. */
+function isTransientStreamError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  const fromMessage = /^([a-z_]+): /.exec(messageOf(error))?.[1];
+  const c = typeof code === "string" ? code : fromMessage;
+  return c === undefined || c === "internal" || c === "stream_paused";
+}
+
+function failureOf(error: unknown, offset: number | null): ProcessorFailure {
+  const e = error instanceof Error ? error : new Error(String(error));
+  return { offset, name: e.name, message: e.message, ...(typeof e.stack === "string" ? { stack: e.stack } : {}) };
+}
+
+function isOffset(value: unknown): value is number {
+  return Number.isSafeInteger(value) && (value as number) >= 0;
+}
+
+function nonEmptyString(value: unknown, what: string): string {
+  if (typeof value !== "string" || value === "") throw coded("invalid_request", `${what} must be a non-empty string`);
+  return value;
+}
+
+function checkBatch(args: BatchArgs): void {
+  const { afterOffset, throughOffset, events } = args;
+  if (!isOffset(afterOffset) || !isOffset(throughOffset) || afterOffset > throughOffset) {
+    throw coded("invalid_request", `afterOffset and throughOffset must be offsets with afterOffset ≤ throughOffset (got ${afterOffset}, ${throughOffset})`);
+  }
+  if (!Array.isArray(events)) throw coded("invalid_request", "events must be an array");
+  let previous = afterOffset;
+  for (const event of events) {
+    const offset = (event as StreamEvent | null)?.offset;
+    if (!isOffset(offset) || offset <= previous || offset > throughOffset || typeof event.type !== "string") {
+      throw coded("invalid_request", `events must be ascending offsets in (${afterOffset}, ${throughOffset}]; got ${JSON.stringify(offset)} after ${previous}`);
+    }
+    previous = offset;
+  }
+}
+
+export class ProcessorHost {
+  readonly #store: ProcessorStore;
+  readonly #processors = new Map<string, Processor<unknown>>();
+  readonly #streams: StreamsAppender;
+  readonly #log: (message: string, error?: unknown) => void;
+  /** Per (namespace, path, slug): the tail of its batch queue, which never rejects. */
+  readonly #queues = new Map<string, Promise<unknown>>();
+
+  constructor(ctx: ProcessorHostContext, options: ProcessorHostOptions) {
+    if (!options || !Array.isArray(options.processors) || options.processors.length === 0) {
+      throw new TypeError("ProcessorHost: processors must be a non-empty array of defineProcessor(...) results");
+    }
+    for (const p of options.processors) {
+      if (this.#processors.has(p.slug)) throw new TypeError(`ProcessorHost: two processors have the slug "${p.slug}"`);
+      this.#processors.set(p.slug, p);
+    }
+    if (typeof options.streams?.append !== "function") {
+      throw new TypeError("ProcessorHost: streams must be the streams service binding or a createStreamsClient instance");
+    }
+    this.#streams = options.streams;
+    this.#log = options.log ?? ((message, error) => console.error(message, error));
+    this.#store = new ProcessorStore(ctx.storage);
+  }
+
+  /** The dial: accepts the connection and says where to replay from, unless the processor is halted. */
+  async requestStreamSubscription(args: DialArgs): Promise<DialReply> {
+    const processor = this.#select(args?.processorName);
+    const key = this.#key(args, processor.slug);
+    const connectionId = args.connectionId ?? null;
+    if (connectionId !== null && typeof connectionId !== "string") throw coded("invalid_request", "connectionId must be a string");
+    const dialStreamId = args.streamRuntimeState?.coreProcessorState?.streamId;
+    const streamId = typeof dialStreamId === "string" ? dialStreamId : null;
+    const row = this.#store.transaction(() => {
+      let current = this.#current(key, processor);
+      // A new stream id is a new life of the log (a reset): the state of the old one is discarded.
+      if (streamId !== null && current.streamId !== null && current.streamId !== streamId) current = this.#fresh(processor);
+      if (!current.halted) this.#store.write(key, { ...current, connectionId, streamId: streamId ?? current.streamId });
+      return current;
+    });
+    if (row.halted) {
+      await this.#reportHalt(key, processor, row);
+      throw this.#haltedError(key, row);
+    }
+    const types = processor.eventTypes ? [...processor.eventTypes] : ["*"];
+    const announcement: Announcement = { slug: processor.slug, version: processor.version, consumes: types };
+    if (processor.description !== undefined) announcement.description = processor.description;
+    return { replayAfterOffset: row.checkpoint, eventTypes: types, subscriber: { processor: { announcement } } };
+  }
+
+  /** A delivery: reduced and committed after every earlier batch of the same processor and stream. */
+  processEventBatch(args: BatchArgs): Promise<BatchOutcome> {
+    try {
+      const processor = this.#select(args?.processorName);
+      const key = this.#key(args, processor.slug);
+      checkBatch(args);
+      const queue = JSON.stringify([key.namespace, key.path, key.slug]);
+      const run = (this.#queues.get(queue) ?? Promise.resolve()).then(() => this.#ingest(key, processor, args));
+      const tail = run.then(
+        () => {},
+        () => {},
+      );
+      this.#queues.set(queue, tail);
+      void tail.then(() => {
+        if (this.#queues.get(queue) === tail) this.#queues.delete(queue);
+      });
+      return run;
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  status(args: ProcessorKey): ProcessorStatus {
+    const processor = this.#select(args?.slug);
+    const key = this.#key(args, processor.slug);
+    return this.#statusOf(key, this.#current(key, processor));
+  }
+
+  /** Clears a halt; with `skip: true` the next delivery steps over the event that failed. */
+  resume(args: ProcessorKey & { skip?: boolean }): ProcessorStatus {
+    const processor = this.#select(args?.slug);
+    const key = this.#key(args, processor.slug);
+    if (args.skip !== undefined && typeof args.skip !== "boolean") throw coded("invalid_request", "skip must be a boolean");
+    const row = this.#store.transaction(() => {
+      const current = this.#current(key, processor);
+      if (!current.halted) return current;
+      const resumed: ProcessorRow = {
+        ...current,
+        halted: false,
+        haltReported: false,
+        failures: 0,
+        skipOffset: args.skip && current.failedOffset !== null ? current.failedOffset : current.skipOffset,
+      };
+      this.#store.write(key, resumed);
+      return resumed;
+    });
+    return this.#statusOf(key, row);
+  }
+
+  #select(name: unknown): Processor<unknown> {
+    if (name !== undefined && name !== null) {
+      if (typeof name !== "string") throw coded("invalid_request", "processorName must be a string");
+      const p = this.#processors.get(name);
+      if (!p) throw coded("processor_unknown", `no processor "${name}" in this host (it has ${this.#slugs()})`);
+      return p;
+    }
+    if (this.#processors.size === 1) return this.#processors.values().next().value!;
+    throw coded(
+      "processor_unknown",
+      `this host runs several processors (${this.#slugs()}); name one with transformInput.shallowMerge: {processorName: "<slug>"}`,
+    );
+  }
+
+  #slugs(): string {
+    return [...this.#processors.keys()].map((s) => `"${s}"`).join(", ");
+  }
+
+  #key(args: { namespace?: unknown; path?: unknown }, slug: string): ProcessorKey {
+    return { namespace: nonEmptyString(args.namespace, "namespace"), path: nonEmptyString(args.path, "path"), slug };
+  }
+
+  /** The stored row, or a fresh one (not yet written) when there is none or it is of another version. */
+  #current(key: ProcessorKey, processor: Processor<unknown>): ProcessorRow {
+    const row = this.#store.read(key);
+    return row && row.version === processor.version ? row : this.#fresh(processor);
+  }
+
+  #fresh(processor: Processor<unknown>): ProcessorRow {
+    return {
+      version: processor.version,
+      streamId: null,
+      checkpoint: 0,
+      state: JSON.stringify(processor.initialState()),
+      connectionId: null,
+      failures: 0,
+      lastError: null,
+      failedOffset: null,
+      halted: false,
+      haltReported: false,
+      skipOffset: null,
+    };
+  }
+
+  async #ingest(key: ProcessorKey, processor: Processor<unknown>, batch: BatchArgs): Promise<BatchOutcome> {
+    const row = this.#store.read(key);
+    if (!row || row.version !== processor.version) {
+      throw coded("processor_not_dialled", `processor "${key.slug}" ${processor.version} has not accepted a dial from ${key.namespace}:${key.path}`);
+    }
+    if (row.connectionId !== (batch.connectionId ?? null)) return { outcome: "superseded", checkpoint: row.checkpoint };
+    if (row.halted) throw this.#haltedError(key, row);
+    if (batch.afterOffset > row.checkpoint) {
+      throw coded(
+        "processor_gap",
+        `batch after offset ${batch.afterOffset} but processor "${key.slug}" is at checkpoint ${row.checkpoint}; replay from the checkpoint`,
+      );
+    }
+    if (batch.throughOffset <= row.checkpoint) return { outcome: "skipped", checkpoint: row.checkpoint };
+
+    let offset: number | null = null;
+    let committed: ProcessorRow | undefined;
+    try {
+      let state = JSON.parse(row.state);
+      for (const event of batch.events) {
+        if (event.offset <= row.checkpoint || event.offset === row.skipOffset) continue;
+        offset = event.offset;
+        const next = processor.reduce(state, event);
+        if (typeof (next as { then?: unknown } | null)?.then === "function") {
+          throw new TypeError(`reduce of "${key.slug}" returned a promise; it must be synchronous`);
+        }
+        state = next;
+        if (processor.onEvent) await processor.onEvent({ event, state, namespace: key.namespace, path: key.path, append: this.#appender(key, processor, event) });
+      }
+      const json = JSON.stringify(state);
+      if (json === undefined) throw new TypeError(`reduce of "${key.slug}" returned a value that is not JSON`);
+      committed = this.#store.transaction(() => {
+        const now = this.#store.read(key);
+        if (!now || now.connectionId !== row.connectionId || now.checkpoint !== row.checkpoint || now.version !== row.version) return undefined;
+        const skipOffset = now.skipOffset !== null && now.skipOffset <= batch.throughOffset ? null : now.skipOffset;
+        const next: ProcessorRow = { ...now, checkpoint: batch.throughOffset, state: json, failures: 0, lastError: null, failedOffset: null, skipOffset };
+        this.#store.write(key, next);
+        return next;
+      });
+    } catch (error) {
+      return this.#fail(key, processor, row, offset, error);
+    }
+    if (!committed) return { outcome: "superseded", checkpoint: this.#store.read(key)?.checkpoint ?? row.checkpoint };
+    return { outcome: "committed", checkpoint: committed.checkpoint };
+  }
+
+  #appender(key: ProcessorKey, processor: Processor<unknown>, input: StreamEvent) {
+    let n = 0;
+    return async (event: Omit<EventInput, "idempotencyKey" | "offset">): Promise<StreamEvent> => {
+      const own = event as EventInput;
+      if (own.idempotencyKey !== undefined || own.offset !== undefined) {
+        throw new TypeError(`append inside onEvent sets idempotencyKey itself (${key.slug}:<input offset>:<n>) and takes no offset`);
+      }
+      const idempotencyKey = `${key.slug}:${input.offset}:${n++}`;
+      const source = event.source ?? { processor: { slug: processor.slug, version: processor.version } };
+      try {
+        return await appendTo(this.#streams, { namespace: key.namespace, path: key.path }, { ...event, source, idempotencyKey });
+      } catch (error) {
+        throw isTransientStreamError(error) ? new StreamUnavailableError(error) : error;
+      }
+    };
+  }
+
+  /** Counts the failure (unless the stream was unavailable or the batch is stale), halts at the limit, rejects. */
+  async #fail(key: ProcessorKey, processor: Processor<unknown>, row: ProcessorRow, offset: number | null, error: unknown): Promise<never> {
+    const transient = error instanceof StreamUnavailableError;
+    let recorded: ProcessorRow | undefined;
+    try {
+      recorded = this.#store.transaction(() => {
+        const now = this.#store.read(key);
+        if (transient || !now || now.connectionId !== row.connectionId || now.checkpoint !== row.checkpoint || now.version !== row.version) {
+          return undefined;
+        }
+        const failures = now.failures + 1;
+        const next: ProcessorRow = {
+          ...now,
+          failures,
+          lastError: JSON.stringify(failureOf(error, offset)),
+          failedOffset: offset,
+          halted: failures >= processor.maxConsecutiveFailures,
+          haltReported: false,
+        };
+        this.#store.write(key, next);
+        return next;
+      });
+    } catch (storageError) {
+      this.#log(`processor "${key.slug}": could not record a failure on ${key.namespace}:${key.path}`, storageError);
+    }
+    if (recorded?.halted) await this.#reportHalt(key, processor, recorded);
+    const attempt = recorded ? ` (attempt ${recorded.failures} of ${processor.maxConsecutiveFailures})` : "";
+    throw coded(
+      transient ? "stream_unavailable" : "processor_failed",
+      `processor "${key.slug}" failed at offset ${offset ?? "-"}${attempt}; nothing committed: ${messageOf(error)}`,
+    );
+  }
+
+  /** Appends the halt's one `error-occurred` (keyed, so retries cannot repeat it). Never rejects. */
+  async #reportHalt(key: ProcessorKey, processor: Processor<unknown>, row: ProcessorRow): Promise<void> {
+    if (row.haltReported) return;
+    try {
+      const failure: ProcessorFailure = row.lastError ? JSON.parse(row.lastError) : { offset: null, name: "Error", message: "unknown" };
+      const error: { name: string; message: string; stack?: string } = { name: failure.name, message: failure.message };
+      if (failure.stack !== undefined) error.stack = failure.stack;
+      await appendTo(this.#streams, { namespace: key.namespace, path: key.path }, {
+        type: ERROR_OCCURRED,
+        payload: {
+          message:
+            `processor "${key.slug}" ${processor.version} halted after ${row.failures} failed attempts at offset ${failure.offset ?? "-"}` +
+            ` (checkpoint ${row.checkpoint}): ${failure.message}`,
+          error,
+        },
+        source: { processor: { slug: processor.slug, version: processor.version } },
+        idempotencyKey: `processor-ingest-failed:${key.slug}:${row.checkpoint}`,
+      });
+      this.#store.transaction(() => {
+        const now = this.#store.read(key);
+        if (now?.halted && now.checkpoint === row.checkpoint) this.#store.write(key, { ...now, haltReported: true });
+      });
+    } catch (error) {
+      this.#log(`processor "${key.slug}": could not report its halt to ${key.namespace}:${key.path}; the next dial retries`, error);
+    }
+  }
+
+  #haltedError(key: ProcessorKey, row: ProcessorRow): Error {
+    const failure: ProcessorFailure | null = row.lastError ? JSON.parse(row.lastError) : null;
+    return coded(
+      "processor_halted",
+      `processor "${key.slug}" on ${key.namespace}:${key.path} is halted at checkpoint ${row.checkpoint} after ${row.failures} failures` +
+        `${failure ? ` (offset ${failure.offset ?? "-"}: ${failure.message})` : ""}; call resume`,
+    );
+  }
+
+  #statusOf(key: ProcessorKey, row: ProcessorRow): ProcessorStatus {
+    return {
+      ...key,
+      version: row.version,
+      checkpoint: row.checkpoint,
+      state: JSON.parse(row.state),
+      failures: row.failures,
+      halted: row.halted,
+      lastError: row.lastError ? JSON.parse(row.lastError) : null,
+      skipOffset: row.skipOffset,
+      connectionId: row.connectionId,
+      streamId: row.streamId,
+    };
+  }
+}

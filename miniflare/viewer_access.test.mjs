@@ -1,0 +1,65 @@
+// The viewer page when the API needs a token: it asks for one, keeps it in session storage (never
+// in the URL), says which operations it allows, and works with a scoped token on HTTP and on the
+// WebSocket.
+import { after, afterEach, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { mintToken } from "@streams/client";
+import { expectConsoleError } from "./helpers/browser.mjs";
+import { freshPath, startViewer, waitForMatch, waitForText } from "./helpers/viewer.mjs";
+
+const JWT_SECRET = "viewer-access-test-secret";
+const API_TOKEN = "viewer-access-test-master";
+
+let v;
+before(async () => {
+  v = await startViewer({ bindings: { STREAMS_API_TOKEN: API_TOKEN, STREAMS_JWT_SECRET: JWT_SECRET } });
+});
+afterEach(() => v.closePages());
+after(() => v?.stop());
+
+/** Refused requests before a token is given: Chromium logs each refused fetch and socket. */
+function expectRefusals(page) {
+  expectConsoleError(page, /Failed to load resource: .* 401/, { repeated: true });
+  expectConsoleError(page, /WebSocket connection to .* failed/, { repeated: true });
+}
+
+test("a 401 makes the page ask for a token; a scoped token is kept in session storage and used on HTTP and the socket", async () => {
+  const p = freshPath();
+  const token = await mintToken({ secret: JWT_SECRET, ns: "default", paths: [p], ops: ["read", "append"], ttlSeconds: 600 });
+  const page = await v.open(`/?${new URLSearchParams({ path: p })}`, { beforeGoto: expectRefusals });
+  await page.getByTestId("token-prompt").waitFor();
+  assert.match(await page.getByTestId("token-prompt").textContent(), /needs an access token/);
+
+  await page.getByTestId("token-input").fill(token);
+  await page.getByTestId("token-save").click();
+  await page.waitForEvent("load");
+  await waitForText(page, "stream-status", "subscribed");
+  await waitForText(page, "event-count", "3");
+  assert.equal(await page.getByTestId("token-prompt").count(), 0);
+  assert.match(await page.getByTestId("token-allows").textContent(), /read events, state and live updates; append/);
+  assert.ok(!page.url().includes(token), "the token is not in the URL");
+  assert.equal(await page.evaluate(() => sessionStorage.getItem("streams-viewer:api-token")), token);
+
+  await page.getByTestId("composer-textarea").fill(JSON.stringify({ type: "app/with-token" }));
+  await page.getByTestId("composer-append").click();
+  await page.waitForSelector('[data-event-type="app/with-token"]');
+  const server = await v.serverEvents(p, { token: API_TOKEN });
+  assert.deepEqual(server.map((e) => e.type).slice(-1), ["app/with-token"]);
+});
+
+test("a read-only token: the page says so, and an append is refused with forbidden", async () => {
+  const p = freshPath();
+  const token = await mintToken({ secret: JWT_SECRET, ns: "default", paths: [`${p}/**`], ops: ["read"], ttlSeconds: 600 });
+  const page = await v.open(`/?${new URLSearchParams({ path: p })}`, { beforeGoto: expectRefusals });
+  await page.getByTestId("token-input").fill(token);
+  await page.getByTestId("token-save").click();
+  await page.waitForEvent("load");
+  await waitForText(page, "event-count", "3");
+  assert.equal((await page.getByTestId("token-allows").textContent()).trim(), "Allows: read events, state and live updates.");
+
+  expectConsoleError(page, /Failed to load resource: .* 403/);
+  await page.getByTestId("composer-textarea").fill(JSON.stringify({ type: "app/refused" }));
+  await page.getByTestId("composer-append").click();
+  await waitForMatch(page, "composer-state", /^error: forbidden: /);
+  assert.equal((await v.serverEvents(p, { token: API_TOKEN })).length, 3, "nothing written");
+});
