@@ -745,7 +745,7 @@ mod tests {
         /// Random interleavings of commits, alarms, dial and delivery results (late ones from
         /// superseded connections included), removals, kills and configuration failures: at most
         /// one delivery in flight per key, every connection's batches chain, the back-off follows
-        /// §10.2 (checked on every row written), no configuration failure arms the alarm, and once
+        /// the protocol (checked on every row written), no configuration failure arms the alarm, and once
         /// things go well every configured subscriber has every matching event.
         #[test]
         fn every_subscriber_eventually_gets_every_matching_event(steps in prop::collection::vec(step(), 1..60)) {
