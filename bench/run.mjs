@@ -16,6 +16,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import zlib from "node:zlib";
 import { COMPATIBILITY_DATE, REPO_ROOT } from "../miniflare/helpers/mf.mjs";
+import { runWake } from "./wake.mjs";
 import { signJwt, claims } from "../miniflare/helpers/jwt.mjs";
 import { bundledModules } from "../miniflare/helpers/bundle.mjs";
 
@@ -38,6 +39,8 @@ const STORAGE_PARENT = path.resolve(opts["storage-dir"]); // the worker under te
 const RUNS = Math.max(1, parseInt(opts.runs, 10));
 const SCALE = Number(opts.scale);
 const n = (x) => Math.max(1, Math.round(x * SCALE));
+/** Scenario 11 opens a thousand sockets per round: fewer rounds. */
+const WAKE_RUNS = Math.min(RUNS, 3);
 
 const CFG = {
   seqN: n(2000),
@@ -53,6 +56,7 @@ const CFG = {
   growthN: n(1000),
   bootEvents: n(10000),
   subN: n(200), // sequential appends, each waiting for its WebSocket frame
+  wakeSockets: n(1000), // hibernated WebSockets on one stream, woken once per round (scenario 11)
   prepareBatch: 1000,
   tokenN: n(4000), // public HTTP requests per leg and round (scenario 9)
   processorEvents: n(10000), // events through the summing processor per round (scenario 10)
@@ -483,6 +487,10 @@ function buildRows(R, restart, wasm) {
   row("   p50 latency, ms (1 ms clock)", fmtTick(sub("p50Ms")), "n/a", "—");
   row("   p99 latency, ms (1 ms clock)", fmtTick(sub("p99Ms")), "n/a", "—");
   tokenRows(R.token, row);
+
+  const wake = (key) => pick(R.wake, key);
+  row(`11. Wake with ${CFG.wakeSockets} hibernated sockets: commits`, String(wake("bootCommits")), "n/a", "—", "2", wake("bootCommits") === 2);
+  row("    time until every socket has what it missed, ms", fmtMs(wake("wakeMs")), "n/a", "—");
   processorRows(R.processor, row);
   return rows;
 }
@@ -539,6 +547,12 @@ Notes:
   (HMAC-SHA256, claims parsing, reading the extra settings). The cost is the median over every pair
   of adjacent blocks of all rounds (a burst of other load spoils one pair, not the figure); the
   two per-request rows are medians over rounds.
+- Wake (11): one stream (its own Miniflare, with the test hooks on) holds ${CFG.wakeSockets} WebSockets
+  from Node; \`simulateHibernation\` drops the object's memory and boots it again, as a real wake
+  does. Commits are what that boot made (one for \`woken\`, one for every socket's re-announcement);
+  the time runs from the call until every socket has received everything after its last frame
+  (\`woken\` and the ${CFG.wakeSockets} re-announcements), each event once, each frame's \`afterOffset\`
+  equal to the previous \`throughOffset\`. Median over ${WAKE_RUNS} rounds (a fresh Miniflare each); \`node bench/wake.mjs\` runs it alone.
 - Processor (10): a stream of ${CFG.processorEvents} prepared events is wired to a processor
   (bench/processor-host.mjs: \`ProcessorHost\` with one \`reduce\` that sums, no side effects) by
   appending its subscription; timed from that append until the processor's committed count is
@@ -572,6 +586,9 @@ async function main() {
       await mf.dispose();
     }
     const restart = opts["no-rebuild"] ? undefined : await restartPhase(persistDir, R.rebuildIds);
+    R.wake = [];
+    for (let round = 0; round < WAKE_RUNS; round++) R.wake.push(await runWake({ root: ROOT, sockets: CFG.wakeSockets }));
+    log("11 wake done");
     const wasm = wasmSize();
     const mach = machine(loadStart);
     const rows = buildRows(R, restart, wasm);

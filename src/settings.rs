@@ -2,6 +2,7 @@
 
 use worker::Env;
 
+use streams_core::outbound::Timing;
 use streams_core::subscriber::parse_binding_allowlist;
 
 const DEFAULT_IDLE_TEARDOWN_MS: f64 = 300_000.0;
@@ -18,6 +19,10 @@ pub struct Settings {
 }
 
 impl Settings {
+    pub fn timing(&self) -> Timing {
+        Timing { redial_base_ms: self.redial_base_ms, redial_max_ms: self.redial_max_ms, idle_teardown_ms: self.idle_teardown_ms }
+    }
+
     pub fn from_env(env: &Env) -> Self {
         Self {
             test_hooks: text(env, "STREAMS_TEST_HOOKS").as_deref() == Some("1"),

@@ -191,12 +191,17 @@ impl Inner {
 
     /// Closes whatever holds `key` now, inbound or outbound, as `replaced`.
     pub(super) fn replace_connection(self: &Rc<Self>, key: &str) {
+        self.replace_inbound(key);
+        self.close_outbound(key, DisconnectReason::Replaced);
+    }
+
+    /// Closes the socket that holds `key`, if one does, as `replaced`.
+    pub(super) fn replace_inbound(self: &Rc<Self>, key: &str) {
         for (ws, attachment) in self.open_sockets() {
             if attachment.subscription_key == key {
                 self.close_socket(&ws, DisconnectReason::Replaced, Some((CLOSE_REPLACED, "replaced")));
             }
         }
-        self.close_outbound(key, DisconnectReason::Replaced);
     }
 
     /// Presence facts are best effort: a failure is only logged.

@@ -33,7 +33,8 @@ use streams_core::{
 use crate::js::{arguments_to_json, from_json_text, to_js_error};
 use crate::settings::Settings;
 use crate::stub::call_stream;
-use outbound::Outbound;
+use outbound::Links;
+use streams_core::outbound::{CommitSummary, Outbound};
 pub use sql_store::SqlStore;
 
 const SHUTTING_DOWN: &str = "stream incarnation is shutting down; retry";
@@ -63,7 +64,9 @@ struct Runtime {
     state: CoreState,
     /// `state` as JSON, written once per commit and shared by every batch.
     state_json: Rc<str>,
+    /// The outbound subscriptions' state machine, and its connections' platform side.
     outbound: Outbound,
+    links: Links,
 }
 
 #[durable_object]
@@ -272,7 +275,8 @@ impl Inner {
             EventInput::system(types::CREATED, json!({"namespace": name.namespace, "path": name.path, "streamId": random_uuid()}))
         });
         let state_json = state.to_json().into();
-        *self.incarnation.borrow_mut() = Incarnation::Running(Box::new(Runtime { name, state, state_json, outbound: Outbound::default() }));
+        let outbound = self.load_outbound().map_err(log_internal)?;
+        *self.incarnation.borrow_mut() = Incarnation::Running(Box::new(Runtime { name, state, state_json, outbound, links: Links::default() }));
         let mut announce: Vec<EventInput> = created.into_iter().collect();
         announce.push(EventInput::system(types::WOKEN, json!({"incarnationId": random_uuid()})));
         for fact in announce {
@@ -385,30 +389,17 @@ impl Inner {
     }
 
     fn after_commit(self: &Rc<Self>, plan: &AppendPlan, trip: Option<EventInput>) {
-        for planned in &plan.events {
-            match planned.event.event_type.as_str() {
-                types::CREATED => self.notify_ancestors(),
-                types::WOKEN if !self.idle_deadline_passed() => self.reconcile(),
-                types::SUBSCRIPTION_CONFIGURED => {
-                    if let Some(key) = planned.event.payload_object().and_then(|p| p.get("subscriptionKey")).and_then(Value::as_str) {
-                        self.clear_redial(key.trim());
-                    }
-                    self.reconcile();
-                }
-                types::SUBSCRIPTION_REMOVED => self.reconcile(),
-                _ => {}
-            }
+        if plan.events.iter().any(|p| p.event.event_type == types::CREATED) {
+            self.notify_ancestors();
         }
         if let Some(trip) = trip {
             if let Err(err) = self.append_inputs(vec![trip], Origin::Stream) {
                 worker::console_error!("circuit breaker trip append failed: {err}");
             }
         }
-        self.wake_pumps();
-        if plan.events.iter().any(|p| !types::is_system(&p.event.event_type)) && self.has_undialed_subscription() {
-            self.reconcile();
-        }
-        self.refresh_idle_deadline();
+        self.wake_sockets();
+        let summary = CommitSummary::of(plan.events.iter().map(|p| (p.event.event_type.as_str(), p.event.payload_object())));
+        self.outbound_after_commit(&summary);
     }
 
     /// Tells `/` and each proper prefix about this new stream (docs/protocol.md#child-streams).

@@ -12,6 +12,7 @@ pub mod event;
 pub mod json;
 pub mod limits;
 pub mod name;
+pub mod outbound;
 pub mod payload;
 pub mod reducer;
 pub mod rpc;
