@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { mintToken } from "../client/dist/index.js";
-import { ADMIN_TOKEN, assertNoConsoleErrors, expectConsoleError, startRuntimeHarness } from "./helpers/browser.mjs";
+import { ADMIN_TOKEN, assertNoConsoleErrors, expectConsoleError, snapshot, startRuntimeHarness, waitSnapshot } from "./helpers/browser.mjs";
 
 const SECRET = "browser-access-test-secret";
 let h;
@@ -16,18 +16,6 @@ after(async () => {
 });
 
 const token = (paths, ops = ["read", "append"]) => mintToken({ secret: SECRET, ns: "default", paths, ops, ttlSeconds: 600 });
-const snapshot = (page) => page.evaluate(() => store.getSnapshot());
-
-async function waitSnapshot(page, predicate, arg, timeout = 20_000) {
-  try {
-    await page.waitForFunction(([src, a]) => new Function("s", "arg", `return (${src})(s, arg)`)(store.getSnapshot(), a), [predicate.toString(), arg], {
-      timeout,
-      polling: 50,
-    });
-  } catch (e) {
-    throw new Error(`${e.message}\nlast snapshot: ${JSON.stringify(await snapshot(page))}`);
-  }
-}
 
 test("a scoped token opens the mirror; the admin token (header only) resets it", async () => {
   const page = await h.newPage();

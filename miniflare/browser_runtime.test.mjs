@@ -7,7 +7,15 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
-import { ADMIN_TOKEN, assertNoConsoleErrors, ensureSqlite3, expectConsoleError, startRuntimeHarness } from "./helpers/browser.mjs";
+import {
+  ADMIN_TOKEN,
+  assertNoConsoleErrors,
+  ensureSqlite3,
+  expectConsoleError,
+  snapshot,
+  startRuntimeHarness,
+  waitSnapshot,
+} from "./helpers/browser.mjs";
 import { REPO_ROOT } from "./helpers/mf.mjs";
 
 /** The README's browser-runtime snippet: the tsx block right after its tested-by marker. */
@@ -57,20 +65,7 @@ async function openStore(page, streamPath, { flaky, mirror = "opfs" } = {}) {
   );
 }
 
-const snapshot = (page) => page.evaluate(() => store.getSnapshot());
 const rows = (page, sql, params = []) => page.evaluate(([q, p]) => streams.rows(store, q, p), [sql, params]);
-
-/** Waits until the page's snapshot satisfies `predicate` (a function of the snapshot, run in the page). */
-async function waitSnapshot(page, predicate, arg, timeout = 20_000) {
-  try {
-    await page.waitForFunction(([src, a]) => new Function("s", "arg", `return (${src})(s, arg)`)(store.getSnapshot(), a), [predicate.toString(), arg], {
-      timeout,
-      polling: 50,
-    });
-  } catch (e) {
-    throw new Error(`${e.message}\nlast snapshot: ${JSON.stringify(await snapshot(page))}`);
-  }
-}
 
 /** Subscribed and caught up with the server's current end. */
 async function waitCaughtUp(page, streamPath, timeout) {

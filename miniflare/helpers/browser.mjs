@@ -205,6 +205,21 @@ export async function startSite({ root, target }) {
 //   await h.close();
 
 const FIXTURES = path.join(path.dirname(new URL(import.meta.url).pathname), "..", "fixtures");
+/** The snapshot of the page's global `store` (a harness page opened by startRuntimeHarness). */
+export const snapshot = (page) => page.evaluate(() => store.getSnapshot());
+
+/** Waits until the page's snapshot satisfies `predicate` (a function of the snapshot and `arg`, run in the page). */
+export async function waitSnapshot(page, predicate, arg, timeout = 20_000) {
+  try {
+    await page.waitForFunction(([src, a]) => new Function("s", "arg", `return (${src})(s, arg)`)(store.getSnapshot(), a), [predicate.toString(), arg], {
+      timeout,
+      polling: 50,
+    });
+  } catch (e) {
+    throw new Error(`${e.message}\nlast snapshot: ${JSON.stringify(await snapshot(page))}`);
+  }
+}
+
 export const ADMIN_TOKEN = "browser-admin-token";
 
 /**
