@@ -73,24 +73,28 @@ const TARGETS = ["ours", "base"];
 /** A 1-minute load average at or above this (on 2 cores) means something else is running. */
 const BUSY_LOAD = 1.5;
 
+/** A worker running the code under test (ROOT's src/entry.mjs + build/) with these bindings. */
+function ourWorker(name, bindings, moreObjects = {}) {
+  return {
+    name,
+    modules: true,
+    modulesRoot: ROOT,
+    scriptPath: path.join(ROOT, "src", "entry.mjs"),
+    modulesRules: MODULES_RULES,
+    compatibilityDate: COMPATIBILITY_DATE,
+    durableObjects: { STREAM: { className: "Stream", useSQLite: true }, ...moreObjects },
+    bindings,
+  };
+}
+
 function startMiniflare(persistDir) {
   return new Miniflare({
     durableObjectsPersist: persistDir,
     workers: [
-      {
-        // Production-like: no test hooks; the only allowed subscriber is scenario 10's processor.
-        name: "streams",
-        modules: true,
-        modulesRoot: ROOT,
-        scriptPath: path.join(ROOT, "src", "entry.mjs"),
-        modulesRules: MODULES_RULES,
-        compatibilityDate: COMPATIBILITY_DATE,
-        durableObjects: {
-          STREAM: { className: "Stream", useSQLite: true },
-          PROCESSOR: { className: "BenchProcessor", scriptName: "processors", useSQLite: true },
-        },
-        bindings: { STREAM_SUBSCRIBER_BINDINGS: "PROCESSOR" },
-      },
+      // Production-like: no test hooks; the only allowed subscriber is scenario 10's processor.
+      ourWorker("streams", { STREAM_SUBSCRIBER_BINDINGS: "PROCESSOR" }, {
+        PROCESSOR: { className: "BenchProcessor", scriptName: "processors", useSQLite: true },
+      }),
       {
         // The summing processor of scenario 10 (bench/processor-host.mjs).
         name: "processors",
@@ -99,29 +103,11 @@ function startMiniflare(persistDir) {
         durableObjects: { PROCESSOR: { className: "BenchProcessor", useSQLite: true } },
         serviceBindings: { STREAMS: "streams" },
       },
-      {
-        // The same code with scoped tokens on (scenario 9).
-        name: "streams-auth",
-        modules: true,
-        modulesRoot: ROOT,
-        scriptPath: path.join(ROOT, "src", "entry.mjs"),
-        modulesRules: MODULES_RULES,
-        compatibilityDate: COMPATIBILITY_DATE,
-        durableObjects: { STREAM: { className: "Stream", useSQLite: true } },
-        bindings: { STREAMS_JWT_SECRET: BENCH_JWT_SECRET },
-      },
-      {
-        // The same code with the test hooks on, alone in its isolate: scenario 12 reads its wasm
-        // memory (`memoryUsage`), which no other scenario may have grown.
-        name: "streams-hooks",
-        modules: true,
-        modulesRoot: ROOT,
-        scriptPath: path.join(ROOT, "src", "entry.mjs"),
-        modulesRules: MODULES_RULES,
-        compatibilityDate: COMPATIBILITY_DATE,
-        durableObjects: { STREAM: { className: "Stream", useSQLite: true } },
-        bindings: { STREAMS_TEST_HOOKS: "1" },
-      },
+      // The same code with scoped tokens on (scenario 9).
+      ourWorker("streams-auth", { STREAMS_JWT_SECRET: BENCH_JWT_SECRET }),
+      // The same code with the test hooks on, alone in its isolate: scenario 12 reads its wasm
+      // memory (`memoryUsage`), which no other scenario may have grown.
+      ourWorker("streams-hooks", { STREAMS_TEST_HOOKS: "1" }),
       {
         name: "baseline",
         modules: true,
