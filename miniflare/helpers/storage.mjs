@@ -7,7 +7,10 @@ import path from "node:path";
 import zlib from "node:zlib";
 import { fileURLToPath } from "node:url";
 
-export const FIXTURE_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "fixtures", "storage-v1");
+const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "fixtures");
+/** The committed fixtures: streams of every shape, and one 100k-event stream. */
+export const FIXTURE_DIR = path.join(FIXTURES, "storage-v1");
+export const LARGE_FIXTURE_DIR = path.join(FIXTURES, "storage-v1-large");
 export const MANIFEST = "manifest.json";
 /** Miniflare keeps each Durable Object class of a worker in `<persist>/<worker>-<class>/<id>.sqlite`. */
 export const STREAM_OBJECTS_DIR = "streams-Stream";
@@ -25,6 +28,13 @@ export const sha256 = (text) => crypto.createHash("sha256").update(text).digest(
 export const digestOf = (event) => {
   const text = bytesOf(event);
   return [Buffer.byteLength(text), sha256(text)];
+};
+
+/** sha256 of a whole log: every event's JSON, one per line. */
+export const logDigestOf = (events) => {
+  const hash = crypto.createHash("sha256");
+  for (const e of events) hash.update(bytesOf(e) + "\n");
+  return hash.digest("hex");
 };
 
 /**
@@ -63,11 +73,17 @@ export function readManifest(dir = FIXTURE_DIR) {
   return JSON.parse(fs.readFileSync(path.join(dir, MANIFEST), "utf8"));
 }
 
-/** Unpacks the fixture's gzipped SQLite files into `persistDir` where Miniflare looks for them. */
+/** The fixture's form of a SQLite file: brotli at its best (a 100k-event stream packs into well under 1 MB). */
+export const packSqlite = (bytes) =>
+  zlib.brotliCompressSync(bytes, {
+    params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 11, [zlib.constants.BROTLI_PARAM_LGWIN]: 24, [zlib.constants.BROTLI_PARAM_SIZE_HINT]: bytes.length },
+  });
+
+/** Unpacks the fixture's SQLite files (`<id>.sqlite.br`) into `persistDir` where Miniflare looks for them. */
 export function unpackFixture(persistDir, manifest, dir = FIXTURE_DIR) {
   const target = path.join(persistDir, STREAM_OBJECTS_DIR);
   fs.mkdirSync(target, { recursive: true });
   for (const file of manifest.files) {
-    fs.writeFileSync(path.join(target, file.replace(/\.gz$/, "")), zlib.gunzipSync(fs.readFileSync(path.join(dir, file))));
+    fs.writeFileSync(path.join(target, file.replace(/\.br$/, "")), zlib.brotliDecompressSync(fs.readFileSync(path.join(dir, file))));
   }
 }
