@@ -4,15 +4,19 @@
 //   OURS -> {className:"Stream", scriptName:"streams"}   BASE -> {className:"Baseline", scriptName:"baseline"}
 //   PROCESSOR -> {className:"BenchProcessor", scriptName:"processors"} (scenario 10)
 //   HOOKED -> {className:"Stream", scriptName:"streams-hooks"} (scenario 12: test hooks on, its own isolate)
+//   NOOP, OURS_PROFILE (bench/profile.mjs only): the no-op DO and our code built with its names kept
 // In workerd the clock only advances across I/O; every RPC call is I/O, so per-call timing works.
 
 const now = () => performance.now();
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** bench/profile.mjs adds two targets: the no-op DO and our code built with its names kept. */
+const TARGET_BINDINGS = { ours: "OURS", base: "BASE", noop: "NOOP", "ours-profile": "OURS_PROFILE" };
+
 function namespaceOf(env, target) {
-  if (target === "ours") return env.OURS;
-  if (target === "base") return env.BASE;
-  throw new Error(`unknown target ${JSON.stringify(target)}`);
+  const namespace = env[TARGET_BINDINGS[target]];
+  if (!namespace) throw new Error(`unknown target ${JSON.stringify(target)}`);
+  return namespace;
 }
 
 const stubOf = (env, target, name) => namespaceOf(env, target).getByName(name);
@@ -44,10 +48,12 @@ function largestEvent() {
   return sizedEvent(-1, MAX_EVENT_JSON_BYTES - committedExtra);
 }
 
-/** A domain event whose payload JSON is about `bytes` bytes long. */
-function eventOf(i, bytes = 100) {
+/** A domain event whose payload JSON is about `bytes` bytes long; `keyed`: with an idempotency key. */
+function eventOf(i, bytes = 100, keyed = false) {
   const base = JSON.stringify({ i, text: "" }).length;
-  return { type: "bench/x", payload: { i, text: "x".repeat(Math.max(0, bytes - base)) } };
+  const event = { type: "bench/x", payload: { i, text: "x".repeat(Math.max(0, bytes - base)) } };
+  if (keyed) event.idempotencyKey = `bench-${i}`;
+  return event;
 }
 
 function percentile(sorted, p) {
@@ -68,12 +74,12 @@ async function warm(stub, appends = 0) {
   await sleep(20);
 }
 
-async function appendSeq(stub, n, payloadBytes, startIndex = 0) {
+async function appendSeq(stub, n, payloadBytes, startIndex = 0, keyed = false) {
   const lat = new Array(n);
   const t0 = now();
   for (let i = 0; i < n; i++) {
     const a = now();
-    await stub.append({ event: eventOf(startIndex + i, payloadBytes) });
+    await stub.append({ event: eventOf(startIndex + i, payloadBytes, keyed) });
     lat[i] = now() - a;
   }
   const ms = now() - t0;
@@ -133,17 +139,17 @@ const scenarios = {
   },
 
   /** Sequential single-event appends on a fresh stream (after the untimed warm-up appends). */
-  async seq(env, { target, name, n, payloadBytes = 100, warmAppends = 0 }) {
+  async seq(env, { target, name, n, payloadBytes = 100, warmAppends = 0, keyed = false }) {
     const stub = stubOf(env, target, name);
     await warm(stub, warmAppends);
-    return appendSeq(stub, n, payloadBytes);
+    return appendSeq(stub, n, payloadBytes, 0, keyed);
   },
 
   /** Single-event appends on an existing stream (growth); boot is untimed. */
-  async appendMore(env, { target, name, n, payloadBytes = 100, startIndex = 0 }) {
+  async appendMore(env, { target, name, n, payloadBytes = 100, startIndex = 0, keyed = false }) {
     const stub = stubOf(env, target, name);
     await warm(stub);
-    return appendSeq(stub, n, payloadBytes, startIndex);
+    return appendSeq(stub, n, payloadBytes, startIndex, keyed);
   },
 
   /** `calls` appendBatch calls of `perCall` events each on a fresh stream (after warm-up appends). */
