@@ -1,15 +1,18 @@
-// Runs every miniflare/**/*.test.mjs (or the files named as arguments), each in its own `node --test` process, STREAMS_TEST_JOBS
-// (default 2) at a time, and exits non-zero when any file fails.
+// Runs every miniflare/**/*.test.mjs (or the files named as arguments), each in its own
+// `node --test` process with its own Miniflare, STREAMS_TEST_JOBS files at a time (default 1), and
+// exits non-zero when any file fails.
 //
 // - Longest first: each file's wall time is kept in build/miniflare-durations.json, and the next run
-//   starts the files that took longest (files not timed yet first of all), so that no long file
-//   starts last and leaves one core idle at the end.
+//   starts the files that took longest (files not timed yet first of all), so that with two jobs no
+//   long file starts last and leaves one core idle at the end.
 // - One Chromium suite at a time: a file that drives a browser (it imports playwright-core or the
 //   browser/viewer helpers) never runs next to another such file; two of them at once on two cores
 //   starve each other's page loads.
-// - A file's output is printed in one piece when it ends, so the output of files that ran side by
-//   side never interleaves; the totals (tests, pass, fail, skipped, todo) and the time of every file
-//   come last.
+// - With two jobs a file's output is printed in one piece when it ends, so the output of files that
+//   ran side by side never interleaves. The totals (tests, pass, fail, skipped, todo) and the time
+//   of every file come last.
+// Two jobs are for a quiet machine: on a loaded one each file runs almost twice as slowly beside
+// another, and the timing-sensitive suites (idle teardown, page loads) start to fail.
 import { spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
@@ -20,7 +23,7 @@ const DURATIONS = path.join(ROOT, "build", "miniflare-durations.json");
 const USES_BROWSER = /playwright-core|helpers\/(browser|viewer)\.mjs/;
 const COUNTS = ["tests", "pass", "fail", "cancelled", "skipped", "todo"];
 
-const jobs = Number(process.env.STREAMS_TEST_JOBS ?? 2);
+const jobs = Number(process.env.STREAMS_TEST_JOBS ?? 1);
 if (!Number.isInteger(jobs) || jobs < 1) throw new Error(`STREAMS_TEST_JOBS must be a positive integer, got ${process.env.STREAMS_TEST_JOBS}`);
 
 function testFiles(dir) {
@@ -57,12 +60,16 @@ function run({ file }) {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, ["--test", "--test-reporter=spec", file], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
     let output = "";
-    child.stdout.on("data", (d) => (output += d));
-    child.stderr.on("data", (d) => (output += d));
+    const collect = (d) => {
+      output += d;
+      if (jobs === 1) process.stdout.write(d); // alone: show it live
+    };
+    child.stdout.on("data", collect);
+    child.stderr.on("data", collect);
     child.on("close", (code, signal) => {
       const ms = Date.now() - started;
       const counts = Object.fromEntries(COUNTS.map((name) => [name, Number(new RegExp(`^ℹ ${name} (\\d+)$`, "m").exec(output)?.[1] ?? 0)]));
-      process.stdout.write(`\n=== ${file} (${(ms / 1000).toFixed(1)} s, ${signal ?? `exit ${code}`})\n${output}`);
+      process.stdout.write(`\n=== ${file} (${(ms / 1000).toFixed(1)} s, ${signal ?? `exit ${code}`})\n${jobs === 1 ? "" : output}`);
       resolve({ file, ms, code: signal ? 1 : code, counts });
     });
   });
