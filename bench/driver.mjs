@@ -40,12 +40,15 @@ async function warm(stub, appends = 0) {
   await sleep(20);
 }
 
-async function appendSeq(stub, n, payloadBytes, startIndex = 0) {
+/** `keyed`: every event carries its own idempotency key (ours checks and indexes it; the
+ * baseline stores it as part of the JSON). */
+async function appendSeq(stub, n, payloadBytes, startIndex = 0, keyed = false) {
   const lat = new Array(n);
   const t0 = now();
   for (let i = 0; i < n; i++) {
     const a = now();
-    await stub.append({ event: eventOf(startIndex + i, payloadBytes) });
+    const event = eventOf(startIndex + i, payloadBytes);
+    await stub.append({ event: keyed ? { ...event, idempotencyKey: `key-${startIndex + i}` } : event });
     lat[i] = now() - a;
   }
   const ms = now() - t0;
@@ -105,10 +108,10 @@ const scenarios = {
   },
 
   /** Sequential single-event appends on a fresh stream (after the untimed warm-up appends). */
-  async seq(env, { target, name, n, payloadBytes = 100, warmAppends = 0 }) {
+  async seq(env, { target, name, n, payloadBytes = 100, warmAppends = 0, keyed = false }) {
     const stub = stubOf(env, target, name);
     await warm(stub, warmAppends);
-    return appendSeq(stub, n, payloadBytes);
+    return appendSeq(stub, n, payloadBytes, 0, keyed);
   },
 
   /** Single-event appends on an existing stream (growth); boot is untimed. */
