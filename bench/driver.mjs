@@ -3,23 +3,29 @@
 // {ok:true, result} or {ok:false, error}. Both targets are reached over DO RPC through bindings:
 //   OURS -> {className:"Stream", scriptName:"streams"}   BASE -> {className:"Baseline", scriptName:"baseline"}
 //   PROCESSOR -> {className:"BenchProcessor", scriptName:"processors"} (scenario 10)
+//   NOOP, OURS_PROFILE (bench/profile.mjs only): the no-op DO and our code built with its names kept
 // In workerd the clock only advances across I/O; every RPC call is I/O, so per-call timing works.
 
 const now = () => performance.now();
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** bench/profile.mjs adds two targets: the no-op DO and our code built with its names kept. */
+const TARGET_BINDINGS = { ours: "OURS", base: "BASE", noop: "NOOP", "ours-profile": "OURS_PROFILE" };
+
 function namespaceOf(env, target) {
-  if (target === "ours") return env.OURS;
-  if (target === "base") return env.BASE;
-  throw new Error(`unknown target ${JSON.stringify(target)}`);
+  const namespace = env[TARGET_BINDINGS[target]];
+  if (!namespace) throw new Error(`unknown target ${JSON.stringify(target)}`);
+  return namespace;
 }
 
 const stubOf = (env, target, name) => namespaceOf(env, target).getByName(name);
 
-/** A domain event whose payload JSON is about `bytes` bytes long. */
-function eventOf(i, bytes = 100) {
+/** A domain event whose payload JSON is about `bytes` bytes long; `keyed`: with an idempotency key. */
+function eventOf(i, bytes = 100, keyed = false) {
   const base = JSON.stringify({ i, text: "" }).length;
-  return { type: "bench/x", payload: { i, text: "x".repeat(Math.max(0, bytes - base)) } };
+  const event = { type: "bench/x", payload: { i, text: "x".repeat(Math.max(0, bytes - base)) } };
+  if (keyed) event.idempotencyKey = `bench-${i}`;
+  return event;
 }
 
 function percentile(sorted, p) {
@@ -40,15 +46,12 @@ async function warm(stub, appends = 0) {
   await sleep(20);
 }
 
-/** `keyed`: every event carries its own idempotency key (ours checks and indexes it; the
- * baseline stores it as part of the JSON). */
 async function appendSeq(stub, n, payloadBytes, startIndex = 0, keyed = false) {
   const lat = new Array(n);
   const t0 = now();
   for (let i = 0; i < n; i++) {
     const a = now();
-    const event = eventOf(startIndex + i, payloadBytes);
-    await stub.append({ event: keyed ? { ...event, idempotencyKey: `key-${startIndex + i}` } : event });
+    await stub.append({ event: eventOf(startIndex + i, payloadBytes, keyed) });
     lat[i] = now() - a;
   }
   const ms = now() - t0;
@@ -115,10 +118,10 @@ const scenarios = {
   },
 
   /** Single-event appends on an existing stream (growth); boot is untimed. */
-  async appendMore(env, { target, name, n, payloadBytes = 100, startIndex = 0 }) {
+  async appendMore(env, { target, name, n, payloadBytes = 100, startIndex = 0, keyed = false }) {
     const stub = stubOf(env, target, name);
     await warm(stub);
-    return appendSeq(stub, n, payloadBytes, startIndex);
+    return appendSeq(stub, n, payloadBytes, startIndex, keyed);
   },
 
   /** `calls` appendBatch calls of `perCall` events each on a fresh stream (after warm-up appends). */

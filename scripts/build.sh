@@ -5,6 +5,7 @@
 #
 #   bash scripts/build.sh                     the release build (what `wrangler deploy` runs as [build])
 #   STREAMS_DEV_BUILD=1 bash scripts/build.sh what `npm run dev` runs: skips the size-optimising wasm-opt pass
+#   STREAMS_PROFILE_BUILD=1 bash scripts/build.sh also builds build-profile/ (wasm names kept) for bench/profile.mjs
 #
 # A part whose inputs (file contents, not times) are unchanged since its last build is not built
 # again: `wrangler dev` runs [build] twice on every start, and a fresh clone may reuse artefacts.
@@ -48,6 +49,18 @@ else
   fi
   worker_outputs_present || { echo "build.sh: expected build/index.js and build/index_bg.wasm after worker-build" >&2; exit 1; }
   echo "$worker_digest $mode" > build/.inputs
+fi
+
+# ---- the profile build (STREAMS_PROFILE_BUILD=1, bench/profile.mjs): the same worker with its wasm
+# name section kept (cargo profile wasm-profile), so a CPU profile names Rust functions ----
+if [ "${STREAMS_PROFILE_BUILD:-}" = 1 ]; then
+  if [ -s build-profile/index_bg.wasm ] && up_to_date build-profile/.inputs "$worker_digest"; then
+    echo "build.sh: profile build up to date"
+  else
+    rm -f build-profile/.inputs
+    worker-build --profile wasm-profile -d build-profile "$@"
+    echo "$worker_digest" > build-profile/.inputs
+  fi
 fi
 
 # ---- the client package (its stamp lives in build/: client/dist is what the package ships) ----
