@@ -31,9 +31,9 @@ const SCHEMA: [&str; 5] = [
 /// multi-row INSERT of inline events, three parameters each.
 const MAX_PARAMETERS: usize = 100;
 const INLINE_ROWS_PER_INSERT: usize = MAX_PARAMETERS / 3;
-/// A page read concatenates at most this much JSON in one SQL value; the
-/// platform refuses values over ~4 MB.
-const PAGE_TEXT_BYTES: usize = 3 * 1024 * 1024;
+/// A page read concatenates at most this much JSON in one SQL value: well
+/// under the platform's 2 MB cap on a value (`SQLITE_TOOBIG`).
+const PAGE_TEXT_BYTES: usize = 1024 * 1024;
 /// One migration step moves at most this many events or bytes.
 const MIGRATION_STEP_EVENTS: usize = 1000;
 const MIGRATION_STEP_BYTES: usize = 8 * 1024 * 1024;
