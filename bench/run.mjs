@@ -3,7 +3,7 @@
 //   bash scripts/bench.sh            # build, then this
 //   node bench/run.mjs [--runs=5] [--scale=1] [--no-rebuild] [--out=BENCHMARKS.md]
 //                      [--root=<checkout with src/entry.mjs + build/>] [--code=<label for the report>]
-//                      [--only=appends|token|processor]   (one phase, printed only; BENCHMARKS.md is left alone)
+//                      [--only=appends|large|token|processor|memory]   (one scenario, printed only; BENCHMARKS.md is left alone)
 //
 // Workers: streams (src/entry.mjs + build/), baseline (bench/baseline-do.mjs), driver
 // (bench/driver.mjs, DO bindings to both). Node only sends "run scenario X on target T" to the
@@ -61,6 +61,7 @@ const CFG = {
   prepareBatch: 1000,
   tokenN: n(4000), // public HTTP requests per leg and round (scenario 9)
   processorEvents: n(10000), // events through the summing processor per round (scenario 10)
+  memoryRounds: 20, // rounds of {largest batch, largest event, read back} on one stream (scenario 12)
 };
 const BENCH_JWT_SECRET = "bench-jwt-secret";
 
@@ -72,24 +73,28 @@ const TARGETS = ["ours", "base"];
 /** A 1-minute load average at or above this (on 2 cores) means something else is running. */
 const BUSY_LOAD = 1.5;
 
+/** A worker running the code under test (ROOT's src/entry.mjs + build/) with these bindings. */
+function ourWorker(name, bindings, moreObjects = {}) {
+  return {
+    name,
+    modules: true,
+    modulesRoot: ROOT,
+    scriptPath: path.join(ROOT, "src", "entry.mjs"),
+    modulesRules: MODULES_RULES,
+    compatibilityDate: COMPATIBILITY_DATE,
+    durableObjects: { STREAM: { className: "Stream", useSQLite: true }, ...moreObjects },
+    bindings,
+  };
+}
+
 function startMiniflare(persistDir) {
   return new Miniflare({
     durableObjectsPersist: persistDir,
     workers: [
-      {
-        // Production-like: no test hooks; the only allowed subscriber is scenario 10's processor.
-        name: "streams",
-        modules: true,
-        modulesRoot: ROOT,
-        scriptPath: path.join(ROOT, "src", "entry.mjs"),
-        modulesRules: MODULES_RULES,
-        compatibilityDate: COMPATIBILITY_DATE,
-        durableObjects: {
-          STREAM: { className: "Stream", useSQLite: true },
-          PROCESSOR: { className: "BenchProcessor", scriptName: "processors", useSQLite: true },
-        },
-        bindings: { STREAM_SUBSCRIBER_BINDINGS: "PROCESSOR" },
-      },
+      // Production-like: no test hooks; the only allowed subscriber is scenario 10's processor.
+      ourWorker("streams", { STREAM_SUBSCRIBER_BINDINGS: "PROCESSOR" }, {
+        PROCESSOR: { className: "BenchProcessor", scriptName: "processors", useSQLite: true },
+      }),
       {
         // The summing processor of scenario 10 (bench/processor-host.mjs).
         name: "processors",
@@ -98,17 +103,11 @@ function startMiniflare(persistDir) {
         durableObjects: { PROCESSOR: { className: "BenchProcessor", useSQLite: true } },
         serviceBindings: { STREAMS: "streams" },
       },
-      {
-        // The same code with scoped tokens on (scenario 9).
-        name: "streams-auth",
-        modules: true,
-        modulesRoot: ROOT,
-        scriptPath: path.join(ROOT, "src", "entry.mjs"),
-        modulesRules: MODULES_RULES,
-        compatibilityDate: COMPATIBILITY_DATE,
-        durableObjects: { STREAM: { className: "Stream", useSQLite: true } },
-        bindings: { STREAMS_JWT_SECRET: BENCH_JWT_SECRET },
-      },
+      // The same code with scoped tokens on (scenario 9).
+      ourWorker("streams-auth", { STREAMS_JWT_SECRET: BENCH_JWT_SECRET }),
+      // The same code with the test hooks on, alone in its isolate: scenario 12 reads its wasm
+      // memory (`memoryUsage`), which no other scenario may have grown.
+      ourWorker("streams-hooks", { STREAMS_TEST_HOOKS: "1" }),
       {
         name: "baseline",
         modules: true,
@@ -127,6 +126,7 @@ function startMiniflare(persistDir) {
           OURS: { className: "Stream", scriptName: "streams", useSQLite: true },
           BASE: { className: "Baseline", scriptName: "baseline", useSQLite: true },
           PROCESSOR: { className: "BenchProcessor", scriptName: "processors", useSQLite: true },
+          HOOKED: { className: "Stream", scriptName: "streams-hooks", useSQLite: true },
         },
         // The public HTTP route, for the subscription WebSocket (scenario 8).
         serviceBindings: { STREAMS: "streams", STREAMS_AUTH: "streams-auth" },
@@ -179,6 +179,53 @@ async function interleaved(label, step) {
 }
 
 // ---- scenarios ----
+
+/** 4. One 5 MiB event appended and read back; a fresh stream per round. */
+function largePhase(drive) {
+  return interleaved("4 large event", (target, round) =>
+    drive({ scenario: "large", target, name: `bench:/large-${round}`, bytes: CFG.largeBytes, warmAppends: CFG.warmAppends }),
+  );
+}
+
+function largeRows(large, row) {
+  const m = { o: pick(large.ours, "ms"), b: pick(large.base, "ms") };
+  row("4. 5 MiB event: append + read back, ms", fmtMs(m.o), fmtMs(m.b), fmtRatio(m.o / m.b), "< 3.00", m.o / m.b < 3);
+  for (const [key, label] of [
+    ["appendMs", "append"],
+    ["readMs", "read back"],
+  ]) {
+    const o = pick(large.ours, key);
+    const b = pick(large.base, key);
+    row(`   ${label}, ms`, fmtMs(o), fmtMs(b), b > 0 ? fmtRatio(o / b) : "—");
+  }
+}
+
+/** 12. Wasm memory over rounds of the largest batch and the largest event on one stream (driver.mjs memory). */
+async function memoryPhase(drive) {
+  const out = await drive({ scenario: "memory", name: "bench:/memory", rounds: CFG.memoryRounds });
+  const steps = Object.entries(out.firstRound).map(([call, bytes]) => `${call} ${fmtMib(bytes)}`);
+  log(`12 memory done: wasm memory, MiB: booted ${fmtMib(out.booted)}; round 1 after ${steps.join(", ")}; after each round ${out.afterRound.map(fmtMib).join(" ")}`);
+  return out;
+}
+
+const MIB = 1024 * 1024;
+const fmtMib = (bytes) => (bytes / MIB).toFixed(1);
+
+function memoryRows(m, row) {
+  const last = m.afterRound.at(-1);
+  const growth = last - m.afterRound[0];
+  row(
+    `12. Wasm memory after ${m.rounds} rounds of {${m.batchEvents}-event batch of ${fmtMib(m.batchBytes)} MiB, ${fmtMib(m.singleBytes)} MiB event, read back}, MiB`,
+    fmtMib(last),
+    "n/a",
+    "—",
+    "≤ 64",
+    last <= 64 * MIB,
+  );
+  row("    after boot, before the first round, MiB", fmtMib(m.booted), "n/a", "—");
+  row("    after round 1, MiB", fmtMib(m.afterRound[0]), "n/a", "—");
+  row(`    growth from round 1 to round ${m.rounds}, MiB`, fmtMib(growth), "n/a", "—", "0", growth === 0);
+}
 
 /** 9. Scoped-token check cost per public HTTP request (driver.mjs tokenCheck). */
 async function tokenPhase(drive) {
@@ -265,17 +312,214 @@ function appendsRows(R, row) {
     const b = pick(runs.base, key);
     return { o, b, ratio: o / b };
   };
-  appendsRows(R, row);
-
-  let m = vs("ms", R.large);
-  row("4. 5 MiB event: append + read back, ms", fmtMs(m.o), fmtMs(m.b), fmtRatio(m.ratio), "< 3.00", m.ratio < 3);
+  let m = vs("perSec", R.seq);
+  row(`1. Single appends (N=${CFG.seqN}), appends/s`, fmtRate(m.o), fmtRate(m.b), fmtRatio(m.ratio), "≥ 0.80", m.ratio >= 0.8);
+  const mean = { o: 1000 / m.o, b: 1000 / m.b };
+  row("   mean latency, ms", fmtMs(mean.o), fmtMs(mean.b), fmtRatio(mean.o / mean.b));
   for (const [key, label] of [
-    ["appendMs", "append"],
-    ["readMs", "read back"],
+    ["p50Ms", "p50"],
+    ["p99Ms", "p99"],
   ]) {
-    const p = vs(key, R.large);
-    row(`   ${label}, ms`, fmtMs(p.o), fmtMs(p.b), p.b > 0 ? fmtRatio(p.ratio) : "—");
+    const p = vs(key, R.seq);
+    row(`   ${label} latency, ms (1 ms clock)`, fmtTick(p.o), fmtTick(p.b), p.b > 0 ? fmtRatio(p.ratio) : "—");
   }
+  m = vs("perSec", R.keyed);
+  row("   every event keyed, appends/s", fmtRate(m.o), fmtRate(m.b), fmtRatio(m.ratio), "≥ 0.75", m.ratio >= 0.75);
+
+  m = vs("perSec", R.batch);
+  row(`2. Batch appends (${CFG.batchCalls} × ${CFG.batchPerCall}), events/s`, fmtRate(m.o), fmtRate(m.b), fmtRatio(m.ratio), "≥ 1.00", m.ratio >= 1);
+
+  m = vs("perSec", R.replay);
+  row(`3. Replay (${CFG.replayEvents} events, pages of ${CFG.replayLimit}), events/s`, fmtRate(m.o), fmtRate(m.b), fmtRatio(m.ratio), "≥ 1.00", m.ratio >= 1);
+}
+
+async function mainPhase(drive, persistDir) {
+  const R = await appendsPhase(drive);
+
+  R.large = await largePhase(drive);
+
+  // 5. Growth: a fresh small stream per round, filled with single appends (so its WAL file is as
+  // grown as the big one's; see driver.mjs warm); the big one is built once per target.
+  R.growthBuild = {};
+  for (const target of TARGETS) {
+    R.growthBuild[target] = await drive({
+      scenario: "prepare",
+      target,
+      name: "bench:/growth-big",
+      events: CFG.growthBig,
+      batch: CFG.prepareBatch,
+    });
+    log(`5 growth: built ${CFG.growthBig} events (${target}) in ${fmtMs(R.growthBuild[target].ms)} ms`);
+  }
+  R.growth = await interleaved("5 growth", async (target, round) => {
+    const small = `bench:/growth-small-${round}`;
+    await drive({ scenario: "prepare", target, name: small, events: CFG.growthSmall, batch: 1 });
+    const args = { scenario: "appendMore", target, n: CFG.growthN, payloadBytes: CFG.payloadBytes };
+    const atSmall = () => drive({ ...args, name: small });
+    const atBig = () => drive({ ...args, name: "bench:/growth-big", startIndex: CFG.growthBig + round * CFG.growthN });
+    // Alternate which size goes first, so neither always runs right after the small stream's prepare.
+    let s, b;
+    if (round % 2) {
+      s = await atSmall();
+      b = await atBig();
+    } else {
+      b = await atBig();
+      s = await atSmall();
+    }
+    return { smallPerSec: s.perSec, bigPerSec: b.perSec };
+  });
+
+  // 6. Boot after kill() on a 10k-event stream whose stored state is current.
+  for (const target of TARGETS) {
+    await drive({ scenario: "prepare", target, name: "bench:/boot", events: CFG.bootEvents, batch: CFG.prepareBatch });
+  }
+  R.boot = await interleaved("6 boot after kill", (target) => drive({ scenario: "boot", target, name: "bench:/boot" }));
+
+  // 8. Subscription delivery latency: ours only (the baseline has no subscriptions), a fresh
+  // stream per round, one warm-up round.
+  R.token = await tokenPhase(drive);
+  R.processor = await processorPhase(drive);
+  R.memory = await memoryPhase(drive);
+
+  R.subscribe = [];
+  for (let round = 0; round <= RUNS; round++) {
+    const out = await drive({
+      scenario: "subscribe",
+      target: "ours",
+      name: `bench:/subscribe-${round}`,
+      n: CFG.subN,
+      payloadBytes: CFG.payloadBytes,
+      warmAppends: CFG.warmAppends,
+    });
+    if (round > 0) R.subscribe.push(out);
+  }
+  log("8 subscriptions done");
+
+  // Streams for the restart phase (cold boot, current state vs rebuild), built now.
+  if (!opts["no-rebuild"]) {
+    R.rebuildIds = [];
+    for (let round = 0; round <= RUNS; round++) {
+      for (const target of TARGETS) {
+        await drive({ scenario: "prepare", target, name: `bench:/cold-${round}`, events: CFG.bootEvents, batch: CFG.prepareBatch });
+      }
+      const name = `bench:/rebuild-${round}`;
+      await drive({ scenario: "prepare", target: "ours", name, events: CFG.bootEvents, batch: CFG.prepareBatch });
+      R.rebuildIds.push(await drive({ scenario: "id", target: "ours", name }));
+    }
+    for (const target of TARGETS) {
+      await drive({ scenario: "prepare", target, name: "bench:/restart-warm", events: 10, batch: 10 });
+    }
+    log("6 restart-phase streams built");
+  }
+  return R;
+}
+
+/** The SQLite file of one of our objects in the persist directory. */
+function oursSqlite(persistDir, id) {
+  const file = path.join(persistDir, "streams-Stream", `${id}.sqlite`);
+  if (!fs.existsSync(file)) throw new Error(`no SQLite file for object ${id} at ${file}`);
+  return file;
+}
+
+// python3's sqlite3 module is on every machine here; the sqlite3 CLI is not.
+const SQLITE_PY = "import sqlite3,sys\ndb=sqlite3.connect(sys.argv[1])\nrows=db.execute(sys.argv[2]).fetchall()\ndb.commit()\nprint('\\n'.join('|'.join(str(c) for c in r) for r in rows))";
+const sqlite = (file, sql) => execFileSync("python3", ["-c", SQLITE_PY, file, sql], { encoding: "utf8" }).trim();
+
+/**
+ * Restart phase: with Miniflare stopped, bump core_state.version in the rebuild streams' SQLite
+ * files (the only outside edit; src/ has no hook for it), restart on the same storage and time the
+ * first call on cold streams: ours current state, ours version mismatch (full rebuild), baseline.
+ */
+async function restartPhase(persistDir, ids) {
+  const versions = new Set();
+  for (const id of ids) {
+    const file = oursSqlite(persistDir, id);
+    versions.add(sqlite(file, "SELECT DISTINCT version FROM core_state"));
+    sqlite(file, "UPDATE core_state SET version = version + 1000");
+  }
+  if (versions.size !== 1) throw new Error(`unexpected stored state versions: ${[...versions]}`);
+  const storedVersion = Number([...versions][0]);
+
+  const mf = startMiniflare(persistDir);
+  let res;
+  try {
+    const drive = await driverOf(mf);
+    for (const target of TARGETS) await drive({ scenario: "first", target, name: "bench:/restart-warm" });
+    res = { cold: { ours: [], base: [] }, rebuild: [] };
+    for (let round = 0; round <= RUNS; round++) {
+      const steps = [
+        ["ours", `bench:/cold-${round}`, res.cold.ours],
+        ["base", `bench:/cold-${round}`, res.cold.base],
+        ["ours", `bench:/rebuild-${round}`, res.rebuild],
+      ];
+      if (round % 2) steps.reverse();
+      for (const [target, name, into] of steps) {
+        const out = await drive({ scenario: "first", target, name });
+        if (round > 0) into.push(out);
+      }
+    }
+  } finally {
+    await mf.dispose();
+  }
+  // The rebuild must have written the state back at the current version.
+  for (const id of ids) {
+    const v = sqlite(oursSqlite(persistDir, id), "SELECT DISTINCT version FROM core_state");
+    if (Number(v) !== storedVersion) throw new Error(`object ${id}: state version ${v} after boot; no rebuild happened?`);
+  }
+  log("6 restart phase done (rebuilds verified: state written back at version", storedVersion + ")");
+  return { ...res, storedVersion };
+}
+
+// ---- report ----
+
+function machine(loadStart) {
+  const pkg = (p) => JSON.parse(fs.readFileSync(path.join(REPO_ROOT, "node_modules", p, "package.json"), "utf8")).version;
+  let commit = opts.code ?? `${ROOT} (not a git checkout)`;
+  if (!opts.code) {
+    try {
+      const git = (...a) => execFileSync("git", ["-C", ROOT, ...a], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+      commit = git("rev-parse", "--short", "HEAD");
+      const dirty = git("status", "--porcelain", "--", "src", "crates", "Cargo.toml", "Cargo.lock");
+      if (dirty) commit += " + uncommitted changes in src/, crates/ or Cargo.*";
+    } catch {}
+  }
+  const cpus = os.cpus();
+  return {
+    cores: cpus.length,
+    cpu: cpus[0]?.model?.trim() ?? "unknown",
+    memGiB: (os.totalmem() / 2 ** 30).toFixed(1),
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    node: process.version,
+    workerd: pkg("workerd"),
+    miniflare: pkg("miniflare"),
+    commit,
+    busy: Math.max(loadStart[0], os.loadavg()[0]) >= BUSY_LOAD,
+    nice: os.getPriority(),
+    load: `${loadStart.map((x) => x.toFixed(2)).join(" ")} at start, ${os.loadavg().map((x) => x.toFixed(2)).join(" ")} at end`,
+  };
+}
+
+function wasmSize() {
+  const file = path.join(ROOT, "build", "index_bg.wasm");
+  const raw = fs.readFileSync(file);
+  return { raw: raw.length, gzip: zlib.gzipSync(raw, { level: 9 }).length, mtime: fs.statSync(file).mtime };
+}
+
+/** `row(metric, ours, base, ratio, target?, pass?)` appending to `rows`. */
+const rowAdder = (rows) => (metric, ours, base, ratio, target, pass) =>
+  rows.push({ metric, ours, base, ratio, target: target ?? "", status: pass === undefined ? "" : pass ? "PASS" : "MISS" });
+
+function buildRows(R, restart, wasm) {
+  const rows = [];
+  const row = rowAdder(rows);
+  const vs = (key, runs = R) => {
+    const o = pick(runs.ours, key);
+    const b = pick(runs.base, key);
+    return { o, b, ratio: o / b };
+  };
+
+  appendsRows(R, row);
+  largeRows(R.large, row);
 
   const small = vs("smallPerSec", R.growth);
   const big = vs("bigPerSec", R.growth);
@@ -284,7 +528,7 @@ function appendsRows(R, row) {
   const g = { o: pick(R.growth.ours.map((r) => ({ g: r.bigPerSec / r.smallPerSec })), "g"), b: pick(R.growth.base.map((r) => ({ g: r.bigPerSec / r.smallPerSec })), "g") };
   row(`   growth ratio (${CFG.growthBig} vs ${CFG.growthSmall})`, fmtRatio(g.o), fmtRatio(g.b), "—", "≥ 0.90 (ours)", g.o >= 0.9);
 
-  m = vs("bootMs", R.boot);
+  let m = vs("bootMs", R.boot);
   row(`6. Boot after kill(), ${CFG.bootEvents} events, current state, ms`, fmtTick(m.o), fmtTick(m.b), m.b > 0 ? fmtRatio(m.ratio) : "—", "≤ 10", m.o <= 10);
   if (restart) {
     const c = { o: pick(restart.cold.ours, "bootMs"), b: pick(restart.cold.base, "bootMs") };
@@ -308,6 +552,7 @@ function appendsRows(R, row) {
   row(`11. Wake with ${CFG.wakeSockets} hibernated sockets: commits`, String(wake("bootCommits")), "n/a", "—", "2", wake("bootCommits") === 2);
   row("    time until every socket has what it missed, ms", fmtMs(wake("wakeMs")), "n/a", "—");
   processorRows(R.processor, row);
+  memoryRows(R.memory, row);
   return rows;
 }
 
@@ -375,6 +620,11 @@ Notes:
   ${CFG.processorEvents} (the driver polls \`status\`). This covers the dial, every delivery (≤ 100
   events each), the reduction and one SQLite commit per batch. The comparison reads the same
   events with \`getEvents\` in pages of 100 from the driver. Fresh stream per round.
+- Memory (12): one stream in a worker of its own (\`streams-hooks\`, test hooks on, so its isolate's
+  wasm memory holds nothing from the other scenarios) gets ${CFG.memoryRounds} rounds of the largest batch (16
+  events, exactly 16 MiB of input JSON), the largest single event (8 MiB committed) and both read
+  back; \`memoryUsage\` reads the wasm memory size, which only grows. Round 1 after each call, MiB:
+  ${Object.entries(R.memory.firstRound).map(([call, bytes]) => `${call} ${fmtMib(bytes)}`).join(", ")}.
 - The machine may be shared; interleaving ours and baseline keeps background load out of the
   ratios better than out of the absolute numbers (see the load average above).
 `;
@@ -424,7 +674,13 @@ async function main() {
 
 /** `--only=<scenario>`: that scenario alone, its rows printed; BENCHMARKS.md is not rewritten. */
 async function onlyOne(scenario, persistDir) {
-  const phases = { appends: [appendsPhase, appendsRows], token: [tokenPhase, tokenRows], processor: [processorPhase, processorRows] };
+  const phases = {
+    appends: [appendsPhase, appendsRows],
+    large: [largePhase, largeRows],
+    token: [tokenPhase, tokenRows],
+    processor: [processorPhase, processorRows],
+    memory: [memoryPhase, memoryRows],
+  };
   if (!phases[scenario]) throw new Error(`--only: unknown scenario ${JSON.stringify(scenario)}; known: ${Object.keys(phases).join(", ")}`);
   const [phase, rowsOf] = phases[scenario];
   const mf = startMiniflare(persistDir);
