@@ -3,7 +3,7 @@
 //   bash scripts/bench.sh            # build, then this
 //   node bench/run.mjs [--runs=5] [--scale=1] [--no-rebuild] [--out=BENCHMARKS.md]
 //                      [--root=<checkout with src/entry.mjs + build/>] [--code=<label for the report>]
-//                      [--only=seq|token|processor]   (one scenario, printed only; BENCHMARKS.md is left alone)
+//                      [--only=token|processor]   (one scenario, printed only; BENCHMARKS.md is left alone)
 //
 // Workers: streams (src/entry.mjs + build/), baseline (bench/baseline-do.mjs), driver
 // (bench/driver.mjs, DO bindings to both). Node only sends "run scenario X on target T" to the
@@ -199,38 +199,6 @@ function tokenRows(runs, row) {
   row("   the same with a verified scoped token, µs", fmtMs(pick(runs, "scopedUs")), "n/a", "—");
 }
 
-/** 1. Sequential single appends; `keyed`: every event with its own idempotency key. */
-function seqPhase(drive, { keyed = false } = {}) {
-  return interleaved(`1 sequential appends${keyed ? " (keyed)" : ""}`, (target, round) =>
-    drive({
-      scenario: "seq",
-      target,
-      name: `bench:/seq${keyed ? "-keyed" : ""}-${round}`,
-      n: CFG.seqN,
-      payloadBytes: CFG.payloadBytes,
-      warmAppends: CFG.warmAppends,
-      keyed,
-    }),
-  );
-}
-
-/** `--only=seq`: scenario 1, then the same with every event keyed. */
-async function seqOnlyPhase(drive) {
-  return { plain: await seqPhase(drive), keyed: await seqPhase(drive, { keyed: true }) };
-}
-
-function seqOnlyRows({ plain, keyed }, row) {
-  for (const [runs, label, target] of [
-    [plain, "", 0.8],
-    [keyed, ", every event keyed", 0.75],
-  ]) {
-    const o = pick(runs.ours, "perSec");
-    const b = pick(runs.base, "perSec");
-    row(`1. Single appends (N=${CFG.seqN})${label}, appends/s`, fmtRate(o), fmtRate(b), fmtRatio(o / b), `≥ ${target.toFixed(2)}`, o / b >= target);
-    row("   mean latency, ms", fmtMs(1000 / o), fmtMs(1000 / b), fmtRatio(b / o));
-  }
-}
-
 /** 10. Events/s through the summing processor vs getEvents of the same events; a fresh stream per round. */
 async function processorPhase(drive) {
   const runs = [];
@@ -253,7 +221,16 @@ function processorRows(runs, row) {
 async function mainPhase(drive, persistDir) {
   const R = {};
 
-  R.seq = await seqPhase(drive);
+  R.seq = await interleaved("1 sequential appends", (target, round) =>
+    drive({
+      scenario: "seq",
+      target,
+      name: `bench:/seq-${round}`,
+      n: CFG.seqN,
+      payloadBytes: CFG.payloadBytes,
+      warmAppends: CFG.warmAppends,
+    }),
+  );
 
   R.batch = await interleaved("2 batch appends", (target, round) =>
     drive({
@@ -632,7 +609,7 @@ async function main() {
 
 /** `--only=<scenario>`: that scenario alone, its rows printed; BENCHMARKS.md is not rewritten. */
 async function onlyOne(scenario, persistDir) {
-  const phases = { seq: [seqOnlyPhase, seqOnlyRows], token: [tokenPhase, tokenRows], processor: [processorPhase, processorRows] };
+  const phases = { token: [tokenPhase, tokenRows], processor: [processorPhase, processorRows] };
   if (!phases[scenario]) throw new Error(`--only: unknown scenario ${JSON.stringify(scenario)}; known: ${Object.keys(phases).join(", ")}`);
   const [phase, rowsOf] = phases[scenario];
   const mf = startMiniflare(persistDir);
