@@ -336,8 +336,8 @@ impl Inner {
 
     fn append_rpc(self: &Rc<Self>, method: StreamMethod, args: Map<String, Value>) -> StreamResult<Reply> {
         let args = AppendArgs::parse(method, args)?;
-        let name = self.name()?;
         if let Some(stream_path) = &args.stream_path {
+            let name = self.name()?;
             let target = resolve_stream_path(&name.path, stream_path)?;
             if target != name.path {
                 let forwarded = if args.single {
