@@ -6,8 +6,12 @@ import fs from "node:fs";
 import path from "node:path";
 import zlib from "node:zlib";
 import { fileURLToPath } from "node:url";
+import { HELPERS_DIR, COMPATIBILITY_DATE } from "./mf.mjs";
 
-export const FIXTURE_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "fixtures", "storage-v1");
+const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "fixtures");
+/** The committed fixtures: streams of every shape, and one 100k-event stream. */
+export const FIXTURE_DIR = path.join(FIXTURES, "storage-v1");
+export const LARGE_FIXTURE_DIR = path.join(FIXTURES, "storage-v1-large");
 export const MANIFEST = "manifest.json";
 /** Miniflare keeps each Durable Object class of a worker in `<persist>/<worker>-<class>/<id>.sqlite`. */
 export const STREAM_OBJECTS_DIR = "streams-Stream";
@@ -25,6 +29,13 @@ export const sha256 = (text) => crypto.createHash("sha256").update(text).digest(
 export const digestOf = (event) => {
   const text = bytesOf(event);
   return [Buffer.byteLength(text), sha256(text)];
+};
+
+/** sha256 of a whole log: every event's JSON, one per line. */
+export const logDigestOf = (events) => {
+  const hash = crypto.createHash("sha256");
+  for (const e of events) hash.update(bytesOf(e) + "\n");
+  return hash.digest("hex");
 };
 
 /**
@@ -63,11 +74,47 @@ export function readManifest(dir = FIXTURE_DIR) {
   return JSON.parse(fs.readFileSync(path.join(dir, MANIFEST), "utf8"));
 }
 
-/** Unpacks the fixture's gzipped SQLite files into `persistDir` where Miniflare looks for them. */
+/** The fixture's form of a SQLite file: brotli at its best (a 100k-event stream packs into well under 1 MB). */
+export const packSqlite = (bytes) =>
+  zlib.brotliCompressSync(bytes, {
+    params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 11, [zlib.constants.BROTLI_PARAM_LGWIN]: 24, [zlib.constants.BROTLI_PARAM_SIZE_HINT]: bytes.length },
+  });
+
+/** Unpacks the fixture's SQLite files (`<id>.sqlite.br`) into `persistDir` where Miniflare looks for them. */
 export function unpackFixture(persistDir, manifest, dir = FIXTURE_DIR) {
   const target = path.join(persistDir, STREAM_OBJECTS_DIR);
   fs.mkdirSync(target, { recursive: true });
   for (const file of manifest.files) {
-    fs.writeFileSync(path.join(target, file.replace(/\.gz$/, "")), zlib.gunzipSync(fs.readFileSync(path.join(dir, file))));
+    fs.writeFileSync(path.join(target, file.replace(/\.br$/, "")), zlib.brotliDecompressSync(fs.readFileSync(path.join(dir, file))));
   }
+}
+
+/** The worker that folds a log through `reduce` inside workerd: pass it to startStreams({workers: [FOLD_WORKER]}). */
+export const FOLD_WORKER = Object.freeze({
+  name: "fold",
+  modules: true,
+  modulesRoot: HELPERS_DIR,
+  scriptPath: path.join(HELPERS_DIR, "fold-worker.mjs"),
+  compatibilityDate: COMPATIBILITY_DATE,
+  durableObjects: { STREAM: { className: "Stream", scriptName: "streams", useSQLite: true } },
+});
+
+/**
+ * The state `events` fold to from `state` ({} = a full rebuild from no state), through the stream's
+ * pure `reduce`, in requests of at most 16 MiB of events (needs FOLD_WORKER in the Miniflare).
+ */
+export async function foldState(mf, name, events, state = {}) {
+  const fold = await mf.getWorker("fold");
+  for (let i = 0; i < events.length; ) {
+    const part = [];
+    for (let bytes = 0; i < events.length && (part.length === 0 || bytes < 16 << 20); i++) {
+      part.push(events[i]);
+      bytes += bytesOf(events[i]).length;
+    }
+    const res = await fold.fetch("http://fold/", { method: "POST", body: JSON.stringify({ name, events: part, state }) });
+    const out = await res.json();
+    if (!out.ok) throw new Error(`${name}: ${out.error}`);
+    state = out.state;
+  }
+  return state;
 }
