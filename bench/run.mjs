@@ -3,7 +3,7 @@
 //   bash scripts/bench.sh            # build, then this
 //   node bench/run.mjs [--runs=5] [--scale=1] [--no-rebuild] [--out=BENCHMARKS.md]
 //                      [--root=<checkout with src/entry.mjs + build/>] [--code=<label for the report>]
-//                      [--only=token|processor]   (one scenario, printed only; BENCHMARKS.md is left alone)
+//                      [--only=large|token|processor|memory]   (one scenario, printed only; BENCHMARKS.md is left alone)
 //
 // Workers: streams (src/entry.mjs + build/), baseline (bench/baseline-do.mjs), driver
 // (bench/driver.mjs, DO bindings to both). Node only sends "run scenario X on target T" to the
@@ -61,6 +61,7 @@ const CFG = {
   prepareBatch: 1000,
   tokenN: n(4000), // public HTTP requests per leg and round (scenario 9)
   processorEvents: n(10000), // events through the summing processor per round (scenario 10)
+  memoryRounds: 20, // rounds of {largest batch, largest event, read back} on one stream (scenario 12)
 };
 const BENCH_JWT_SECRET = "bench-jwt-secret";
 
@@ -72,24 +73,28 @@ const TARGETS = ["ours", "base"];
 /** A 1-minute load average at or above this (on 2 cores) means something else is running. */
 const BUSY_LOAD = 1.5;
 
+/** A worker running the code under test (ROOT's src/entry.mjs + build/) with these bindings. */
+function ourWorker(name, bindings, moreObjects = {}) {
+  return {
+    name,
+    modules: true,
+    modulesRoot: ROOT,
+    scriptPath: path.join(ROOT, "src", "entry.mjs"),
+    modulesRules: MODULES_RULES,
+    compatibilityDate: COMPATIBILITY_DATE,
+    durableObjects: { STREAM: { className: "Stream", useSQLite: true }, ...moreObjects },
+    bindings,
+  };
+}
+
 function startMiniflare(persistDir) {
   return new Miniflare({
     durableObjectsPersist: persistDir,
     workers: [
-      {
-        // Production-like: no test hooks; the only allowed subscriber is scenario 10's processor.
-        name: "streams",
-        modules: true,
-        modulesRoot: ROOT,
-        scriptPath: path.join(ROOT, "src", "entry.mjs"),
-        modulesRules: MODULES_RULES,
-        compatibilityDate: COMPATIBILITY_DATE,
-        durableObjects: {
-          STREAM: { className: "Stream", useSQLite: true },
-          PROCESSOR: { className: "BenchProcessor", scriptName: "processors", useSQLite: true },
-        },
-        bindings: { STREAM_SUBSCRIBER_BINDINGS: "PROCESSOR" },
-      },
+      // Production-like: no test hooks; the only allowed subscriber is scenario 10's processor.
+      ourWorker("streams", { STREAM_SUBSCRIBER_BINDINGS: "PROCESSOR" }, {
+        PROCESSOR: { className: "BenchProcessor", scriptName: "processors", useSQLite: true },
+      }),
       {
         // The summing processor of scenario 10 (bench/processor-host.mjs).
         name: "processors",
@@ -98,17 +103,11 @@ function startMiniflare(persistDir) {
         durableObjects: { PROCESSOR: { className: "BenchProcessor", useSQLite: true } },
         serviceBindings: { STREAMS: "streams" },
       },
-      {
-        // The same code with scoped tokens on (scenario 9).
-        name: "streams-auth",
-        modules: true,
-        modulesRoot: ROOT,
-        scriptPath: path.join(ROOT, "src", "entry.mjs"),
-        modulesRules: MODULES_RULES,
-        compatibilityDate: COMPATIBILITY_DATE,
-        durableObjects: { STREAM: { className: "Stream", useSQLite: true } },
-        bindings: { STREAMS_JWT_SECRET: BENCH_JWT_SECRET },
-      },
+      // The same code with scoped tokens on (scenario 9).
+      ourWorker("streams-auth", { STREAMS_JWT_SECRET: BENCH_JWT_SECRET }),
+      // The same code with the test hooks on, alone in its isolate: scenario 12 reads its wasm
+      // memory (`memoryUsage`), which no other scenario may have grown.
+      ourWorker("streams-hooks", { STREAMS_TEST_HOOKS: "1" }),
       {
         name: "baseline",
         modules: true,
@@ -127,6 +126,7 @@ function startMiniflare(persistDir) {
           OURS: { className: "Stream", scriptName: "streams", useSQLite: true },
           BASE: { className: "Baseline", scriptName: "baseline", useSQLite: true },
           PROCESSOR: { className: "BenchProcessor", scriptName: "processors", useSQLite: true },
+          HOOKED: { className: "Stream", scriptName: "streams-hooks", useSQLite: true },
         },
         // The public HTTP route, for the subscription WebSocket (scenario 8).
         serviceBindings: { STREAMS: "streams", STREAMS_AUTH: "streams-auth" },
@@ -179,6 +179,53 @@ async function interleaved(label, step) {
 }
 
 // ---- scenarios ----
+
+/** 4. One 5 MiB event appended and read back; a fresh stream per round. */
+function largePhase(drive) {
+  return interleaved("4 large event", (target, round) =>
+    drive({ scenario: "large", target, name: `bench:/large-${round}`, bytes: CFG.largeBytes, warmAppends: CFG.warmAppends }),
+  );
+}
+
+function largeRows(large, row) {
+  const m = { o: pick(large.ours, "ms"), b: pick(large.base, "ms") };
+  row("4. 5 MiB event: append + read back, ms", fmtMs(m.o), fmtMs(m.b), fmtRatio(m.o / m.b), "< 3.00", m.o / m.b < 3);
+  for (const [key, label] of [
+    ["appendMs", "append"],
+    ["readMs", "read back"],
+  ]) {
+    const o = pick(large.ours, key);
+    const b = pick(large.base, key);
+    row(`   ${label}, ms`, fmtMs(o), fmtMs(b), b > 0 ? fmtRatio(o / b) : "—");
+  }
+}
+
+/** 12. Wasm memory over rounds of the largest batch and the largest event on one stream (driver.mjs memory). */
+async function memoryPhase(drive) {
+  const out = await drive({ scenario: "memory", name: "bench:/memory", rounds: CFG.memoryRounds });
+  const steps = Object.entries(out.firstRound).map(([call, bytes]) => `${call} ${fmtMib(bytes)}`);
+  log(`12 memory done: wasm memory, MiB: booted ${fmtMib(out.booted)}; round 1 after ${steps.join(", ")}; after each round ${out.afterRound.map(fmtMib).join(" ")}`);
+  return out;
+}
+
+const MIB = 1024 * 1024;
+const fmtMib = (bytes) => (bytes / MIB).toFixed(1);
+
+function memoryRows(m, row) {
+  const last = m.afterRound.at(-1);
+  const growth = last - m.afterRound[0];
+  row(
+    `12. Wasm memory after ${m.rounds} rounds of {${m.batchEvents}-event batch of ${fmtMib(m.batchBytes)} MiB, ${fmtMib(m.singleBytes)} MiB event, read back}, MiB`,
+    fmtMib(last),
+    "n/a",
+    "—",
+    "≤ 64",
+    last <= 64 * MIB,
+  );
+  row("    after boot, before the first round, MiB", fmtMib(m.booted), "n/a", "—");
+  row("    after round 1, MiB", fmtMib(m.afterRound[0]), "n/a", "—");
+  row(`    growth from round 1 to round ${m.rounds}, MiB`, fmtMib(growth), "n/a", "—", "0", growth === 0);
+}
 
 /** 9. Scoped-token check cost per public HTTP request (driver.mjs tokenCheck). */
 async function tokenPhase(drive) {
@@ -251,9 +298,7 @@ async function mainPhase(drive, persistDir) {
     drive({ scenario: "replay", target, name: "bench:/replay", limit: CFG.replayLimit }),
   );
 
-  R.large = await interleaved("4 large event", (target, round) =>
-    drive({ scenario: "large", target, name: `bench:/large-${round}`, bytes: CFG.largeBytes, warmAppends: CFG.warmAppends }),
-  );
+  R.large = await largePhase(drive);
 
   // 5. Growth: a fresh small stream per round, filled with single appends (so its WAL file is as
   // grown as the big one's; see driver.mjs warm); the big one is built once per target.
@@ -296,6 +341,7 @@ async function mainPhase(drive, persistDir) {
   // stream per round, one warm-up round.
   R.token = await tokenPhase(drive);
   R.processor = await processorPhase(drive);
+  R.memory = await memoryPhase(drive);
 
   R.subscribe = [];
   for (let round = 0; round <= RUNS; round++) {
@@ -452,15 +498,7 @@ function buildRows(R, restart, wasm) {
   m = vs("perSec", R.replay);
   row(`3. Replay (${CFG.replayEvents} events, pages of ${CFG.replayLimit}), events/s`, fmtRate(m.o), fmtRate(m.b), fmtRatio(m.ratio), "≥ 0.70", m.ratio >= 0.7);
 
-  m = vs("ms", R.large);
-  row("4. 5 MiB event: append + read back, ms", fmtMs(m.o), fmtMs(m.b), fmtRatio(m.ratio), "< 3.00", m.ratio < 3);
-  for (const [key, label] of [
-    ["appendMs", "append"],
-    ["readMs", "read back"],
-  ]) {
-    const p = vs(key, R.large);
-    row(`   ${label}, ms`, fmtMs(p.o), fmtMs(p.b), p.b > 0 ? fmtRatio(p.ratio) : "—");
-  }
+  largeRows(R.large, row);
 
   const small = vs("smallPerSec", R.growth);
   const big = vs("bigPerSec", R.growth);
@@ -493,6 +531,7 @@ function buildRows(R, restart, wasm) {
   row(`11. Wake with ${CFG.wakeSockets} hibernated sockets: commits`, String(wake("bootCommits")), "n/a", "—", "2", wake("bootCommits") === 2);
   row("    time until every socket has what it missed, ms", fmtMs(wake("wakeMs")), "n/a", "—");
   processorRows(R.processor, row);
+  memoryRows(R.memory, row);
   return rows;
 }
 
@@ -560,6 +599,11 @@ Notes:
   ${CFG.processorEvents} (the driver polls \`status\`). This covers the dial, every delivery (≤ 100
   events each), the reduction and one SQLite commit per batch. The comparison reads the same
   events with \`getEvents\` in pages of 100 from the driver. Fresh stream per round.
+- Memory (12): one stream in a worker of its own (\`streams-hooks\`, test hooks on, so its isolate's
+  wasm memory holds nothing from the other scenarios) gets ${CFG.memoryRounds} rounds of the largest batch (16
+  events, exactly 16 MiB of input JSON), the largest single event (8 MiB committed) and both read
+  back; \`memoryUsage\` reads the wasm memory size, which only grows. Round 1 after each call, MiB:
+  ${Object.entries(R.memory.firstRound).map(([call, bytes]) => `${call} ${fmtMib(bytes)}`).join(", ")}.
 - The machine may be shared; interleaving ours and baseline keeps background load out of the
   ratios better than out of the absolute numbers (see the load average above).
 `;
@@ -609,7 +653,12 @@ async function main() {
 
 /** `--only=<scenario>`: that scenario alone, its rows printed; BENCHMARKS.md is not rewritten. */
 async function onlyOne(scenario, persistDir) {
-  const phases = { token: [tokenPhase, tokenRows], processor: [processorPhase, processorRows] };
+  const phases = {
+    large: [largePhase, largeRows],
+    token: [tokenPhase, tokenRows],
+    processor: [processorPhase, processorRows],
+    memory: [memoryPhase, memoryRows],
+  };
   if (!phases[scenario]) throw new Error(`--only: unknown scenario ${JSON.stringify(scenario)}; known: ${Object.keys(phases).join(", ")}`);
   const [phase, rowsOf] = phases[scenario];
   const mf = startMiniflare(persistDir);

@@ -186,6 +186,32 @@ pub fn from_json_text(json: &str) -> Result<JsValue, StreamError> {
     js_sys::JSON::parse(json).map_err(|_| StreamError::internal())
 }
 
+/// Up to this much JSON, an array of texts is joined and parsed at once;
+/// above it, each text is parsed alone (no joined copy in wasm memory).
+const JOIN_LIMIT_BYTES: usize = 1024 * 1024;
+
+/// A JS array of JSON texts this crate wrote (stored or committed events).
+pub fn from_json_texts(texts: &[&str]) -> Result<JsValue, StreamError> {
+    let total = texts.iter().map(|t| t.len() + 1).sum::<usize>() + 1;
+    if total <= JOIN_LIMIT_BYTES {
+        let mut joined = String::with_capacity(total);
+        joined.push('[');
+        for (i, text) in texts.iter().enumerate() {
+            if i > 0 {
+                joined.push(',');
+            }
+            joined.push_str(text);
+        }
+        joined.push(']');
+        return from_json_text(&joined);
+    }
+    let array = Array::new_with_length(texts.len() as u32);
+    for (i, text) in texts.iter().enumerate() {
+        array.set(i as u32, from_json_text(text)?);
+    }
+    Ok(array.into())
+}
+
 pub fn to_js_error(err: &StreamError) -> JsValue {
     js_sys::Error::new(&err.to_string()).into()
 }

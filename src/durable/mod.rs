@@ -21,7 +21,6 @@ use worker::{durable_object, Env, Request, Response, State, WebSocket, WebSocket
 
 use crate::wire::error_response;
 use streams_core::event::parse_committed_event;
-use streams_core::json::raw_array;
 use streams_core::limits::MAX_GET_EVENTS_BYTES;
 use streams_core::name::{ancestors, resolve_stream_path};
 use streams_core::reducer::reduce;
@@ -32,7 +31,7 @@ use streams_core::{
     child_notice, load_state, plan_append, plan_inputs, types, AppendContext, AppendPlan, CoreState, ErrorCode, EventInput, EventStore,
     Origin, StreamError, StreamName, StreamResult,
 };
-use crate::js::{arguments_to_json, from_json_text, to_js_error};
+use crate::js::{arguments_to_json, from_json_text, from_json_texts, to_js_error};
 use crate::settings::Settings;
 use crate::stub::call_stream;
 use outbound::Links;
@@ -196,6 +195,10 @@ impl Stream {
     pub fn simulate_hibernation(&self, arg: JsValue) -> Result<JsValue, JsValue> {
         self.call(StreamMethod::SimulateHibernation, arg)
     }
+    #[wasm_bindgen(js_name = memoryUsage)]
+    pub fn memory_usage(&self, arg: JsValue) -> Result<JsValue, JsValue> {
+        self.call(StreamMethod::MemoryUsage, arg)
+    }
     #[wasm_bindgen(js_name = notifyChildStreamCreated)]
     pub fn notify_child_stream_created(&self, arg: JsValue) -> Result<JsValue, JsValue> {
         self.call(StreamMethod::NotifyChildStreamCreated, arg)
@@ -234,7 +237,7 @@ impl Inner {
             StreamMethod::GetEvents => {
                 let args = GetEventsArgs::parse(&args)?;
                 let events = self.read(|s| s.read_range(args.after, args.before, args.limit, MAX_GET_EVENTS_BYTES))?;
-                from_json_text(&raw_array(events.iter().map(|e| e.json.as_str())))
+                from_json_texts(&events.iter().map(|e| e.json.as_str()).collect::<Vec<_>>())
             }
             StreamMethod::RuntimeState => from_json_text(&self.runtime_state_json()?),
             StreamMethod::Reduce => self.reduce_rpc(args),
@@ -256,6 +259,7 @@ impl Inner {
                 self.ensure_booted()?;
                 from_json_text(&json!({"bootCommits": self.commits.get() - before}).to_string())
             }
+            StreamMethod::MemoryUsage => from_json_text(&json!({"wasmMemoryBytes": wasm_memory_bytes()}).to_string()),
             StreamMethod::NotifyChildStreamCreated => {
                 let notice = child_notice(&self.name()?.path, &args)?;
                 self.append_inputs(vec![notice], Origin::Stream).map(|_| JsValue::UNDEFINED)
@@ -340,27 +344,28 @@ impl Inner {
             let name = self.name()?;
             let target = resolve_stream_path(&name.path, stream_path)?;
             if target != name.path {
-                let forwarded = if args.single {
-                    json!({"event": args.events[0]})
+                // Moved, not copied (`json!` would clone the events).
+                let (key, events) = if args.single {
+                    ("event", args.events.into_iter().next().unwrap_or_default())
                 } else {
-                    json!({"events": args.events})
+                    ("events", Value::Array(args.events))
                 };
-                let arg = from_json_text(&forwarded.to_string())?;
+                let arg = from_json_text(&Value::Object(Map::from_iter([(key.to_owned(), events)])).to_string())?;
                 let (env, target) = (self.env.clone(), name.sibling(target));
                 return Ok(Reply::Later(async move { call_stream(&env, &target, method, Some(&arg)).await }.boxed_local()));
             }
         }
-        let plan = self.append_values(&args.events)?;
+        let plan = self.append_values(args.events)?;
         let results = plan.results();
         let reply = if args.single {
             from_json_text(results.first().copied().unwrap_or("null"))
         } else {
-            from_json_text(&raw_array(results.into_iter()))
+            from_json_texts(&results)
         };
         reply.map(Reply::Now)
     }
 
-    fn append_values(self: &Rc<Self>, inputs: &[Value]) -> StreamResult<AppendPlan> {
+    fn append_values(self: &Rc<Self>, inputs: Vec<Value>) -> StreamResult<AppendPlan> {
         let plan = self.with_state(|state| plan_append(state, inputs, &self.store, &self.append_context(Origin::Caller)))??;
         self.commit(plan)
     }
@@ -480,7 +485,7 @@ impl Inner {
     /// A pure preview: nothing is persisted and no side effect runs.
     fn reduce_rpc(&self, mut args: Map<String, Value>) -> StreamResult<JsValue> {
         let event = args.remove("event").ok_or_else(|| StreamError::invalid_request("event is required"))?;
-        let event = parse_committed_event(&event).map_err(|d| StreamError::invalid_event(format!("event[0]: {d}")))?;
+        let event = parse_committed_event(event).map_err(|d| StreamError::invalid_event(format!("event[0]: {d}")))?;
         let mut state = match args.remove("coreProcessorState") {
             Some(supplied) => CoreState::from_value(supplied)
                 .map_err(|e| StreamError::invalid_request(format!("coreProcessorState: {e}")))?,
@@ -530,6 +535,13 @@ impl Inner {
         self.end_incarnation();
         deleted
     }
+}
+
+/// The size of this isolate's wasm linear memory, shared by every object in
+/// it. It grows on demand and never shrinks (docs/protocol.md#test-hooks).
+fn wasm_memory_bytes() -> f64 {
+    let memory: js_sys::WebAssembly::Memory = wasm_bindgen::memory().unchecked_into();
+    memory.buffer().unchecked_into::<js_sys::ArrayBuffer>().byte_length().into()
 }
 
 /// The wall clock as `toISOString` prints it.
