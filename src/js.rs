@@ -6,7 +6,7 @@ use js_sys::{Array, JsString, Object, Reflect};
 use serde_json::{Map, Value};
 use wasm_bindgen::{JsCast, JsValue};
 
-use streams_core::json::{js_key_order, number_value};
+use streams_core::json::{js_key_order, number_value, raw_array};
 use streams_core::limits::MAX_JSON_DEPTH;
 use streams_core::{ErrorCode, StreamError};
 
@@ -192,18 +192,8 @@ const JOIN_LIMIT_BYTES: usize = 1024 * 1024;
 
 /// A JS array of JSON texts this crate wrote (stored or committed events).
 pub fn from_json_texts(texts: &[&str]) -> Result<JsValue, StreamError> {
-    let total = texts.iter().map(|t| t.len() + 1).sum::<usize>() + 1;
-    if total <= JOIN_LIMIT_BYTES {
-        let mut joined = String::with_capacity(total);
-        joined.push('[');
-        for (i, text) in texts.iter().enumerate() {
-            if i > 0 {
-                joined.push(',');
-            }
-            joined.push_str(text);
-        }
-        joined.push(']');
-        return from_json_text(&joined);
+    if texts.iter().map(|t| t.len() + 1).sum::<usize>() <= JOIN_LIMIT_BYTES {
+        return from_json_text(&raw_array(texts.iter().copied()));
     }
     let array = Array::new_with_length(texts.len() as u32);
     for (i, text) in texts.iter().enumerate() {
