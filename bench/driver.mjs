@@ -3,22 +3,51 @@
 // {ok:true, result} or {ok:false, error}. Both targets are reached over DO RPC through bindings:
 //   OURS -> {className:"Stream", scriptName:"streams"}   BASE -> {className:"Baseline", scriptName:"baseline"}
 //   PROCESSOR -> {className:"BenchProcessor", scriptName:"processors"} (scenario 10)
-//   NOOP, OURS_PROFILE (bench/profile.mjs only): the no-op DO and our code built with its names kept
+//   HOOKED -> {className:"Stream", scriptName:"streams-hooks"} (scenario 12: test hooks on, its own isolate)
+//   NOOP, CODE<i>, CODE<i>_PROFILE (bench/profile.mjs only): the no-op DO, and each compared code as
+//   released and built with its wasm names kept
 // In workerd the clock only advances across I/O; every RPC call is I/O, so per-call timing works.
 
 const now = () => performance.now();
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** bench/profile.mjs adds two targets: the no-op DO and our code built with its names kept. */
-const TARGET_BINDINGS = { ours: "OURS", base: "BASE", noop: "NOOP", "ours-profile": "OURS_PROFILE" };
+const TARGET_BINDINGS = { ours: "OURS", base: "BASE" };
 
+/** Any other target names its binding: bench/profile.mjs's "noop", "code0-profile", … → NOOP, CODE0_PROFILE. */
 function namespaceOf(env, target) {
-  const namespace = env[TARGET_BINDINGS[target]];
+  const namespace = env[TARGET_BINDINGS[target] ?? target.toUpperCase().replaceAll("-", "_")];
   if (!namespace) throw new Error(`unknown target ${JSON.stringify(target)}`);
   return namespace;
 }
 
 const stubOf = (env, target, name) => namespaceOf(env, target).getByName(name);
+
+// The stream's limits (crates/streams-core/src/limits.rs): input JSON of one appendBatch, and one
+// committed event.
+const MAX_BATCH_JSON_BYTES = 16 * 1024 * 1024;
+const MAX_EVENT_JSON_BYTES = 8 * 1024 * 1024;
+
+/** An event `{type, payload: {i, data}}` whose input JSON is exactly `bytes` long. */
+function sizedEvent(i, bytes) {
+  const event = { type: "bench/m", payload: { i, data: "" } };
+  event.payload.data = "x".repeat(bytes - JSON.stringify(event).length);
+  return event;
+}
+
+/**
+ * The largest batch of `count` events the limit allows: `[a,b,…]` is exactly
+ * MAX_BATCH_JSON_BYTES, the events as equal as can be (≈ 1 MiB each for 16).
+ */
+function largestBatch(count) {
+  const eventBytes = MAX_BATCH_JSON_BYTES - 2 - (count - 1);
+  return Array.from({ length: count }, (_, k) => sizedEvent(k, Math.floor(eventBytes / count) + (k < eventBytes % count ? 1 : 0)));
+}
+
+/** The largest single event: committed (with a 6-digit offset and createdAt) it is MAX_EVENT_JSON_BYTES. */
+function largestEvent() {
+  const committedExtra = JSON.stringify({ offset: 999999, createdAt: new Date(0).toISOString() }).length - 1; // `,"offset":…,"createdAt":"…"`
+  return sizedEvent(-1, MAX_EVENT_JSON_BYTES - committedExtra);
+}
 
 /** A domain event whose payload JSON is about `bytes` bytes long; `keyed`: with an idempotency key. */
 function eventOf(i, bytes = 100, keyed = false) {
@@ -208,6 +237,63 @@ const scenarios = {
     const t2 = now();
     if (back.length !== 1 || back[0].payload.data.length !== bytes) throw new Error("large event did not read back");
     return { ms: t2 - t0, appendMs: t1 - t0, readMs: t2 - t1 };
+  },
+
+  /**
+   * 12. Wasm memory of the Stream isolate over `rounds` rounds on one stream: the largest batch
+   * (16 events, 16 MiB of input JSON), the largest single event (8 MiB committed), both read back
+   * (getEvents, getEvent) and checked. `memoryUsage` (a test hook) reports the isolate's wasm
+   * linear memory, which grows on demand and never shrinks.
+   */
+  async memory(env, { name, rounds, batchEvents = 16 }) {
+    const stub = env.HOOKED.getByName(name);
+    await warm(stub);
+    const bytes = async () => (await stub.memoryUsage()).wasmMemoryBytes;
+    const booted = await bytes();
+    const batch = largestBatch(batchEvents);
+    const single = largestEvent();
+    const afterRound = [];
+    let singleBytes = 0; // committed JSON of the single event
+    let firstRound; // memory after each call of round 1 (the last is afterRound[0])
+    const t0 = now();
+    for (let round = 0; round < rounds; round++) {
+      const steps = {};
+      const step = async (name) => {
+        if (round === 0) steps[name] = await bytes();
+      };
+      const committed = await stub.appendBatch({ events: batch });
+      await step("appendBatch");
+      if (committed.length !== batch.length) throw new Error(`appendBatch returned ${committed.length} events`);
+      const event = await stub.append({ event: single });
+      await step("append");
+      let after = committed[0].offset - 1;
+      const back = [];
+      while (back.length < batch.length) {
+        const page = await stub.getEvents({ afterOffset: after, limit: batch.length - back.length });
+        if (page.length === 0) throw new Error("the batch did not read back");
+        back.push(...page);
+        after = page.at(-1).offset;
+      }
+      await step("getEvents");
+      back.forEach((e, k) => {
+        if (e.payload.data.length !== batch[k].payload.data.length) throw new Error(`batch event ${k} read back with another payload`);
+      });
+      const one = await stub.getEvent({ offset: event.offset });
+      if (one.payload.data.length !== single.payload.data.length) throw new Error("the single event read back with another payload");
+      singleBytes = JSON.stringify(one).length;
+      if (round === 0) firstRound = steps;
+      afterRound.push(await bytes());
+    }
+    return {
+      rounds,
+      batchEvents,
+      batchBytes: JSON.stringify(batch).length,
+      singleBytes,
+      booted,
+      firstRound,
+      afterRound,
+      ms: now() - t0,
+    };
   },
 
   /** kill(), then time the first call of the next incarnation (it boots) and one warm call. */

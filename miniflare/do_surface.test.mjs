@@ -127,7 +127,7 @@ test("errors of the target stream come back unchanged", async () => {
 
 // The methods of docs/protocol.md#rpc-methods plus the stream-to-stream child notice (keyed by the receiver, so that callers
 // never need a reserved idempotency key).
-const SPEC_METHODS = ["append", "appendBatch", "getEvent", "getEvents", "runtimeState", "reduce", "reset", "kill", "runIdleTeardownNow", "simulateHibernation", "notifyChildStreamCreated"];
+const SPEC_METHODS = ["append", "appendBatch", "getEvent", "getEvents", "runtimeState", "reduce", "reset", "kill", "runIdleTeardownNow", "simulateHibernation", "memoryUsage", "notifyChildStreamCreated"];
 const RUNTIME_HANDLERS = ["constructor", "fetch", "alarm", "webSocketMessage", "webSocketClose", "webSocketError"];
 
 test("the methods of src/entry.mjs equal the Rust allowlist and the documented table", () => {
@@ -185,6 +185,7 @@ test("every allowlisted method is callable on the stub", async () => {
   assert.ok((await call(mf, name, "reduce", { event: { ...ev, offset: 99 } })).maxOffset === 99);
   assertUndefined(await tryCall(mf, name, "runIdleTeardownNow"));
   assert.deepEqual(await call(mf, name, "simulateHibernation"), { bootCommits: 1 }, "the woken fact; no socket to re-announce");
+  assert.deepEqual(Object.keys(await call(mf, name, "memoryUsage")), ["wasmMemoryBytes"]);
   assertUndefined(await tryCall(mf, name, "kill"));
   const other = uniqueName();
   await call(mf, other, "getEvents", {});
@@ -224,6 +225,20 @@ test("with hooks on, simulateHibernation() re-boots (a new woken), runIdleTeardo
   assert.equal((await readAll(mf, name)).filter((e) => e.type === S("woken")).length, 3);
 });
 
+test("with hooks on, memoryUsage() reports the isolate's wasm memory: whole 64 KiB pages, never shrinking, holding what an append needed", async () => {
+  const name = uniqueName();
+  const bytes = async () => (await call(mf, name, "memoryUsage")).wasmMemoryBytes;
+  const first = await bytes();
+  assert.ok(Number.isInteger(first) && first > 0 && first % 65536 === 0, `wasmMemoryBytes ${first}`);
+  const data = "x".repeat(4 * 1024 * 1024);
+  const ev = await call(mf, name, "append", { event: { type: "app/big", payload: data } });
+  const after = await bytes();
+  assert.ok(after >= first, `memory shrank: ${first} → ${after}`);
+  assert.ok(after >= data.length, `the 4 MiB event passed through ${after} bytes of wasm memory`);
+  assert.equal((await call(mf, name, "getEvent", { offset: ev.offset })).payload.length, data.length);
+  assert.ok((await bytes()) >= after);
+});
+
 test("without STREAMS_TEST_HOOKS (or with a value other than \"1\") the hooks → not_found: test hooks are disabled", async () => {
   for (const value of [undefined, "true"]) {
     const off = await startStreams({ bindings: { STREAMS_TEST_HOOKS: value } });
@@ -232,6 +247,7 @@ test("without STREAMS_TEST_HOOKS (or with a value other than \"1\") the hooks �
       await expectError(off, name, "runIdleTeardownNow", undefined, "not_found", "test hooks are disabled", `STREAMS_TEST_HOOKS=${value}`);
       await expectError(off, name, "simulateHibernation", undefined, "not_found", "test hooks are disabled", `STREAMS_TEST_HOOKS=${value}`);
       await expectError(off, name, "runIdleTeardownNow", {}, "not_found", "test hooks are disabled");
+      await expectError(off, name, "memoryUsage", undefined, "not_found", "test hooks are disabled");
       // The public methods work and the refused hooks changed nothing.
       const events = await call(off, name, "getEvents", {});
       assert.deepEqual(typesOf(events), [S("created"), S("woken")]);

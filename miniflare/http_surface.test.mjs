@@ -364,6 +364,7 @@ test("every non-allowlisted method name → 404 not_found; the stream is never t
     "subscribeOutbound",
     "runIdleTeardownNow",
     "simulateHibernation",
+    "memoryUsage",
     "notifyChildStreamCreated",
     "fetch",
     "constructor",

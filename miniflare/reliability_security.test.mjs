@@ -60,7 +60,7 @@ describe("security: no tokens configured", () => {
   const unchanged = async (note) => assert.deepEqual(await readLog(mf, name), logBefore, `log changed: ${note}`);
 
   test("HTTP cannot reach internal methods (test hooks, state access, callbacks, runtime handlers)", async () => {
-    for (const m of ["runIdleTeardownNow", "simulateHibernation", "notifyChildStreamCreated", "readCoreProcessorState", "writeCoreProcessorState", "subscribeOutbound", "constructor", "fetch", "alarm", "webSocketMessage", "webSocketClose", "__proto__", "toString", "hasOwnProperty"]) {
+    for (const m of ["runIdleTeardownNow", "simulateHibernation", "memoryUsage", "notifyChildStreamCreated", "readCoreProcessorState", "writeCoreProcessorState", "subscribeOutbound", "constructor", "fetch", "alarm", "webSocketMessage", "webSocketClose", "__proto__", "toString", "hasOwnProperty"]) {
       for (const verb of ["POST", "GET"]) {
         await expectHttp(mf, verb, apiUrl(name, m), { status: 404, code: "not_found", message: `unknown method "${m}"` });
       }
@@ -98,7 +98,7 @@ describe("security: no tokens configured", () => {
   });
 
   test("the service entrypoint exposes exactly the eight public methods", async () => {
-    for (const m of ["runIdleTeardownNow", "simulateHibernation", "notifyChildStreamCreated", "readCoreProcessorState", "writeCoreProcessorState", "subscribeOutbound"]) {
+    for (const m of ["runIdleTeardownNow", "simulateHibernation", "memoryUsage", "notifyChildStreamCreated", "readCoreProcessorState", "writeCoreProcessorState", "subscribeOutbound"]) {
       const o = await callOn(mf, "service", name, m, {});
       assert.equal(o.ok, false, `${m} is callable on the entrypoint`);
     }

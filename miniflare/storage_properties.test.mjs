@@ -15,15 +15,15 @@ import os from "node:os";
 import path from "node:path";
 import { startStreams, callMany } from "./helpers/mf.mjs";
 import { S, prng, callOn, readLog, liveState } from "./helpers/reliability.mjs";
-import { CHUNK, MAX_EVENT_BYTES, bytesOf, committedLength, filler } from "./helpers/storage.mjs";
+import { CHUNK, MAX_EVENT_BYTES, bytesOf, committedLength, filler, foldState, FOLD_WORKER } from "./helpers/storage.mjs";
 
 const SEEDS = (process.env.STORAGE_SEEDS || "101,202,303").split(",").map((s) => Number(s) >>> 0);
-const STEPS = 30;
+const STEPS = 24;
 const MAX_RESTARTS_PER_SEED = 1;
 
 let dir;
 let mf;
-const start = () => startStreams({ miniflare: { durableObjectsPersist: dir } });
+const start = () => startStreams({ workers: [FOLD_WORKER], miniflare: { durableObjectsPersist: dir } });
 before(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "streams-storage-properties-"));
   mf = await start();
@@ -155,20 +155,21 @@ async function verify(m, note) {
   assert.equal(state.eventCount, log.length, `${note}: eventCount`);
   m.maxOffset = log.length;
 
-  // By offset and by key: every big event, and a sample of the rest.
+  // By offset and by key: samples (readLog above read every event), big events among them.
   const r = m.r;
-  const offsets = [...m.acked.keys()].filter((o) => m.acked.get(o).length > CHUNK / 2 || r.chance(0.1));
-  for (const offset of offsets) {
+  const sample = (list, n) => list.filter(() => r.chance(n / Math.max(n, list.length)));
+  const big = [...m.acked.keys()].filter((o) => m.acked.get(o).length > CHUNK / 2);
+  for (const offset of [...sample(big, 4), ...sample([...m.acked.keys()], 15)]) {
     const event = await must(m.name, "getEvent", { offset });
     assert.equal(bytesOf(event), m.acked.get(offset), `${note}: getEvent(offset ${offset})`);
   }
-  for (const [key, offset] of [...m.keys].filter(() => r.chance(0.5))) {
+  for (const [key, offset] of sample([...m.keys], 15)) {
     const event = await must(m.name, "getEvent", { idempotencyKey: key });
     assert.equal(bytesOf(event), m.acked.get(offset), `${note}: getEvent(idempotencyKey ${key})`);
   }
-  // Small pages over the whole log.
+  // Small pages over a random stretch of the log (readLog above read all of it in pages of 1000).
   const limit = 1 + r.int(9);
-  for (let afterOffset = r.int(limit); afterOffset < log.length; afterOffset += limit) {
+  for (let afterOffset = r.int(Math.max(1, log.length - 15 * limit)), pages = 0; afterOffset < log.length && pages < 15; afterOffset += limit, pages++) {
     const page = await must(m.name, "getEvents", { afterOffset, limit });
     assert.deepEqual(page.map(bytesOf), texts.slice(afterOffset, afterOffset + limit), `${note}: getEvents(afterOffset ${afterOffset}, limit ${limit})`);
   }
@@ -176,8 +177,7 @@ async function verify(m, note) {
   // The state the boot produced == a full rebuild of the log up to that boot's woken. The fold of
   // the already-verified prefix is kept (reduce is pure, so folding on from it is the same fold).
   const bootLength = state.maxOffset;
-  let rebuilt = m.verified.state;
-  for (const event of log.slice(m.verified.length, bootLength)) rebuilt = await must(m.name, "reduce", { event, coreProcessorState: rebuilt });
+  const rebuilt = await foldState(mf, m.name, log.slice(m.verified.length, bootLength), m.verified.state);
   m.verified = { length: bootLength, state: rebuilt };
   assert.equal(bytesOf(state), bytesOf(rebuilt), `${note}: state after boot != full rebuild of the log`);
 }
@@ -231,9 +231,18 @@ async function runSeed(m, t) {
   const r = m.r;
   await verify(m, "first boot");
   // Sizes every seed meets once, at random steps (the 8 MiB maximum only on the first seed).
-  const anchors = new Map([[CHUNK - 1], [CHUNK], [CHUNK + 1], [0], ...(m.seed === SEEDS[0] ? [[MAX_EVENT_BYTES]] : [])].map(([b]) => [r.int(STEPS), b]));
+  const anchorSizes = [CHUNK - 1, CHUNK, CHUNK + 1, 0, ...(m.seed === SEEDS[0] ? [MAX_EVENT_BYTES] : [])];
+  const steps = Array.from({ length: STEPS }, (_, i) => i); // shuffled: distinct random steps
+  for (let i = STEPS - 1; i > 0; i--) {
+    const j = r.int(i + 1);
+    [steps[i], steps[j]] = [steps[j], steps[i]];
+  }
+  const anchors = new Map(anchorSizes.map((bytes, i) => [steps[i], bytes]));
+  // Two bulk batches of 500–999 small events take every seed's log past 1000 events, so later boots
+  // find a log some way past a multiple of 1000.
+  const bulkSteps = new Set([steps[anchorSizes.length], steps[anchorSizes.length + 1]]);
   let retry = [];
-  const stats = { appends: 0, batches: 0, hits: 0, kills: 0, concurrentKills: 0, retriedAfterKill: 0, restarts: 0, rejected: 0 };
+  const stats = { bulkEvents: 0, appends: 0, batches: 0, hits: 0, kills: 0, concurrentKills: 0, retriedAfterKill: 0, restarts: 0, rejected: 0 };
   for (let step = 0; step < STEPS; step++) {
     const note = `seed ${m.seed} step ${step}`;
     const roll = r();
@@ -241,6 +250,11 @@ async function runSeed(m, t) {
       const results = await must(m.name, "appendBatch", { events: retry.map((x) => x.input) });
       m.acknowledge(retry, results, `${note}: retried after the kill`);
       retry = [];
+    }
+    if (bulkSteps.has(step)) {
+      const items = Array.from({ length: 500 + r.int(500) }, (_, i) => m.input(m.maxOffset + 1 + i, { bytes: 80 + r.int(120), keyChance: 0.1, reuseChance: 0 }));
+      m.acknowledge(items, await must(m.name, "appendBatch", { events: items.map((x) => x.input) }), `${note}: bulk batch`);
+      stats.bulkEvents += items.length;
     }
     if (anchors.has(step) || roll < 0.5) {
       const item = m.input(m.maxOffset + 1, anchors.has(step) ? { bytes: anchors.get(step), reuseChance: 0 } : {});

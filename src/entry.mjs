@@ -30,6 +30,7 @@ export class Stream extends DurableObject {
   kill(arg) { return this.#inner.kill(arg); }
   runIdleTeardownNow(arg) { return this.#inner.runIdleTeardownNow(arg); }
   simulateHibernation(arg) { return this.#inner.simulateHibernation(arg); }
+  memoryUsage(arg) { return this.#inner.memoryUsage(arg); }
   notifyChildStreamCreated(arg) { return this.#inner.notifyChildStreamCreated(arg); }
 }
 

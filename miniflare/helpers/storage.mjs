@@ -6,6 +6,7 @@ import fs from "node:fs";
 import path from "node:path";
 import zlib from "node:zlib";
 import { fileURLToPath } from "node:url";
+import { HELPERS_DIR, COMPATIBILITY_DATE } from "./mf.mjs";
 
 const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "fixtures");
 /** The committed fixtures: streams of every shape, and one 100k-event stream. */
@@ -86,4 +87,34 @@ export function unpackFixture(persistDir, manifest, dir = FIXTURE_DIR) {
   for (const file of manifest.files) {
     fs.writeFileSync(path.join(target, file.replace(/\.br$/, "")), zlib.brotliDecompressSync(fs.readFileSync(path.join(dir, file))));
   }
+}
+
+/** The worker that folds a log through `reduce` inside workerd: pass it to startStreams({workers: [FOLD_WORKER]}). */
+export const FOLD_WORKER = Object.freeze({
+  name: "fold",
+  modules: true,
+  modulesRoot: HELPERS_DIR,
+  scriptPath: path.join(HELPERS_DIR, "fold-worker.mjs"),
+  compatibilityDate: COMPATIBILITY_DATE,
+  durableObjects: { STREAM: { className: "Stream", scriptName: "streams", useSQLite: true } },
+});
+
+/**
+ * The state `events` fold to from `state` ({} = a full rebuild from no state), through the stream's
+ * pure `reduce`, in requests of at most 16 MiB of events (needs FOLD_WORKER in the Miniflare).
+ */
+export async function foldState(mf, name, events, state = {}) {
+  const fold = await mf.getWorker("fold");
+  for (let i = 0; i < events.length; ) {
+    const part = [];
+    for (let bytes = 0; i < events.length && (part.length === 0 || bytes < 16 << 20); i++) {
+      part.push(events[i]);
+      bytes += bytesOf(events[i]).length;
+    }
+    const res = await fold.fetch("http://fold/", { method: "POST", body: JSON.stringify({ name, events: part, state }) });
+    const out = await res.json();
+    if (!out.ok) throw new Error(`${name}: ${out.error}`);
+    state = out.state;
+  }
+  return state;
 }

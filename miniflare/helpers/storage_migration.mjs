@@ -11,8 +11,8 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { startStreams, http } from "./mf.mjs";
-import { S, callOn, readLog, liveState, rebuildViaReduce, doIdOf, apiUrl } from "./reliability.mjs";
-import { readManifest, unpackFixture, digestOf, logDigestOf, bytesOf, sizedInput, CHUNK } from "./storage.mjs";
+import { S, callOn, readLog, liveState, doIdOf, apiUrl } from "./reliability.mjs";
+import { readManifest, unpackFixture, digestOf, logDigestOf, bytesOf, sizedInput, foldState, FOLD_WORKER, CHUNK } from "./storage.mjs";
 
 /** Registers the migration tests of the fixture in `FIXTURE` (a directory holding a manifest.json). */
 export function migrationTests(FIXTURE) {
@@ -26,7 +26,7 @@ export function migrationTests(FIXTURE) {
 
   let dir;
   let mf;
-  const start = () => startStreams({ miniflare: { durableObjectsPersist: dir } });
+  const start = () => startStreams({ workers: [FOLD_WORKER], miniflare: { durableObjectsPersist: dir } });
   before(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), "streams-storage-migration-"));
     unpackFixture(dir, manifest, FIXTURE);
@@ -80,11 +80,7 @@ export function migrationTests(FIXTURE) {
     return extra;
   }
 
-  /** The state `state` becomes by reducing `events`, through the stream's pure `reduce`. */
-  async function reduceAll(name, state, events) {
-    for (const event of events) state = await must(name, "reduce", { event, coreProcessorState: state });
-    return state;
-  }
+
 
   // What the first boot saw, per stream: {state, log} (the recorded events plus the new woken).
   const booted = new Map();
@@ -225,8 +221,8 @@ export function migrationTests(FIXTURE) {
     for (let i = 0; i < before.log.length; i++) assert.equal(bytesOf(log[i]), bytesOf(before.log[i]), `${name} ${note}: @${i + 1}`);
     const wokens = onlyWokens(log, before.log.length, `${name} ${note}`);
     const atBoot = log.slice(0, before.log.length + 1);
-    assert.equal(bytesOf(state), bytesOf(await reduceAll(name, before.state, wokens.slice(0, 1))), `${name} ${note}: state != state before + woken`);
-    if (rebuild) assert.equal(bytesOf(state), bytesOf(await rebuildViaReduce(mf, name, atBoot)), `${name} ${note}: state != full rebuild of the log`);
+    assert.equal(bytesOf(state), bytesOf(await foldState(mf, name, wokens.slice(0, 1), before.state)), `${name} ${note}: state != state before + woken`);
+    if (rebuild) assert.equal(bytesOf(state), bytesOf(await foldState(mf, name, atBoot)), `${name} ${note}: state != full rebuild of the log`);
     return { log: await readLog(mf, name), state: await liveState(mf, name) };
   }
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use serde_json::{json, Map, Value};
 
 use super::error::{ErrorCode, StreamError, StreamResult};
-use super::event::{parse_event_input, types, Event, EventInput};
+use super::event::{parse_event_input, types, Event, EventInput, COMMITTED_EXTRA_BYTES};
 use super::json::json_len;
 use super::limits::{MAX_BATCH_EVENTS, MAX_BATCH_JSON_BYTES, MAX_EVENT_JSON_BYTES};
 use super::name::{child_notice_key, quote, validate_path};
@@ -37,6 +37,9 @@ pub struct AppendContext<'a> {
 /// A new event, ready to commit.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlannedEvent {
+    /// The event without a domain event's payload and metadata: `json`
+    /// holds it whole, and past the reducer only the stream's own payloads
+    /// are read (by the post-commit effects), so a caller's data is held once.
     pub event: Event,
     pub json: String,
     /// The bucket went below zero with this event.
@@ -105,20 +108,21 @@ pub fn child_notice(ancestor: &str, args: &Map<String, Value>) -> StreamResult<E
         .with_idempotency_key(child_notice_key(ancestor, child_path)))
 }
 
-/// Plans the batch against `state`. Any error rejects the whole batch.
+/// Plans the batch against `state`, taking the inputs over. Any error
+/// rejects the whole batch.
 pub fn plan_append<S: EventStore + ?Sized>(
     state: &CoreState,
-    inputs: &[Value],
+    inputs: Vec<Value>,
     store: &S,
     ctx: &AppendContext<'_>,
 ) -> StreamResult<AppendPlan> {
-    check_batch_size(inputs)?;
+    let sizes = check_batch_size(&inputs)?;
     let inputs = inputs
-        .iter()
+        .into_iter()
         .enumerate()
         .map(|(i, v)| parse_event_input(v).map_err(|detail| StreamError::invalid_event(format!("event[{i}]: {detail}"))))
         .collect::<StreamResult<Vec<_>>>()?;
-    plan_inputs(state, inputs, store, ctx)
+    plan_sized(state, inputs.into_iter().zip(sizes), store, ctx)
 }
 
 /// Plans already-validated inputs (the stream's own appends start here).
@@ -128,9 +132,20 @@ pub fn plan_inputs<S: EventStore + ?Sized>(
     store: &S,
     ctx: &AppendContext<'_>,
 ) -> StreamResult<AppendPlan> {
+    plan_sized(state, inputs.into_iter().map(|input| (input, 0)), store, ctx)
+}
+
+/// Plans inputs paired with the length of their input JSON (0: unknown),
+/// which sizes each committed JSON's buffer.
+fn plan_sized<S: EventStore + ?Sized>(
+    state: &CoreState,
+    inputs: impl ExactSizeIterator<Item = (EventInput, usize)>,
+    store: &S,
+    ctx: &AppendContext<'_>,
+) -> StreamResult<AppendPlan> {
     let mut plan = AppendPlan { slots: Vec::with_capacity(inputs.len()), events: Vec::new(), state: state.clone() };
     let mut slot_by_key: HashMap<String, usize> = HashMap::new();
-    for (i, input) in inputs.into_iter().enumerate() {
+    for (i, (input, input_bytes)) in inputs.enumerate() {
         if ctx.origin == Origin::Caller && types::is_reserved(&input.event_type) {
             return Err(StreamError::invalid_event(format!(
                 "event type {} is reserved for the stream itself",
@@ -161,8 +176,8 @@ pub fn plan_inputs<S: EventStore + ?Sized>(
         check_core_payload(i, &input, ctx)?;
         let created_at = iso_from_ms((ctx.now_ms)()).ok_or_else(StreamError::internal)?;
         let key = input.idempotency_key.clone();
-        let event = input.commit(offset, created_at);
-        let json = event.to_json();
+        let mut event = input.commit(offset, created_at);
+        let json = event.to_json_sized(input_bytes + COMMITTED_EXTRA_BYTES);
         if json.len() > MAX_EVENT_JSON_BYTES {
             return Err(StreamError::new(
                 ErrorCode::EventTooLarge,
@@ -173,6 +188,10 @@ pub fn plan_inputs<S: EventStore + ?Sized>(
             ReduceError::Invalid(detail) => StreamError::invalid_event(format!("event[{i}]: {detail}")),
             ReduceError::CreatedNotFirst => StreamError::invalid_event(e.to_string()),
         })?;
+        if !types::is_system(&event.event_type) {
+            event.payload = None;
+            event.metadata = None;
+        }
         let in_deficit = plan.state.circuit_breaker.in_deficit();
         if let Some(key) = key {
             slot_by_key.insert(key, plan.slots.len());
@@ -202,7 +221,8 @@ fn find_hit<S: EventStore + ?Sized>(
     Ok(stored.map(|s| (s.offset, Slot::Existing(s))))
 }
 
-fn check_batch_size(inputs: &[Value]) -> StreamResult<()> {
+/// Checks the batch's count and size; returns each input's JSON length.
+fn check_batch_size(inputs: &[Value]) -> StreamResult<Vec<usize>> {
     if inputs.len() > MAX_BATCH_EVENTS {
         return Err(StreamError::new(
             ErrorCode::BatchTooLarge,
@@ -210,17 +230,15 @@ fn check_batch_size(inputs: &[Value]) -> StreamResult<()> {
         ));
     }
     // `[a,b,…]`: brackets and commas count too.
-    let mut bytes = 2 + inputs.len().saturating_sub(1);
-    for input in inputs {
-        bytes += json_len(input).map_err(|_| StreamError::internal())?;
-    }
+    let sizes = inputs.iter().map(json_len).collect::<Result<Vec<_>, _>>().map_err(|_| StreamError::internal())?;
+    let bytes = 2 + inputs.len().saturating_sub(1) + sizes.iter().sum::<usize>();
     if bytes > MAX_BATCH_JSON_BYTES {
         return Err(StreamError::new(
             ErrorCode::BatchTooLarge,
             format!("batch is {bytes} bytes; the limit is {MAX_BATCH_JSON_BYTES}"),
         ));
     }
-    Ok(())
+    Ok(sizes)
 }
 
 /// Step 5: the core payload, and for subscriptions the shape and allowlist.
@@ -262,8 +280,8 @@ mod tests {
 
     fn append(store: &MemStore, state: &CoreState, inputs: Value) -> StreamResult<AppendPlan> {
         let now = || T0 + 10.0;
-        let inputs = inputs.as_array().unwrap().clone();
-        let plan = plan_append(state, &inputs, store, &ctx(&now, &[]))?;
+        let Value::Array(inputs) = inputs else { panic!("a batch is an array") };
+        let plan = plan_append(state, inputs, store, &ctx(&now, &[]))?;
         store.commit_plan(&plan);
         Ok(plan)
     }
@@ -277,6 +295,22 @@ mod tests {
             r#"{"type":"b","offset":4,"createdAt":"2026-01-05T10:00:00.010Z"}"#,
         ]);
         assert_eq!((plan.state.max_offset, plan.state.event_count), (4, 4));
+    }
+
+    #[test]
+    fn each_event_is_held_once_as_json_in_a_buffer_of_its_size() {
+        let (store, state) = booted();
+        let big = "x".repeat(1 << 20);
+        let plan = append(&store, &state, json!([
+            {"type": "app/big", "payload": {"data": big}, "metadata": {"m": 1}},
+            {"type": types::PAUSED, "payload": {"reason": "r"}},
+        ]))
+        .unwrap();
+        let domain = &plan.events[0];
+        assert_eq!((domain.event.payload.as_ref(), domain.event.metadata.as_ref()), (None, None), "the JSON holds them");
+        assert!(domain.json.contains(&big) && domain.json.contains(r#""metadata":{"m":1}"#));
+        assert!(domain.json.capacity() - domain.json.len() <= COMMITTED_EXTRA_BYTES, "capacity {} for {} bytes", domain.json.capacity(), domain.json.len());
+        assert_eq!(plan.events[1].event.payload, Some(json!({"reason": "r"})), "the stream's own payloads stay for the effects");
     }
 
     #[test]
@@ -411,12 +445,12 @@ mod tests {
         let input = json!([{"type": types::SUBSCRIPTION_CONFIGURED, "payload": {"subscriptionKey": "k", "subscriber": subscriber}}]);
         let now = || T0;
         let none: Vec<String> = vec![];
-        let err = plan_append(&state, input.as_array().unwrap(), &store, &ctx(&now, &none)).unwrap_err();
+        let err = plan_append(&state, input.as_array().unwrap().clone(), &store, &ctx(&now, &none)).unwrap_err();
         assert_eq!(err.code, ErrorCode::SubscriberNotAllowed);
         let echo = vec!["ECHO".to_owned()];
-        assert!(plan_append(&state, input.as_array().unwrap(), &store, &ctx(&now, &echo)).is_ok());
+        assert!(plan_append(&state, input.as_array().unwrap().clone(), &store, &ctx(&now, &echo)).is_ok());
         let built_in = json!([{"type": types::SUBSCRIPTION_CONFIGURED, "payload": {"subscriptionKey": "k", "subscriber": {"type": "built-in"}}}]);
-        let err = plan_append(&state, built_in.as_array().unwrap(), &store, &ctx(&now, &echo)).unwrap_err();
+        let err = plan_append(&state, built_in.as_array().unwrap().clone(), &store, &ctx(&now, &echo)).unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidEvent);
     }
 

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
-use super::json::{depth, to_json_string};
+use super::json::{depth, to_json_string_sized};
 use super::limits::{
     MAX_IDEMPOTENCY_KEY_BYTES, MAX_JSON_DEPTH, MAX_SAFE_INTEGER, MAX_TYPE_BYTES,
 };
@@ -69,10 +69,19 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
     Value::deserialize(d).map(Some)
 }
 
+/// What committing adds to an input's JSON at most: `,"offset":<16 digits>`
+/// and `,"createdAt":"<27 characters>"`.
+pub const COMMITTED_EXTRA_BYTES: usize = 68;
+
 impl Event {
     pub fn to_json(&self) -> String {
+        self.to_json_sized(128)
+    }
+
+    /// The JSON, written into a buffer of `capacity` bytes (its expected length).
+    pub fn to_json_sized(&self, capacity: usize) -> String {
         // An Event holds only JSON values and strings; serialising cannot fail.
-        to_json_string(self).unwrap_or_default()
+        to_json_string_sized(self, capacity).unwrap_or_default()
     }
 
     /// Parses an event this stream wrote itself.
@@ -133,78 +142,74 @@ const INPUT_KEYS: [&str; 6] = ["type", "payload", "metadata", "source", "idempot
 const COMMITTED_KEYS: [&str; 7] =
     ["type", "payload", "metadata", "source", "idempotencyKey", "offset", "createdAt"];
 
-/// Validates one caller append input strictly. The error is the detail that
-/// follows `event[<i>]: `.
-pub fn parse_event_input(value: &Value) -> Result<EventInput, String> {
-    let map = envelope(value, &INPUT_KEYS)?;
-    let idempotency_key = idempotency_key(map)?;
+/// Validates one caller append input strictly, taking its values over
+/// rather than copying them. The error is the detail that follows `event[<i>]: `.
+pub fn parse_event_input(value: Value) -> Result<EventInput, String> {
+    let mut map = envelope(value, &INPUT_KEYS)?;
+    let idempotency_key = idempotency_key(&map)?;
     if let Some(prefix) = idempotency_key.as_deref().and_then(types::reserved_key_prefix) {
         return Err(format!("idempotencyKey must not start with {}: the prefix is reserved for the stream itself", quote(prefix)));
     }
     Ok(EventInput {
-        event_type: event_type(map)?,
-        payload: map.get("payload").cloned(),
-        metadata: metadata(map)?,
-        source: source(map)?,
+        event_type: event_type(&mut map)?,
+        metadata: metadata(&mut map)?,
+        source: source(&mut map)?,
         idempotency_key,
         offset: match map.get("offset") {
             None => None,
             Some(v) => Some(offset(v)?),
         },
+        payload: map.remove("payload"),
     })
 }
 
 /// Validates a full committed event strictly (the `reduce` preview's input).
-pub fn parse_committed_event(value: &Value) -> Result<Event, String> {
-    let map = envelope(value, &COMMITTED_KEYS)?;
+pub fn parse_committed_event(value: Value) -> Result<Event, String> {
+    let mut map = envelope(value, &COMMITTED_KEYS)?;
     let offset = offset(map.get("offset").ok_or("offset is required")?)?;
-    let created_at = match map.get("createdAt") {
-        Some(Value::String(s)) if parse_rfc3339_ms(s).is_some() => s.clone(),
+    let created_at = match map.remove("createdAt") {
+        Some(Value::String(s)) if parse_rfc3339_ms(&s).is_some() => s,
         Some(_) => return Err("createdAt must be an RFC 3339 time".into()),
         None => return Err("createdAt is required".into()),
     };
-    Ok(Event {
-        event_type: event_type(map)?,
-        payload: map.get("payload").cloned(),
-        metadata: metadata(map)?,
-        source: source(map)?,
-        idempotency_key: idempotency_key(map)?,
-        offset,
-        created_at,
-    })
+    let event_type = event_type(&mut map)?;
+    let metadata = metadata(&mut map)?;
+    let source = source(&mut map)?;
+    let idempotency_key = idempotency_key(&map)?;
+    Ok(Event { event_type, payload: map.remove("payload"), metadata, source, idempotency_key, offset, created_at })
 }
 
-fn envelope<'a>(value: &'a Value, allowed: &[&str]) -> Result<&'a Map<String, Value>, String> {
-    let map = value.as_object().ok_or("event must be an object")?;
+fn envelope(value: Value, allowed: &[&str]) -> Result<Map<String, Value>, String> {
+    let Value::Object(map) = value else { return Err("event must be an object".into()) };
     if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
         return Err(format!("unknown key {}", quote(unknown)));
     }
-    if depth(value) > MAX_JSON_DEPTH + 1 {
+    if map.values().map(depth).max().unwrap_or(0) > MAX_JSON_DEPTH {
         return Err(format!("values may nest at most {MAX_JSON_DEPTH} levels deep"));
     }
     Ok(map)
 }
 
-fn event_type(map: &Map<String, Value>) -> Result<String, String> {
-    match map.get("type") {
-        Some(Value::String(t)) if (1..=MAX_TYPE_BYTES).contains(&t.len()) => Ok(t.clone()),
+fn event_type(map: &mut Map<String, Value>) -> Result<String, String> {
+    match map.remove("type") {
+        Some(Value::String(t)) if (1..=MAX_TYPE_BYTES).contains(&t.len()) => Ok(t),
         Some(Value::String(t)) => Err(format!("type must be 1 to {MAX_TYPE_BYTES} bytes, got {}", t.len())),
         Some(_) => Err("type must be a string".into()),
         None => Err("type is required".into()),
     }
 }
 
-fn metadata(map: &Map<String, Value>) -> Result<Option<Map<String, Value>>, String> {
-    match map.get("metadata") {
+fn metadata(map: &mut Map<String, Value>) -> Result<Option<Map<String, Value>>, String> {
+    match map.remove("metadata") {
         None => Ok(None),
-        Some(Value::Object(m)) => Ok(Some(m.clone())),
+        Some(Value::Object(m)) => Ok(Some(m)),
         Some(_) => Err("metadata must be an object".into()),
     }
 }
 
 /// `source` is strictly `{processor?: {slug: string, version: string}}`.
-fn source(map: &Map<String, Value>) -> Result<Option<Value>, String> {
-    let Some(source) = map.get("source") else { return Ok(None) };
+fn source(map: &mut Map<String, Value>) -> Result<Option<Value>, String> {
+    let Some(source) = map.remove("source") else { return Ok(None) };
     let object = source.as_object().ok_or("source must be an object")?;
     if let Some(unknown) = object.keys().find(|k| k.as_str() != "processor") {
         return Err(format!("source: unknown key {}", quote(unknown)));
@@ -220,7 +225,7 @@ fn source(map: &Map<String, Value>) -> Result<Option<Value>, String> {
             }
         }
     }
-    Ok(Some(source.clone()))
+    Ok(Some(source))
 }
 
 fn idempotency_key(map: &Map<String, Value>) -> Result<Option<String>, String> {
@@ -254,7 +259,7 @@ mod tests {
 
     #[test]
     fn committed_events_serialise_in_wire_key_order() {
-        let input = parse_event_input(&json!({
+        let input = parse_event_input(json!({
             "idempotencyKey": "  m-1 ", "payload": {"text": "hi", "a": 1}, "type": "app/msg"
         }))
         .unwrap();
@@ -268,11 +273,19 @@ mod tests {
     }
 
     #[test]
+    fn committing_adds_at_most_committed_extra_bytes() {
+        let input = json!({"type": "x", "payload": [1]});
+        let input_bytes = to_json_string_sized(&input, 0).unwrap().len();
+        let longest = parse_event_input(input).unwrap().commit(MAX_SAFE_INTEGER, "+275760-09-13T00:00:00.000Z".into());
+        assert_eq!(longest.to_json().len() - input_bytes, COMMITTED_EXTRA_BYTES);
+    }
+
+    #[test]
     fn explicit_null_payload_is_kept_and_absent_is_omitted() {
-        let with_null = parse_event_input(&json!({"type": "x", "payload": null})).unwrap().commit(1, "t".into());
+        let with_null = parse_event_input(json!({"type": "x", "payload": null})).unwrap().commit(1, "t".into());
         assert_eq!(with_null.to_json(), r#"{"type":"x","payload":null,"offset":1,"createdAt":"t"}"#);
         assert_eq!(Event::from_stored_json(&with_null.to_json()).unwrap().payload, Some(Value::Null));
-        let absent = parse_event_input(&json!({"type": "x"})).unwrap().commit(1, "t".into());
+        let absent = parse_event_input(json!({"type": "x"})).unwrap().commit(1, "t".into());
         assert_eq!(absent.to_json(), r#"{"type":"x","offset":1,"createdAt":"t"}"#);
     }
 
@@ -301,23 +314,23 @@ mod tests {
             (json!("x"), "event must be an object"),
         ];
         for (input, want) in cases {
-            assert_eq!(parse_event_input(&input).unwrap_err(), want, "{input}");
+            assert_eq!(parse_event_input(input.clone()).unwrap_err(), want, "{input}");
         }
-        assert!(parse_event_input(&json!({"type": "x".repeat(256)})).is_ok());
-        assert!(parse_event_input(&json!({"type": "x", "idempotencyKey": "my-stream-paused:5"})).is_ok());
-        let ok = parse_event_input(&json!({"type": "x", "source": {"processor": {"slug": "a", "version": "1"}}}));
+        assert!(parse_event_input(json!({"type": "x".repeat(256)})).is_ok());
+        assert!(parse_event_input(json!({"type": "x", "idempotencyKey": "my-stream-paused:5"})).is_ok());
+        let ok = parse_event_input(json!({"type": "x", "source": {"processor": {"slug": "a", "version": "1"}}}));
         assert!(ok.is_ok());
     }
 
     #[test]
     fn committed_events_need_offset_and_a_valid_created_at() {
         let ok = json!({"type": "x", "offset": 1, "createdAt": "2026-01-05T10:00:00.123+01:00"});
-        assert_eq!(parse_committed_event(&ok).unwrap().offset, 1);
+        assert_eq!(parse_committed_event(ok).unwrap().offset, 1);
         let trip = json!({"type": types::PAUSED, "payload": {}, "idempotencyKey": "stream-paused:5", "offset": 6, "createdAt": "2026-01-05T10:00:00Z"});
-        assert!(parse_committed_event(&trip).is_ok(), "reduce previews the stream's own events too");
-        assert_eq!(parse_committed_event(&json!({"type": "x", "offset": 1})).unwrap_err(), "createdAt is required");
+        assert!(parse_committed_event(trip).is_ok(), "reduce previews the stream's own events too");
+        assert_eq!(parse_committed_event(json!({"type": "x", "offset": 1})).unwrap_err(), "createdAt is required");
         let bad_time = json!({"type": "x", "offset": 1, "createdAt": "soon"});
-        assert_eq!(parse_committed_event(&bad_time).unwrap_err(), "createdAt must be an RFC 3339 time");
+        assert_eq!(parse_committed_event(bad_time).unwrap_err(), "createdAt must be an RFC 3339 time");
     }
 
     #[test]

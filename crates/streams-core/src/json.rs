@@ -9,12 +9,27 @@ use super::limits::MAX_SAFE_INTEGER;
 
 /// Compact JSON with JS number formatting.
 pub fn to_json_string<T: Serialize + ?Sized>(value: &T) -> Result<String, serde_json::Error> {
-    let mut out = Vec::with_capacity(128);
+    to_json_string_sized(value, 128)
+}
+
+/// `to_json_string` into a buffer of `capacity` bytes. A big value whose
+/// length is known ahead is written without growing: grown, the buffer would
+/// briefly need three times the value's size (old, doubled, then trimmed).
+pub fn to_json_string_sized<T: Serialize + ?Sized>(value: &T, capacity: usize) -> Result<String, serde_json::Error> {
+    let mut out = Vec::with_capacity(capacity);
     let mut serializer = serde_json::Serializer::with_formatter(&mut out, JsFormatter);
     value.serialize(&mut serializer)?;
+    // A buffer that doubled as it grew (or was sized too big) would hold up
+    // to twice the JSON for as long as it lives.
+    if out.capacity() - out.len() > SHRINK_SLACK_BYTES {
+        out.shrink_to_fit();
+    }
     // serde_json writes only valid UTF-8.
     String::from_utf8(out).map_err(|e| serde::ser::Error::custom(e.to_string()))
 }
+
+/// Spare capacity above which `to_json_string` gives the rest back.
+const SHRINK_SLACK_BYTES: usize = 64 * 1024;
 
 /// A JSON object built from values that are already JSON text (stored
 /// events, the state a commit serialised), so they are neither parsed nor
@@ -64,9 +79,11 @@ impl RawObject {
     }
 }
 
-/// JSON text of an array of JSON texts.
-pub fn raw_array<'a>(items: impl Iterator<Item = &'a str>) -> String {
-    let mut out = String::from("[");
+/// JSON text of an array of JSON texts, in a buffer of exactly its size.
+pub fn raw_array<'a>(items: impl Iterator<Item = &'a str> + Clone) -> String {
+    // `[`, `]`, and a comma between each two.
+    let mut out = String::with_capacity(items.clone().map(|item| item.len() + 1).sum::<usize>().max(1) + 1);
+    out.push('[');
     for (i, item) in items.enumerate() {
         if i > 0 {
             out.push(',');
@@ -253,6 +270,25 @@ mod tests {
             to_json_string(&v).unwrap(),
             r#"{"1":3,"10":2,"b":1,"a":1e+21,"x":18446744073709552000}"#
         );
+    }
+
+    #[test]
+    fn a_grown_buffer_gives_back_what_it_does_not_hold() {
+        let big = Value::String("x".repeat(1 << 20));
+        let text = to_json_string(&big).unwrap();
+        assert!(text.capacity() - text.len() <= SHRINK_SLACK_BYTES, "capacity {} for {} bytes", text.capacity(), text.len());
+        let sized = to_json_string_sized(&big, text.len()).unwrap();
+        assert_eq!((sized.len(), sized.capacity()), (text.len(), text.len()), "a right size is used as is");
+    }
+
+    #[test]
+    fn raw_arrays_are_joined_in_a_buffer_of_their_size() {
+        let big = "1".repeat(1 << 20);
+        for items in [vec![], vec!["1"], vec![big.as_str(), "[]", "{}"]] {
+            let joined = raw_array(items.iter().copied());
+            assert_eq!(joined, format!("[{}]", items.join(",")));
+            assert_eq!(joined.capacity(), joined.len());
+        }
     }
 
     #[test]

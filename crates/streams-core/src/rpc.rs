@@ -21,6 +21,7 @@ pub enum StreamMethod {
     Kill,
     RunIdleTeardownNow,
     SimulateHibernation,
+    MemoryUsage,
     NotifyChildStreamCreated,
 }
 
@@ -33,7 +34,7 @@ pub enum HttpAccess {
 }
 
 impl StreamMethod {
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::Append,
         Self::AppendBatch,
         Self::GetEvent,
@@ -44,6 +45,7 @@ impl StreamMethod {
         Self::Kill,
         Self::RunIdleTeardownNow,
         Self::SimulateHibernation,
+        Self::MemoryUsage,
         Self::NotifyChildStreamCreated,
     ];
 
@@ -59,6 +61,7 @@ impl StreamMethod {
             Self::Kill => "kill",
             Self::RunIdleTeardownNow => "runIdleTeardownNow",
             Self::SimulateHibernation => "simulateHibernation",
+            Self::MemoryUsage => "memoryUsage",
             Self::NotifyChildStreamCreated => "notifyChildStreamCreated",
         }
     }
@@ -69,7 +72,7 @@ impl StreamMethod {
 
     /// Internal hooks: DO JS-RPC only, and only with `STREAMS_TEST_HOOKS=1`.
     pub fn is_test_hook(self) -> bool {
-        matches!(self, Self::RunIdleTeardownNow | Self::SimulateHibernation)
+        matches!(self, Self::RunIdleTeardownNow | Self::SimulateHibernation | Self::MemoryUsage)
     }
 
     /// Stream-to-stream: a new stream tells an ancestor about itself. DO
@@ -88,7 +91,7 @@ impl StreamMethod {
         match self {
             Self::GetEvent | Self::GetEvents | Self::RuntimeState => HttpAccess::GetOrPost,
             Self::Append | Self::AppendBatch | Self::Reduce | Self::Reset | Self::Kill => HttpAccess::Post,
-            Self::RunIdleTeardownNow | Self::SimulateHibernation | Self::NotifyChildStreamCreated => HttpAccess::Unreachable,
+            Self::RunIdleTeardownNow | Self::SimulateHibernation | Self::MemoryUsage | Self::NotifyChildStreamCreated => HttpAccess::Unreachable,
         }
     }
 
@@ -124,7 +127,7 @@ impl StreamMethod {
             Self::GetEvents => &["afterOffset", "beforeOffset", "limit"],
             Self::Reduce => &["event", "coreProcessorState"],
             Self::NotifyChildStreamCreated => &["childPath"],
-            Self::RuntimeState | Self::Reset | Self::Kill | Self::RunIdleTeardownNow | Self::SimulateHibernation => &[],
+            Self::RuntimeState | Self::Reset | Self::Kill | Self::RunIdleTeardownNow | Self::SimulateHibernation | Self::MemoryUsage => &[],
         }
     }
 
@@ -239,7 +242,7 @@ mod tests {
         }
         let public: Vec<_> = StreamMethod::ALL.into_iter().filter(|m| m.on_entrypoint()).map(StreamMethod::js_name).collect();
         assert_eq!(public, ["append", "appendBatch", "getEvent", "getEvents", "runtimeState", "reduce", "reset", "kill"]);
-        for hook in [StreamMethod::RunIdleTeardownNow, StreamMethod::SimulateHibernation, StreamMethod::NotifyChildStreamCreated] {
+        for hook in [StreamMethod::RunIdleTeardownNow, StreamMethod::SimulateHibernation, StreamMethod::MemoryUsage, StreamMethod::NotifyChildStreamCreated] {
             assert_eq!(hook.http(), HttpAccess::Unreachable);
         }
         for internal in ["readCoreProcessorState", "writeCoreProcessorState", "subscribeOutbound", "fetch", "constructor"] {

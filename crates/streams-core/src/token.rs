@@ -48,6 +48,7 @@ impl Op {
             | StreamMethod::Kill
             | StreamMethod::RunIdleTeardownNow
             | StreamMethod::SimulateHibernation
+            | StreamMethod::MemoryUsage
             | StreamMethod::NotifyChildStreamCreated => None,
         }
     }

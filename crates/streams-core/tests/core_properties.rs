@@ -314,8 +314,8 @@ proptest! {
     #[test]
     fn parse_event_input_is_total_and_strict(v in prop_oneof![arb_event_input(), arb_json()]) {
         let v = through_boundary(&v);
-        let first = parse_event_input(&v);
-        prop_assert_eq!(&first, &parse_event_input(&v), "not deterministic");
+        let first = parse_event_input(v.clone());
+        prop_assert_eq!(&first, &parse_event_input(v.clone()), "not deterministic");
         match first {
             Ok(input) => {
                 prop_assert!((1..=256).contains(&input.event_type.len()));
@@ -379,7 +379,7 @@ proptest! {
             let store_before = store.snapshot();
             let commits_before = store.commits.get();
 
-            let result = plan_append(&state, &inputs, &store, &ctx);
+            let result = plan_append(&state, inputs.clone(), &store, &ctx);
             prop_assert_eq!(&state, &state_before);
             prop_assert_eq!(&store.snapshot(), &store_before, "planning wrote to the store");
             prop_assert_eq!(store.commits.get(), commits_before);
@@ -387,9 +387,9 @@ proptest! {
                 Err(err) => {
                     assert_well_formed(&err, &APPEND_CODES);
                     // Stable: the same batch on the same state gives the same error.
-                    prop_assert_eq!(plan_append(&state, &inputs, &store, &ctx).err(), Some(err.clone()));
+                    prop_assert_eq!(plan_append(&state, inputs.clone(), &store, &ctx).err(), Some(err.clone()));
                     // The first input that fails parse_event_input is the one named.
-                    if let Some((i, detail)) = inputs.iter().enumerate().find_map(|(i, v)| parse_event_input(v).err().map(|d| (i, d))) {
+                    if let Some((i, detail)) = inputs.iter().enumerate().find_map(|(i, v)| parse_event_input(v.clone()).err().map(|d| (i, d))) {
                         prop_assert_eq!(err.to_string(), format!("invalid_event: event[{i}]: {detail}"));
                     }
                 }
@@ -397,7 +397,7 @@ proptest! {
                     prop_assert_eq!(plan.slots.len(), inputs.len());
                     let results: Vec<Value> = plan.results().iter().map(|j| serde_json::from_str(j).unwrap()).collect();
                     for (i, r) in results.iter().enumerate() {
-                        let ev = parse_committed_event(r);
+                        let ev = parse_committed_event(r.clone());
                         prop_assert!(ev.is_ok(), "result {i} is not a committed event: {r}");
                         let ev = ev.unwrap();
                         // A caller never gets a reserved type committed (docs/protocol.md#append-input); the boot's own
@@ -452,7 +452,7 @@ proptest! {
         let mut state = CoreState::default();
         for raw in &events {
             let raw = through_boundary(raw);
-            let Ok(event) = parse_committed_event(&raw) else { continue };
+            let Ok(event) = parse_committed_event(raw) else { continue };
             let before = state.clone();
             match reduce(&mut state, &event) {
                 Ok(()) => {
@@ -482,7 +482,7 @@ proptest! {
     ) {
         let supplied = through_boundary(&Value::Object(st.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()));
         let Ok(mut state) = CoreState::from_value(supplied) else { return Ok(()) };
-        if let Ok(event) = parse_committed_event(&through_boundary(&event)) {
+        if let Ok(event) = parse_committed_event(through_boundary(&event)) {
             let _ = reduce(&mut state, &event);
             let _ = state.to_json();
         }
@@ -506,7 +506,7 @@ fn generated_batches_reach_every_outcome() {
     let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
     for _ in 0..3000 {
         let batch: Vec<Value> = strategy.new_tree(&mut runner).unwrap().current().iter().map(through_boundary).collect();
-        let key = match plan_append(&state, &batch, &store, &ctx) {
+        let key = match plan_append(&state, batch.clone(), &store, &ctx) {
             Ok(plan) => {
                 store.commit_plan(&plan);
                 let hit = plan.slots.iter().any(|s| matches!(s, streams_core::Slot::Existing(_)));
@@ -557,8 +557,8 @@ fn deep_nesting_is_refused_not_overflowed() {
     let ctx = AppendContext { now_ms: &clock, allowed_bindings: &[], origin: Origin::Caller };
     for depth in [127usize, 128, 129, 200] {
         let event = json!({"type": "x", "payload": nested(depth)});
-        let parsed = parse_event_input(&event);
-        let planned = plan_append(&state, std::slice::from_ref(&event), &store, &ctx);
+        let parsed = parse_event_input(event.clone());
+        let planned = plan_append(&state, vec![event.clone()], &store, &ctx);
         if depth <= 127 {
             assert!(parsed.is_ok(), "depth {depth}");
             assert!(planned.is_ok(), "depth {depth}");
@@ -581,27 +581,27 @@ fn huge_keys_and_strings_get_their_documented_codes() {
     let four_mib = "k".repeat(4 * 1024 * 1024);
     // A 4 MiB payload key is a valid event (< 8 MiB).
     let ok = json!({"type": "x", "payload": {four_mib.clone(): 1}});
-    assert!(plan_append(&state, &[ok], &store, &ctx).is_ok());
+    assert!(plan_append(&state, vec![ok], &store, &ctx).is_ok());
     // Two of them (> 8 MiB committed) → event_too_large.
     let mut two = Map::new();
     two.insert(four_mib.clone(), json!(1));
     two.insert(format!("{four_mib}2"), json!(2));
-    let err = plan_append(&state, &[json!({"type": "x", "payload": two})], &store, &ctx).unwrap_err();
+    let err = plan_append(&state, vec![json!({"type": "x", "payload": two})], &store, &ctx).unwrap_err();
     assert_eq!(err.code, ErrorCode::EventTooLarge);
     // A 4 MiB top-level key → invalid_event (unknown key).
     let mut top = Map::new();
     top.insert("type".into(), json!("x"));
     top.insert(four_mib.clone(), json!(1));
-    let err = plan_append(&state, &[Value::Object(top)], &store, &ctx).unwrap_err();
+    let err = plan_append(&state, vec![Value::Object(top)], &store, &ctx).unwrap_err();
     assert_eq!(err.code, ErrorCode::InvalidEvent);
     // A 4 MiB type / idempotencyKey → invalid_event.
     for event in [json!({"type": four_mib.clone()}), json!({"type": "x", "idempotencyKey": four_mib.clone()})] {
-        assert_eq!(plan_append(&state, &[event], &store, &ctx).unwrap_err().code, ErrorCode::InvalidEvent);
+        assert_eq!(plan_append(&state, vec![event], &store, &ctx).unwrap_err().code, ErrorCode::InvalidEvent);
     }
     // 3 × 6 MiB → batch_too_large before anything else is looked at.
     let six = "x".repeat(6 * 1024 * 1024);
     let batch: Vec<Value> = (0..3).map(|_| json!({"type": "x", "payload": six})).collect();
-    assert_eq!(plan_append(&state, &batch, &store, &ctx).unwrap_err().code, ErrorCode::BatchTooLarge);
+    assert_eq!(plan_append(&state, batch.clone(), &store, &ctx).unwrap_err().code, ErrorCode::BatchTooLarge);
     assert_eq!(store.commits.get(), 1, "only boot committed");
 }
 
@@ -648,7 +648,7 @@ fn b3_rebuilt_state_equals_live_state_with_17_digit_numbers() {
     let ctx = AppendContext { now_ms: &clock, allowed_bindings: &[], origin: Origin::Caller };
     let x = Value::Number(Number::from_f64(123456789.12345679).unwrap());
     let input = json!({"type": types::METADATA_UPDATED, "payload": {"metadata": {"x": x}}});
-    let plan = plan_append(&state, &[input], &store, &ctx).unwrap();
+    let plan = plan_append(&state, vec![input], &store, &ctx).unwrap();
     store.commit_plan(&plan);
     let (rebuilt, _) = load_state(&store.without_state(), &mut |_| {}).unwrap();
     assert_eq!(rebuilt.to_json(), plan.state.to_json());
@@ -663,7 +663,7 @@ proptest! {
     fn b3_state_survives_its_core_state_round_trip(events in prop::collection::vec(arb_committed_event(), 1..12)) {
         let mut state = CoreState::default();
         for raw in &events {
-            let Ok(event) = parse_committed_event(&through_boundary(raw)) else { continue };
+            let Ok(event) = parse_committed_event(through_boundary(raw)) else { continue };
             if reduce(&mut state, &event).is_ok() {
                 let json = state.to_json();
                 prop_assert_eq!(CoreState::from_json(&json).unwrap().to_json(), json);
