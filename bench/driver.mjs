@@ -4,17 +4,18 @@
 //   OURS -> {className:"Stream", scriptName:"streams"}   BASE -> {className:"Baseline", scriptName:"baseline"}
 //   PROCESSOR -> {className:"BenchProcessor", scriptName:"processors"} (scenario 10)
 //   HOOKED -> {className:"Stream", scriptName:"streams-hooks"} (scenario 12: test hooks on, its own isolate)
-//   NOOP, OURS_PROFILE (bench/profile.mjs only): the no-op DO and our code built with its names kept
+//   NOOP, CODE<i>, CODE<i>_PROFILE (bench/profile.mjs only): the no-op DO, and each compared code as
+//   released and built with its wasm names kept
 // In workerd the clock only advances across I/O; every RPC call is I/O, so per-call timing works.
 
 const now = () => performance.now();
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** bench/profile.mjs adds two targets: the no-op DO and our code built with its names kept. */
-const TARGET_BINDINGS = { ours: "OURS", base: "BASE", noop: "NOOP", "ours-profile": "OURS_PROFILE" };
+const TARGET_BINDINGS = { ours: "OURS", base: "BASE" };
 
+/** Any other target names its binding: bench/profile.mjs's "noop", "code0-profile", … → NOOP, CODE0_PROFILE. */
 function namespaceOf(env, target) {
-  const namespace = env[TARGET_BINDINGS[target]];
+  const namespace = env[TARGET_BINDINGS[target] ?? target.toUpperCase().replaceAll("-", "_")];
   if (!namespace) throw new Error(`unknown target ${JSON.stringify(target)}`);
   return namespace;
 }
