@@ -203,13 +203,27 @@ function largeRows(large, row) {
 /** 12. Wasm memory over rounds of the largest batch and the largest event on one stream (driver.mjs memory). */
 async function memoryPhase(drive) {
   const out = await drive({ scenario: "memory", name: "bench:/memory", rounds: CFG.memoryRounds });
-  const steps = Object.entries(out.firstRound).map(([call, bytes]) => `${call} ${fmtMib(bytes)}`);
-  log(`12 memory done: wasm memory, MiB: booted ${fmtMib(out.booted)}; round 1 after ${steps.join(", ")}; after each round ${out.afterRound.map(fmtMib).join(" ")}`);
+  log(`12 memory done: wasm memory, MiB: booted ${fmtMib(out.booted)}; round 1 after ${callsOf(out.afterCalls[0])}; after each round ${out.afterRound.map(fmtMib).join(" ")}${growthOf(out)}`);
   return out;
 }
 
 const MIB = 1024 * 1024;
 const fmtMib = (bytes) => (bytes / MIB).toFixed(1);
+/** "appendBatch 35.3, append 35.3, …": the memory after each call of one round. */
+const callsOf = (after) => Object.entries(after).map(([call, bytes]) => `${call} ${fmtMib(bytes)}`).join(", ");
+
+/** "; grew in round 4 at getEvents (+2.1)": each call after round 1 that grew the memory. */
+function growthOf(m) {
+  const grew = [];
+  let last = m.afterRound[0];
+  m.afterCalls.slice(1).forEach((after, i) => {
+    for (const [call, bytes] of Object.entries(after)) {
+      if (bytes > last) grew.push(`round ${i + 2} at ${call} (+${fmtMib(bytes - last)})`);
+      last = Math.max(last, bytes);
+    }
+  });
+  return grew.length ? `; grew in ${grew.join(", ")}` : "";
+}
 
 function memoryRows(m, row) {
   const last = m.afterRound.at(-1);
@@ -624,7 +638,7 @@ Notes:
   wasm memory holds nothing from the other scenarios) gets ${CFG.memoryRounds} rounds of the largest batch (16
   events, exactly 16 MiB of input JSON), the largest single event (8 MiB committed) and both read
   back; \`memoryUsage\` reads the wasm memory size, which only grows. Round 1 after each call, MiB:
-  ${Object.entries(R.memory.firstRound).map(([call, bytes]) => `${call} ${fmtMib(bytes)}`).join(", ")}.
+  ${callsOf(R.memory.afterCalls[0])}${growthOf(R.memory)}.
 - The machine may be shared; interleaving ours and baseline keeps background load out of the
   ratios better than out of the absolute numbers (see the load average above).
 `;
