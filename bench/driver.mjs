@@ -4,17 +4,18 @@
 //   OURS -> {className:"Stream", scriptName:"streams"}   BASE -> {className:"Baseline", scriptName:"baseline"}
 //   PROCESSOR -> {className:"BenchProcessor", scriptName:"processors"} (scenario 10)
 //   HOOKED -> {className:"Stream", scriptName:"streams-hooks"} (scenario 12: test hooks on, its own isolate)
-//   NOOP, OURS_PROFILE (bench/profile.mjs only): the no-op DO and our code built with its names kept
+//   NOOP, CODE<i>, CODE<i>_PROFILE (bench/profile.mjs only): the no-op DO, and each compared code as
+//   released and built with its wasm names kept
 // In workerd the clock only advances across I/O; every RPC call is I/O, so per-call timing works.
 
 const now = () => performance.now();
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** bench/profile.mjs adds two targets: the no-op DO and our code built with its names kept. */
-const TARGET_BINDINGS = { ours: "OURS", base: "BASE", noop: "NOOP", "ours-profile": "OURS_PROFILE" };
+const TARGET_BINDINGS = { ours: "OURS", base: "BASE" };
 
+/** Any other target names its binding: bench/profile.mjs's "noop", "code0-profile", … → NOOP, CODE0_PROFILE. */
 function namespaceOf(env, target) {
-  const namespace = env[TARGET_BINDINGS[target]];
+  const namespace = env[TARGET_BINDINGS[target] ?? target.toUpperCase().replaceAll("-", "_")];
   if (!namespace) throw new Error(`unknown target ${JSON.stringify(target)}`);
   return namespace;
 }
@@ -251,37 +252,33 @@ const scenarios = {
     const booted = await bytes();
     const batch = largestBatch(batchEvents);
     const single = largestEvent();
-    const afterRound = [];
+    const afterCalls = []; // per round: the memory after each of its calls
     let singleBytes = 0; // committed JSON of the single event
-    let firstRound; // memory after each call of round 1 (the last is afterRound[0])
     const t0 = now();
     for (let round = 0; round < rounds; round++) {
-      const steps = {};
-      const step = async (name) => {
-        if (round === 0) steps[name] = await bytes();
-      };
+      const after = {};
       const committed = await stub.appendBatch({ events: batch });
-      await step("appendBatch");
+      after.appendBatch = await bytes();
       if (committed.length !== batch.length) throw new Error(`appendBatch returned ${committed.length} events`);
       const event = await stub.append({ event: single });
-      await step("append");
-      let after = committed[0].offset - 1;
+      after.append = await bytes();
+      let cursor = committed[0].offset - 1;
       const back = [];
       while (back.length < batch.length) {
-        const page = await stub.getEvents({ afterOffset: after, limit: batch.length - back.length });
+        const page = await stub.getEvents({ afterOffset: cursor, limit: batch.length - back.length });
         if (page.length === 0) throw new Error("the batch did not read back");
         back.push(...page);
-        after = page.at(-1).offset;
+        cursor = page.at(-1).offset;
       }
-      await step("getEvents");
+      after.getEvents = await bytes();
       back.forEach((e, k) => {
         if (e.payload.data.length !== batch[k].payload.data.length) throw new Error(`batch event ${k} read back with another payload`);
       });
       const one = await stub.getEvent({ offset: event.offset });
       if (one.payload.data.length !== single.payload.data.length) throw new Error("the single event read back with another payload");
+      after.getEvent = await bytes();
       singleBytes = JSON.stringify(one).length;
-      if (round === 0) firstRound = steps;
-      afterRound.push(await bytes());
+      afterCalls.push(after);
     }
     return {
       rounds,
@@ -289,8 +286,8 @@ const scenarios = {
       batchBytes: JSON.stringify(batch).length,
       singleBytes,
       booted,
-      firstRound,
-      afterRound,
+      afterCalls,
+      afterRound: afterCalls.map((after) => after.getEvent),
       ms: now() - t0,
     };
   },

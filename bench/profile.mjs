@@ -1,9 +1,14 @@
 // Single-append profile: where one `append({event})` on a Stream spends its time, by phase.
 //
 //   npm run bench -- profile [options]     build (scripts/build.sh, release + profile build), then this
-//   node bench/profile.mjs [--appends=3000] [--rounds=5] [--profile-rounds=3] [--interval-us=50]
-//                          [--label=current] [--out=BENCHMARKS.md] [--dump] [--save-profiles=DIR]
+//   node bench/profile.mjs [--appends=2000] [--rounds=5] [--profile-rounds=3] [--interval-us=50]
+//                          [--label=current] [--against=DIR --against-label=before]
+//                          [--out=BENCHMARKS.md] [--dump] [--save-profiles=DIR]
 //   node bench/profile.mjs --render          rewrite the section from the kept results only
+//
+// --against=DIR measures a second code in the same run, interleaved with this checkout's (same
+// load for both): DIR holds that code's src/entry.mjs, build/ and build-profile/ (e.g. a
+// `git worktree` of an older commit after `STREAMS_PROFILE_BUILD=1 bash scripts/build.sh`).
 //
 // Two measurements in one Miniflare (see bench/README.md, "Single-append profile"):
 // 1. Wall time per append from the driver Worker (bench/driver.mjs `seq`), interleaved rounds, for
@@ -25,11 +30,13 @@ import { COMPATIBILITY_DATE, REPO_ROOT } from "../miniflare/helpers/mf.mjs";
 
 const { values: opts } = parseArgs({
   options: {
-    appends: { type: "string", default: "3000" },
+    appends: { type: "string", default: "2000" },
     rounds: { type: "string", default: "5" },
     "profile-rounds": { type: "string", default: "3" },
     "interval-us": { type: "string", default: "50" },
     label: { type: "string", default: "current" },
+    against: { type: "string" },
+    "against-label": { type: "string", default: "before" },
     out: { type: "string", default: path.join(REPO_ROOT, "BENCHMARKS.md") },
     dump: { type: "boolean", default: false },
     "save-profiles": { type: "string" },
@@ -43,13 +50,17 @@ const PROFILE_ROUNDS = Math.max(1, parseInt(opts["profile-rounds"], 10));
 const INTERVAL_US = Math.max(10, parseInt(opts["interval-us"], 10));
 const WARM_APPENDS = 1000; // as bench/run.mjs: a fresh SQLite file's WAL growth stays untimed
 const RESULTS_DIR = path.join(REPO_ROOT, "bench", "profile");
-const PROFILE_BUILD = path.join(REPO_ROOT, "build-profile");
 const SECTION = "## Single-append profile";
 const VARIANTS = [
   { key: "unkeyed", keyed: false, title: "append({event})" },
   { key: "keyed", keyed: true, title: "append({event}) with an idempotencyKey" },
 ];
-const WALL_TARGETS = ["ours", "ours-profile", "base", "noop"];
+/** The codes measured: this checkout and, with --against, another one; `code<i>` in the driver. */
+const CODES = [
+  { label: opts.label, root: REPO_ROOT },
+  ...(opts.against ? [{ label: opts["against-label"], root: path.resolve(opts.against) }] : []),
+].map((code, i) => ({ ...code, target: `code${i}`, worker: `streams-${i}` }));
+if (new Set(CODES.map((c) => c.label)).size !== CODES.length) throw new Error("--label and --against-label must differ");
 
 /**
  * The phases of one append, in the order the bench section lists them. A sample belongs to the
@@ -78,15 +89,17 @@ const median = (xs) => {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
 
-function prepareProfileWorker() {
-  for (const f of ["build/index.js", "build/index_bg.wasm", "build-profile/index.js", "build-profile/index_bg.wasm"]) {
-    if (!fs.existsSync(path.join(REPO_ROOT, f))) throw new Error(`${f} is missing: run npm run bench -- profile (it builds both)`);
+/** Each code's worker entries: src/entry.mjs, unchanged but for where the Rust module comes from. */
+function prepareWorkers() {
+  for (const code of CODES) {
+    for (const f of ["src/entry.mjs", "build/index.js", "build/index_bg.wasm", "build-profile/index.js", "build-profile/index_bg.wasm"]) {
+      if (!fs.existsSync(path.join(code.root, f))) throw new Error(`${code.root}/${f} is missing: run npm run bench -- profile (it builds both)`);
+    }
+    const entry = fs.readFileSync(path.join(code.root, "src", "entry.mjs"), "utf8");
+    const rewritten = entry.replace(`from "../build/index.js"`, `from "./index.js"`);
+    if (rewritten === entry) throw new Error(`${code.root}/src/entry.mjs does not import ../build/index.js; update bench/profile.mjs`);
+    for (const dir of ["build", "build-profile"]) fs.writeFileSync(path.join(code.root, dir, "profile-entry.mjs"), rewritten);
   }
-  // src/entry.mjs, unchanged but for where the Rust module comes from.
-  const entry = fs.readFileSync(path.join(REPO_ROOT, "src", "entry.mjs"), "utf8");
-  const rewritten = entry.replace(`from "../build/index.js"`, `from "./index.js"`);
-  if (rewritten === entry) throw new Error("src/entry.mjs no longer imports ../build/index.js; update bench/profile.mjs");
-  fs.writeFileSync(path.join(PROFILE_BUILD, "entry.mjs"), rewritten);
 }
 
 const MODULES_RULES = [
@@ -108,8 +121,10 @@ function startMiniflare(persistDir) {
     durableObjectsPersist: persistDir,
     inspectorPort: 0,
     workers: [
-      stream("streams", REPO_ROOT, path.join(REPO_ROOT, "src", "entry.mjs")),
-      stream("streams-profile", PROFILE_BUILD, path.join(PROFILE_BUILD, "entry.mjs")),
+      ...CODES.flatMap((code) => [
+        stream(code.worker, path.join(code.root, "build"), path.join(code.root, "build", "profile-entry.mjs")),
+        stream(`${code.worker}-profile`, path.join(code.root, "build-profile"), path.join(code.root, "build-profile", "profile-entry.mjs")),
+      ]),
       {
         name: "baseline",
         modules: true,
@@ -133,8 +148,12 @@ function startMiniflare(persistDir) {
         scriptPath: path.join(REPO_ROOT, "bench", "driver.mjs"),
         compatibilityDate: COMPATIBILITY_DATE,
         durableObjects: {
-          OURS: { className: "Stream", scriptName: "streams", useSQLite: true },
-          OURS_PROFILE: { className: "Stream", scriptName: "streams-profile", useSQLite: true },
+          ...Object.fromEntries(
+            CODES.flatMap((code) => [
+              [code.target.toUpperCase(), { className: "Stream", scriptName: code.worker, useSQLite: true }],
+              [`${code.target.toUpperCase()}_PROFILE`, { className: "Stream", scriptName: `${code.worker}-profile`, useSQLite: true }],
+            ]),
+          ),
           BASE: { className: "Baseline", scriptName: "baseline", useSQLite: true },
           NOOP: { className: "Noop", scriptName: "noop" },
         },
@@ -184,9 +203,10 @@ async function inspect(mf, worker) {
 
 /** Wall time per append (µs) for every target, rounds interleaved (the first target rotates). */
 async function wallPhase(drive, variant) {
-  const perTarget = Object.fromEntries(WALL_TARGETS.map((t) => [t, []]));
+  const targets = [...CODES.flatMap((c) => [c.target, `${c.target}-profile`]), "base", "noop"];
+  const perTarget = Object.fromEntries(targets.map((t) => [t, []]));
   for (let round = 0; round <= ROUNDS; round++) {
-    const order = WALL_TARGETS.map((_, i) => WALL_TARGETS[(i + round) % WALL_TARGETS.length]);
+    const order = targets.map((_, i) => targets[(i + round) % targets.length]);
     for (const target of order) {
       const name = `profile:/wall-${variant.key}-${round}`;
       const out = await drive({ scenario: "seq", target, name, n: APPENDS, warmAppends: WARM_APPENDS, keyed: variant.keyed });
@@ -196,21 +216,22 @@ async function wallPhase(drive, variant) {
   return Object.fromEntries(Object.entries(perTarget).map(([t, xs]) => [t, { medianUs: median(xs), runsUs: xs }]));
 }
 
-/** One CPU profile of the profile build's isolate around APPENDS appends on a warmed stream. */
-async function profileRound(mf, drive, variant, round) {
+/** One CPU profile of a code's profile-build isolate around APPENDS appends on a warmed stream. */
+async function profileRound(mf, drive, code, variant, round) {
   const name = `profile:/cpu-${variant.key}-${round}`;
-  await drive({ scenario: "seq", target: "ours-profile", name, n: 1, warmAppends: WARM_APPENDS, keyed: variant.keyed });
-  const cdp = await inspect(mf, "streams-profile");
+  const target = `${code.target}-profile`;
+  await drive({ scenario: "seq", target, name, n: 1, warmAppends: WARM_APPENDS, keyed: variant.keyed });
+  const cdp = await inspect(mf, `${code.worker}-profile`);
   try {
     await cdp.send("Profiler.enable");
     await cdp.send("Profiler.setSamplingInterval", { interval: INTERVAL_US });
     await cdp.send("Profiler.start");
-    const out = await drive({ scenario: "appendMore", target: "ours-profile", name, n: APPENDS, startIndex: 1, keyed: variant.keyed });
+    const out = await drive({ scenario: "appendMore", target, name, n: APPENDS, startIndex: 1, keyed: variant.keyed });
     const { profile } = await cdp.send("Profiler.stop");
     await cdp.send("Profiler.disable");
     if (opts["save-profiles"]) {
       fs.mkdirSync(opts["save-profiles"], { recursive: true });
-      fs.writeFileSync(path.join(opts["save-profiles"], `${variant.key}-${round}.cpuprofile`), JSON.stringify(profile));
+      fs.writeFileSync(path.join(opts["save-profiles"], `${code.label}-${variant.key}-${round}.cpuprofile`), JSON.stringify(profile));
     }
     return { wallUs: (out.ms * 1000) / out.n, ...attribute(profile, out.n + 1) };
   } finally {
@@ -305,7 +326,8 @@ function sectionOf(results) {
   ];
   for (const l of labels) {
     const r = results[l];
-    lines.push(`- ${l}: ${r.date}, code ${r.code}, ${r.appends} appends × ${r.rounds} rounds (wall), ${r.profileRounds} profiled rounds, sampling every ${r.intervalUs} µs, load ${r.load}`);
+    const together = r.comparedWith?.length ? ` (measured in one run with ${r.comparedWith.join(", ")}, interleaved)` : "";
+    lines.push(`- ${l}: ${r.date}, code ${r.code}${together}, ${r.appends} appends × ${r.rounds} rounds (wall), ${r.profileRounds} profiled rounds, sampling every ${r.intervalUs} µs, load ${r.load}`);
   }
   for (const v of VARIANTS) {
     lines.push("", `### ${v.title}`, "", head("µs per append"));
@@ -344,9 +366,9 @@ function writeSection(section) {
   fs.writeFileSync(opts.out, `${before}\n${section}\n${after}`.replace(/\n{3,}/g, "\n\n"));
 }
 
-function codeLabel() {
+function codeLabel(root) {
   try {
-    const git = (...a) => execFileSync("git", ["-C", REPO_ROOT, ...a], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+    const git = (...a) => execFileSync("git", ["-C", root, ...a], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
     const dirty = git("status", "--porcelain", "--", "src", "crates", "Cargo.toml", "Cargo.lock");
     return git("rev-parse", "--short", "HEAD") + (dirty ? " + uncommitted changes" : "");
   } catch {
@@ -368,41 +390,54 @@ async function main() {
 }
 
 async function measure() {
-  prepareProfileWorker();
+  prepareWorkers();
   const loadStart = os.loadavg()[0];
   const persistDir = fs.mkdtempSync(path.join(opts["storage-dir"], "streams-profile-"));
   const mf = startMiniflare(persistDir);
-  const result = {
-    date: new Date().toISOString(),
-    code: codeLabel(),
+  const date = new Date().toISOString();
+  const results = CODES.map((code) => ({
+    date,
+    code: codeLabel(code.root),
+    comparedWith: CODES.filter((c) => c !== code).map((c) => c.label),
     appends: APPENDS,
     rounds: ROUNDS,
     profileRounds: PROFILE_ROUNDS,
     intervalUs: INTERVAL_US,
-  };
+  }));
   try {
     await mf.ready;
     const drive = await driverOf(mf);
     for (const v of VARIANTS) {
       log(`${v.key}: wall time, ${ROUNDS} rounds + 1 warm-up`);
       const wall = await wallPhase(drive, v);
-      const rounds = [];
+      const rounds = CODES.map(() => []);
       for (let round = 0; round < PROFILE_ROUNDS; round++) {
-        log(`${v.key}: CPU profile round ${round + 1}/${PROFILE_ROUNDS}`);
-        rounds.push(await profileRound(mf, drive, v, round));
+        for (const i of CODES.map((_, k) => (k + round) % CODES.length)) {
+          log(`${v.key}: CPU profile of ${CODES[i].label}, round ${round + 1}/${PROFILE_ROUNDS}`);
+          rounds[i].push(await profileRound(mf, drive, CODES[i], v, round));
+        }
       }
-      const keys = new Set(rounds.flatMap((r) => Object.keys(r.perCall)));
-      const phases = Object.fromEntries([...keys].map((k) => [k, median(rounds.map((r) => r.perCall[k] ?? 0))]));
-      result[v.key] = { wall, profiledWallUs: median(rounds.map((r) => r.wallUs)), phases, top: rounds[0].top };
-      if (opts.dump) for (const [phase, fns] of Object.entries(rounds[0].top)) for (const [fn, t] of fns) console.error(phase.padEnd(9), String(t).padStart(7), fn.slice(0, 110));
+      CODES.forEach((code, i) => {
+        const keys = new Set(rounds[i].flatMap((r) => Object.keys(r.perCall)));
+        const phases = Object.fromEntries([...keys].map((k) => [k, median(rounds[i].map((r) => r.perCall[k] ?? 0))]));
+        results[i][v.key] = {
+          wall: { ours: wall[code.target], "ours-profile": wall[`${code.target}-profile`], base: wall.base, noop: wall.noop },
+          profiledWallUs: median(rounds[i].map((r) => r.wallUs)),
+          phases,
+          top: rounds[i][0].top,
+        };
+        if (opts.dump) for (const [phase, fns] of Object.entries(rounds[i][0].top)) for (const [fn, t] of fns) console.error(code.label, phase.padEnd(9), String(t).padStart(7), fn.slice(0, 110));
+      });
     }
   } finally {
     await mf.dispose();
     fs.rmSync(persistDir, { recursive: true, force: true });
   }
-  result.load = `${loadStart.toFixed(2)} → ${os.loadavg()[0].toFixed(2)}`;
   fs.mkdirSync(RESULTS_DIR, { recursive: true });
-  fs.writeFileSync(path.join(RESULTS_DIR, `${opts.label}.json`), `${JSON.stringify(result, null, 2)}\n`);
+  CODES.forEach((code, i) => {
+    results[i].load = `${loadStart.toFixed(2)} → ${os.loadavg()[0].toFixed(2)}`;
+    fs.writeFileSync(path.join(RESULTS_DIR, `${code.label}.json`), `${JSON.stringify(results[i], null, 2)}\n`);
+  });
 }
 
 /** "before" first, then the rest by name. */

@@ -6,7 +6,7 @@ use js_sys::{Array, JsString, Object, Reflect};
 use serde_json::{Map, Value};
 use wasm_bindgen::{JsCast, JsValue};
 
-use streams_core::json::{js_key_order, number_value};
+use streams_core::json::{js_key_order, number_value, raw_array};
 use streams_core::limits::MAX_JSON_DEPTH;
 use streams_core::{ErrorCode, StreamError};
 
@@ -50,30 +50,44 @@ impl Problem {
 }
 
 fn convert(value: &JsValue, depth: usize) -> Result<Value, Problem> {
-    // Most likely kinds first: each probe is a crossing into JS.
+    convert_or_undefined(value, depth)?.ok_or_else(|| Problem::new("undefined is not a JSON value".into()))
+}
+
+/// `None` for `undefined`, which only a property may be (it is then absent).
+/// Every probe is a crossing into JS, so the likely kinds come first, and
+/// `undefined` (refused or skipped) is asked about only once nothing else fits.
+fn convert_or_undefined(value: &JsValue, depth: usize) -> Result<Option<Value>, Problem> {
     if let Some(text) = value.as_string() {
         // The UTF-16 → UTF-8 copy turns a lone surrogate into U+FFFD; only
         // then is the original worth a second look.
         if text.contains('\u{FFFD}') && !value.unchecked_ref::<JsString>().is_valid_utf16() {
             return Err(Problem::new("strings must be valid Unicode (found a lone surrogate)".into()));
         }
-        return Ok(Value::String(text));
+        return Ok(Some(Value::String(text)));
     }
     if let Some(x) = value.as_f64() {
         if !x.is_finite() {
             return Err(Problem::new(format!("{x} is not a JSON number")));
         }
-        return Ok(number_value(x));
+        return Ok(Some(number_value(x)));
+    }
+    if value.is_object() {
+        return convert_object(value, depth).map(Some);
     }
     if let Some(b) = value.as_bool() {
-        return Ok(Value::Bool(b));
+        return Ok(Some(Value::Bool(b)));
     }
     if value.is_null() {
-        return Ok(Value::Null);
+        return Ok(Some(Value::Null));
     }
-    if !value.is_object() {
-        return Err(Problem::new(format!("{} is not a JSON value", kind_of(value))));
+    if value.is_undefined() {
+        return Ok(None);
     }
+    Err(Problem::new(format!("{} is not a JSON value", kind_of(value))))
+}
+
+/// An array or a plain object (anything else is refused by its class name).
+fn convert_object(value: &JsValue, depth: usize) -> Result<Value, Problem> {
     if depth >= MAX_JSON_DEPTH {
         return Err(Problem::new(format!("values may nest at most {MAX_JSON_DEPTH} levels deep")));
     }
@@ -93,19 +107,23 @@ fn convert(value: &JsValue, depth: usize) -> Result<Value, Problem> {
     for key in Object::keys(object).iter() {
         let Some(name) = key.as_string() else { continue };
         let item = Reflect::get(object, &key).map_err(|_| Problem::new("unreadable property".into()))?;
-        if item.is_undefined() {
-            continue;
+        if let Some(converted) = convert_or_undefined(&item, depth + 1).map_err(|p| p.within(name.clone()))? {
+            entries.push((name, converted));
         }
-        let converted = convert(&item, depth + 1).map_err(|p| p.within(name.clone()))?;
-        entries.push((name, converted));
     }
     Ok(Value::Object(js_key_order(entries.into_iter())))
 }
 
-/// An object whose prototype is `Object.prototype` or null.
+thread_local! {
+    /// This realm's `Object.prototype`, where structured clones of plain objects point.
+    static OBJECT_PROTOTYPE: Object = Object::get_prototype_of(&Object::new());
+}
+
+/// An object whose prototype is `Object.prototype` or null, or whose
+/// prototype's prototype is null.
 fn is_plain_object(value: &JsValue) -> bool {
     let proto = Object::get_prototype_of(value);
-    proto.is_null() || Object::get_prototype_of(&proto).is_null()
+    OBJECT_PROTOTYPE.with(|object_prototype| proto == *object_prototype) || proto.is_null() || Object::get_prototype_of(&proto).is_null()
 }
 
 fn kind_of(value: &JsValue) -> String {
@@ -132,10 +150,10 @@ fn kind_of(value: &JsValue) -> String {
 /// Converts an RPC argument object key by key, so an event's problem is an
 /// `invalid_event` naming the event and anything else an `invalid_request`.
 pub fn arguments_to_json(arg: &JsValue) -> Result<Option<Value>, StreamError> {
-    if arg.is_undefined() || arg.is_null() {
-        return Ok(None);
+    if !arg.is_object() {
+        return if arg.is_undefined() || arg.is_null() { Ok(None) } else { Err(StreamError::invalid_request("arguments must be an object")) };
     }
-    if !arg.is_object() || Array::is_array(arg) || !is_plain_object(arg) {
+    if Array::is_array(arg) || !is_plain_object(arg) {
         return Err(StreamError::invalid_request("arguments must be an object"));
     }
     let object: &Object = arg.unchecked_ref();
@@ -174,18 +192,8 @@ const JOIN_LIMIT_BYTES: usize = 1024 * 1024;
 
 /// A JS array of JSON texts this crate wrote (stored or committed events).
 pub fn from_json_texts(texts: &[&str]) -> Result<JsValue, StreamError> {
-    let total = texts.iter().map(|t| t.len() + 1).sum::<usize>() + 1;
-    if total <= JOIN_LIMIT_BYTES {
-        let mut joined = String::with_capacity(total);
-        joined.push('[');
-        for (i, text) in texts.iter().enumerate() {
-            if i > 0 {
-                joined.push(',');
-            }
-            joined.push_str(text);
-        }
-        joined.push(']');
-        return from_json_text(&joined);
+    if texts.iter().map(|t| t.len() + 1).sum::<usize>() <= JOIN_LIMIT_BYTES {
+        return from_json_text(&raw_array(texts.iter().copied()));
     }
     let array = Array::new_with_length(texts.len() as u32);
     for (i, text) in texts.iter().enumerate() {

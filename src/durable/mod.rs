@@ -11,10 +11,13 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
 use std::rc::Rc;
 
-use futures::future::join_all;
+use futures::future::{join_all, LocalBoxFuture};
+use futures::FutureExt;
 use serde_json::{json, Map, Value};
+use wasm_bindgen::closure::Closure;
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::future_to_promise;
 use worker::{durable_object, Env, Request, Response, State, WebSocket, WebSocketIncomingMessage};
 
 use crate::wire::error_response;
@@ -23,7 +26,8 @@ use streams_core::limits::MAX_GET_EVENTS_BYTES;
 use streams_core::name::{ancestors, resolve_stream_path};
 use streams_core::reducer::reduce;
 use streams_core::rpc::{AppendArgs, GetEventArgs, GetEventsArgs, StreamMethod};
-use streams_core::store::{stored_name, StoredEvent};
+use streams_core::state::StateJson;
+use streams_core::store::{snapshot_due, stored_name, StoredEvent};
 use streams_core::time::iso_from_ms;
 use streams_core::{
     child_notice, load_state, plan_append, plan_inputs, types, AppendContext, AppendPlan, CoreState, ErrorCode, EventInput, EventStore,
@@ -61,8 +65,8 @@ enum Incarnation {
 struct Runtime {
     name: StreamName,
     state: CoreState,
-    /// `state` as JSON, written once per commit and shared by every batch.
-    state_json: Rc<str>,
+    /// `state` as JSON, made when a batch first needs it after a commit.
+    state_json: StateJson,
     /// The outbound subscriptions' state machine, and its connections' platform side.
     outbound: Outbound,
     links: Links,
@@ -157,67 +161,80 @@ impl worker::DurableObject for Stream {
 /// The JS-RPC methods; `src/entry.mjs` forwards exactly these.
 #[wasm_bindgen]
 impl Stream {
-    pub async fn append(&self, arg: JsValue) -> Result<JsValue, JsValue> {
-        self.call(StreamMethod::Append, arg).await
+    pub fn append(&self, arg: JsValue) -> Result<JsValue, JsValue> {
+        self.call(StreamMethod::Append, arg)
     }
     #[wasm_bindgen(js_name = appendBatch)]
-    pub async fn append_batch(&self, arg: JsValue) -> Result<JsValue, JsValue> {
-        self.call(StreamMethod::AppendBatch, arg).await
+    pub fn append_batch(&self, arg: JsValue) -> Result<JsValue, JsValue> {
+        self.call(StreamMethod::AppendBatch, arg)
     }
     #[wasm_bindgen(js_name = getEvent)]
-    pub async fn get_event(&self, arg: JsValue) -> Result<JsValue, JsValue> {
-        self.call(StreamMethod::GetEvent, arg).await
+    pub fn get_event(&self, arg: JsValue) -> Result<JsValue, JsValue> {
+        self.call(StreamMethod::GetEvent, arg)
     }
     #[wasm_bindgen(js_name = getEvents)]
-    pub async fn get_events(&self, arg: JsValue) -> Result<JsValue, JsValue> {
-        self.call(StreamMethod::GetEvents, arg).await
+    pub fn get_events(&self, arg: JsValue) -> Result<JsValue, JsValue> {
+        self.call(StreamMethod::GetEvents, arg)
     }
     #[wasm_bindgen(js_name = runtimeState)]
-    pub async fn runtime_state(&self, arg: JsValue) -> Result<JsValue, JsValue> {
-        self.call(StreamMethod::RuntimeState, arg).await
+    pub fn runtime_state(&self, arg: JsValue) -> Result<JsValue, JsValue> {
+        self.call(StreamMethod::RuntimeState, arg)
     }
-    pub async fn reduce(&self, arg: JsValue) -> Result<JsValue, JsValue> {
-        self.call(StreamMethod::Reduce, arg).await
+    pub fn reduce(&self, arg: JsValue) -> Result<JsValue, JsValue> {
+        self.call(StreamMethod::Reduce, arg)
     }
-    pub async fn reset(&self, arg: JsValue) -> Result<JsValue, JsValue> {
-        self.call(StreamMethod::Reset, arg).await
+    pub fn reset(&self, arg: JsValue) -> Result<JsValue, JsValue> {
+        self.call(StreamMethod::Reset, arg)
     }
-    pub async fn kill(&self, arg: JsValue) -> Result<JsValue, JsValue> {
-        self.call(StreamMethod::Kill, arg).await
+    pub fn kill(&self, arg: JsValue) -> Result<JsValue, JsValue> {
+        self.call(StreamMethod::Kill, arg)
     }
     #[wasm_bindgen(js_name = runIdleTeardownNow)]
-    pub async fn run_idle_teardown_now(&self, arg: JsValue) -> Result<JsValue, JsValue> {
-        self.call(StreamMethod::RunIdleTeardownNow, arg).await
+    pub fn run_idle_teardown_now(&self, arg: JsValue) -> Result<JsValue, JsValue> {
+        self.call(StreamMethod::RunIdleTeardownNow, arg)
     }
     #[wasm_bindgen(js_name = simulateHibernation)]
-    pub async fn simulate_hibernation(&self, arg: JsValue) -> Result<JsValue, JsValue> {
-        self.call(StreamMethod::SimulateHibernation, arg).await
+    pub fn simulate_hibernation(&self, arg: JsValue) -> Result<JsValue, JsValue> {
+        self.call(StreamMethod::SimulateHibernation, arg)
     }
     #[wasm_bindgen(js_name = memoryUsage)]
-    pub async fn memory_usage(&self, arg: JsValue) -> Result<JsValue, JsValue> {
-        self.call(StreamMethod::MemoryUsage, arg).await
+    pub fn memory_usage(&self, arg: JsValue) -> Result<JsValue, JsValue> {
+        self.call(StreamMethod::MemoryUsage, arg)
     }
     #[wasm_bindgen(js_name = notifyChildStreamCreated)]
-    pub async fn notify_child_stream_created(&self, arg: JsValue) -> Result<JsValue, JsValue> {
-        self.call(StreamMethod::NotifyChildStreamCreated, arg).await
+    pub fn notify_child_stream_created(&self, arg: JsValue) -> Result<JsValue, JsValue> {
+        self.call(StreamMethod::NotifyChildStreamCreated, arg)
     }
 }
 
 impl Stream {
-    async fn call(&self, method: StreamMethod, arg: JsValue) -> Result<JsValue, JsValue> {
-        self.inner.handle(method, arg).await.map_err(|e| to_js_error(&e))
+    /// Answers synchronously unless the method has to wait (a forwarded call,
+    /// `reset`): a promise would cost every call a task and a microtask.
+    fn call(&self, method: StreamMethod, arg: JsValue) -> Result<JsValue, JsValue> {
+        match self.inner.handle(method, arg) {
+            Ok(Reply::Now(value)) => Ok(value),
+            Ok(Reply::Later(pending)) => Ok(future_to_promise(async move { pending.await.map_err(|e| to_js_error(&e)) }).into()),
+            Err(err) => Err(to_js_error(&err)),
+        }
     }
 }
 
+/// What an RPC method answers: a value now, or one that a forwarded call or
+/// `reset` settles later.
+enum Reply {
+    Now(JsValue),
+    Later(LocalBoxFuture<'static, StreamResult<JsValue>>),
+}
+
 impl Inner {
-    async fn handle(self: &Rc<Self>, method: StreamMethod, arg: JsValue) -> StreamResult<JsValue> {
+    fn handle(self: &Rc<Self>, method: StreamMethod, arg: JsValue) -> StreamResult<Reply> {
         if method.is_test_hook() && !self.settings.test_hooks {
             return Err(StreamError::new(ErrorCode::NotFound, "test hooks are disabled"));
         }
         self.ensure_booted()?;
         let args = method.arguments(arguments_to_json(&arg)?)?;
-        match method {
-            StreamMethod::Append | StreamMethod::AppendBatch => self.append_rpc(method, args).await,
+        let value = match method {
+            StreamMethod::Append | StreamMethod::AppendBatch => return self.append_rpc(method, args),
             StreamMethod::GetEvent => self.get_event_rpc(&args),
             StreamMethod::GetEvents => {
                 let args = GetEventsArgs::parse(&args)?;
@@ -226,7 +243,10 @@ impl Inner {
             }
             StreamMethod::RuntimeState => from_json_text(&self.runtime_state_json()?),
             StreamMethod::Reduce => self.reduce_rpc(args),
-            StreamMethod::Reset => self.reset_storage().await.map(|()| JsValue::UNDEFINED),
+            StreamMethod::Reset => {
+                let inner = self.clone();
+                return Ok(Reply::Later(async move { inner.reset_storage().await.map(|()| JsValue::UNDEFINED) }.boxed_local()));
+            }
             StreamMethod::Kill => {
                 self.end_incarnation();
                 Ok(JsValue::UNDEFINED)
@@ -246,7 +266,8 @@ impl Inner {
                 let notice = child_notice(&self.name()?.path, &args)?;
                 self.append_inputs(vec![notice], Origin::Stream).map(|_| JsValue::UNDEFINED)
             }
-        }
+        };
+        value.map(Reply::Now)
     }
 
     // ---- boot (docs/protocol.md#boot) ----
@@ -278,7 +299,7 @@ impl Inner {
         let created = needs_created.then(|| {
             EventInput::system(types::CREATED, json!({"namespace": name.namespace, "path": name.path, "streamId": random_uuid()}))
         });
-        let state_json = state.to_json().into();
+        let state_json = StateJson::default();
         let outbound = self.load_outbound().map_err(log_internal)?;
         *self.incarnation.borrow_mut() = Incarnation::Running(Box::new(Runtime { name, state, state_json, outbound, links: Links::default() }));
         let mut announce: Vec<EventInput> = created.into_iter().collect();
@@ -291,7 +312,30 @@ impl Inner {
             }
         }
         self.reannounce_sockets();
+        self.continue_migration();
         Ok(())
+    }
+
+    /// Moves events of the first storage layout into the current one, one
+    /// bounded step per turn of the event loop, so calls are served between
+    /// steps (docs/operations.md#migrations-and-state-versions).
+    fn continue_migration(self: &Rc<Self>) {
+        if !self.store.migration_pending() {
+            return;
+        }
+        let inner = self.clone();
+        let generation = self.generation.get();
+        let step = Closure::once_into_js(move || {
+            if inner.generation.get() != generation {
+                return;
+            }
+            match inner.store.migrate_step() {
+                Ok(true) => inner.continue_migration(),
+                Ok(false) => worker::console_log!("storage layout migration finished"),
+                Err(err) => worker::console_error!("storage layout migration paused until the next boot: {err}"),
+            }
+        });
+        set_timeout(&step, 0);
     }
 
     /// The name recorded in this object's own `S/created`, without creating anything.
@@ -319,10 +363,10 @@ impl Inner {
 
     // ---- append (docs/architecture.md#the-append-path) ----
 
-    async fn append_rpc(self: &Rc<Self>, method: StreamMethod, args: Map<String, Value>) -> StreamResult<JsValue> {
+    fn append_rpc(self: &Rc<Self>, method: StreamMethod, args: Map<String, Value>) -> StreamResult<Reply> {
         let args = AppendArgs::parse(method, args)?;
-        let name = self.name()?;
         if let Some(stream_path) = &args.stream_path {
+            let name = self.name()?;
             let target = resolve_stream_path(&name.path, stream_path)?;
             if target != name.path {
                 // Moved, not copied (`json!` would clone the events).
@@ -332,16 +376,18 @@ impl Inner {
                     ("events", Value::Array(args.events))
                 };
                 let arg = from_json_text(&Value::Object(Map::from_iter([(key.to_owned(), events)])).to_string())?;
-                return call_stream(&self.env, &name.sibling(target), method, Some(&arg)).await;
+                let (env, target) = (self.env.clone(), name.sibling(target));
+                return Ok(Reply::Later(async move { call_stream(&env, &target, method, Some(&arg)).await }.boxed_local()));
             }
         }
         let plan = self.append_values(args.events)?;
         let results = plan.results();
-        if args.single {
+        let reply = if args.single {
             from_json_text(results.first().copied().unwrap_or("null"))
         } else {
             from_json_texts(&results)
-        }
+        };
+        reply.map(Reply::Now)
     }
 
     fn append_values(self: &Rc<Self>, inputs: Vec<Value>) -> StreamResult<AppendPlan> {
@@ -362,7 +408,7 @@ impl Inner {
     }
 
     /// The live state and its JSON, in place (the same rule as `with_state`).
-    fn with_state_json<T>(&self, read: impl FnOnce(&CoreState, &Rc<str>) -> T) -> StreamResult<T> {
+    fn with_state_json<T>(&self, read: impl FnOnce(&CoreState, &StateJson) -> T) -> StreamResult<T> {
         match &*self.incarnation.borrow() {
             Incarnation::Running(rt) => Ok(read(&rt.state, &rt.state_json)),
             _ => Err(StreamError::new(ErrorCode::Internal, SHUTTING_DOWN)),
@@ -373,21 +419,23 @@ impl Inner {
         AppendContext { now_ms: &js_sys::Date::now, allowed_bindings: &self.settings.allowed_bindings, origin }
     }
 
-    /// Commits the plan in one transaction, swaps memory only on success,
-    /// then runs the post-commit side effects (docs/architecture.md#the-append-path).
+    /// Commits the plan atomically (with the state when a snapshot is due),
+    /// swaps memory only on success, then runs the post-commit side effects
+    /// (docs/architecture.md#the-append-path).
     /// The returned plan's `state` has moved into memory; only its events
     /// and slots remain meaningful.
     fn commit(self: &Rc<Self>, mut plan: AppendPlan) -> StreamResult<AppendPlan> {
         if plan.events.is_empty() {
             return Ok(plan);
         }
-        let state_json = plan.state.to_json();
-        self.store.commit(&plan.rows(), &state_json).map_err(log_internal)?;
+        let before = plan.events[0].event.offset - 1;
+        let snapshot = snapshot_due(before, plan.state.max_offset).then(|| plan.state.to_json());
+        self.store.commit(&plan.rows(), snapshot.as_deref()).map_err(log_internal)?;
         self.commits.set(self.commits.get() + 1);
         let trip = plan.breaker_trip();
         if let Incarnation::Running(rt) = &mut *self.incarnation.borrow_mut() {
             rt.state = std::mem::take(&mut plan.state);
-            rt.state_json = state_json.into();
+            rt.state_json = StateJson::default();
         }
         self.after_commit(&plan, trip);
         Ok(plan)

@@ -79,9 +79,11 @@ impl RawObject {
     }
 }
 
-/// JSON text of an array of JSON texts.
-pub fn raw_array<'a>(items: impl Iterator<Item = &'a str>) -> String {
-    let mut out = String::from("[");
+/// JSON text of an array of JSON texts, in a buffer of exactly its size.
+pub fn raw_array<'a>(items: impl Iterator<Item = &'a str> + Clone) -> String {
+    // `[`, `]`, and a comma between each two.
+    let mut out = String::with_capacity(items.clone().map(|item| item.len() + 1).sum::<usize>().max(1) + 1);
+    out.push('[');
     for (i, item) in items.enumerate() {
         if i > 0 {
             out.push(',');
@@ -277,6 +279,16 @@ mod tests {
         assert!(text.capacity() - text.len() <= SHRINK_SLACK_BYTES, "capacity {} for {} bytes", text.capacity(), text.len());
         let sized = to_json_string_sized(&big, text.len()).unwrap();
         assert_eq!((sized.len(), sized.capacity()), (text.len(), text.len()), "a right size is used as is");
+    }
+
+    #[test]
+    fn raw_arrays_are_joined_in_a_buffer_of_their_size() {
+        let big = "1".repeat(1 << 20);
+        for items in [vec![], vec!["1"], vec![big.as_str(), "[]", "{}"]] {
+            let joined = raw_array(items.iter().copied());
+            assert_eq!(joined, format!("[{}]", items.join(",")));
+            assert_eq!(joined.capacity(), joined.len());
+        }
     }
 
     #[test]
