@@ -70,7 +70,7 @@ if (new Set(CODES.map((c) => c.label)).size !== CODES.length) throw new Error("-
  */
 const PHASES = [
   { key: "args", title: "argument conversion (JS object → serde_json, src/js.rs arguments_to_json)", marker: /streams::js::arguments_to_json/ },
-  { key: "plan", title: "validation, planning, reduction (core plan_append)", marker: /streams_core::append::plan_append|streams_core::append::plan_inputs/ },
+  { key: "plan", title: "validation, planning, reduction (core plan_append)", marker: /streams::durable::Inner::plan_(values|inputs)|streams_core::append::plan_(append|inputs)/ },
   { key: "stateJson", title: "state JSON for the commit (CoreState::to_json)", marker: /streams_core::state::CoreState::to_json/ },
   // SqlStore::commit is inlined into Inner::commit, so the commit's own frames count as SQL too.
   { key: "sql", title: "commit: SQL binding + exec (Inner::commit → SqlStore, sql.exec, transactionSync)", marker: /streams::durable::sql_store::|streams::durable::Inner::commit/ },
