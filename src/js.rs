@@ -149,7 +149,6 @@ fn kind_of(value: &JsValue) -> String {
 
 /// Converts an RPC argument object key by key, so an event's problem is an
 /// `invalid_event` naming the event and anything else an `invalid_request`.
-#[inline(never)] // a frame of its own in a CPU profile (bench/profile.mjs)
 pub fn arguments_to_json(arg: &JsValue) -> Result<Option<Value>, StreamError> {
     if !arg.is_object() {
         return if arg.is_undefined() || arg.is_null() { Ok(None) } else { Err(StreamError::invalid_request("arguments must be an object")) };
@@ -183,7 +182,6 @@ pub fn arguments_to_json(arg: &JsValue) -> Result<Option<Value>, StreamError> {
 }
 
 /// Parses JSON text this crate wrote into a JS value.
-#[inline(never)] // a frame of its own in a CPU profile (bench/profile.mjs)
 pub fn from_json_text(json: &str) -> Result<JsValue, StreamError> {
     js_sys::JSON::parse(json).map_err(|_| StreamError::internal())
 }
@@ -193,7 +191,6 @@ pub fn from_json_text(json: &str) -> Result<JsValue, StreamError> {
 const JOIN_LIMIT_BYTES: usize = 1024 * 1024;
 
 /// A JS array of JSON texts this crate wrote (stored or committed events).
-#[inline(never)] // a frame of its own in a CPU profile (bench/profile.mjs)
 pub fn from_json_texts(texts: &[&str]) -> Result<JsValue, StreamError> {
     if texts.iter().map(|t| t.len() + 1).sum::<usize>() <= JOIN_LIMIT_BYTES {
         return from_json_text(&raw_array(texts.iter().copied()));

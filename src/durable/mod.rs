@@ -366,27 +366,14 @@ impl Inner {
     }
 
     fn append_values(self: &Rc<Self>, inputs: Vec<Value>) -> StreamResult<AppendPlan> {
-        let plan = self.plan_values(inputs)?;
+        let plan = self.with_state(|state| plan_append(state, inputs, &self.store, &self.append_context(Origin::Caller)))??;
         self.commit(plan)
     }
 
     /// The stream's own appends: validated inputs, reserved types allowed.
     fn append_inputs(self: &Rc<Self>, inputs: Vec<EventInput>, origin: Origin) -> StreamResult<AppendPlan> {
-        let plan = self.plan_inputs(inputs, origin)?;
+        let plan = self.with_state(|state| plan_inputs(state, inputs, &self.store, &self.append_context(origin)))??;
         self.commit(plan)
-    }
-
-    // Planning is never inlined, so that a CPU profile shows it as a frame of
-    // its own (bench/profile.mjs); one call per commit costs nothing.
-
-    #[inline(never)]
-    fn plan_values(&self, inputs: Vec<Value>) -> StreamResult<AppendPlan> {
-        self.with_state(|state| plan_append(state, inputs, &self.store, &self.append_context(Origin::Caller)))?
-    }
-
-    #[inline(never)]
-    fn plan_inputs(&self, inputs: Vec<EventInput>, origin: Origin) -> StreamResult<AppendPlan> {
-        self.with_state(|state| plan_inputs(state, inputs, &self.store, &self.append_context(origin)))?
     }
 
     /// Reads the live state in place. Planning touches only SQL, never the
