@@ -252,37 +252,33 @@ const scenarios = {
     const booted = await bytes();
     const batch = largestBatch(batchEvents);
     const single = largestEvent();
-    const afterRound = [];
+    const afterCalls = []; // per round: the memory after each of its calls
     let singleBytes = 0; // committed JSON of the single event
-    let firstRound; // memory after each call of round 1 (the last is afterRound[0])
     const t0 = now();
     for (let round = 0; round < rounds; round++) {
-      const steps = {};
-      const step = async (name) => {
-        if (round === 0) steps[name] = await bytes();
-      };
+      const after = {};
       const committed = await stub.appendBatch({ events: batch });
-      await step("appendBatch");
+      after.appendBatch = await bytes();
       if (committed.length !== batch.length) throw new Error(`appendBatch returned ${committed.length} events`);
       const event = await stub.append({ event: single });
-      await step("append");
-      let after = committed[0].offset - 1;
+      after.append = await bytes();
+      let cursor = committed[0].offset - 1;
       const back = [];
       while (back.length < batch.length) {
-        const page = await stub.getEvents({ afterOffset: after, limit: batch.length - back.length });
+        const page = await stub.getEvents({ afterOffset: cursor, limit: batch.length - back.length });
         if (page.length === 0) throw new Error("the batch did not read back");
         back.push(...page);
-        after = page.at(-1).offset;
+        cursor = page.at(-1).offset;
       }
-      await step("getEvents");
+      after.getEvents = await bytes();
       back.forEach((e, k) => {
         if (e.payload.data.length !== batch[k].payload.data.length) throw new Error(`batch event ${k} read back with another payload`);
       });
       const one = await stub.getEvent({ offset: event.offset });
       if (one.payload.data.length !== single.payload.data.length) throw new Error("the single event read back with another payload");
+      after.getEvent = await bytes();
       singleBytes = JSON.stringify(one).length;
-      if (round === 0) firstRound = steps;
-      afterRound.push(await bytes());
+      afterCalls.push(after);
     }
     return {
       rounds,
@@ -290,8 +286,8 @@ const scenarios = {
       batchBytes: JSON.stringify(batch).length,
       singleBytes,
       booted,
-      firstRound,
-      afterRound,
+      afterCalls,
+      afterRound: afterCalls.map((after) => after.getEvent),
       ms: now() - t0,
     };
   },

@@ -31,9 +31,9 @@ pub fn error_response(err: &StreamError, status_override: Option<u16>) -> worker
 }
 
 /// A 200 JSON response from JSON text.
-pub fn json_response(json: &str) -> worker::Result<Response> {
+pub fn json_response(json: String) -> worker::Result<Response> {
     Ok(ResponseBuilder::new()
         .with_status(200)
         .with_header("content-type", "application/json")?
-        .fixed(json.as_bytes().to_vec()))
+        .fixed(json.into_bytes()))
 }

@@ -12,7 +12,7 @@ use super::auth::{Gate, ACCESS_TOKEN_PARAM};
 use super::target::{call_target, target_stream};
 use crate::wire::{error_response, json_response};
 use streams_core::access::{is_admin, Access};
-use streams_core::json::{parse_json, to_json_string};
+use streams_core::json::{parse_json, to_json_string_sized};
 use streams_core::limits::MAX_BATCH_JSON_BYTES;
 use streams_core::name::quote;
 use streams_core::rpc::{HttpAccess, StreamMethod};
@@ -106,19 +106,19 @@ async fn serve(mut req: Request, env: &Env, gate: &Gate) -> Result<Response, Ref
             subscribe(req, env, &name, &url).await
         }
         Route::Method(method) => {
-            let (name, args) = if verb == Method::Get {
+            let (name, args, body_bytes) = if verb == Method::Get {
                 let name = target_stream(method, query.get("namespace"), query.get("path"), None)?;
-                (name, query.arguments()?)
+                (name, query.arguments()?, 0)
             } else {
-                let mut args = read_body(&mut req).await?;
+                let (mut args, body_bytes) = read_body(&mut req).await?;
                 let stream_path = method.take_stream_path(&mut args)?;
                 let namespace = name_part(&query, &mut args, "namespace")?;
                 let path = name_part(&query, &mut args, "path")?;
                 let name = target_stream(method, namespace.as_deref(), path.as_deref(), stream_path.as_deref())?;
-                (name, args)
+                (name, args, body_bytes)
             };
             access.allow_stream(&name)?;
-            call(env, &name, method, args).await
+            call(env, &name, method, args, body_bytes).await
         }
     }
 }
@@ -204,8 +204,8 @@ fn name_part(query: &Query, body: &mut Map<String, Value>, key: &str) -> StreamR
 }
 
 /// Reads at most 16 MiB of body, refusing more without buffering it, then parses
-/// it as a JSON object (an empty body is `{}`).
-async fn read_body(req: &mut Request) -> Result<Map<String, Value>, Refusal> {
+/// it as a JSON object (an empty body is `{}`); also returns the body's length.
+async fn read_body(req: &mut Request) -> Result<(Map<String, Value>, usize), Refusal> {
     let too_large = || StreamError::new(ErrorCode::BatchTooLarge, format!("request body exceeds {MAX_BATCH_JSON_BYTES} bytes"));
     let declared = req.headers().get("content-length").ok().flatten().and_then(|l| l.parse::<usize>().ok());
     if declared.is_some_and(|l| l > MAX_BATCH_JSON_BYTES) {
@@ -223,11 +223,11 @@ async fn read_body(req: &mut Request) -> Result<Map<String, Value>, Refusal> {
         }
     }
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Map::new());
+        return Ok((Map::new(), 0));
     }
     let text = std::str::from_utf8(&body).map_err(|_| StreamError::invalid_request("request body is not valid UTF-8"))?;
     match parse_json(text) {
-        Ok(Value::Object(map)) => Ok(map),
+        Ok(Value::Object(map)) => Ok((map, body.len())),
         Ok(_) => Err(StreamError::invalid_request("request body must be a JSON object").into()),
         Err(e) => Err(StreamError::invalid_request(format!("request body is not valid JSON: {e}")).into()),
     }
@@ -245,13 +245,15 @@ async fn drain(stream: &mut ByteStream, mut read: usize) {
     }
 }
 
-async fn call(env: &Env, name: &StreamName, method: StreamMethod, args: Map<String, Value>) -> Result<Response, Refusal> {
-    let arg = from_json_text(&to_json_string(&Value::Object(args)).map_err(|_| StreamError::internal())?)?;
+/// Calls the stream with `args`, written out as JSON in a buffer the size of
+/// the body they came from (about their size: a 16 MiB batch is not doubled).
+async fn call(env: &Env, name: &StreamName, method: StreamMethod, args: Map<String, Value>, body_bytes: usize) -> Result<Response, Refusal> {
+    let arg = from_json_text(&to_json_string_sized(&Value::Object(args), body_bytes).map_err(|_| StreamError::internal())?)?;
     match call_target(env, name, method, &arg).await {
-        Ok(result) if result.is_undefined() => Ok(json_response("null").map_err(|_| StreamError::internal())?),
+        Ok(result) if result.is_undefined() => Ok(json_response("null".into()).map_err(|_| StreamError::internal())?),
         Ok(result) => {
             let body = js_sys::JSON::stringify(&result).ok().and_then(|s| s.as_string()).ok_or_else(StreamError::internal)?;
-            Ok(json_response(&body).map_err(|_| StreamError::internal())?)
+            Ok(json_response(body).map_err(|_| StreamError::internal())?)
         }
         Err(err) => Err(crate::js::from_js_error(&err).into()),
     }
