@@ -512,6 +512,11 @@ impl EventStore for SqlStore {
     }
 }
 
+/// Whether a commit failed only because an idempotency key is stored already.
+pub fn is_duplicate_key(err: &StoreError) -> bool {
+    err.0.contains("UNIQUE constraint failed: log.idempotency_key")
+}
+
 /// An event to write: its bytes, and the same as text when they are UTF-8.
 struct Row<'a> {
     offset: u64,
