@@ -134,7 +134,7 @@ impl Inner {
         let frame = self.with_state_json(|state, state_json| {
             let batch = next_batch(&self.store, state, &mut pump)?;
             let to = Recipient { subscription_key: &attachment.subscription_key, connection_id: &attachment.connection_id };
-            Ok::<_, streams_core::StoreError>(batch.map(|batch| (batch_frame(to, state, &batch, state_json), batch.events.len())))
+            Ok::<_, streams_core::StoreError>(batch.map(|batch| (batch_frame(to, state, &batch, &state_json.of(state)), batch.events.len())))
         });
         let (frame, count) = match frame {
             Ok(Ok(Some(frame))) => frame,

@@ -14,6 +14,7 @@ use std::rc::Rc;
 use futures::future::{join_all, LocalBoxFuture};
 use futures::FutureExt;
 use serde_json::{json, Map, Value};
+use wasm_bindgen::closure::Closure;
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::future_to_promise;
@@ -25,7 +26,9 @@ use streams_core::limits::MAX_GET_EVENTS_BYTES;
 use streams_core::name::{ancestors, resolve_stream_path};
 use streams_core::reducer::reduce;
 use streams_core::rpc::{AppendArgs, GetEventArgs, GetEventsArgs, StreamMethod};
-use streams_core::store::{stored_name, StoredEvent};
+use streams_core::state::StateJson;
+use streams_core::json::json_len;
+use streams_core::store::{snapshot_due, stored_name, AssumeNewKeys, StoredEvent};
 use streams_core::time::iso_from_ms;
 use streams_core::{
     child_notice, load_state, plan_append, plan_inputs, types, AppendContext, AppendPlan, CoreState, ErrorCode, EventInput, EventStore,
@@ -37,6 +40,7 @@ use crate::stub::call_stream;
 use outbound::Links;
 use streams_core::outbound::{CommitSummary, Outbound};
 pub use sql_store::SqlStore;
+use sql_store::is_duplicate_key;
 
 const SHUTTING_DOWN: &str = "stream incarnation is shutting down; retry";
 const NO_NAME: &str = "ctx.id.name is falsey - this should never happen";
@@ -63,8 +67,8 @@ enum Incarnation {
 struct Runtime {
     name: StreamName,
     state: CoreState,
-    /// `state` as JSON, written once per commit and shared by every batch.
-    state_json: Rc<str>,
+    /// `state` as JSON, made when a batch first needs it after a commit.
+    state_json: StateJson,
     /// The outbound subscriptions' state machine, and its connections' platform side.
     outbound: Outbound,
     links: Links,
@@ -297,7 +301,7 @@ impl Inner {
         let created = needs_created.then(|| {
             EventInput::system(types::CREATED, json!({"namespace": name.namespace, "path": name.path, "streamId": random_uuid()}))
         });
-        let state_json = state.to_json().into();
+        let state_json = StateJson::default();
         let outbound = self.load_outbound().map_err(log_internal)?;
         *self.incarnation.borrow_mut() = Incarnation::Running(Box::new(Runtime { name, state, state_json, outbound, links: Links::default() }));
         let mut announce: Vec<EventInput> = created.into_iter().collect();
@@ -310,7 +314,30 @@ impl Inner {
             }
         }
         self.reannounce_sockets();
+        self.continue_migration();
         Ok(())
+    }
+
+    /// Moves events of the first storage layout into the current one, one
+    /// bounded step per turn of the event loop, so calls are served between
+    /// steps (docs/operations.md#migrations-and-state-versions).
+    fn continue_migration(self: &Rc<Self>) {
+        if !self.store.migration_pending() {
+            return;
+        }
+        let inner = self.clone();
+        let generation = self.generation.get();
+        let step = Closure::once_into_js(move || {
+            if inner.generation.get() != generation {
+                return;
+            }
+            match inner.store.migrate_step() {
+                Ok(true) => inner.continue_migration(),
+                Ok(false) => worker::console_log!("storage layout migration finished"),
+                Err(err) => worker::console_error!("storage layout migration paused until the next boot: {err}"),
+            }
+        });
+        set_timeout(&step, 0);
     }
 
     /// The name recorded in this object's own `S/created`, without creating anything.
@@ -365,9 +392,32 @@ impl Inner {
         reply.map(Reply::Now)
     }
 
-    fn append_values(self: &Rc<Self>, inputs: Vec<Value>) -> StreamResult<AppendPlan> {
-        let plan = self.with_state(|state| plan_append(state, inputs, &self.store, &self.append_context(Origin::Caller)))??;
+    fn append_values(self: &Rc<Self>, mut inputs: Vec<Value>) -> StreamResult<AppendPlan> {
+        let context = self.append_context(Origin::Caller);
+        if self.may_skip_key_lookup(&inputs) {
+            // Planned as if the key were new; the unique index refuses a
+            // repeat, which is then planned again with the lookup.
+            let retry = inputs.clone();
+            if let Ok(plan) = self.with_state(|state| plan_append(state, inputs, &AssumeNewKeys(&self.store), &context))? {
+                match self.try_commit(plan) {
+                    Err(err) if is_duplicate_key(&err) => {}
+                    committed => return committed.map_err(log_internal),
+                }
+            }
+            inputs = retry;
+        }
+        let plan = self.with_state(|state| plan_append(state, inputs, &self.store, &context))??;
         self.commit(plan)
+    }
+
+    /// A single small keyed append on a log whose keys are all under its
+    /// unique index (not mid-migration) needs no lookup before its commit.
+    fn may_skip_key_lookup(&self, inputs: &[Value]) -> bool {
+        const SMALL_INPUT_BYTES: usize = 64 * 1024;
+        let [input] = inputs else { return false };
+        input.get("idempotencyKey").is_some_and(Value::is_string)
+            && !self.store.migration_pending()
+            && json_len(input).is_ok_and(|n| n <= SMALL_INPUT_BYTES)
     }
 
     /// The stream's own appends: validated inputs, reserved types allowed.
@@ -383,7 +433,7 @@ impl Inner {
     }
 
     /// The live state and its JSON, in place (the same rule as `with_state`).
-    fn with_state_json<T>(&self, read: impl FnOnce(&CoreState, &Rc<str>) -> T) -> StreamResult<T> {
+    fn with_state_json<T>(&self, read: impl FnOnce(&CoreState, &StateJson) -> T) -> StreamResult<T> {
         match &*self.incarnation.borrow() {
             Incarnation::Running(rt) => Ok(read(&rt.state, &rt.state_json)),
             _ => Err(StreamError::new(ErrorCode::Internal, SHUTTING_DOWN)),
@@ -394,21 +444,28 @@ impl Inner {
         AppendContext { now_ms: &js_sys::Date::now, allowed_bindings: &self.settings.allowed_bindings, origin }
     }
 
-    /// Commits the plan in one transaction, swaps memory only on success,
-    /// then runs the post-commit side effects (docs/architecture.md#the-append-path).
+    /// Commits the plan atomically (with the state when a snapshot is due),
+    /// swaps memory only on success, then runs the post-commit side effects
+    /// (docs/architecture.md#the-append-path).
     /// The returned plan's `state` has moved into memory; only its events
     /// and slots remain meaningful.
-    fn commit(self: &Rc<Self>, mut plan: AppendPlan) -> StreamResult<AppendPlan> {
+    fn commit(self: &Rc<Self>, plan: AppendPlan) -> StreamResult<AppendPlan> {
+        self.try_commit(plan).map_err(log_internal)
+    }
+
+    /// `commit`, with the store's error: nothing was written, memory is untouched.
+    fn try_commit(self: &Rc<Self>, mut plan: AppendPlan) -> Result<AppendPlan, streams_core::StoreError> {
         if plan.events.is_empty() {
             return Ok(plan);
         }
-        let state_json = plan.state.to_json();
-        self.store.commit(&plan.rows(), &state_json).map_err(log_internal)?;
+        let before = plan.events[0].event.offset - 1;
+        let snapshot = snapshot_due(before, plan.state.max_offset).then(|| plan.state.to_json());
+        self.store.commit(&plan.rows(), snapshot.as_deref())?;
         self.commits.set(self.commits.get() + 1);
         let trip = plan.breaker_trip();
         if let Incarnation::Running(rt) = &mut *self.incarnation.borrow_mut() {
             rt.state = std::mem::take(&mut plan.state);
-            rt.state_json = state_json.into();
+            rt.state_json = StateJson::default();
         }
         self.after_commit(&plan, trip);
         Ok(plan)

@@ -64,16 +64,10 @@ pub struct AppendPlan {
 }
 
 impl AppendPlan {
-    pub fn rows(&self) -> Vec<NewEvent> {
+    pub fn rows(&self) -> Vec<NewEvent<'_>> {
         self.events
             .iter()
-            .map(|p| NewEvent {
-                offset: p.event.offset,
-                event_type: p.event.event_type.clone(),
-                created_at: p.event.created_at.clone(),
-                idempotency_key: p.event.idempotency_key.clone(),
-                json: p.json.clone(),
-            })
+            .map(|p| NewEvent { offset: p.event.offset, idempotency_key: p.event.idempotency_key.as_deref(), json: &p.json })
             .collect()
     }
 

@@ -23,9 +23,13 @@ pub const MAX_GET_EVENTS_BYTES: usize = 16 * 1024 * 1024;
 pub const MAX_DELIVERY_EVENTS: usize = 100;
 pub const MAX_DELIVERY_BYTES: usize = 8 * 1024 * 1024;
 /// Slice size for event and state JSON rows; DO SQLite caps a row at 2 MB.
+/// An event whose JSON fits one slice is stored inline in its own row.
 pub const EVENT_CHUNK_SIZE: usize = 524_288;
 /// Events reduced per page during rebuild and catch-up.
-pub const REPLAY_PAGE_EVENTS: usize = 100;
+pub const REPLAY_PAGE_EVENTS: usize = 1000;
+/// The stored state is rewritten when a commit crosses a multiple of this
+/// many offsets; boot catches up over the rest (docs/architecture.md#storage).
+pub const STATE_SNAPSHOT_EVERY: u64 = 1000;
 /// Largest integer a JS number holds exactly (2^53 − 1).
 pub const MAX_SAFE_INTEGER: u64 = 9_007_199_254_740_991;
 /// Deepest JSON nesting accepted in any value (serde_json's own parse limit).

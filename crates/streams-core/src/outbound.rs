@@ -21,7 +21,7 @@ use serde_json::{json, Map, Value};
 
 use super::event::{types, EventInput};
 use super::payload::DisconnectReason;
-use super::state::{CoreState, Direction};
+use super::state::{CoreState, Direction, StateJson};
 use super::store::EventStore;
 use super::subscriber::parse_descriptor;
 use super::subscription::{next_batch, Batch, DialReply, PumpCursor, Redial};
@@ -61,11 +61,11 @@ pub enum Effect {
     Log(String),
 }
 
-/// The state a commit produced, with its JSON.
+/// The state a commit produced, with its JSON when something needs it.
 #[derive(Debug, Clone, Copy)]
 pub struct Snapshot<'a> {
     pub state: &'a CoreState,
-    pub json: &'a Rc<str>,
+    pub json: &'a StateJson,
 }
 
 /// What a dial came to.
@@ -407,7 +407,7 @@ impl Outbound {
             Ok(Some(batch)) => {
                 c.in_flight = Some(batch.events.len());
                 let tag = c.tag;
-                self.out.push(Effect::Deliver { key: key.to_owned(), tag, batch, state_json: at.json.clone() });
+                self.out.push(Effect::Deliver { key: key.to_owned(), tag, batch, state_json: at.json.of(at.state) });
             }
             Ok(None) => {}
             Err(err) => {
@@ -528,7 +528,7 @@ mod tests {
     struct World {
         store: MemStore,
         state: CoreState,
-        json: Rc<str>,
+        json: StateJson,
         machine: Outbound,
         now: f64,
         generation: u64,
@@ -551,7 +551,7 @@ mod tests {
             let mut world = Self {
                 store: MemStore::default(),
                 state: CoreState::default(),
-                json: Rc::from("{}"),
+                json: StateJson::default(),
                 machine: Outbound::new(TIMING, Vec::new(), None),
                 now: 1_767_000_000_000.0,
                 generation: 0,
@@ -578,7 +578,7 @@ mod tests {
             let plan = plan_inputs(&self.state, inputs, &self.store, &ctx).expect("valid inputs");
             self.store.commit_plan(&plan);
             self.state = plan.state.clone();
-            self.json = self.state.to_json().into();
+            self.json = StateJson::default();
             let summary = CommitSummary::of(plan.events.iter().map(|p| (p.event.event_type.as_str(), p.event.payload_object())));
             let effects = self.machine.on_commit(Snapshot { state: &self.state, json: &self.json }, &summary, self.now, &self.store);
             self.run(effects);

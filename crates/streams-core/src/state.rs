@@ -171,6 +171,17 @@ impl Direction {
     }
 }
 
+/// The state's JSON, made on first use and shared until the state changes:
+/// a commit with no subscriber to send it to never serialises the state.
+#[derive(Debug, Default, Clone)]
+pub struct StateJson(std::cell::OnceCell<std::rc::Rc<str>>);
+
+impl StateJson {
+    pub fn of(&self, state: &CoreState) -> std::rc::Rc<str> {
+        self.0.get_or_init(|| state.to_json().into()).clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

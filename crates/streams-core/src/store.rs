@@ -6,7 +6,7 @@ use std::fmt;
 use super::event::{types, Event};
 use super::name::StreamName;
 use super::payload::{parse_core_payload, CorePayload};
-use super::limits::REPLAY_PAGE_EVENTS;
+use super::limits::{REPLAY_PAGE_EVENTS, STATE_SNAPSHOT_EVERY};
 use super::reducer::reduce;
 use super::state::{CoreState, CORE_STATE_VERSION};
 
@@ -27,14 +27,12 @@ pub struct StoredEvent {
     pub json: String,
 }
 
-/// One row set to insert: the event's index columns and its JSON.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewEvent {
+/// An event to insert, borrowed from the plan: its offset, its key and its JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewEvent<'a> {
     pub offset: u64,
-    pub event_type: String,
-    pub created_at: String,
-    pub idempotency_key: Option<String>,
-    pub json: String,
+    pub idempotency_key: Option<&'a str>,
+    pub json: &'a str,
 }
 
 /// What `core_state` holds: the version of every row, and the reassembled JSON.
@@ -57,10 +55,41 @@ pub trait EventStore {
     fn event_by_idempotency_key(&self, key: &str) -> Result<Option<StoredEvent>, StoreError>;
     /// `None` when there are no state rows.
     fn read_state(&self) -> Result<Option<StoredState>, StoreError>;
-    /// Inserts `events` and replaces the state, atomically: all or nothing.
-    fn commit(&self, events: &[NewEvent], state_json: &str) -> Result<(), StoreError>;
+    /// Inserts `events` and, when given, replaces the state, atomically: all
+    /// or nothing.
+    fn commit(&self, events: &[NewEvent<'_>], state_json: Option<&str>) -> Result<(), StoreError>;
     /// Replaces the state rows alone, atomically.
     fn write_state(&self, state_json: &str) -> Result<(), StoreError>;
+}
+
+/// A store whose idempotency lookups all miss. Planning against it suits a
+/// log whose unique key index refuses a commit that repeats a stored key: the
+/// caller then plans again against the store itself, so the lookup is paid
+/// only by a repeat, not by every keyed append.
+pub struct AssumeNewKeys<'a, S: ?Sized>(pub &'a S);
+
+impl<S: EventStore + ?Sized> EventStore for AssumeNewKeys<'_, S> {
+    fn max_offset(&self) -> Result<u64, StoreError> {
+        self.0.max_offset()
+    }
+    fn read_range(&self, after: u64, before: Option<u64>, limit: usize, max_bytes: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        self.0.read_range(after, before, limit, max_bytes)
+    }
+    fn event_at(&self, offset: u64) -> Result<Option<StoredEvent>, StoreError> {
+        self.0.event_at(offset)
+    }
+    fn event_by_idempotency_key(&self, _key: &str) -> Result<Option<StoredEvent>, StoreError> {
+        Ok(None)
+    }
+    fn read_state(&self) -> Result<Option<StoredState>, StoreError> {
+        self.0.read_state()
+    }
+    fn commit(&self, events: &[NewEvent<'_>], state_json: Option<&str>) -> Result<(), StoreError> {
+        self.0.commit(events, state_json)
+    }
+    fn write_state(&self, state_json: &str) -> Result<(), StoreError> {
+        self.0.write_state(state_json)
+    }
 }
 
 /// What `load_state` did, for the log.
@@ -71,9 +100,18 @@ pub enum LoadKind {
     Rebuilt,
 }
 
-/// Loads the current state, rebuilding or catching up from the log when the
-/// stored state is missing, stale or ahead of the log; writes back a changed
-/// state. Replay has no side effects. `warn` receives unreducible events.
+/// Whether a commit that moves the last offset from `before` to `after` must
+/// also store the state: when it crosses a multiple of `STATE_SNAPSHOT_EVERY`.
+/// Between snapshots the stored state lags the log by fewer offsets than that,
+/// and boot catches up over them.
+pub fn snapshot_due(before: u64, after: u64) -> bool {
+    before / STATE_SNAPSHOT_EVERY != after / STATE_SNAPSHOT_EVERY
+}
+
+/// Loads the current state: the stored snapshot, caught up over the events
+/// after it, or a rebuild from offset 1 when the snapshot is missing, at
+/// another version, unreadable or ahead of the log; a rebuilt state is written
+/// back. Replay has no side effects. `warn` receives unreducible events.
 pub fn load_state<S: EventStore + ?Sized>(store: &S, warn: &mut dyn FnMut(String)) -> Result<(CoreState, LoadKind), StoreError> {
     let stored = store.read_state()?.and_then(|s| match (s.version, s.json) {
         (Some(CORE_STATE_VERSION), Some(json)) => CoreState::from_json(&json).ok(),
@@ -94,7 +132,7 @@ pub fn load_state<S: EventStore + ?Sized>(store: &S, warn: &mut dyn FnMut(String
             replay(&mut state, stored, warn);
         }
     }
-    if max > 0 || kind == LoadKind::CaughtUp {
+    if kind == LoadKind::Rebuilt && max > 0 {
         store.write_state(&state.to_json())?;
     }
     Ok((state, kind))
@@ -175,6 +213,16 @@ mod tests {
         assert_eq!(state.namespace, "kept");
         assert_eq!(state.event_count, 3);
         assert_eq!(state.child_paths, vec!["/a/b"]);
+        assert_eq!(store.state_rows(), Some((CORE_STATE_VERSION, partial.to_json())), "a lagging snapshot stays as it is");
+    }
+
+    #[test]
+    fn snapshots_are_due_when_a_commit_crosses_a_thousand() {
+        assert!(!snapshot_due(0, 999));
+        assert!(snapshot_due(999, 1000));
+        assert!(snapshot_due(998, 1001), "a batch across the boundary");
+        assert!(!snapshot_due(1000, 1999));
+        assert!(snapshot_due(1500, 3500));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::append::AppendPlan;
 use super::event::Event;
 use super::state::CORE_STATE_VERSION;
-use super::store::{EventStore, NewEvent, StoreError, StoredEvent, StoredState};
+use super::store::{snapshot_due, EventStore, NewEvent, StoreError, StoredEvent, StoredState};
 
 /// A committed event built by hand.
 pub fn event(offset: u64, event_type: &str, payload: Value, created_at: &str) -> Event {
@@ -65,7 +65,9 @@ impl MemStore {
 
     pub fn commit_plan(&self, plan: &AppendPlan) {
         if !plan.events.is_empty() {
-            self.commit(&plan.rows(), &plan.state.to_json()).expect("MemStore commit"); // ok: test-only module
+            let before = plan.events[0].event.offset - 1;
+            let due = snapshot_due(before, plan.state.max_offset).then(|| plan.state.to_json());
+            self.commit(&plan.rows(), due.as_deref()).expect("MemStore commit"); // ok: test-only module
         }
     }
 
@@ -112,7 +114,7 @@ impl EventStore for MemStore {
         Ok(self.state.borrow().as_ref().map(|(v, json)| StoredState { version: Some(*v), json: Some(json.clone()) }))
     }
 
-    fn commit(&self, events: &[NewEvent], state_json: &str) -> Result<(), StoreError> {
+    fn commit(&self, events: &[NewEvent<'_>], state_json: Option<&str>) -> Result<(), StoreError> {
         if self.fail_commits.get() {
             return Err(StoreError("injected commit failure".into()));
         }
@@ -121,13 +123,15 @@ impl EventStore for MemStore {
             if stored.contains_key(&e.offset) {
                 return Err(StoreError(format!("offset {} already stored", e.offset)));
             }
-            if e.idempotency_key.is_some() && stored.values().any(|(k, _)| *k == e.idempotency_key) {
+            if e.idempotency_key.is_some() && stored.values().any(|(k, _)| k.as_deref() == e.idempotency_key) {
                 return Err(StoreError(format!("idempotency key {:?} already stored", e.idempotency_key)));
             }
-            stored.insert(e.offset, (e.idempotency_key.clone(), e.json.clone()));
+            stored.insert(e.offset, (e.idempotency_key.map(str::to_owned), e.json.to_owned()));
         }
         *self.events.borrow_mut() = stored;
-        *self.state.borrow_mut() = Some((CORE_STATE_VERSION, state_json.to_owned()));
+        if let Some(json) = state_json {
+            *self.state.borrow_mut() = Some((CORE_STATE_VERSION, json.to_owned()));
+        }
         self.commits.set(self.commits.get() + 1);
         Ok(())
     }
