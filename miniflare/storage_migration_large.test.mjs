@@ -57,6 +57,11 @@ test("migration (storage-v1-large): the events move over in steps — calls are 
     });
     retried.slice(0, -1).forEach((event, i) => assert.equal(event.offset, keys[i][1], `key ${keys[i][0]} mid-migration`));
     assert.equal(retried.at(-1).offset, recorded.count + 2);
+    // Single appends too, the last keys first (the ones least likely to have moved yet).
+    for (const [idempotencyKey, offset] of keys.slice(-10).reverse()) {
+      const one = await must("append", { event: { type: "app/retry", idempotencyKey } });
+      assert.equal(one.offset, offset, `single append re-sending ${idempotencyKey} mid-migration`);
+    }
     const sample = await must("getEvents", { afterOffset: 49_990, limit: 20 });
     assert.deepEqual(sample.map((e) => e.offset), Array.from({ length: 20 }, (_, i) => 49_991 + i));
 
