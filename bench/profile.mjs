@@ -70,10 +70,11 @@ if (new Set(CODES.map((c) => c.label)).size !== CODES.length) throw new Error("-
  */
 const PHASES = [
   { key: "args", title: "argument conversion (JS object → serde_json, src/js.rs arguments_to_json)", marker: /streams::js::arguments_to_json/ },
-  { key: "plan", title: "validation, planning, reduction (core plan_append)", marker: /streams_core::append::plan_append|streams_core::append::plan_inputs/ },
+  // plan_append is inlined into its caller; any other core function counts here too (phaseOf).
+  { key: "plan", title: "validation, planning, reduction (core plan_append)", marker: /streams_core::append::plan_(append|inputs)/ },
   { key: "stateJson", title: "state JSON for the commit (CoreState::to_json)", marker: /streams_core::state::CoreState::to_json/ },
   // SqlStore::commit is inlined into Inner::commit, so the commit's own frames count as SQL too.
-  { key: "sql", title: "commit: SQL binding + exec (Inner::commit → SqlStore, sql.exec, transactionSync)", marker: /streams::durable::sql_store::|streams::durable::Inner::commit/ },
+  { key: "sql", title: "commit: SQL binding + exec (Inner::commit → SqlStore, sql.exec, transactionSync)", marker: /streams::durable::sql_store::|streams::durable::Inner::(try_)?commit/ },
   { key: "post", title: "post-commit (after_commit: sockets, outbound, breaker)", marker: /streams::durable::Inner::after_commit/ },
   { key: "result", title: "result conversion (from_json_text: JSON.parse of the reply)", marker: /streams::js::from_json_text/ },
 ];
@@ -286,13 +287,15 @@ function attribute(profile, calls) {
 }
 
 /**
- * The innermost PHASES marker on the stack; else "async" when the innermost Rust frame is the
- * futures machinery; else whose code the sample is in.
+ * The innermost PHASES marker on the stack; else "plan" below any other core function (the RPC
+ * path calls the core only to plan); else "async" when the innermost Rust frame is the futures
+ * machinery; else whose code the sample is in.
  */
 function phaseOf(stack) {
   let phase;
   for (const name of stack) for (const p of PHASES) if (p.marker.test(name)) phase = p.key;
   if (phase) return phase;
+  if (stack.some((name) => name.startsWith("streams_core::") || name.startsWith("<streams_core::"))) return "plan";
   const rust = stack.findLast((name) => name.includes("::") || name.startsWith("<"));
   if (rust && ASYNC.test(rust)) return "async";
   if (stack.some((name) => OURS.test(name))) return "rest";

@@ -54,6 +54,9 @@ function text(bytes, tag, unicode) {
   return parts.join("") + ".".repeat(bytes - used);
 }
 
+/** Text that looks like the seams between events in a page (quotes, escapes, braces, commas). */
+const TRICKY = '"},{"type":"x","offset":1}],[{\\"\\\\",{{[ \u2028 }';
+
 /** Committed size classes, weighted to small; [weight, (rand) => bytes or a 0-byte payload marker]. */
 const SIZES = [
   [10, () => 0], // no payload, "" or null
@@ -103,7 +106,8 @@ class Model {
       return { input };
     }
     const unicode = r.chance(0.4);
-    const input = { type, payload: { fill: "" }, ...(idempotencyKey ? { idempotencyKey } : {}) };
+    const payload = { ...(r.chance(0.25) ? { tricky: TRICKY } : {}), fill: "" };
+    const input = { type, payload, ...(idempotencyKey ? { idempotencyKey } : {}) };
     const fixed = committedLength({ ...input, idempotencyKey: idempotencyKey?.trim() }, offset);
     input.payload.fill = text(Math.max(0, bytes - fixed), `s${this.seed}o${offset}`, unicode);
     this.sizes.add(bytes <= CHUNK - 1 && bytes >= CHUNK - 3 ? "just under a chunk" : bytes === CHUNK ? "one chunk" : bytes > CHUNK && bytes <= CHUNK + 3 ? "just over a chunk" : bytes >= 4 << 20 ? "≥ 4 MiB" : "other");

@@ -27,7 +27,8 @@ use streams_core::name::{ancestors, resolve_stream_path};
 use streams_core::reducer::reduce;
 use streams_core::rpc::{AppendArgs, GetEventArgs, GetEventsArgs, StreamMethod};
 use streams_core::state::StateJson;
-use streams_core::store::{snapshot_due, stored_name, StoredEvent};
+use streams_core::json::json_len;
+use streams_core::store::{snapshot_due, stored_name, AssumeNewKeys, StoredEvent};
 use streams_core::time::iso_from_ms;
 use streams_core::{
     child_notice, load_state, plan_append, plan_inputs, types, AppendContext, AppendPlan, CoreState, ErrorCode, EventInput, EventStore,
@@ -39,6 +40,7 @@ use crate::stub::call_stream;
 use outbound::Links;
 use streams_core::outbound::{CommitSummary, Outbound};
 pub use sql_store::SqlStore;
+use sql_store::is_duplicate_key;
 
 const SHUTTING_DOWN: &str = "stream incarnation is shutting down; retry";
 const NO_NAME: &str = "ctx.id.name is falsey - this should never happen";
@@ -390,9 +392,32 @@ impl Inner {
         reply.map(Reply::Now)
     }
 
-    fn append_values(self: &Rc<Self>, inputs: Vec<Value>) -> StreamResult<AppendPlan> {
-        let plan = self.with_state(|state| plan_append(state, inputs, &self.store, &self.append_context(Origin::Caller)))??;
+    fn append_values(self: &Rc<Self>, mut inputs: Vec<Value>) -> StreamResult<AppendPlan> {
+        let context = self.append_context(Origin::Caller);
+        if self.may_skip_key_lookup(&inputs) {
+            // Planned as if the key were new; the unique index refuses a
+            // repeat, which is then planned again with the lookup.
+            let retry = inputs.clone();
+            if let Ok(plan) = self.with_state(|state| plan_append(state, inputs, &AssumeNewKeys(&self.store), &context))? {
+                match self.try_commit(plan) {
+                    Err(err) if is_duplicate_key(&err) => {}
+                    committed => return committed.map_err(log_internal),
+                }
+            }
+            inputs = retry;
+        }
+        let plan = self.with_state(|state| plan_append(state, inputs, &self.store, &context))??;
         self.commit(plan)
+    }
+
+    /// A single small keyed append on a log whose keys are all under its
+    /// unique index (not mid-migration) needs no lookup before its commit.
+    fn may_skip_key_lookup(&self, inputs: &[Value]) -> bool {
+        const SMALL_INPUT_BYTES: usize = 64 * 1024;
+        let [input] = inputs else { return false };
+        input.get("idempotencyKey").is_some_and(Value::is_string)
+            && !self.store.migration_pending()
+            && json_len(input).is_ok_and(|n| n <= SMALL_INPUT_BYTES)
     }
 
     /// The stream's own appends: validated inputs, reserved types allowed.
@@ -424,13 +449,18 @@ impl Inner {
     /// (docs/architecture.md#the-append-path).
     /// The returned plan's `state` has moved into memory; only its events
     /// and slots remain meaningful.
-    fn commit(self: &Rc<Self>, mut plan: AppendPlan) -> StreamResult<AppendPlan> {
+    fn commit(self: &Rc<Self>, plan: AppendPlan) -> StreamResult<AppendPlan> {
+        self.try_commit(plan).map_err(log_internal)
+    }
+
+    /// `commit`, with the store's error: nothing was written, memory is untouched.
+    fn try_commit(self: &Rc<Self>, mut plan: AppendPlan) -> Result<AppendPlan, streams_core::StoreError> {
         if plan.events.is_empty() {
             return Ok(plan);
         }
         let before = plan.events[0].event.offset - 1;
         let snapshot = snapshot_due(before, plan.state.max_offset).then(|| plan.state.to_json());
-        self.store.commit(&plan.rows(), snapshot.as_deref()).map_err(log_internal)?;
+        self.store.commit(&plan.rows(), snapshot.as_deref())?;
         self.commits.set(self.commits.get() + 1);
         let trip = plan.breaker_trip();
         if let Incarnation::Running(rt) = &mut *self.incarnation.borrow_mut() {

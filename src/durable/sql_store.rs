@@ -31,8 +31,8 @@ const SCHEMA: [&str; 5] = [
 /// multi-row INSERT of inline events, three parameters each.
 const MAX_PARAMETERS: usize = 100;
 const INLINE_ROWS_PER_INSERT: usize = MAX_PARAMETERS / 3;
-/// A page read concatenates at most this much JSON in one SQL value: well
-/// under the platform's 2 MB cap on a value (`SQLITE_TOOBIG`).
+/// A capped page read concatenates at most this much JSON in one SQL value:
+/// well under the platform's 2 MB cap on a value (`SQLITE_TOOBIG`).
 const PAGE_TEXT_BYTES: usize = 1024 * 1024;
 /// One migration step moves at most this many events or bytes.
 const MIGRATION_STEP_EVENTS: usize = 1000;
@@ -251,48 +251,69 @@ impl SqlStore {
         let mut bytes = 0usize;
         let mut after = after;
         while events.len() < limit {
-            let wanted = limit - events.len();
-            let row = self.rows(SELECT_PAGE, &[js_int(after), js_int(before), js_int(wanted as u64), js_int(PAGE_TEXT_BYTES as u64)])?;
-            let Some(row) = row.into_iter().next() else { break };
-            let fetched = as_u64(&row.get(0)) as usize;
-            if fetched == 0 {
-                break;
-            }
-            let (lengths, text) = (row.get(1).as_string().unwrap_or_default(), row.get(2).as_string().unwrap_or_default());
-            let page = split_page(&lengths, &text);
-            let mut taken = 0usize;
-            for entry in page.unwrap_or_default() {
-                let event = match entry {
-                    PageEntry::Inline(offset, json) => StoredEvent { offset, json: json.to_owned() },
-                    PageEntry::Elsewhere(offset) => match self.event_where(SELECT_BY_OFFSET, js_int(offset))? {
-                        Some(event) => event,
-                        None => break,
-                    },
-                };
+            let page = self.page(after, before, limit - events.len())?;
+            for event in page.events {
                 if !events.is_empty() && bytes + event.json.len() > max_bytes {
                     return Ok(events);
                 }
                 bytes += event.json.len();
                 after = event.offset;
                 events.push(event);
-                taken += 1;
             }
-            if taken == 0 {
-                // The page's order could not be trusted, or its first event
-                // alone is over the page size: take one event row by row.
-                let Some(next) = self.rows(SELECT_NEXT_OFFSET, &[js_int(after), js_int(before)])?.into_iter().next() else { break };
-                let Some(event) = self.event_where(SELECT_BY_OFFSET, next.get(0))? else { break };
-                if !events.is_empty() && bytes + event.json.len() > max_bytes {
-                    break;
-                }
-                bytes += event.json.len();
-                after = event.offset;
-                events.push(event);
-            } else if taken == fetched && fetched < wanted {
+            if !page.more {
                 break;
             }
         }
         Ok(events)
+    }
+
+    /// Up to `wanted` events after `after`: the whole page as one string when
+    /// every row holds its JSON and the text fits one SQL value, else a page
+    /// capped in bytes that reads other rows one by one.
+    fn page(&self, after: u64, before: u64, wanted: usize) -> Result<Page, StoreError> {
+        let bindings = [js_int(after), js_int(before), js_int(wanted as u64)];
+        // An error here is the text being too big for one value: the capped read follows.
+        if let Ok(cursor) = self.run(&self.query(SELECT_WHOLE_PAGE), &bindings.iter().collect()) {
+            if let Some(row) = Array::from(&cursor.raw()).iter().next().map(JsCast::unchecked_into::<Array>) {
+                let (count, texts) = (as_u64(&row.get(0)) as usize, as_u64(&row.get(1)) as usize);
+                if count == 0 {
+                    return Ok(Page { events: Vec::new(), more: false });
+                }
+                let (offsets, text) = (row.get(2).as_string().unwrap_or_default(), row.get(3).as_string().unwrap_or_default());
+                if let Some(events) = (texts == count).then(|| split_whole_page(&offsets, &text)).flatten() {
+                    return Ok(Page { more: events.len() == wanted, events });
+                }
+            }
+        }
+        self.capped_page(after, before, wanted)
+    }
+
+    fn capped_page(&self, after: u64, before: u64, wanted: usize) -> Result<Page, StoreError> {
+        let row = self.rows(SELECT_CAPPED_PAGE, &[js_int(after), js_int(before), js_int(wanted as u64), js_int(PAGE_TEXT_BYTES as u64)])?;
+        let Some(row) = row.into_iter().next() else { return Ok(Page { events: Vec::new(), more: false }) };
+        let fetched = as_u64(&row.get(0)) as usize;
+        let (lengths, text) = (row.get(1).as_string().unwrap_or_default(), row.get(2).as_string().unwrap_or_default());
+        let mut events = Vec::new();
+        for entry in split_page(&lengths, &text).unwrap_or_default() {
+            let event = match entry {
+                PageEntry::Inline(offset, json) => StoredEvent { offset, json: json.to_owned() },
+                PageEntry::Elsewhere(offset) => match self.event_where(SELECT_BY_OFFSET, js_int(offset))? {
+                    Some(event) => event,
+                    None => return Ok(Page { events, more: false }),
+                },
+            };
+            events.push(event);
+        }
+        if events.is_empty() && fetched > 0 {
+            // The page's order could not be trusted, or its first event alone
+            // is over the page size: take one event row by row.
+            let Some(next) = self.rows(SELECT_NEXT_OFFSET, &[js_int(after), js_int(before)])?.into_iter().next() else {
+                return Ok(Page { events, more: false });
+            };
+            events.extend(self.event_where(SELECT_BY_OFFSET, next.get(0))?);
+            return Ok(Page { more: !events.is_empty(), events });
+        }
+        Ok(Page { more: !(events.len() == fetched && fetched < wanted) && !events.is_empty(), events })
     }
 
     /// `runtime_meta` value for `key`.
@@ -491,6 +512,11 @@ impl EventStore for SqlStore {
     }
 }
 
+/// Whether a commit failed only because an idempotency key is stored already.
+pub fn is_duplicate_key(err: &StoreError) -> bool {
+    err.0.contains("UNIQUE constraint failed: log.idempotency_key")
+}
+
 /// An event to write: its bytes, and the same as text when they are UTF-8.
 struct Row<'a> {
     offset: u64,
@@ -506,6 +532,64 @@ impl<'a> Row<'a> {
     }
 }
 
+/// Events read for one page, and whether the log may go on after them.
+struct Page {
+    events: Vec<StoredEvent>,
+    more: bool,
+}
+
+/// Splits a page read by `SELECT_WHOLE_PAGE`: `offsets` joined by commas
+/// and `text`, every row's JSON object joined by commas. `None` unless the
+/// offsets ascend and the text splits at its top-level commas into exactly
+/// one object per offset, since SQLite does not promise `group_concat`'s order.
+fn split_whole_page(offsets: &str, text: &str) -> Option<Vec<StoredEvent>> {
+    let mut previous = 0u64;
+    let mut events = Vec::new();
+    let mut objects = split_objects(text)?.into_iter();
+    for offset in offsets.split(',') {
+        let offset: u64 = offset.parse().ok()?;
+        if offset <= previous {
+            return None;
+        }
+        previous = offset;
+        events.push(StoredEvent { offset, json: objects.next()?.to_owned() });
+    }
+    objects.next().is_none().then_some(events)
+}
+
+/// The JSON objects of `text`, objects joined by commas, split at the commas
+/// outside them; `None` when `text` is not such a list.
+fn split_objects(text: &str) -> Option<Vec<&str>> {
+    let mut objects = Vec::new();
+    let (mut depth, mut in_string, mut escaped, mut start) = (0usize, false, false, 0usize);
+    for (i, byte) in text.bytes().enumerate() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.checked_sub(1)?,
+            b',' if depth == 0 => {
+                objects.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if in_string || depth != 0 {
+        return None;
+    }
+    objects.push(&text[start..]);
+    objects.iter().all(|o| o.starts_with('{') && o.ends_with('}')).then_some(objects)
+}
+
 /// One event of a page: its JSON within the page's text, or only its offset
 /// when it lives elsewhere (in slices, or a cell that is not TEXT).
 enum PageEntry<'a> {
@@ -513,7 +597,7 @@ enum PageEntry<'a> {
     Elsewhere(u64),
 }
 
-/// Splits a page read by `SELECT_PAGE`: `lengths` lists `<offset> <bytes>`
+/// Splits a page read by `SELECT_CAPPED_PAGE`: `lengths` lists `<offset> <bytes>`
 /// (−1 bytes: not inline) and `text` is the inline JSON joined by commas.
 /// `None` unless the offsets ascend and the lengths cover `text` exactly,
 /// since SQLite does not promise `group_concat`'s order.
@@ -555,10 +639,13 @@ const SELECT_BY_OFFSET: &str = r#"SELECT "offset", json, chunk_count, byte_lengt
 const SELECT_BY_KEY: &str = r#"SELECT "offset", json, chunk_count, byte_length, checksum FROM log WHERE idempotency_key = ?"#;
 const SELECT_CHUNKS: &str = r#"SELECT chunk_bytes FROM log_chunks WHERE "offset" = ? ORDER BY chunk_index"#;
 const SELECT_NEXT_OFFSET: &str = r#"SELECT "offset" FROM log WHERE "offset" > ? AND "offset" < ? ORDER BY "offset" LIMIT 1"#;
-/// Up to ?3 events after ?1 and before ?2: how many there are, `<offset>
-/// <bytes>` of those within the first ?4 bytes of inline JSON, and that JSON
+/// Up to ?3 events after ?1 and before ?2: how many, how many hold their
+/// JSON as text, their offsets and their JSON, each joined by commas.
+const SELECT_WHOLE_PAGE: &str = r#"SELECT count(*), sum(typeof(json) = 'text'), group_concat("offset"), group_concat(json, ',') FROM (SELECT "offset", json FROM log WHERE "offset" > ?1 AND "offset" < ?2 ORDER BY "offset" LIMIT ?3)"#;
+/// The same, capped: how many events there are, `<offset> <bytes>` of those
+/// within the first ?4 bytes of inline JSON (−1: not inline), and that JSON
 /// joined by commas.
-const SELECT_PAGE: &str = r#"SELECT count(*), group_concat(CASE WHEN upto <= ?4 THEN "offset" || ' ' || len END, ','), group_concat(CASE WHEN upto <= ?4 AND len >= 0 THEN json END, ',') FROM (SELECT "offset", json, len, sum(max(len, 0)) OVER (ORDER BY "offset" ROWS UNBOUNDED PRECEDING) AS upto FROM (SELECT "offset", json, CASE WHEN typeof(json) = 'text' THEN length(CAST(json AS BLOB)) ELSE -1 END AS len FROM log WHERE "offset" > ?1 AND "offset" < ?2 ORDER BY "offset" LIMIT ?3))"#;
+const SELECT_CAPPED_PAGE: &str = r#"SELECT count(*), group_concat(CASE WHEN upto <= ?4 THEN "offset" || ' ' || len END, ','), group_concat(CASE WHEN upto <= ?4 AND len >= 0 THEN json END, ',') FROM (SELECT "offset", json, len, sum(max(len, 0)) OVER (ORDER BY "offset" ROWS UNBOUNDED PRECEDING) AS upto FROM (SELECT "offset", json, CASE WHEN typeof(json) = 'text' THEN length(CAST(json AS BLOB)) ELSE -1 END AS len FROM log WHERE "offset" > ?1 AND "offset" < ?2 ORDER BY "offset" LIMIT ?3))"#;
 const INSERT_CHUNKED: &str = r#"INSERT INTO log ("offset", idempotency_key, chunk_count, byte_length, checksum) VALUES (?, ?, ?, ?, ?)"#;
 const INSERT_CHUNK: &str = r#"INSERT INTO log_chunks ("offset", chunk_index, chunk_bytes) VALUES (?, ?, ?)"#;
 const DELETE_STATE: &str = "DELETE FROM core_state";
@@ -620,6 +707,26 @@ mod tests {
         assert_eq!(offsets(&page), vec![(1, Some(r#"{"a":1}"#.into())), (2, None), (3, Some("{}".into()))]);
         assert_eq!(offsets(&split_page("", "").unwrap()), vec![]);
         assert_eq!(offsets(&split_page("4 -1", "").unwrap()), vec![(4, None)]);
+    }
+
+    #[test]
+    fn a_whole_page_splits_at_the_commas_between_objects() {
+        let text = r#"{"a":[1,{"b":"x,}]\\\"{"}]},{},{"c":","}"#;
+        let events = split_whole_page("3,5,9", text).unwrap();
+        assert_eq!(events.iter().map(|e| e.offset).collect::<Vec<_>>(), vec![3, 5, 9]);
+        assert_eq!(events.iter().map(|e| e.json.as_str()).collect::<Vec<_>>(), vec![r#"{"a":[1,{"b":"x,}]\\\"{"}]}"#, "{}", r#"{"c":","}"#]);
+        assert_eq!(events.iter().map(|e| e.json.as_str()).collect::<Vec<_>>().join(","), text);
+    }
+
+    #[test]
+    fn a_whole_page_that_does_not_split_one_object_per_offset_is_refused() {
+        assert!(split_whole_page("1,2", "{},{},{}").is_none(), "more objects than offsets");
+        assert!(split_whole_page("1,2,3", "{},{}").is_none(), "fewer objects than offsets");
+        assert!(split_whole_page("2,1", "{},{}").is_none(), "descending offsets");
+        assert!(split_whole_page("1,2", "{,{}").is_none(), "unbalanced");
+        assert!(split_whole_page("1", "<damaged>").is_none(), "not an object");
+        assert!(split_whole_page("1,2", r#"{"s":"},{"}"#).is_none(), "a comma inside a string does not split");
+        assert!(split_whole_page("1", "{}]").is_none());
     }
 
     #[test]
