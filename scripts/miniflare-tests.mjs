@@ -1,5 +1,5 @@
 // Runs every miniflare/**/*.test.mjs (or the files named as arguments), each in its own
-// `node --test` process with its own Miniflare, STREAMS_TEST_JOBS files at a time (default 1), and
+// `node --test` process with its own Miniflare, STREAMS_TEST_JOBS files at a time (default 2), and
 // exits non-zero when any file fails.
 //
 // - Longest first: each file's wall time is kept in build/miniflare-durations.json, and the next run
@@ -11,8 +11,8 @@
 // - With two jobs a file's output is printed in one piece when it ends, so the output of files that
 //   ran side by side never interleaves. The totals (tests, pass, fail, skipped, todo) and the time
 //   of every file come last.
-// Two jobs are for a quiet machine: on a loaded one each file runs almost twice as slowly beside
-// another, and the timing-sensitive suites (idle teardown, page loads) start to fail.
+// STREAMS_TEST_JOBS=1 runs them one by one: on a machine already loaded by other work each file runs
+// almost twice as slowly beside another, and the timing-sensitive suites come close to their limits.
 import { spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
@@ -23,7 +23,7 @@ const DURATIONS = path.join(ROOT, "build", "miniflare-durations.json");
 const USES_BROWSER = /playwright-core|helpers\/(browser|viewer)\.mjs/;
 const COUNTS = ["tests", "pass", "fail", "cancelled", "skipped", "todo"];
 
-const jobs = Number(process.env.STREAMS_TEST_JOBS ?? 1);
+const jobs = Number(process.env.STREAMS_TEST_JOBS ?? 2);
 if (!Number.isInteger(jobs) || jobs < 1) throw new Error(`STREAMS_TEST_JOBS must be a positive integer, got ${process.env.STREAMS_TEST_JOBS}`);
 
 function testFiles(dir) {

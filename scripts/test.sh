@@ -39,5 +39,5 @@ bash scripts/build.sh
 step "client unit tests (node --test client/test)"
 node --test --test-concurrency=1 client/test/*.test.mjs
 
-step "miniflare tests (node --test per file, ${STREAMS_TEST_JOBS:-1} at a time: scripts/miniflare-tests.mjs)"
+step "miniflare tests (node --test per file, ${STREAMS_TEST_JOBS:-2} at a time: scripts/miniflare-tests.mjs)"
 node scripts/miniflare-tests.mjs
