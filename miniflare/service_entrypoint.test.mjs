@@ -94,6 +94,7 @@ test("runIdleTeardownNow (and every other non-public name) is absent from the en
   for (const method of [
     "runIdleTeardownNow",
     "simulateHibernation",
+    "memoryUsage",
     "readCoreProcessorState",
     "writeCoreProcessorState",
     "subscribeOutbound",

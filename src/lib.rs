@@ -3,6 +3,8 @@
 //! adapts it to DO SQLite and the runtime; `api` is the public surface
 //! (entrypoint and HTTP).
 
+#[cfg(target_arch = "wasm32")]
+mod alloc;
 mod api;
 mod durable;
 mod js;
