@@ -23,6 +23,11 @@ function expectRefusals(page) {
   expectConsoleError(page, /WebSocket connection to .* failed/, { repeated: true });
 }
 
+/** Saves the typed token; the page reloads with it. Listens before clicking: the reload may finish before click() returns. */
+async function saveTokenAndReload(page) {
+  await Promise.all([page.waitForEvent("load"), page.getByTestId("token-save").click()]);
+}
+
 test("a 401 makes the page ask for a token; a scoped token is kept in session storage and used on HTTP and the socket", async () => {
   const p = freshPath();
   const token = await mintToken({ secret: JWT_SECRET, ns: "default", paths: [p], ops: ["read", "append"], ttlSeconds: 600 });
@@ -31,8 +36,7 @@ test("a 401 makes the page ask for a token; a scoped token is kept in session st
   assert.match(await page.getByTestId("token-prompt").textContent(), /needs an access token/);
 
   await page.getByTestId("token-input").fill(token);
-  await page.getByTestId("token-save").click();
-  await page.waitForEvent("load");
+  await saveTokenAndReload(page);
   await waitForText(page, "stream-status", "subscribed");
   await waitForText(page, "event-count", "3");
   assert.equal(await page.getByTestId("token-prompt").count(), 0);
@@ -52,8 +56,7 @@ test("a read-only token: the page says so, and an append is refused with forbidd
   const token = await mintToken({ secret: JWT_SECRET, ns: "default", paths: [`${p}/**`], ops: ["read"], ttlSeconds: 600 });
   const page = await v.open(`/?${new URLSearchParams({ path: p })}`, { beforeGoto: expectRefusals });
   await page.getByTestId("token-input").fill(token);
-  await page.getByTestId("token-save").click();
-  await page.waitForEvent("load");
+  await saveTokenAndReload(page);
   await waitForText(page, "event-count", "3");
   assert.equal((await page.getByTestId("token-allows").textContent()).trim(), "Allows: read events, state and live updates.");
 

@@ -39,10 +39,5 @@ bash scripts/build.sh
 step "client unit tests (node --test client/test)"
 node --test --test-concurrency=1 client/test/*.test.mjs
 
-step "miniflare tests (node --test)"
-mapfile -t tests < <(find miniflare -name '*.test.mjs' -type f | sort)
-if [ "${#tests[@]}" -eq 0 ]; then
-  echo "no miniflare/**/*.test.mjs files found" >&2
-  exit 1
-fi
-node --test --test-concurrency=1 "${tests[@]}"
+step "miniflare tests (node --test per file, ${STREAMS_TEST_JOBS:-1} at a time: scripts/miniflare-tests.mjs)"
+node scripts/miniflare-tests.mjs
