@@ -214,7 +214,7 @@ test("getByName(\"Bad:/x\").getEvents({}) → invalid_namespace, every call fail
   // Control: a valid stream's SQLite holds the schema; the broken one holds none.
   const good = uniqueName();
   await call(mf, good, "getEvents", {});
-  assert.match(await sqliteBytesOf(good), /log_chunks/, "control: a valid stream has its schema on disk");
+  assert.match(await sqliteBytesOf(good), /event_chunks/, "control: a valid stream has its schema on disk");
   const badBytes = await sqliteBytesOf(bad);
   assert.doesNotMatch(badBytes, /CREATE TABLE/i, "the broken stream wrote no schema");
   assert.doesNotMatch(badBytes, /events\.iterate\.com/, "the broken stream wrote no events");

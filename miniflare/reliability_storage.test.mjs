@@ -100,30 +100,30 @@ const VARIANTS = [
 
 // Damage to the log itself, with the state gone so boot must rebuild over it. The load rule (docs/operations.md#migrations-and-state-versions): "Loading never
 // fails"; an event that cannot be reduced only advances eventCount/maxOffset. Event 4 is damaged:
-// a small one lives inline in its `log` row, a `big` one (3 slices) in `log_chunks`, described by
+// a small one lives inline in its `events` row, a `big` one (3 slices) in `event_chunks`, described by
 // its row's chunk count, byte length and checksum (docs/architecture.md#storage).
 const SLICE_OF_4 = (index) => `"offset" = 4 AND chunk_index = ${index}`;
 const LOG_VARIANTS = [
-  { id: "event-json-not-json", unreadable: true, damage: (db) => db.prepare(`UPDATE log SET json = '{' WHERE "offset" = 4`).run() },
-  { id: "event-json-not-utf8", unreadable: true, damage: (db) => db.prepare(`UPDATE log SET json = CAST(X'fffe' AS TEXT) WHERE "offset" = 4`).run() },
-  { id: "event-json-blob", unreadable: false, damage: (db) => db.prepare(`UPDATE log SET json = CAST(json AS BLOB) WHERE "offset" = 4`).run() },
-  { id: "event-deleted (gap)", gap: true, damage: (db) => db.prepare(`DELETE FROM log WHERE "offset" = 4`).run() },
+  { id: "event-json-not-json", unreadable: true, damage: (db) => db.prepare(`UPDATE events SET json = '{' WHERE "offset" = 4`).run() },
+  { id: "event-json-not-utf8", unreadable: true, damage: (db) => db.prepare(`UPDATE events SET json = CAST(X'fffe' AS TEXT) WHERE "offset" = 4`).run() },
+  { id: "event-json-blob", unreadable: false, damage: (db) => db.prepare(`UPDATE events SET json = CAST(json AS BLOB) WHERE "offset" = 4`).run() },
+  { id: "event-deleted (gap)", gap: true, damage: (db) => db.prepare(`DELETE FROM events WHERE "offset" = 4`).run() },
   // Each of these leaves JSON that still parses (the middle slice is inside one string): only the
   // row's description tells the event is not what was stored.
-  { id: "big event: middle slice missing", big: true, unreadable: true, damage: (db) => db.prepare(`DELETE FROM log_chunks WHERE ${SLICE_OF_4(1)}`).run() },
+  { id: "big event: middle slice missing", big: true, unreadable: true, damage: (db) => db.prepare(`DELETE FROM event_chunks WHERE ${SLICE_OF_4(1)}`).run() },
   {
     id: "big event: middle slice cut short",
     big: true,
     unreadable: true,
-    damage: (db) => db.prepare(`UPDATE log_chunks SET chunk_bytes = substr(chunk_bytes, 1, length(chunk_bytes) - 1) WHERE ${SLICE_OF_4(1)}`).run(),
+    damage: (db) => db.prepare(`UPDATE event_chunks SET chunk_bytes = substr(chunk_bytes, 1, length(chunk_bytes) - 1) WHERE ${SLICE_OF_4(1)}`).run(),
   },
   {
     id: "big event: middle slice altered",
     big: true,
     unreadable: true,
-    damage: (db) => db.prepare(`UPDATE log_chunks SET chunk_bytes = CAST(replace(CAST(chunk_bytes AS TEXT), 'xx', 'yz') AS BLOB) WHERE ${SLICE_OF_4(1)}`).run(),
+    damage: (db) => db.prepare(`UPDATE event_chunks SET chunk_bytes = CAST(replace(CAST(chunk_bytes AS TEXT), 'xx', 'yz') AS BLOB) WHERE ${SLICE_OF_4(1)}`).run(),
   },
-  { id: "big event: slice stored as TEXT", big: true, unreadable: false, damage: (db) => db.prepare(`UPDATE log_chunks SET chunk_bytes = CAST(chunk_bytes AS TEXT) WHERE ${SLICE_OF_4(1)}`).run() },
+  { id: "big event: slice stored as TEXT", big: true, unreadable: false, damage: (db) => db.prepare(`UPDATE event_chunks SET chunk_bytes = CAST(chunk_bytes AS TEXT) WHERE ${SLICE_OF_4(1)}`).run() },
 ];
 
 const streams = new Map(); // variant id → {name, id, logBefore, stateBefore, midway}

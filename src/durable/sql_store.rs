@@ -19,10 +19,10 @@ use streams_core::CORE_STATE_VERSION;
 
 const SCHEMA: [&str; 5] = [
     // `json` holds an event of at most one slice; a bigger one has NULL there
-    // and its slices in `log_chunks`, described by the three columns after it.
-    r#"CREATE TABLE IF NOT EXISTS log ("offset" INTEGER PRIMARY KEY, idempotency_key TEXT, json TEXT, chunk_count INTEGER, byte_length INTEGER, checksum INTEGER)"#,
-    r#"CREATE UNIQUE INDEX IF NOT EXISTS log_idempotency_key ON log (idempotency_key) WHERE idempotency_key IS NOT NULL"#,
-    r#"CREATE TABLE IF NOT EXISTS log_chunks ("offset" INTEGER NOT NULL REFERENCES log("offset"), chunk_index INTEGER NOT NULL, chunk_bytes BLOB NOT NULL, PRIMARY KEY ("offset", chunk_index)) WITHOUT ROWID"#,
+    // and its slices in `event_chunks`, described by the three columns after it.
+    r#"CREATE TABLE IF NOT EXISTS events ("offset" INTEGER PRIMARY KEY, idempotency_key TEXT, json TEXT, chunk_count INTEGER, byte_length INTEGER, checksum INTEGER)"#,
+    r#"CREATE UNIQUE INDEX IF NOT EXISTS events_idempotency_key ON events (idempotency_key) WHERE idempotency_key IS NOT NULL"#,
+    r#"CREATE TABLE IF NOT EXISTS event_chunks ("offset" INTEGER NOT NULL REFERENCES events("offset"), chunk_index INTEGER NOT NULL, chunk_bytes BLOB NOT NULL, PRIMARY KEY ("offset", chunk_index)) WITHOUT ROWID"#,
     r#"CREATE TABLE IF NOT EXISTS core_state (chunk_index INTEGER PRIMARY KEY, version INTEGER NOT NULL, chunk_bytes BLOB NOT NULL)"#,
     r#"CREATE TABLE IF NOT EXISTS runtime_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"#,
 ];
@@ -77,8 +77,8 @@ struct Connection {
     /// How many `core_state` rows exist, when known: an unchanged count lets a
     /// commit overwrite them in place instead of deleting first.
     state_rows: Cell<Option<usize>>,
-    /// Whether the first layout's tables (`events`, `event_chunks`) still hold
-    /// events not yet moved (docs/operations.md#migrations-and-state-versions).
+    /// Whether the first layout's tables (`events_v1`, `event_chunks_v1`) still
+    /// hold events not yet moved (docs/operations.md#migrations-and-state-versions).
     legacy: Cell<bool>,
 }
 
@@ -97,17 +97,29 @@ impl SqlStore {
         Self { inner: Rc::new(connection) }
     }
 
+    /// Creates the tables; a database of the first layout first has its two
+    /// event tables renamed to `events_v1` and `event_chunks_v1`, which the
+    /// migration empties and drops.
     pub fn create_schema(&self) -> Result<(), StoreError> {
+        let first_layout = first_cell(self.rows("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'events'", &[])?)
+            .and_then(|sql| sql.as_string())
+            .is_some_and(|sql| sql.contains("created_at"));
+        if first_layout {
+            self.transaction(|store| {
+                store.exec("ALTER TABLE events RENAME TO events_v1", &[])?;
+                store.exec("ALTER TABLE event_chunks RENAME TO event_chunks_v1", &[]).map(|_| ())
+            })?;
+        }
         for ddl in SCHEMA {
             self.exec(ddl, &[])?;
         }
-        self.inner.legacy.set(self.table_exists("events")?);
+        self.inner.legacy.set(self.table_exists("events_v1")?);
         Ok(())
     }
 
     /// Whether the tables exist, asked without creating them.
     pub fn has_schema(&self) -> Result<bool, StoreError> {
-        Ok(self.table_exists("log")? || self.table_exists("events")?)
+        self.table_exists("events")
     }
 
     fn table_exists(&self, name: &str) -> Result<bool, StoreError> {
@@ -173,7 +185,7 @@ impl SqlStore {
         let mut inserts = self.inner.inserts.borrow_mut();
         while inserts.len() < n {
             let rows = vec!["(?, ?, ?)"; inserts.len() + 1].join(", ");
-            inserts.push(JsString::from(format!(r#"INSERT INTO log ("offset", idempotency_key, json) VALUES {rows}"#)));
+            inserts.push(JsString::from(format!(r#"INSERT INTO events ("offset", idempotency_key, json) VALUES {rows}"#)));
         }
         inserts[n - 1].clone()
     }
@@ -244,7 +256,7 @@ impl SqlStore {
         Ok(Some(StoredEvent { offset, json: bytes.unwrap_or_else(|why| corrupt(offset, &why)) }))
     }
 
-    /// Events after `after` and before `before` from `log`, read as one
+    /// Events after `after` and before `before` from `events`, read as one
     /// concatenated string per page instead of one JS object per row.
     fn log_range(&self, after: u64, before: u64, limit: usize, max_bytes: usize) -> Result<Vec<StoredEvent>, StoreError> {
         let mut events: Vec<StoredEvent> = Vec::new();
@@ -339,7 +351,7 @@ impl SqlStore {
     /// Deletes every row of every table, and the first layout's tables (`reset`).
     pub fn delete_everything(&self) -> Result<(), StoreError> {
         self.transaction(|store| {
-            for statement in ["DELETE FROM log_chunks", "DELETE FROM log", "DELETE FROM core_state", "DELETE FROM runtime_meta", DROP_LEGACY_CHUNKS, DROP_LEGACY_EVENTS] {
+            for statement in ["DELETE FROM event_chunks", "DELETE FROM events", "DELETE FROM core_state", "DELETE FROM runtime_meta", DROP_LEGACY_CHUNKS, DROP_LEGACY_EVENTS] {
                 store.exec(statement, &[])?;
             }
             Ok(())
@@ -356,7 +368,7 @@ impl SqlStore {
         self.inner.legacy.get()
     }
 
-    /// Moves the first layout's oldest events into `log` in one transaction,
+    /// Moves the first layout's oldest events into `events` in one transaction,
     /// bytes unchanged, and drops its tables once they are empty. Returns
     /// whether more remain. Reads see every event throughout: each is in
     /// exactly one of the two layouts.
@@ -436,11 +448,11 @@ impl SqlStore {
 
 impl EventStore for SqlStore {
     fn max_offset(&self) -> Result<u64, StoreError> {
-        let log = first_cell(self.rows(r#"SELECT COALESCE(MAX("offset"), 0) FROM log"#, &[])?).map_or(0, |n| as_u64(&n));
+        let log = first_cell(self.rows(r#"SELECT COALESCE(MAX("offset"), 0) FROM events"#, &[])?).map_or(0, |n| as_u64(&n));
         if !self.inner.legacy.get() {
             return Ok(log);
         }
-        let legacy = first_cell(self.rows(r#"SELECT COALESCE(MAX("offset"), 0) FROM events"#, &[])?).map_or(0, |n| as_u64(&n));
+        let legacy = first_cell(self.rows(r#"SELECT COALESCE(MAX("offset"), 0) FROM events_v1"#, &[])?).map_or(0, |n| as_u64(&n));
         Ok(log.max(legacy))
     }
 
@@ -467,14 +479,14 @@ impl EventStore for SqlStore {
 
     fn event_at(&self, offset: u64) -> Result<Option<StoredEvent>, StoreError> {
         match self.event_where(SELECT_BY_OFFSET, js_int(offset))? {
-            None if self.inner.legacy.get() => self.legacy_event(r#"SELECT "offset" FROM events WHERE "offset" = ?"#, js_int(offset)),
+            None if self.inner.legacy.get() => self.legacy_event(r#"SELECT "offset" FROM events_v1 WHERE "offset" = ?"#, js_int(offset)),
             found => Ok(found),
         }
     }
 
     fn event_by_idempotency_key(&self, key: &str) -> Result<Option<StoredEvent>, StoreError> {
         match self.event_where(SELECT_BY_KEY, key.into())? {
-            None if self.inner.legacy.get() => self.legacy_event(r#"SELECT "offset" FROM events WHERE idempotency_key = ?"#, key.into()),
+            None if self.inner.legacy.get() => self.legacy_event(r#"SELECT "offset" FROM events_v1 WHERE idempotency_key = ?"#, key.into()),
             found => Ok(found),
         }
     }
@@ -514,7 +526,7 @@ impl EventStore for SqlStore {
 
 /// Whether a commit failed only because an idempotency key is stored already.
 pub fn is_duplicate_key(err: &StoreError) -> bool {
-    err.0.contains("UNIQUE constraint failed: log.idempotency_key")
+    err.0.contains("UNIQUE constraint failed: events.idempotency_key")
 }
 
 /// An event to write: its bytes, and the same as text when they are UTF-8.
@@ -635,28 +647,28 @@ fn corrupt(offset: u64, why: &str) -> String {
     "<damaged event>".to_owned()
 }
 
-const SELECT_BY_OFFSET: &str = r#"SELECT "offset", json, chunk_count, byte_length, checksum FROM log WHERE "offset" = ?"#;
-const SELECT_BY_KEY: &str = r#"SELECT "offset", json, chunk_count, byte_length, checksum FROM log WHERE idempotency_key = ?"#;
-const SELECT_CHUNKS: &str = r#"SELECT chunk_bytes FROM log_chunks WHERE "offset" = ? ORDER BY chunk_index"#;
-const SELECT_NEXT_OFFSET: &str = r#"SELECT "offset" FROM log WHERE "offset" > ? AND "offset" < ? ORDER BY "offset" LIMIT 1"#;
+const SELECT_BY_OFFSET: &str = r#"SELECT "offset", json, chunk_count, byte_length, checksum FROM events WHERE "offset" = ?"#;
+const SELECT_BY_KEY: &str = r#"SELECT "offset", json, chunk_count, byte_length, checksum FROM events WHERE idempotency_key = ?"#;
+const SELECT_CHUNKS: &str = r#"SELECT chunk_bytes FROM event_chunks WHERE "offset" = ? ORDER BY chunk_index"#;
+const SELECT_NEXT_OFFSET: &str = r#"SELECT "offset" FROM events WHERE "offset" > ? AND "offset" < ? ORDER BY "offset" LIMIT 1"#;
 /// Up to ?3 events after ?1 and before ?2: how many, how many hold their
 /// JSON as text, their offsets and their JSON, each joined by commas.
-const SELECT_WHOLE_PAGE: &str = r#"SELECT count(*), sum(typeof(json) = 'text'), group_concat("offset"), group_concat(json, ',') FROM (SELECT "offset", json FROM log WHERE "offset" > ?1 AND "offset" < ?2 ORDER BY "offset" LIMIT ?3)"#;
+const SELECT_WHOLE_PAGE: &str = r#"SELECT count(*), sum(typeof(json) = 'text'), group_concat("offset"), group_concat(json, ',') FROM (SELECT "offset", json FROM events WHERE "offset" > ?1 AND "offset" < ?2 ORDER BY "offset" LIMIT ?3)"#;
 /// The same, capped: how many events there are, `<offset> <bytes>` of those
 /// within the first ?4 bytes of inline JSON (−1: not inline), and that JSON
 /// joined by commas.
-const SELECT_CAPPED_PAGE: &str = r#"SELECT count(*), group_concat(CASE WHEN upto <= ?4 THEN "offset" || ' ' || len END, ','), group_concat(CASE WHEN upto <= ?4 AND len >= 0 THEN json END, ',') FROM (SELECT "offset", json, len, sum(max(len, 0)) OVER (ORDER BY "offset" ROWS UNBOUNDED PRECEDING) AS upto FROM (SELECT "offset", json, CASE WHEN typeof(json) = 'text' THEN length(CAST(json AS BLOB)) ELSE -1 END AS len FROM log WHERE "offset" > ?1 AND "offset" < ?2 ORDER BY "offset" LIMIT ?3))"#;
-const INSERT_CHUNKED: &str = r#"INSERT INTO log ("offset", idempotency_key, chunk_count, byte_length, checksum) VALUES (?, ?, ?, ?, ?)"#;
-const INSERT_CHUNK: &str = r#"INSERT INTO log_chunks ("offset", chunk_index, chunk_bytes) VALUES (?, ?, ?)"#;
+const SELECT_CAPPED_PAGE: &str = r#"SELECT count(*), group_concat(CASE WHEN upto <= ?4 THEN "offset" || ' ' || len END, ','), group_concat(CASE WHEN upto <= ?4 AND len >= 0 THEN json END, ',') FROM (SELECT "offset", json, len, sum(max(len, 0)) OVER (ORDER BY "offset" ROWS UNBOUNDED PRECEDING) AS upto FROM (SELECT "offset", json, CASE WHEN typeof(json) = 'text' THEN length(CAST(json AS BLOB)) ELSE -1 END AS len FROM events WHERE "offset" > ?1 AND "offset" < ?2 ORDER BY "offset" LIMIT ?3))"#;
+const INSERT_CHUNKED: &str = r#"INSERT INTO events ("offset", idempotency_key, chunk_count, byte_length, checksum) VALUES (?, ?, ?, ?, ?)"#;
+const INSERT_CHUNK: &str = r#"INSERT INTO event_chunks ("offset", chunk_index, chunk_bytes) VALUES (?, ?, ?)"#;
 const DELETE_STATE: &str = "DELETE FROM core_state";
 const INSERT_STATE: &str = "INSERT OR REPLACE INTO core_state (chunk_index, version, chunk_bytes) VALUES (?, ?, ?)";
-const SELECT_LEGACY_RANGE: &str = r#"SELECT c."offset", c.chunk_bytes FROM (SELECT "offset" FROM events WHERE "offset" > ? AND "offset" < ? ORDER BY "offset" LIMIT ?) e JOIN event_chunks c ON c."offset" = e."offset" ORDER BY c."offset", c.chunk_index"#;
-const SELECT_LEGACY_CHUNKS: &str = r#"SELECT chunk_bytes FROM event_chunks WHERE "offset" = ? ORDER BY chunk_index"#;
-const SELECT_LEGACY_STEP: &str = r#"SELECT e."offset", e.idempotency_key, c.chunk_bytes FROM (SELECT "offset", idempotency_key FROM events ORDER BY "offset" LIMIT ?) e LEFT JOIN event_chunks c ON c."offset" = e."offset" ORDER BY e."offset", c.chunk_index"#;
-const DELETE_LEGACY_CHUNKS: &str = r#"DELETE FROM event_chunks WHERE "offset" <= ?"#;
-const DELETE_LEGACY_EVENTS: &str = r#"DELETE FROM events WHERE "offset" <= ?"#;
-const DROP_LEGACY_CHUNKS: &str = "DROP TABLE IF EXISTS event_chunks";
-const DROP_LEGACY_EVENTS: &str = "DROP TABLE IF EXISTS events";
+const SELECT_LEGACY_RANGE: &str = r#"SELECT c."offset", c.chunk_bytes FROM (SELECT "offset" FROM events_v1 WHERE "offset" > ? AND "offset" < ? ORDER BY "offset" LIMIT ?) e JOIN event_chunks_v1 c ON c."offset" = e."offset" ORDER BY c."offset", c.chunk_index"#;
+const SELECT_LEGACY_CHUNKS: &str = r#"SELECT chunk_bytes FROM event_chunks_v1 WHERE "offset" = ? ORDER BY chunk_index"#;
+const SELECT_LEGACY_STEP: &str = r#"SELECT e."offset", e.idempotency_key, c.chunk_bytes FROM (SELECT "offset", idempotency_key FROM events_v1 ORDER BY "offset" LIMIT ?) e LEFT JOIN event_chunks_v1 c ON c."offset" = e."offset" ORDER BY e."offset", c.chunk_index"#;
+const DELETE_LEGACY_CHUNKS: &str = r#"DELETE FROM event_chunks_v1 WHERE "offset" <= ?"#;
+const DELETE_LEGACY_EVENTS: &str = r#"DELETE FROM events_v1 WHERE "offset" <= ?"#;
+const DROP_LEGACY_CHUNKS: &str = "DROP TABLE IF EXISTS event_chunks_v1";
+const DROP_LEGACY_EVENTS: &str = "DROP TABLE IF EXISTS events_v1";
 
 fn js_int(n: u64) -> JsValue {
     // Offsets, counts and checksums stay below 2^53: exact as doubles.
