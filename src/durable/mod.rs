@@ -346,6 +346,8 @@ impl Inner {
         if !self.store.has_schema().map_err(log_internal)? {
             return Err(nameless());
         }
+        // The stream exists: bring a first-layout database to the current one before reading it.
+        self.store.create_schema().map_err(log_internal)?;
         stored_name(&self.store).map_err(log_internal)?.ok_or_else(nameless)
     }
 
