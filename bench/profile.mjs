@@ -27,6 +27,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import WebSocket from "ws";
 import { COMPATIBILITY_DATE, REPO_ROOT } from "../miniflare/helpers/mf.mjs";
+import { BASELINE_WORKER } from "./baseline-worker.mjs";
 
 const { values: opts } = parseArgs({
   options: {
@@ -126,14 +127,7 @@ function startMiniflare(persistDir) {
         stream(code.worker, path.join(code.root, "build"), path.join(code.root, "build", "profile-entry.mjs")),
         stream(`${code.worker}-profile`, path.join(code.root, "build-profile"), path.join(code.root, "build-profile", "profile-entry.mjs")),
       ]),
-      {
-        name: "baseline",
-        modules: true,
-        modulesRoot: REPO_ROOT,
-        scriptPath: path.join(REPO_ROOT, "bench", "baseline-do.mjs"),
-        compatibilityDate: COMPATIBILITY_DATE,
-        durableObjects: { BASE: { className: "Baseline", useSQLite: true } },
-      },
+      BASELINE_WORKER,
       {
         name: "noop",
         modules: true,

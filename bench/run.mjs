@@ -16,6 +16,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import zlib from "node:zlib";
 import { COMPATIBILITY_DATE, REPO_ROOT } from "../miniflare/helpers/mf.mjs";
+import { BASELINE_WORKER } from "./baseline-worker.mjs";
 import { runWake } from "./wake.mjs";
 import { signJwt, claims } from "../miniflare/helpers/jwt.mjs";
 import { bundledModules } from "../miniflare/helpers/bundle.mjs";
@@ -108,14 +109,7 @@ function startMiniflare(persistDir) {
       // The same code with the test hooks on, alone in its isolate: scenario 12 reads its wasm
       // memory (`memoryUsage`), which no other scenario may have grown.
       ourWorker("streams-hooks", { STREAMS_TEST_HOOKS: "1" }),
-      {
-        name: "baseline",
-        modules: true,
-        modulesRoot: REPO_ROOT,
-        scriptPath: path.join(REPO_ROOT, "bench", "baseline-do.mjs"),
-        compatibilityDate: COMPATIBILITY_DATE,
-        durableObjects: { BASE: { className: "Baseline", useSQLite: true } },
-      },
+      BASELINE_WORKER,
       {
         name: "driver",
         modules: true,

@@ -285,8 +285,8 @@ impl SqlStore {
     fn page(&self, after: u64, before: u64, wanted: usize) -> Result<Page, StoreError> {
         let bindings = [js_int(after), js_int(before), js_int(wanted as u64)];
         // An error here is the text being too big for one value: the capped read follows.
-        if let Ok(cursor) = self.run(&self.query(SELECT_WHOLE_PAGE), &bindings.iter().collect()) {
-            if let Some(row) = Array::from(&cursor.raw()).iter().next().map(JsCast::unchecked_into::<Array>) {
+        if let Ok(rows) = self.rows(SELECT_WHOLE_PAGE, &bindings) {
+            if let Some(row) = rows.into_iter().next() {
                 let (count, texts) = (as_u64(&row.get(0)) as usize, as_u64(&row.get(1)) as usize);
                 if count == 0 {
                     return Ok(Page { events: Vec::new(), more: false });
@@ -376,22 +376,18 @@ impl SqlStore {
         if !self.inner.legacy.get() {
             return Ok(false);
         }
-        let rows = self.rows(SELECT_LEGACY_STEP, &[js_int(MIGRATION_STEP_EVENTS as u64)])?;
-        let mut moved: Vec<(u64, Option<String>, Vec<u8>)> = Vec::new();
+        let mut moved = legacy_events(self.rows(SELECT_LEGACY_STEP, &[js_int(MIGRATION_STEP_EVENTS as u64)])?);
+        // Whole events, until the step's bytes are spent (the first always moves).
         let mut bytes = 0usize;
-        for row in rows {
-            let offset = as_u64(&row.get(0));
-            // No slice at all reads as empty; an unreadable one stays undecodable.
-            let cell = row.get(2);
-            let slice = blob(&cell).unwrap_or_else(|| if cell.is_null() { Vec::new() } else { vec![0xff] });
-            let length = slice.len();
-            match moved.last_mut() {
-                Some((last, _, data)) if *last == offset => data.extend_from_slice(&slice),
-                _ if bytes > MIGRATION_STEP_BYTES => break,
-                _ => moved.push((offset, row.get(1).as_string(), slice)),
-            }
-            bytes += length;
-        }
+        let keep = moved
+            .iter()
+            .take_while(|(_, _, data)| {
+                let before = bytes;
+                bytes += data.len();
+                before <= MIGRATION_STEP_BYTES
+            })
+            .count();
+        moved.truncate(keep);
         let Some(through) = moved.last().map(|(o, _, _)| *o) else {
             return self.drop_legacy().map(|()| false);
         };
@@ -401,12 +397,7 @@ impl SqlStore {
         for delete in [DELETE_LEGACY_CHUNKS, DELETE_LEGACY_EVENTS] {
             statements.push((self.query(delete), [js_int(through)].iter().collect()));
         }
-        self.transaction(move |store| {
-            for (query, bindings) in &statements {
-                store.run(query, bindings)?;
-            }
-            Ok(())
-        })?;
+        self.run_all(statements)?;
         Ok(true)
     }
 
@@ -421,17 +412,7 @@ impl SqlStore {
 
     fn legacy_range(&self, after: u64, before: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
         let rows = self.rows(SELECT_LEGACY_RANGE, &[js_int(after), js_int(before), js_int(limit as u64)])?;
-        let mut events: Vec<(u64, Vec<u8>)> = Vec::new();
-        for row in rows {
-            let offset = as_u64(&row.get(0));
-            // An unreadable slice poisons its event (as non-UTF-8), not the read.
-            let slice = blob(&row.get(1)).unwrap_or_else(|| vec![0xff]);
-            match events.last_mut() {
-                Some((last, data)) if *last == offset => data.extend_from_slice(&slice),
-                _ => events.push((offset, slice)),
-            }
-        }
-        Ok(events.into_iter().map(|(offset, data)| StoredEvent { offset, json: String::from_utf8(data).unwrap_or_else(|_| corrupt(offset, "not UTF-8")) }).collect())
+        Ok(legacy_events(rows).into_iter().map(|(offset, _, data)| StoredEvent { offset, json: String::from_utf8(data).unwrap_or_else(|_| corrupt(offset, "not UTF-8")) }).collect())
     }
 
     fn legacy_event(&self, query: &'static str, binding: JsValue) -> Result<Option<StoredEvent>, StoreError> {
@@ -527,6 +508,24 @@ impl EventStore for SqlStore {
 /// Whether a commit failed only because an idempotency key is stored already.
 pub fn is_duplicate_key(err: &StoreError) -> bool {
     err.0.contains("UNIQUE constraint failed: events.idempotency_key")
+}
+
+/// The first layout's rows of `offset, idempotency_key, chunk_bytes`, in
+/// offset and slice order, joined into one `(offset, key, bytes)` per event.
+/// No slice at all reads as empty; an unreadable one poisons its event (as
+/// bytes that are not UTF-8), not the read.
+fn legacy_events(rows: Vec<Array>) -> Vec<(u64, Option<String>, Vec<u8>)> {
+    let mut events: Vec<(u64, Option<String>, Vec<u8>)> = Vec::new();
+    for row in rows {
+        let offset = as_u64(&row.get(0));
+        let cell = row.get(2);
+        let slice = blob(&cell).unwrap_or_else(|| if cell.is_null() { Vec::new() } else { vec![0xff] });
+        match events.last_mut() {
+            Some((last, _, data)) if *last == offset => data.extend_from_slice(&slice),
+            _ => events.push((offset, row.get(1).as_string(), slice)),
+        }
+    }
+    events
 }
 
 /// An event to write: its bytes, and the same as text when they are UTF-8.
@@ -662,7 +661,7 @@ const INSERT_CHUNKED: &str = r#"INSERT INTO events ("offset", idempotency_key, c
 const INSERT_CHUNK: &str = r#"INSERT INTO event_chunks ("offset", chunk_index, chunk_bytes) VALUES (?, ?, ?)"#;
 const DELETE_STATE: &str = "DELETE FROM core_state";
 const INSERT_STATE: &str = "INSERT OR REPLACE INTO core_state (chunk_index, version, chunk_bytes) VALUES (?, ?, ?)";
-const SELECT_LEGACY_RANGE: &str = r#"SELECT c."offset", c.chunk_bytes FROM (SELECT "offset" FROM events_v1 WHERE "offset" > ? AND "offset" < ? ORDER BY "offset" LIMIT ?) e JOIN event_chunks_v1 c ON c."offset" = e."offset" ORDER BY c."offset", c.chunk_index"#;
+const SELECT_LEGACY_RANGE: &str = r#"SELECT e."offset", e.idempotency_key, c.chunk_bytes FROM (SELECT "offset", idempotency_key FROM events_v1 WHERE "offset" > ? AND "offset" < ? ORDER BY "offset" LIMIT ?) e JOIN event_chunks_v1 c ON c."offset" = e."offset" ORDER BY e."offset", c.chunk_index"#;
 const SELECT_LEGACY_CHUNKS: &str = r#"SELECT chunk_bytes FROM event_chunks_v1 WHERE "offset" = ? ORDER BY chunk_index"#;
 const SELECT_LEGACY_STEP: &str = r#"SELECT e."offset", e.idempotency_key, c.chunk_bytes FROM (SELECT "offset", idempotency_key FROM events_v1 ORDER BY "offset" LIMIT ?) e LEFT JOIN event_chunks_v1 c ON c."offset" = e."offset" ORDER BY e."offset", c.chunk_index"#;
 const DELETE_LEGACY_CHUNKS: &str = r#"DELETE FROM event_chunks_v1 WHERE "offset" <= ?"#;
