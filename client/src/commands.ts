@@ -50,6 +50,7 @@ export function exitStatus(code: ErrorCode): number {
       return EXIT.unauthorized;
     case "not_found":
     case "method_not_allowed":
+    case "trimmed":
       return EXIT.notFound;
     case "invalid_request":
     case "invalid_event":
