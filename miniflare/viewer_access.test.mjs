@@ -97,3 +97,21 @@ test("the configure op: the page says what it allows, pause works with it and is
   await waitForMatch(page, "stream-control-error", /^forbidden: .*configure/);
   await waitForText(page, "stream-gate-status", "Active");
 });
+
+test("a token that does not cover the path: the page shows the refusal and stops asking", async () => {
+  const p = freshPath();
+  await v.api(p, "append", { event: FIRST_EVENT }, { token: API_TOKEN });
+  const elsewhere = await mintToken({ secret: JWT_SECRET, ns: "default", paths: ["/elsewhere/**"], ops: ["read"], ttlSeconds: 600 });
+  const page = await v.open(`/?${new URLSearchParams({ path: p })}`, { beforeGoto: expectRefusals });
+  await page.getByTestId("token-input").fill(elsewhere);
+  const polls = [];
+  page.on("request", (r) => new URL(r.url()).pathname === "/api/streams/runtimeState" && polls.push(r.url()));
+  expectConsoleError(page, /Failed to load resource: .* 403/, { repeated: true });
+  await saveTokenAndReload(page);
+  await page.getByTestId("stream-refused").waitFor();
+  assert.match(await page.getByTestId("stream-refused").textContent(), /forbidden: /);
+  await waitForText(page, "header-status", "refused");
+  await page.waitForTimeout(3000);
+  assert.equal(polls.length, 1, "one refused runtimeState, no retries");
+  assert.equal(await page.getByTestId("stream-status").count(), 0, "no socket opened");
+});
