@@ -395,6 +395,49 @@ impl Stream {
         Ok(s)
     }
 
+    /// Like `from_log`, and also checks the breaker's trips (docs/protocol.md#trip): `live_batches`
+    /// lists the `[first, last]` offsets of each batch a caller's append committed. After each, when
+    /// the stream is running and one of its events left the bucket below zero, the next event must be
+    /// `S/paused {reason: TRIP_REASON}` keyed `stream-paused:<first such offset>`; and every event
+    /// keyed `stream-paused:…` must be such a trip.
+    pub fn from_log_with_trips(events: &[Value], live_batches: &[(u64, u64)]) -> Result<Self, String> {
+        let mut s = Stream::new();
+        let mut due: Option<(u64, u64)> = None; // (offset the trip must land at, first deficit)
+        let mut first_deficit: Option<u64> = None;
+        for e in events {
+            let offset = e.get("offset").and_then(Value::as_u64).unwrap_or(0);
+            let key = e.get("idempotencyKey").and_then(Value::as_str);
+            if let Some((at, deficit)) = due.take() {
+                let want = format!("stream-paused:{deficit}");
+                let is_trip = e.get("type").and_then(Value::as_str) == Some(&sys("paused")) && key == Some(want.as_str())
+                    && e.pointer("/payload/reason").and_then(Value::as_str) == Some(TRIP_REASON);
+                if offset != at || !is_trip {
+                    return Err(format!("the breaker must trip at offset {at} with key {want} (first event in deficit: {deficit}); found {e}"));
+                }
+            } else if key.is_some_and(|k| k.starts_with("stream-paused:")) {
+                return Err(format!("a breaker trip at offset {offset} that no live batch called for: {e}"));
+            }
+            s.commit(e.clone()).map_err(|err| format!("offset {offset}: {err}"))?;
+            if let Some(&(first, last)) = live_batches.iter().find(|(first, last)| (*first..=*last).contains(&offset)) {
+                if offset == first {
+                    first_deficit = None;
+                }
+                if s.state.tokens < 0.0 && first_deficit.is_none() {
+                    first_deficit = Some(offset);
+                }
+                if offset == last {
+                    if let (Some(deficit), false) = (first_deficit.take(), s.state.paused) {
+                        due = Some((last + 1, deficit));
+                    }
+                }
+            }
+        }
+        if let Some((at, deficit)) = due {
+            return Err(format!("the breaker must trip at offset {at} with key stream-paused:{deficit}, but the log ends"));
+        }
+        Ok(s)
+    }
+
     fn commit(&mut self, event: Value) -> Result<(), String> {
         self.state.fold(&event)?;
         if let Some(k) = event.get("idempotencyKey").and_then(Value::as_str) {

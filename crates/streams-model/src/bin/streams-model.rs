@@ -1,8 +1,9 @@
 //! The model as a process, for the Miniflare tests (miniflare/helpers/model.mjs): one JSON request
 //! per stdin line, one JSON reply per stdout line.
 //!
-//! `{"check": {"log": [committed events…], "state": <live core state>}}` folds the log through the
-//! model and answers `{"ok": true, "state": <model state>}` or `{"ok": false, "diff": "<first difference>"}`
+//! `{"check": {"log": [committed events…], "state": <live core state>, "liveBatches": [[first, last]…]}}`
+//! folds the log through the model, checking the breaker's trip after each live batch
+//! (`Stream::from_log_with_trips`), and answers `{"ok": true, "state": <model state>}` or `{"ok": false, "diff": "<first difference>"}`
 //! (or `{"ok": false, "error": "<why the model refused the log>"}`).
 use std::io::{BufRead, Write};
 
@@ -12,7 +13,12 @@ use streams_model::{diff, Stream};
 fn answer(request: &Value) -> Value {
     let Some(check) = request.get("check") else { return json!({"ok": false, "error": "unknown request"}) };
     let log = check.get("log").and_then(Value::as_array).cloned().unwrap_or_default();
-    let stream = match Stream::from_log(&log) {
+    let batches: Vec<(u64, u64)> = check
+        .get("liveBatches")
+        .and_then(Value::as_array)
+        .map(|b| b.iter().filter_map(|r| Some((r.get(0)?.as_u64()?, r.get(1)?.as_u64()?))).collect())
+        .unwrap_or_default();
+    let stream = match Stream::from_log_with_trips(&log, &batches) {
         Ok(s) => s,
         Err(e) => return json!({"ok": false, "error": e}),
     };
