@@ -128,6 +128,7 @@ export type StreamErrorCode =
   | "offset_mismatch"
   | "stream_paused"
   | "subscriber_not_allowed"
+  | "trimmed"
   | "unauthorized";
 
 /** A batch pushed to a subscriber. */

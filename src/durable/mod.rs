@@ -5,7 +5,7 @@
 
 mod inbound;
 mod outbound;
-mod sql_store;
+mod store;
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
@@ -39,8 +39,8 @@ use crate::settings::Settings;
 use crate::stub::call_stream;
 use outbound::Links;
 use streams_core::outbound::{CommitSummary, Outbound};
-pub use sql_store::SqlStore;
-use sql_store::is_duplicate_key;
+pub use store::SqlStore;
+use store::is_duplicate_key;
 
 const SHUTTING_DOWN: &str = "stream incarnation is shutting down; retry";
 const NO_NAME: &str = "ctx.id.name is falsey - this should never happen";

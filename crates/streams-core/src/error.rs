@@ -20,11 +20,12 @@ pub enum ErrorCode {
     OffsetMismatch,
     StreamPaused,
     SubscriberNotAllowed,
+    Trimmed,
     Unauthorized,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 16] = [
         Self::BatchTooLarge,
         Self::EventTooLarge,
         Self::Forbidden,
@@ -39,6 +40,7 @@ impl ErrorCode {
         Self::OffsetMismatch,
         Self::StreamPaused,
         Self::SubscriberNotAllowed,
+        Self::Trimmed,
         Self::Unauthorized,
     ];
 
@@ -58,6 +60,7 @@ impl ErrorCode {
             Self::OffsetMismatch => "offset_mismatch",
             Self::StreamPaused => "stream_paused",
             Self::SubscriberNotAllowed => "subscriber_not_allowed",
+            Self::Trimmed => "trimmed",
             Self::Unauthorized => "unauthorized",
         }
     }

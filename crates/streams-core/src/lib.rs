@@ -20,6 +20,7 @@ pub mod state;
 pub mod store;
 pub mod subscription;
 pub mod subscriber;
+pub mod tiers;
 pub mod time;
 pub mod token;
 
