@@ -361,6 +361,12 @@ test("reduce with a supplied coreProcessorState: missing fields get initial valu
     else assertError(outcome, "invalid_request", /^coreProcessorState/, JSON.stringify(coreProcessorState));
   }
 
+  // A bad counter, whatever its kind, gets the message docs/protocol.md#errors gives.
+  for (const [field, bad] of [["eventCount", -1], ["eventCount", "x"], ["eventCount", 1.5], ["eventCount", null], ["maxOffset", -1.5], ["maxOffset", 2 ** 60]]) {
+    const outcome = await tryCall(mf, name, "reduce", { event, coreProcessorState: { [field]: bad } });
+    assertError(outcome, "invalid_request", new RegExp(`^coreProcessorState: ${field} must be an integer from 0 to 9007199254740991$`), `${field}: ${bad}`);
+  }
+
   // No pause gate on a supplied paused state.
   const paused = await call(mf, name, "reduce", { event, coreProcessorState: { paused: true, pauseReason: "m" } });
   assert.equal(paused.paused, true);

@@ -69,15 +69,15 @@ impl CoreState {
     /// Parses a state; `Err` names the first field of the wrong type.
     pub fn from_value(value: Value) -> Result<Self, String> {
         check_object_shapes(&value)?;
-        let state: Self = serde_json::from_value(value).map_err(|e| e.to_string())?;
-        // Offsets never pass MAX_SAFE_INTEGER, so neither may the counters:
-        // reducing one more event must not overflow.
-        for (field, n) in [("eventCount", state.event_count), ("maxOffset", state.max_offset)] {
-            if n > MAX_SAFE_INTEGER {
+        // Offsets never pass MAX_SAFE_INTEGER, so neither may the counters: reducing one more
+        // event must not overflow. Any other value (negative, fractional, not a number) gets the
+        // same message (docs/protocol.md#errors).
+        for field in ["eventCount", "maxOffset"] {
+            if value.get(field).is_some_and(|n| n.as_u64().is_none_or(|n| n > MAX_SAFE_INTEGER)) {
                 return Err(format!("{field} must be an integer from 0 to {MAX_SAFE_INTEGER}"));
             }
         }
-        Ok(state)
+        serde_json::from_value(value).map_err(|e| e.to_string())
     }
 
     pub fn from_json(json: &str) -> Result<Self, String> {
@@ -207,11 +207,10 @@ mod tests {
         assert_eq!(partial.namespace, "uninitialized");
         assert_eq!(partial.circuit_breaker.available_tokens, 3.0);
         assert_eq!(partial.circuit_breaker.burst_capacity, 100_000.0);
-        assert!(CoreState::from_value(json!({"eventCount": "many"})).is_err());
         for field in ["eventCount", "maxOffset"] {
-            for n in [u64::MAX, MAX_SAFE_INTEGER + 1] {
+            for n in [json!(u64::MAX), json!(MAX_SAFE_INTEGER + 1), json!(-1), json!(1.5), json!("many"), json!(null)] {
                 let err = CoreState::from_value(json!({ field: n })).unwrap_err();
-                assert_eq!(err, format!("{field} must be an integer from 0 to 9007199254740991"));
+                assert_eq!(err, format!("{field} must be an integer from 0 to 9007199254740991"), "{n}");
             }
             assert!(CoreState::from_value(json!({ field: MAX_SAFE_INTEGER })).is_ok());
         }
