@@ -9,7 +9,7 @@ use super::json::to_json_string;
 use super::limits::MAX_SAFE_INTEGER;
 
 /// Bump whenever the reducer derives state differently (docs/operations.md#migrations-and-state-versions).
-pub const CORE_STATE_VERSION: i64 = 6;
+pub const CORE_STATE_VERSION: i64 = 7;
 
 const UNINITIALIZED: &str = "uninitialized";
 
@@ -28,7 +28,10 @@ pub struct CoreState {
     pub config: StreamConfig,
     pub event_count: u64,
     pub max_offset: u64,
+    /// The first `MAX_CHILD_PATHS` immediate children; the directory lists them all.
     pub child_paths: Vec<String>,
+    /// Streams created below this path, each counted once.
+    pub child_count: u64,
     pub paused: bool,
     pub pause_reason: Option<String>,
     pub processors_by_slug: IndexMap<String, ProcessorEntry>,
@@ -50,6 +53,7 @@ impl Default for CoreState {
             event_count: 0,
             max_offset: 0,
             child_paths: Vec::new(),
+            child_count: 0,
             paused: false,
             pause_reason: None,
             processors_by_slug: IndexMap::new(),
@@ -193,7 +197,7 @@ mod tests {
             CoreState::default().to_json(),
             concat!(
                 r#"{"namespace":"uninitialized","path":"uninitialized","createdAt":"uninitialized","streamId":null,"incarnationId":"uninitialized","#,
-                r#""metadata":{},"config":{"simulatedStorageSyncDelayMs":0},"eventCount":0,"maxOffset":0,"childPaths":[],"#,
+                r#""metadata":{},"config":{"simulatedStorageSyncDelayMs":0},"eventCount":0,"maxOffset":0,"childPaths":[],"childCount":0,"#,
                 r#""paused":false,"pauseReason":null,"processorsBySlug":{},"subscriptionsByKey":{},"connectionsByKey":{},"#,
                 r#""circuitBreaker":{"availableTokens":100000,"lastRefillAtMs":null,"burstCapacity":100000,"refillRatePerMinute":6000000}}"#
             )
