@@ -20,11 +20,12 @@ pub enum ErrorCode {
     OffsetMismatch,
     StreamPaused,
     SubscriberNotAllowed,
+    SubscriptionKeyInUse,
     Unauthorized,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 16] = [
         Self::BatchTooLarge,
         Self::EventTooLarge,
         Self::Forbidden,
@@ -39,6 +40,7 @@ impl ErrorCode {
         Self::OffsetMismatch,
         Self::StreamPaused,
         Self::SubscriberNotAllowed,
+        Self::SubscriptionKeyInUse,
         Self::Unauthorized,
     ];
 
@@ -58,6 +60,7 @@ impl ErrorCode {
             Self::OffsetMismatch => "offset_mismatch",
             Self::StreamPaused => "stream_paused",
             Self::SubscriberNotAllowed => "subscriber_not_allowed",
+            Self::SubscriptionKeyInUse => "subscription_key_in_use",
             Self::Unauthorized => "unauthorized",
         }
     }

@@ -9,6 +9,7 @@ pub mod breaker;
 pub mod chunk;
 pub mod error;
 pub mod event;
+pub mod inbound;
 pub mod json;
 pub mod limits;
 pub mod name;
