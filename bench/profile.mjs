@@ -75,7 +75,7 @@ const PHASES = [
   { key: "plan", title: "validation, planning, reduction (core plan_append)", marker: /streams_core::append::plan_(append|inputs)/ },
   { key: "stateJson", title: "state JSON for the commit (CoreState::to_json)", marker: /streams_core::state::CoreState::to_json/ },
   // SqlStore::commit is inlined into Inner::commit, so the commit's own frames count as SQL too.
-  { key: "sql", title: "commit: SQL binding + exec (Inner::commit → SqlStore, sql.exec, transactionSync)", marker: /streams::durable::sql_store::|streams::durable::Inner::(try_)?commit/ },
+  { key: "sql", title: "commit: SQL binding + exec (Inner::commit → SqlStore, sql.exec, transactionSync)", marker: /streams::durable::store::|streams::durable::Inner::(try_)?commit/ },
   { key: "post", title: "post-commit (after_commit: sockets, outbound, breaker)", marker: /streams::durable::Inner::after_commit/ },
   { key: "result", title: "result conversion (from_json_text: JSON.parse of the reply)", marker: /streams::js::from_json_text/ },
 ];

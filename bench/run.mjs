@@ -93,7 +93,7 @@ function startMiniflare(persistDir) {
     durableObjectsPersist: persistDir,
     workers: [
       // Production-like: no test hooks; the only allowed subscriber is scenario 10's processor.
-      ourWorker("streams", { STREAM_SUBSCRIBER_BINDINGS: "PROCESSOR" }, {
+      ourWorker("streams", { STREAM_SUBSCRIBER_BINDINGS: "PROCESSOR", STREAMS_OPEN_ACCESS: "true" }, {
         PROCESSOR: { className: "BenchProcessor", scriptName: "processors", useSQLite: true },
       }),
       {
@@ -610,7 +610,7 @@ Notes:
   a fresh stream per round, after the same untimed warm-up appends. Baseline "n/a": the baseline
   DO has no subscriptions. For scale: row 1's mean is a single append with no subscriber.
 - Scoped tokens (9): the driver sends ${CFG.tokenN} public HTTP requests per round through two service
-  bindings to the same worker code, one with no credentials configured and one with
+  bindings to the same worker code, one open (no credentials, \`STREAMS_OPEN_ACCESS\`) and one with
   \`STREAMS_JWT_SECRET\` and a bearer JWT, in alternating blocks of 200, to a route that does not exist:
   both answer 404 before any Durable Object, so the difference per request is the credential check
   (HMAC-SHA256, claims parsing, reading the extra settings). The cost is the median over every pair

@@ -12,7 +12,9 @@ export STREAMS_DEV_BUILD=1
 # wrangler runs as a child (not exec'd, not through npx) so that a SIGTERM or SIGINT sent to this
 # script, or to `npm run dev`, reaches it: wrangler's launcher passes it on, and wrangler stops
 # workerd and frees the port. `<&0` keeps the terminal as wrangler's stdin for its hotkeys.
-node node_modules/wrangler/bin/wrangler.js dev --ip 127.0.0.1 "$@" <&0 &
+# STREAMS_OPEN_ACCESS opens the API while no token or JWT secret is configured: for local development
+# only, so it is set here and never in wrangler.toml (docs/access.md#closed-by-default).
+node node_modules/wrangler/bin/wrangler.js dev --ip 127.0.0.1 --var STREAMS_OPEN_ACCESS:true "$@" <&0 &
 wrangler=$!
 trap 'kill -TERM "$wrangler" 2>/dev/null || true' TERM INT HUP
 # `wait` returns early when a trapped signal arrives: wait until wrangler has really exited.

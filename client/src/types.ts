@@ -129,6 +129,7 @@ export type StreamErrorCode =
   | "stream_paused"
   | "subscriber_not_allowed"
   | "subscription_key_in_use"
+  | "trimmed"
   | "unauthorized";
 
 /** A batch pushed to a subscriber. */

@@ -6,7 +6,9 @@
 //
 // Workers in the one Miniflare:
 //   streams  src/entry.mjs (+ build/), DO STREAM (Stream, SQLite), ECHO_HOST -> echo's EchoHost,
-//            vars STREAMS_TEST_HOOKS=1, STREAM_REDIAL_BASE_MS=200, STREAM_SUBSCRIBER_BINDINGS=ECHO_HOST.
+//            vars STREAMS_TEST_HOOKS=1, STREAM_REDIAL_BASE_MS=200, STREAM_SUBSCRIBER_BINDINGS=ECHO_HOST,
+//            STREAMS_OPEN_ACCESS=true (the API is closed by default; tests of the closed default pass
+//            `{bindings: {STREAMS_OPEN_ACCESS: undefined}}`).
 //            It is the first worker, so mf.dispatchFetch() reaches its fetch handler.
 //   client   miniflare/helpers/client-worker.mjs: makes RPC calls from inside workerd and returns
 //            JSON, so error messages survive (errors thrown through Miniflare's Node proxy lose their message).
@@ -28,6 +30,8 @@ export const DEFAULT_BINDINGS = Object.freeze({
   STREAMS_TEST_HOOKS: "1",
   STREAM_REDIAL_BASE_MS: "200",
   STREAM_SUBSCRIBER_BINDINGS: "ECHO_HOST",
+  // As `npm run dev`: with no token or JWT secret configured, the API is open (docs/access.md#closed-by-default).
+  STREAMS_OPEN_ACCESS: "true",
 });
 
 export const MODULES_RULES = [

@@ -1,6 +1,6 @@
 //! Access control on public HTTP, wired to the configuration: the master and
-//! admin tokens, scoped tokens (`STREAMS_JWT_SECRET`, `…_PREVIOUS`) and CORS
-//! (`STREAMS_CORS_ORIGINS`). The decisions are in `core::access`.
+//! admin tokens, scoped tokens (`STREAMS_JWT_SECRET`, `…_PREVIOUS`), CORS
+//! (`STREAMS_CORS_ORIGINS`) and the open-API switch (`STREAMS_OPEN_ACCESS`). The decisions are in `core::access`.
 
 use worker::{Env, Headers, Response, ResponseBuilder};
 
@@ -20,6 +20,7 @@ pub struct Gate {
     api_token: Option<String>,
     admin_token: Option<String>,
     jwt_secrets: Vec<String>,
+    open_access: bool,
     pub cors: Option<CorsOrigins>,
 }
 
@@ -30,6 +31,7 @@ impl Gate {
             api_token: set("STREAMS_API_TOKEN"),
             admin_token: set("STREAMS_ADMIN_TOKEN"),
             jwt_secrets: ["STREAMS_JWT_SECRET", "STREAMS_JWT_SECRET_PREVIOUS"].into_iter().filter_map(set).collect(),
+            open_access: text(env, "STREAMS_OPEN_ACCESS").as_deref() == Some("true"),
             cors: set("STREAMS_CORS_ORIGINS").and_then(|list| CorsOrigins::parse(&list)),
         }
     }
@@ -39,6 +41,7 @@ impl Gate {
             api_token: self.api_token.as_deref(),
             admin_token: self.admin_token.as_deref(),
             jwt_secrets: self.jwt_secrets.iter().map(String::as_bytes).collect(),
+            open_access: self.open_access,
         }
     }
 

@@ -2,8 +2,11 @@
 //! (see `token`) and the CORS origin list. Pure; the HTTP layer reads the
 //! configuration and the request and applies the answers.
 
+use serde_json::{Map, Value};
+
 use super::error::{ErrorCode, StreamError, StreamResult};
 use super::name::{quote, StreamName};
+use super::rpc::StreamMethod;
 use super::token::{verify, Claims, Op};
 
 /// The credentials the deployment configures; empty values count as unset.
@@ -13,23 +16,30 @@ pub struct AccessKeys<'a> {
     pub admin_token: Option<&'a str>,
     /// The current JWT secret first, then the previous one during a rotation.
     pub jwt_secrets: Vec<&'a [u8]>,
+    /// `STREAMS_OPEN_ACCESS = "true"`: with no API token and no JWT secret,
+    /// every request is let in (local development) instead of refused.
+    pub open_access: bool,
 }
 
 /// What an authenticated request may do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Access {
-    /// The API or admin token, or no credentials configured at all.
+    /// The API or admin token, or an open API (`STREAMS_OPEN_ACCESS` with no credentials configured).
     Full,
     Scoped(Claims),
 }
 
 const MISSING: &str = "missing or invalid bearer token";
+/// docs/access.md#closed-by-default
+pub const CLOSED: &str =
+    "the API is closed: set STREAMS_API_TOKEN or STREAMS_JWT_SECRET (or STREAMS_OPEN_ACCESS=\"true\" for local development)";
 
 impl Access {
     /// `bearer` is the `Authorization: Bearer` value; `query_token` the
     /// `access_token` parameter, which only the subscribe route passes and
-    /// which can only carry a scoped token. Access is open only while neither
-    /// `api_token` nor a JWT secret is set.
+    /// which can only carry a scoped token. While neither `api_token` nor a
+    /// JWT secret is set, the API is closed (only the admin token gets in)
+    /// unless `open_access` opens it.
     pub fn authenticate(keys: &AccessKeys, bearer: Option<&str>, query_token: Option<&str>, now_ms: f64) -> StreamResult<Self> {
         let master = [keys.api_token, keys.admin_token].into_iter().flatten();
         if let Some(bearer) = bearer {
@@ -39,7 +49,7 @@ impl Access {
             }
         }
         if keys.api_token.is_none() && keys.jwt_secrets.is_empty() {
-            return Ok(Self::Full);
+            return if keys.open_access { Ok(Self::Full) } else { Err(StreamError::new(ErrorCode::Unauthorized, CLOSED)) };
         }
         match bearer.or(query_token) {
             Some(token) if !keys.jwt_secrets.is_empty() && looks_like_jwt(token) => {
@@ -53,6 +63,14 @@ impl Access {
         match self {
             Self::Full => Ok(()),
             Self::Scoped(claims) => claims.allow_op(op),
+        }
+    }
+
+    /// A scoped token needs `configure` to append a control event (docs/access.md#operations).
+    pub fn allow_control_events(&self, method: StreamMethod, args: &Map<String, Value>) -> StreamResult<()> {
+        match self {
+            Self::Full => Ok(()),
+            Self::Scoped(claims) => claims.allow_control_events(method, args),
         }
     }
 
@@ -134,7 +152,12 @@ mod tests {
     use super::*;
 
     fn keys<'a>(api: Option<&'a str>, admin: Option<&'a str>, secrets: &[&'a [u8]]) -> AccessKeys<'a> {
-        AccessKeys { api_token: api, admin_token: admin, jwt_secrets: secrets.to_vec() }
+        AccessKeys { api_token: api, admin_token: admin, jwt_secrets: secrets.to_vec(), open_access: false }
+    }
+
+    fn open(mut keys: AccessKeys<'_>) -> AccessKeys<'_> {
+        keys.open_access = true;
+        keys
     }
 
     fn code(result: StreamResult<Access>) -> (ErrorCode, String) {
@@ -143,13 +166,21 @@ mod tests {
     }
 
     #[test]
-    fn open_only_while_nothing_is_configured() {
-        assert_eq!(Access::authenticate(&keys(None, None, &[]), None, None, 0.0), Ok(Access::Full));
-        // The admin token alone does not close the API (reset/kill check it separately).
-        assert_eq!(Access::authenticate(&keys(None, Some("adm"), &[]), None, None, 0.0), Ok(Access::Full));
+    fn closed_unless_configured_or_explicitly_open() {
+        let closed = (ErrorCode::Unauthorized, CLOSED.to_owned());
+        assert_eq!(code(Access::authenticate(&keys(None, None, &[]), None, None, 0.0)), closed);
+        assert_eq!(code(Access::authenticate(&keys(None, None, &[]), Some("guess"), Some("a.b.c"), 0.0)), closed);
+        // The admin token alone keeps the API closed to everyone else, but itself gets in.
+        assert_eq!(code(Access::authenticate(&keys(None, Some("adm"), &[]), None, None, 0.0)), closed);
+        assert_eq!(Access::authenticate(&keys(None, Some("adm"), &[]), Some("adm"), None, 0.0), Ok(Access::Full));
+        // STREAMS_OPEN_ACCESS opens only an API with no credentials configured.
+        assert_eq!(Access::authenticate(&open(keys(None, None, &[])), None, None, 0.0), Ok(Access::Full));
+        assert_eq!(Access::authenticate(&open(keys(None, Some("adm"), &[])), None, None, 0.0), Ok(Access::Full));
         let missing = (ErrorCode::Unauthorized, MISSING.to_owned());
         assert_eq!(code(Access::authenticate(&keys(Some("a"), None, &[]), None, None, 0.0)), missing);
         assert_eq!(code(Access::authenticate(&keys(None, None, &[b"s"]), None, None, 0.0)), missing);
+        assert_eq!(code(Access::authenticate(&open(keys(Some("a"), None, &[])), None, None, 0.0)), missing);
+        assert_eq!(code(Access::authenticate(&open(keys(None, None, &[b"s"])), None, None, 0.0)), missing);
     }
 
     #[test]

@@ -21,11 +21,12 @@ pub enum ErrorCode {
     StreamPaused,
     SubscriberNotAllowed,
     SubscriptionKeyInUse,
+    Trimmed,
     Unauthorized,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 17] = [
         Self::BatchTooLarge,
         Self::EventTooLarge,
         Self::Forbidden,
@@ -41,6 +42,7 @@ impl ErrorCode {
         Self::StreamPaused,
         Self::SubscriberNotAllowed,
         Self::SubscriptionKeyInUse,
+        Self::Trimmed,
         Self::Unauthorized,
     ];
 
@@ -61,6 +63,7 @@ impl ErrorCode {
             Self::StreamPaused => "stream_paused",
             Self::SubscriberNotAllowed => "subscriber_not_allowed",
             Self::SubscriptionKeyInUse => "subscription_key_in_use",
+            Self::Trimmed => "trimmed",
             Self::Unauthorized => "unauthorized",
         }
     }

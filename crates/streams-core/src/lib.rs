@@ -15,12 +15,14 @@ pub mod limits;
 pub mod name;
 pub mod outbound;
 pub mod payload;
+pub mod read;
 pub mod reducer;
 pub mod rpc;
 pub mod state;
 pub mod store;
 pub mod subscription;
 pub mod subscriber;
+pub mod tiers;
 pub mod time;
 pub mod token;
 

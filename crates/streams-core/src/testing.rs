@@ -38,6 +38,8 @@ pub struct MemStore {
     pub commits: Cell<u32>,
     /// Events returned by `read_range`, to bound what a reader scans.
     pub rows_read: Cell<usize>,
+    /// How many point reads (`event_at`) were made.
+    pub point_reads: Cell<u32>,
 }
 
 impl MemStore {
@@ -101,6 +103,7 @@ impl EventStore for MemStore {
     }
 
     fn event_at(&self, offset: u64) -> Result<Option<StoredEvent>, StoreError> {
+        self.point_reads.set(self.point_reads.get() + 1);
         Ok(self.events.borrow().get(&offset).map(|(_, json)| StoredEvent { offset, json: json.clone() }))
     }
 

@@ -1,0 +1,349 @@
+//! The hot tier: events as rows of `events` (inline JSON, or a described row plus slices in
+//! `event_chunks`), page and point reads, and the state snapshot in `core_state`
+//! (docs/architecture.md#storage).
+
+use js_sys::{Array, JsString, Uint8Array};
+use wasm_bindgen::JsValue;
+
+use streams_core::chunk::{chunks, ChunkSummary};
+use streams_core::limits::EVENT_CHUNK_SIZE;
+use streams_core::store::{StoreError, StoredEvent};
+use streams_core::CORE_STATE_VERSION;
+
+use super::{as_u64, blob, corrupt, js_int, SqlStore, Statement};
+
+/// Bound parameters per statement (the platform's limit) and so rows per
+/// multi-row INSERT of inline events, three parameters each.
+const MAX_PARAMETERS: usize = 100;
+pub(super) const INLINE_ROWS_PER_INSERT: usize = MAX_PARAMETERS / 3;
+/// A capped page read concatenates at most this much JSON in one SQL value:
+/// well under the platform's 2 MB cap on a value (`SQLITE_TOOBIG`).
+const PAGE_TEXT_BYTES: usize = 1024 * 1024;
+
+impl SqlStore {
+    /// The multi-row INSERT of `n` inline events.
+    fn insert_inline(&self, n: usize) -> JsString {
+        let mut inserts = self.inner.inserts.borrow_mut();
+        while inserts.len() < n {
+            let rows = vec!["(?, ?, ?)"; inserts.len() + 1].join(", ");
+            inserts.push(JsString::from(format!(r#"INSERT INTO events ("offset", idempotency_key, json) VALUES {rows}"#)));
+        }
+        inserts[n - 1].clone()
+    }
+
+    /// Statements that insert events: inline ones several to a statement,
+    /// bigger ones (or bytes that are not UTF-8) as a described row plus slices.
+    pub(super) fn push_events(&self, statements: &mut Vec<Statement>, events: &[Row<'_>]) {
+        let inline: Vec<(&Row<'_>, &str)> = events.iter().filter_map(|row| Some((row, row.inline_text()?))).collect();
+        for group in inline.chunks(INLINE_ROWS_PER_INSERT) {
+            let bindings = Array::new();
+            for (row, text) in group {
+                bindings.push(&js_int(row.offset));
+                bindings.push(&row.key.map_or(JsValue::NULL, JsValue::from_str));
+                bindings.push(&JsValue::from_str(text));
+            }
+            statements.push((self.insert_inline(group.len()), bindings));
+        }
+        for row in events.iter().filter(|row| row.inline_text().is_none()) {
+            let summary = ChunkSummary::of(row.bytes);
+            let described = [js_int(row.offset), row.key.map_or(JsValue::NULL, JsValue::from_str), js_int(summary.count), js_int(summary.byte_length), js_int(summary.checksum.into())];
+            statements.push((self.query(INSERT_CHUNKED), described.iter().collect()));
+            for (index, chunk) in chunks(row.bytes).into_iter().enumerate() {
+                statements.push((self.query(INSERT_CHUNK), [js_int(row.offset), js_int(index as u64), Uint8Array::from(chunk).into()].iter().collect()));
+            }
+        }
+    }
+
+    /// Replaces every `core_state` row with the chunks of `state_json`.
+    fn push_state(&self, statements: &mut Vec<Statement>, state_json: &str) {
+        let parts = chunks(state_json.as_bytes());
+        if self.inner.state_rows.get() != Some(parts.len()) {
+            statements.push((self.query(DELETE_STATE), Array::new()));
+        }
+        for (index, chunk) in parts.into_iter().enumerate() {
+            let row = [js_int(index as u64), JsValue::from_f64(CORE_STATE_VERSION as f64), Uint8Array::from(chunk).into()];
+            statements.push((self.query(INSERT_STATE), row.iter().collect()));
+        }
+    }
+
+    pub(super) fn commit_state(&self, mut statements: Vec<Statement>, state_json: Option<&str>) -> Result<(), StoreError> {
+        if let Some(json) = state_json {
+            self.push_state(&mut statements, json);
+        }
+        self.run_all(statements)?;
+        if let Some(json) = state_json {
+            self.inner.state_rows.set(Some(chunks(json.as_bytes()).len()));
+        }
+        Ok(())
+    }
+
+    /// The event in the row matched by `query` (by offset or by key), its
+    /// slices checked against the row's description. `None` when no row matches.
+    pub(super) fn event_where(&self, query: &'static str, binding: JsValue) -> Result<Option<StoredEvent>, StoreError> {
+        let Some(row) = self.rows(query, &[binding])?.into_iter().next() else { return Ok(None) };
+        let offset = as_u64(&row.get(0));
+        let json = row.get(1);
+        if let Some(text) = json.as_string() {
+            return Ok(Some(StoredEvent { offset, json: text }));
+        }
+        let bytes = if json.is_null() {
+            let summary = ChunkSummary { count: as_u64(&row.get(2)), byte_length: as_u64(&row.get(3)), checksum: as_u64(&row.get(4)) as u32 };
+            let slices = self.rows(SELECT_CHUNKS, &[js_int(offset)])?.into_iter().map(|r| blob(&r.get(0))).collect::<Option<Vec<_>>>();
+            slices.ok_or_else(|| "a slice is not a BLOB".to_owned()).and_then(|s| summary.verify(s))
+        } else {
+            // A BLOB where the text belongs still carries the bytes.
+            blob(&json).ok_or_else(|| "not TEXT".to_owned()).and_then(|b| String::from_utf8(b).map_err(|_| "not UTF-8".into()))
+        };
+        Ok(Some(StoredEvent { offset, json: bytes.unwrap_or_else(|why| corrupt(offset, &why)) }))
+    }
+
+    /// Events after `after` and before `before` from `events`, read as one
+    /// concatenated string per page instead of one JS object per row.
+    pub(super) fn log_range(&self, after: u64, before: u64, limit: usize, max_bytes: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut events: Vec<StoredEvent> = Vec::new();
+        let mut bytes = 0usize;
+        let mut after = after;
+        while events.len() < limit {
+            let page = self.page(after, before, limit - events.len())?;
+            for event in page.events {
+                if !events.is_empty() && bytes + event.json.len() > max_bytes {
+                    return Ok(events);
+                }
+                bytes += event.json.len();
+                after = event.offset;
+                events.push(event);
+            }
+            if !page.more {
+                break;
+            }
+        }
+        Ok(events)
+    }
+
+    /// Up to `wanted` events after `after`: the whole page as one string when
+    /// every row holds its JSON and the text fits one SQL value, else a page
+    /// capped in bytes that reads other rows one by one.
+    fn page(&self, after: u64, before: u64, wanted: usize) -> Result<Page, StoreError> {
+        let bindings = [js_int(after), js_int(before), js_int(wanted as u64)];
+        // An error here is the text being too big for one value: the capped read follows.
+        if let Ok(rows) = self.rows(SELECT_WHOLE_PAGE, &bindings) {
+            if let Some(row) = rows.into_iter().next() {
+                let (count, texts) = (as_u64(&row.get(0)) as usize, as_u64(&row.get(1)) as usize);
+                if count == 0 {
+                    return Ok(Page { events: Vec::new(), more: false });
+                }
+                let (offsets, text) = (row.get(2).as_string().unwrap_or_default(), row.get(3).as_string().unwrap_or_default());
+                if let Some(events) = (texts == count).then(|| split_whole_page(&offsets, &text)).flatten() {
+                    return Ok(Page { more: events.len() == wanted, events });
+                }
+            }
+        }
+        self.capped_page(after, before, wanted)
+    }
+
+    fn capped_page(&self, after: u64, before: u64, wanted: usize) -> Result<Page, StoreError> {
+        let row = self.rows(SELECT_CAPPED_PAGE, &[js_int(after), js_int(before), js_int(wanted as u64), js_int(PAGE_TEXT_BYTES as u64)])?;
+        let Some(row) = row.into_iter().next() else { return Ok(Page { events: Vec::new(), more: false }) };
+        let fetched = as_u64(&row.get(0)) as usize;
+        let (lengths, text) = (row.get(1).as_string().unwrap_or_default(), row.get(2).as_string().unwrap_or_default());
+        let mut events = Vec::new();
+        for entry in split_page(&lengths, &text).unwrap_or_default() {
+            let event = match entry {
+                PageEntry::Inline(offset, json) => StoredEvent { offset, json: json.to_owned() },
+                PageEntry::Elsewhere(offset) => match self.event_where(SELECT_BY_OFFSET, js_int(offset))? {
+                    Some(event) => event,
+                    None => return Ok(Page { events, more: false }),
+                },
+            };
+            events.push(event);
+        }
+        if events.is_empty() && fetched > 0 {
+            // The page's order could not be trusted, or its first event alone
+            // is over the page size: take one event row by row.
+            let Some(next) = self.rows(SELECT_NEXT_OFFSET, &[js_int(after), js_int(before)])?.into_iter().next() else {
+                return Ok(Page { events, more: false });
+            };
+            events.extend(self.event_where(SELECT_BY_OFFSET, next.get(0))?);
+            return Ok(Page { more: !events.is_empty(), events });
+        }
+        Ok(Page { more: !(events.len() == fetched && fetched < wanted) && !events.is_empty(), events })
+    }
+}
+
+/// An event to write: its bytes, and the same as text when they are UTF-8.
+pub(super) struct Row<'a> {
+    pub offset: u64,
+    pub key: Option<&'a str>,
+    pub bytes: &'a [u8],
+    pub text: Option<&'a str>,
+}
+
+impl<'a> Row<'a> {
+    /// The text stored inline in the event's own row: UTF-8 of at most one slice.
+    fn inline_text(&self) -> Option<&'a str> {
+        self.text.filter(|t| t.len() <= EVENT_CHUNK_SIZE)
+    }
+}
+
+/// Events read for one page, and whether the log may go on after them.
+struct Page {
+    events: Vec<StoredEvent>,
+    more: bool,
+}
+
+/// Splits a page read by `SELECT_WHOLE_PAGE`: `offsets` joined by commas
+/// and `text`, every row's JSON object joined by commas. `None` unless the
+/// offsets ascend and the text splits at its top-level commas into exactly
+/// one object per offset, since SQLite does not promise `group_concat`'s order.
+fn split_whole_page(offsets: &str, text: &str) -> Option<Vec<StoredEvent>> {
+    let mut previous = 0u64;
+    let mut events = Vec::new();
+    let mut objects = split_objects(text)?.into_iter();
+    for offset in offsets.split(',') {
+        let offset: u64 = offset.parse().ok()?;
+        if offset <= previous {
+            return None;
+        }
+        previous = offset;
+        events.push(StoredEvent { offset, json: objects.next()?.to_owned() });
+    }
+    objects.next().is_none().then_some(events)
+}
+
+/// The JSON objects of `text`, objects joined by commas, split at the commas
+/// outside them; `None` when `text` is not such a list.
+fn split_objects(text: &str) -> Option<Vec<&str>> {
+    let mut objects = Vec::new();
+    let (mut depth, mut in_string, mut escaped, mut start) = (0usize, false, false, 0usize);
+    for (i, byte) in text.bytes().enumerate() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.checked_sub(1)?,
+            b',' if depth == 0 => {
+                objects.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if in_string || depth != 0 {
+        return None;
+    }
+    objects.push(&text[start..]);
+    objects.iter().all(|o| o.starts_with('{') && o.ends_with('}')).then_some(objects)
+}
+
+/// One event of a page: its JSON within the page's text, or only its offset
+/// when it lives elsewhere (in slices, or a cell that is not TEXT).
+enum PageEntry<'a> {
+    Inline(u64, &'a str),
+    Elsewhere(u64),
+}
+
+/// Splits a page read by `SELECT_CAPPED_PAGE`: `lengths` lists `<offset> <bytes>`
+/// (−1 bytes: not inline) and `text` is the inline JSON joined by commas.
+/// `None` unless the offsets ascend and the lengths cover `text` exactly,
+/// since SQLite does not promise `group_concat`'s order.
+fn split_page<'a>(lengths: &str, text: &'a str) -> Option<Vec<PageEntry<'a>>> {
+    let mut entries = Vec::new();
+    let mut at = 0usize;
+    let mut previous = 0u64;
+    for item in lengths.split(',').filter(|s| !s.is_empty()) {
+        let (offset, length) = item.split_once(' ')?;
+        let offset: u64 = offset.parse().ok()?;
+        if offset <= previous {
+            return None;
+        }
+        previous = offset;
+        if length == "-1" {
+            entries.push(PageEntry::Elsewhere(offset));
+            continue;
+        }
+        let length: usize = length.parse().ok()?;
+        if at > 0 {
+            text.get(at..at + 1).filter(|c| *c == ",")?;
+            at += 1;
+        }
+        entries.push(PageEntry::Inline(offset, text.get(at..at + length)?));
+        at += length;
+    }
+    (at == text.len()).then_some(entries)
+}
+pub(super) const SELECT_BY_OFFSET: &str = r#"SELECT "offset", json, chunk_count, byte_length, checksum FROM events WHERE "offset" = ?"#;
+pub(super) const SELECT_BY_KEY: &str = r#"SELECT "offset", json, chunk_count, byte_length, checksum FROM events WHERE idempotency_key = ?"#;
+const SELECT_CHUNKS: &str = r#"SELECT chunk_bytes FROM event_chunks WHERE "offset" = ? ORDER BY chunk_index"#;
+const SELECT_NEXT_OFFSET: &str = r#"SELECT "offset" FROM events WHERE "offset" > ? AND "offset" < ? ORDER BY "offset" LIMIT 1"#;
+/// Up to ?3 events after ?1 and before ?2: how many, how many hold their
+/// JSON as text, their offsets and their JSON, each joined by commas.
+const SELECT_WHOLE_PAGE: &str = r#"SELECT count(*), sum(typeof(json) = 'text'), group_concat("offset"), group_concat(json, ',') FROM (SELECT "offset", json FROM events WHERE "offset" > ?1 AND "offset" < ?2 ORDER BY "offset" LIMIT ?3)"#;
+/// The same, capped: how many events there are, `<offset> <bytes>` of those
+/// within the first ?4 bytes of inline JSON (−1: not inline), and that JSON
+/// joined by commas.
+const SELECT_CAPPED_PAGE: &str = r#"SELECT count(*), group_concat(CASE WHEN upto <= ?4 THEN "offset" || ' ' || len END, ','), group_concat(CASE WHEN upto <= ?4 AND len >= 0 THEN json END, ',') FROM (SELECT "offset", json, len, sum(max(len, 0)) OVER (ORDER BY "offset" ROWS UNBOUNDED PRECEDING) AS upto FROM (SELECT "offset", json, CASE WHEN typeof(json) = 'text' THEN length(CAST(json AS BLOB)) ELSE -1 END AS len FROM events WHERE "offset" > ?1 AND "offset" < ?2 ORDER BY "offset" LIMIT ?3))"#;
+const INSERT_CHUNKED: &str = r#"INSERT INTO events ("offset", idempotency_key, chunk_count, byte_length, checksum) VALUES (?, ?, ?, ?, ?)"#;
+const INSERT_CHUNK: &str = r#"INSERT INTO event_chunks ("offset", chunk_index, chunk_bytes) VALUES (?, ?, ?)"#;
+const DELETE_STATE: &str = "DELETE FROM core_state";
+const INSERT_STATE: &str = "INSERT OR REPLACE INTO core_state (chunk_index, version, chunk_bytes) VALUES (?, ?, ?)";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offsets(entries: &[PageEntry<'_>]) -> Vec<(u64, Option<String>)> {
+        entries
+            .iter()
+            .map(|e| match e {
+                PageEntry::Inline(o, json) => (*o, Some((*json).to_owned())),
+                PageEntry::Elsewhere(o) => (*o, None),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_page_splits_by_its_lengths() {
+        let page = split_page("1 7,2 -1,3 2", r#"{"a":1},{}"#).unwrap();
+        assert_eq!(offsets(&page), vec![(1, Some(r#"{"a":1}"#.into())), (2, None), (3, Some("{}".into()))]);
+        assert_eq!(offsets(&split_page("", "").unwrap()), vec![]);
+        assert_eq!(offsets(&split_page("4 -1", "").unwrap()), vec![(4, None)]);
+    }
+
+    #[test]
+    fn a_whole_page_splits_at_the_commas_between_objects() {
+        let text = r#"{"a":[1,{"b":"x,}]\\\"{"}]},{},{"c":","}"#;
+        let events = split_whole_page("3,5,9", text).unwrap();
+        assert_eq!(events.iter().map(|e| e.offset).collect::<Vec<_>>(), vec![3, 5, 9]);
+        assert_eq!(events.iter().map(|e| e.json.as_str()).collect::<Vec<_>>(), vec![r#"{"a":[1,{"b":"x,}]\\\"{"}]}"#, "{}", r#"{"c":","}"#]);
+        assert_eq!(events.iter().map(|e| e.json.as_str()).collect::<Vec<_>>().join(","), text);
+    }
+
+    #[test]
+    fn a_whole_page_that_does_not_split_one_object_per_offset_is_refused() {
+        assert!(split_whole_page("1,2", "{},{},{}").is_none(), "more objects than offsets");
+        assert!(split_whole_page("1,2,3", "{},{}").is_none(), "fewer objects than offsets");
+        assert!(split_whole_page("2,1", "{},{}").is_none(), "descending offsets");
+        assert!(split_whole_page("1,2", "{,{}").is_none(), "unbalanced");
+        assert!(split_whole_page("1", "<damaged>").is_none(), "not an object");
+        assert!(split_whole_page("1,2", r#"{"s":"},{"}"#).is_none(), "a comma inside a string does not split");
+        assert!(split_whole_page("1", "{}]").is_none());
+    }
+
+    #[test]
+    fn a_page_out_of_order_or_not_covering_its_text_is_refused() {
+        assert!(split_page("2 2,1 2", "{},{}").is_none(), "descending offsets");
+        assert!(split_page("1 2,2 2", "{},{},{}").is_none(), "text left over");
+        assert!(split_page("1 2,2 3", "{},{}").is_none(), "text too short");
+        assert!(split_page("1 2,2 2", "{};{}").is_none(), "not comma-separated");
+        assert!(split_page("1 x", "{}").is_none());
+        assert!(split_page("1 1", "é").is_none(), "inside a character");
+    }
+}
