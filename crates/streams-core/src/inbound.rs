@@ -46,16 +46,13 @@ pub const SCAN_PAGES_PER_STEP: usize = 10;
 pub const IDENTITY_HEADER: &str = "x-streams-socket-identity";
 
 /// Who opened a socket, as far as its key and its lifetime are concerned.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct SocketIdentity {
     /// A digest of the `sub` claim (or, without one, of the token). `None`:
     /// the API or admin token, an open API or a service binding, which may
     /// take any key.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
     /// The token's `exp`, in milliseconds since the epoch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at_ms: Option<f64>,
 }
 
@@ -75,17 +72,19 @@ impl SocketIdentity {
         }
     }
 
-    /// The header value; `None` for a full-access identity (no header).
+    /// The header value, `<owner digest> <exp in ms>`; `None` for full access (no header).
     pub fn to_header(&self) -> Option<String> {
-        (*self != Self::default()).then(|| to_json_string(self).unwrap_or_default())
+        let owner = self.owner.as_deref()?;
+        Some(format!("{owner} {}", self.expires_at_ms.unwrap_or(f64::INFINITY)))
     }
 
     /// From the header: absent is full access (the request came from inside).
     pub fn from_header(value: Option<&str>) -> StreamResult<Self> {
-        match value {
-            None => Ok(Self::default()),
-            Some(text) => serde_json::from_str(text).map_err(|_| StreamError::invalid_request(format!("malformed {IDENTITY_HEADER} header"))),
-        }
+        let Some(text) = value else { return Ok(Self::default()) };
+        let malformed = || StreamError::invalid_request(format!("malformed {IDENTITY_HEADER} header"));
+        let (owner, expires) = text.split_once(' ').ok_or_else(malformed)?;
+        let expires: f64 = expires.parse().map_err(|_| malformed())?;
+        Ok(Self { owner: Some(owner.to_owned()), expires_at_ms: expires.is_finite().then_some(expires) })
     }
 
     fn may_take(&self, holder: &SocketAttachment) -> bool {
@@ -94,7 +93,8 @@ impl SocketIdentity {
 }
 
 fn digest(text: &str) -> String {
-    Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    Sha256::digest(text.as_bytes()).iter().flat_map(|b| [HEX[usize::from(b >> 4)] as char, HEX[usize::from(b & 15)] as char]).collect()
 }
 
 /// What an inbound socket keeps across hibernation (≤ 2048 bytes as JSON).

@@ -464,6 +464,8 @@ fn identities_come_from_the_sub_claim_or_the_token() {
     assert_eq!(SocketIdentity::from_header(Some(&header)).unwrap(), a1);
     assert_eq!(SocketIdentity::from_header(None).unwrap(), SocketIdentity::default());
     assert!(SocketIdentity::from_header(Some("{")).is_err());
+    let lasting = SocketIdentity { owner: a1.owner.clone(), expires_at_ms: None };
+    assert_eq!(SocketIdentity::from_header(lasting.to_header().as_deref()).unwrap(), lasting);
 }
 
 #[test]
