@@ -100,7 +100,7 @@ test(`processor under seeded kills, aborts and ${PHASES - 1} runtime restarts: $
     let running = 0;
     for (const input of logInputs) {
       running += input.payload.n;
-      const out = byKey.get(`counter:${input.offset}:0`);
+      const out = byKey.get(`counter:sum:${input.offset}:0`);
       assert.ok(out, `an output for input @${input.offset}`);
       assert.deepEqual(out.payload, { input: input.offset, total: running });
     }
