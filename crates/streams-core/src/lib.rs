@@ -19,6 +19,7 @@ pub mod payload;
 pub mod read;
 pub mod reducer;
 pub mod rpc;
+pub mod sse;
 pub mod state;
 pub mod store;
 pub mod subscription;
