@@ -69,6 +69,13 @@ impl CoreState {
     /// Parses a state; `Err` names the first field of the wrong type.
     pub fn from_value(value: Value) -> Result<Self, String> {
         check_object_shapes(&value)?;
+        // From JavaScript a counter past 2^53 − 1 arrives as a double, which serde would refuse
+        // with its own words; give the documented message whatever the number's form.
+        for field in ["eventCount", "maxOffset"] {
+            if value.get(field).and_then(Value::as_f64).is_some_and(|n| n > MAX_SAFE_INTEGER as f64) {
+                return Err(format!("{field} must be an integer from 0 to {MAX_SAFE_INTEGER}"));
+            }
+        }
         let state: Self = serde_json::from_value(value).map_err(|e| e.to_string())?;
         // Offsets never pass MAX_SAFE_INTEGER, so neither may the counters:
         // reducing one more event must not overflow.
@@ -214,6 +221,9 @@ mod tests {
                 assert_eq!(err, format!("{field} must be an integer from 0 to 9007199254740991"));
             }
             assert!(CoreState::from_value(json!({ field: MAX_SAFE_INTEGER })).is_ok());
+            // 2^53 as JavaScript sends it: a double.
+            let err = CoreState::from_value(json!({ field: 9_007_199_254_740_992.0 })).unwrap_err();
+            assert_eq!(err, format!("{field} must be an integer from 0 to 9007199254740991"));
         }
         assert!(CoreState::from_value(json!({"connectionsByKey": {"k": {"direction": "sideways", "connectedAtOffset": 1}}})).is_err());
     }
