@@ -68,3 +68,50 @@ test("a read-only token: the page says so, and an append is refused with forbidd
   await waitForMatch(page, "composer-state", /^error: forbidden: /);
   assert.equal((await v.serverEvents(p, { token: API_TOKEN })).length, Number(FRESH_COUNT), "nothing written");
 });
+
+test("the configure op: the page says what it allows, pause works with it and is refused without it", async () => {
+  const p = freshPath();
+  await v.api(p, "append", { event: FIRST_EVENT }, { token: API_TOKEN });
+  const withConfigure = await mintToken({ secret: JWT_SECRET, ns: "default", paths: [p], ops: ["read", "append", "configure"], ttlSeconds: 600 });
+  const page = await v.open(`/?${new URLSearchParams({ path: p })}`, { beforeGoto: expectRefusals });
+  await page.getByTestId("token-input").fill(withConfigure);
+  await saveTokenAndReload(page);
+  await waitForText(page, "stream-gate-status", "Active");
+  assert.equal(
+    (await page.getByTestId("token-allows").textContent()).trim(),
+    "Allows: read events, state and live updates; append (composer, load tool); configure (pause/resume, breaker).",
+  );
+  await page.getByTestId("stream-pause-button").click();
+  await waitForText(page, "stream-gate-status", "Paused");
+  await page.getByTestId("stream-resume-button").click();
+  await waitForText(page, "stream-gate-status", "Active");
+
+  const withoutConfigure = await mintToken({ secret: JWT_SECRET, ns: "default", paths: [p], ops: ["read", "append"], ttlSeconds: 600 });
+  await Promise.all([page.waitForEvent("load"), page.getByText("Forget token").click()]);
+  await page.getByTestId("token-input").fill(withoutConfigure);
+  await saveTokenAndReload(page);
+  await waitForText(page, "stream-gate-status", "Active");
+  assert.doesNotMatch(await page.getByTestId("token-allows").textContent(), /configure/);
+  expectConsoleError(page, /Failed to load resource: .* 403/);
+  await page.getByTestId("stream-pause-button").click();
+  await waitForMatch(page, "stream-control-error", /^forbidden: .*configure/);
+  await waitForText(page, "stream-gate-status", "Active");
+});
+
+test("a token that does not cover the path: the page shows the refusal and stops asking", async () => {
+  const p = freshPath();
+  await v.api(p, "append", { event: FIRST_EVENT }, { token: API_TOKEN });
+  const elsewhere = await mintToken({ secret: JWT_SECRET, ns: "default", paths: ["/elsewhere/**"], ops: ["read"], ttlSeconds: 600 });
+  const page = await v.open(`/?${new URLSearchParams({ path: p })}`, { beforeGoto: expectRefusals });
+  await page.getByTestId("token-input").fill(elsewhere);
+  const polls = [];
+  page.on("request", (r) => new URL(r.url()).pathname === "/api/streams/runtimeState" && polls.push(r.url()));
+  expectConsoleError(page, /Failed to load resource: .* 403/, { repeated: true });
+  await saveTokenAndReload(page);
+  await page.getByTestId("stream-refused").waitFor();
+  assert.match(await page.getByTestId("stream-refused").textContent(), /forbidden: /);
+  await waitForText(page, "header-status", "refused");
+  await page.waitForTimeout(3000);
+  assert.equal(polls.length, 1, "one refused runtimeState, no retries");
+  assert.equal(await page.getByTestId("stream-status").count(), 0, "no socket opened");
+});

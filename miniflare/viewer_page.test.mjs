@@ -391,6 +391,18 @@ describe("routes, feed and state", () => {
     await waitForText(page, "state-paused", "no");
   });
 
+  test("state view: a failing subscription shows its failures and the cause of the last one", async () => {
+    const { page, path: p } = await v.openStream({ view: "state" });
+    const via = { type: "env-binding", bindingType: "durable-object-namespace", bindingName: "ECHO_HOST", durableObject: { name: `echo-${Math.random().toString(36).slice(2)}` } };
+    // The echo host runs one processor, "echo-example": a typo in processorName fails every dial.
+    const callable = { type: "workers-rpc", via, transformInput: { shallowMerge: { processorName: "mesage-count" } } };
+    await v.api(p, "append", { event: { type: S("subscription-configured"), payload: { subscriptionKey: "typo", subscriber: { type: "callable", callable } } } });
+    await page.waitForSelector('[data-testid="state-redial-row"][data-key="typo"]', { timeout: 20_000 });
+    await waitForMatch(page, "state-redial-cause", /^processor_unknown: no processor "mesage-count"/);
+    const runtime = (await v.api(p, "runtimeState")).runtime.redial.typo;
+    assert.equal((await page.getByTestId("state-redial-cause").textContent()).trim(), `${runtime.lastError.code}: ${runtime.lastError.message}`);
+  });
+
   test("the root path and the Worker's own routes stay reachable", async () => {
     await v.api("/", "append", { event: FIRST_EVENT });
     const page = await v.open(`/?path=%2F&view=state`);

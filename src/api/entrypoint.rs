@@ -2,7 +2,7 @@
 //! takes `{namespace? = "default", path, ...DO args}`, validates the names and
 //! resolves `streamPath` here, then calls the target stream directly. Every
 //! free `#[wasm_bindgen]` function becomes an entrypoint method, so this file
-//! exports exactly the eight public methods and nothing else.
+//! exports exactly the eight public stream methods and `listStreams`, nothing else.
 
 use js_sys::{Object, Reflect};
 use wasm_bindgen::prelude::wasm_bindgen;
@@ -12,7 +12,9 @@ use worker::Env;
 use super::target::{call_target, target_stream};
 use streams_core::rpc::StreamMethod;
 use streams_core::{StreamError, StreamResult};
-use crate::js::{arguments_to_json, from_js_error, to_js_error};
+use crate::js::{arguments_to_json, from_js_error, from_json_text, to_js_error};
+use streams_core::directory::ListArgs;
+use streams_core::json::to_json_string;
 
 #[wasm_bindgen(module = "cloudflare:workers")]
 extern "C" {
@@ -52,6 +54,22 @@ pub async fn reset(arg: JsValue) -> Result<JsValue, JsValue> {
 #[wasm_bindgen]
 pub async fn kill(arg: JsValue) -> Result<JsValue, JsValue> {
     forward(StreamMethod::Kill, arg).await
+}
+
+/// `{namespace? = "default", prefix?, after?, limit? = 100}` → `{streams, next}` (docs/protocol.md#liststreams).
+#[wasm_bindgen(js_name = listStreams)]
+pub async fn list_streams(arg: JsValue) -> Result<JsValue, JsValue> {
+    let env: Env = WORKER_ENV.with(JsValue::clone).unchecked_into();
+    let page = async {
+        let args = match arguments_to_json(&arg)? {
+            None => serde_json::Map::new(),
+            Some(serde_json::Value::Object(map)) => map,
+            Some(_) => return Err(StreamError::invalid_request("arguments must be an object")),
+        };
+        let page = crate::directory::list_streams(&env, &ListArgs::parse(&args)?, &|_| true).await?;
+        from_json_text(&to_json_string(&page).map_err(|_| StreamError::internal())?)
+    };
+    page.await.map_err(|e| to_js_error(&e))
 }
 
 async fn forward(method: StreamMethod, arg: JsValue) -> Result<JsValue, JsValue> {

@@ -20,7 +20,9 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 use worker::{durable_object, Env, Request, Response, State, WebSocket, WebSocketIncomingMessage};
 
+use crate::directory;
 use crate::wire::error_response;
+use streams_core::directory::{next_report, DirectoryEntry, ReportStep};
 use streams_core::event::parse_committed_event;
 use streams_core::limits::MAX_GET_EVENTS_BYTES;
 use streams_core::name::{ancestors, resolve_stream_path};
@@ -102,6 +104,9 @@ pub(crate) struct Inner {
     now_ms: Box<dyn Fn() -> f64>,
     /// Long-polls waiting for the next commit: their promises' resolvers.
     commit_waiters: RefCell<Vec<js_sys::Function>>,
+    /// When this object last reported to the directory, and whether a report is scheduled.
+    directory_reported_at: Cell<Option<f64>>,
+    directory_report_scheduled: Cell<bool>,
 }
 
 impl worker::DurableObject for Stream {
@@ -125,6 +130,8 @@ impl worker::DurableObject for Stream {
             clock,
             now_ms: Box::new(move || stream_clock.now(js_sys::Date::now())),
             commit_waiters: RefCell::default(),
+            directory_reported_at: Cell::new(None),
+            directory_report_scheduled: Cell::new(false),
         };
         Self { inner: Rc::new(inner) }
     }
@@ -494,6 +501,7 @@ impl Inner {
         }
         self.wake_sockets();
         self.wake_long_polls();
+        self.report_to_directory_soon();
         let summary = CommitSummary::of(plan.events.iter().map(|p| (p.event.event_type.as_str(), p.event.payload_object())));
         self.outbound_after_commit(&summary);
     }
@@ -519,6 +527,43 @@ impl Inner {
             });
             join_all(notices).await;
         });
+    }
+
+    // ---- the directory (docs/architecture.md#the-directory) ----
+
+    /// Reports at once after the first commit, then at most every second.
+    fn report_to_directory_soon(self: &Rc<Self>) {
+        let step = next_report(self.directory_reported_at.get(), self.directory_report_scheduled.get(), js_sys::Date::now());
+        match step {
+            ReportStep::Nothing => {}
+            ReportStep::Now => self.report_to_directory(),
+            ReportStep::Later(ms) => {
+                self.directory_report_scheduled.set(true);
+                let inner = self.clone();
+                let send = Closure::once_into_js(move || {
+                    inner.directory_report_scheduled.set(false);
+                    inner.report_to_directory();
+                });
+                set_timeout(&send, ms.ceil() as i32);
+            }
+        }
+    }
+
+    fn report_to_directory(&self) {
+        let Ok(name) = self.name() else { return };
+        let last_event_at = iso_from_ms(self.clock.last_ms()).unwrap_or_default();
+        let Ok(entry) = self.with_state(|state| DirectoryEntry {
+            path: name.path.clone(),
+            stream_id: state.stream_id.clone(),
+            created_at: state.created_at.clone(),
+            max_offset: state.max_offset,
+            last_event_at,
+        }) else {
+            return;
+        };
+        self.directory_reported_at.set(Some(js_sys::Date::now()));
+        let env = self.env.clone();
+        self.ctx.wait_until(async move { directory::report(&env, &name.namespace, entry).await });
     }
 
     // ---- reads (docs/architecture.md#storage, docs/protocol.md#durable-object-rpc, #runtimestate) ----
@@ -656,6 +701,7 @@ impl Inner {
     /// generation first makes every dial and delivery still in flight stale,
     /// so none of them writes into the new life.
     async fn reset_storage(&self) -> StreamResult<()> {
+        let reset_life = self.name().ok().zip(self.state().ok().map(|state| state.stream_id));
         *self.incarnation.borrow_mut() = Incarnation::ShuttingDown;
         self.generation.set(self.generation.get() + 1);
         let storage = self.ctx.storage();
@@ -666,6 +712,9 @@ impl Inner {
             storage.sync().await.map_err(log_worker)
         }
         .await;
+        if let Some((name, stream_id)) = reset_life.filter(|_| deleted.is_ok()) {
+            directory::forget(&self.env, &name.namespace, &name.path, stream_id.as_deref()).await;
+        }
         self.end_incarnation();
         deleted
     }

@@ -124,10 +124,10 @@ function RuntimeCards({ data }: { data: RuntimeState }) {
                   <td>
                     <code>{key}</code>
                   </td>
-                  <td>{String(redial.failures ?? "")}</td>
-                  <td>{redial.retryAt ? redial.retryAt.slice(11, 19) : "—"}</td>
+                  <td>{redial.failures}</td>
+                  <td>{redial.retryAt ? `${redial.retryAt.slice(11, 19)} UTC` : "—"}</td>
                   <td className="error" data-testid="state-redial-cause">
-                    {redial.code ? `${redial.code}: ${redial.message ?? ""}` : "—"}
+                    {redial.lastError ? `${redial.lastError.code}: ${redial.lastError.message}` : "—"}
                   </td>
                 </tr>
               ))}

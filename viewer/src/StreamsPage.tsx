@@ -135,23 +135,23 @@ function ListingTable({ route, listing }: { route: DirectoryRoute; listing: List
   );
 }
 
-/** The directory page of `route`, read again every few seconds while shown. */
+/** The directory page of `route`, read again every few seconds while shown; "loading" until this route's first answer. */
 function useListing(route: DirectoryRoute): Listing {
-  const [listing, setListing] = useState<Listing>({ kind: "loading" });
   const { namespace, prefix, after } = route;
+  const key = JSON.stringify([namespace, prefix, after]);
+  const [answer, setAnswer] = useState<{ key: string; listing: Listing } | null>(null);
   useEffect(() => {
     if (namespaceProblem(namespace) !== null) return;
     let live = true;
     let timer: ReturnType<typeof setTimeout> | undefined;
-    setListing({ kind: "loading" });
     const read = (): void => {
       listStreams({ namespace, prefix, after, limit: DIRECTORY_PAGE_SIZE }).then(
         (page) => {
           if (!live) return;
-          setListing({ kind: "ok", page });
+          setAnswer({ key, listing: { kind: "ok", page } });
           timer = setTimeout(read, REFRESH_MS);
         },
-        (error: unknown) => live && setListing({ kind: "error", message: errorText(error) }),
+        (error: unknown) => live && setAnswer({ key, listing: { kind: "error", message: errorText(error) } }),
       );
     };
     read();
@@ -159,6 +159,6 @@ function useListing(route: DirectoryRoute): Listing {
       live = false;
       clearTimeout(timer);
     };
-  }, [namespace, prefix, after]);
-  return listing;
+  }, [key]);
+  return answer?.key === key ? answer.listing : { kind: "loading" };
 }

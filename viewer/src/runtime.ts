@@ -32,13 +32,11 @@ export interface StorageFigures {
   archivedBytes: number;
 }
 
-/** `runtime.redial[key]`: a subscription's failed dials or deliveries and, when known, the last cause. */
+/** `runtime.redial[key]`: a subscription's failed dials or deliveries and the last one's cause. */
 export interface Redial {
-  failures?: number;
-  retryAt?: string | null;
-  code?: string;
-  message?: string;
-  [key: string]: unknown;
+  failures: number;
+  retryAt: string | null;
+  lastError?: { code: string; message: string };
 }
 
 export interface RuntimeState {

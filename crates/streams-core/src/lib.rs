@@ -7,6 +7,7 @@ pub mod access;
 pub mod append;
 pub mod breaker;
 pub mod chunk;
+pub mod directory;
 pub mod error;
 pub mod event;
 pub mod json;
