@@ -9,7 +9,7 @@ use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
 use worker::{durable_object, Env, Request, Response, SqlStorage, SqlStorageValue, State};
 
-use crate::js::{arguments_to_json, from_js_error, from_json_text, to_js_error};
+use crate::js::{argument_json, from_js_error, from_json_text, to_js_error};
 use crate::stub::call_method;
 use streams_core::directory::{merge_pages, shard_name, shard_names, DirectoryEntry, ListArgs, ListPage};
 use streams_core::{ErrorCode, StreamError, StreamResult};
@@ -96,7 +96,7 @@ impl Directory {
 }
 
 fn argument(arg: &JsValue, key: &str) -> StreamResult<Value> {
-    let args = arguments_to_json(arg)?.unwrap_or(Value::Null);
+    let args = argument_json(arg)?.unwrap_or(Value::Null);
     Ok(args.get(key).cloned().unwrap_or(Value::Null))
 }
 

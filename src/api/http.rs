@@ -46,7 +46,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
     gate.with_cors(response, origin.as_deref())
 }
 
-struct Refusal {
+pub(super) struct Refusal {
     error: StreamError,
     status: Option<u16>,
     allow: Option<&'static str>,
@@ -82,7 +82,7 @@ async fn serve(mut req: Request, env: &Env, gate: &Gate) -> Result<Response, Ref
     // Browsers cannot set headers on a WebSocket, so only that route reads a
     // token from the query.
     let on_socket_route = url.path().strip_prefix(ROUTE_PREFIX) == Some(SUBSCRIBE);
-    if on_socket_route && is_upgrade(&req) {
+    if on_socket_route && (is_upgrade(&req) || wants_sse(&req)) {
         gate.check_upgrade_origin(origin.as_deref())?;
     }
     let bearer = bearer_token(req.headers());
@@ -281,6 +281,9 @@ async fn call(env: &Env, name: &StreamName, method: StreamMethod, args: Map<Stri
 /// Forwards the upgrade request whole to the stream's DO at `/subscribe`.
 async fn subscribe(req: Request, env: &Env, name: &StreamName, url: &worker::Url) -> Result<Response, Refusal> {
     if !is_upgrade(&req) {
+        if wants_sse(&req) {
+            return super::sse::serve(&req, env, name, url).await;
+        }
         return Err(StreamError::invalid_request("expected a WebSocket upgrade").into());
     }
     let internal = |e: worker::Error| {
@@ -293,6 +296,10 @@ async fn subscribe(req: Request, env: &Env, name: &StreamName, url: &worker::Url
     let forwarded = Request::new_with_init(&target, &init).map_err(internal)?;
     let stub = stream_stub(env, name)?;
     stub.fetch_with_request(forwarded).await.map_err(internal)
+}
+
+fn wants_sse(req: &Request) -> bool {
+    streams_core::sse::wants_event_stream(req.headers().get("accept").ok().flatten().as_deref())
 }
 
 fn is_upgrade(req: &Request) -> bool {

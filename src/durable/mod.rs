@@ -23,21 +23,20 @@ use worker::{durable_object, Env, Request, Response, State, WebSocket, WebSocket
 use crate::directory;
 use crate::wire::error_response;
 use streams_core::directory::{next_report, DirectoryEntry, ReportStep};
-use streams_core::event::parse_committed_event;
 use streams_core::limits::MAX_GET_EVENTS_BYTES;
 use streams_core::name::{ancestors, resolve_stream_path};
 use streams_core::read::{created_at_ms, read_page, window, MonotonicClock};
 use streams_core::reducer::reduce;
-use streams_core::rpc::{AppendArgs, GetEventArgs, GetEventsArgs, StreamMethod};
+use streams_core::rpc::{AppendArgs, Call, GetEventArgs, GetEventsArgs, StreamMethod};
 use streams_core::state::StateJson;
 use streams_core::json::json_len;
 use streams_core::store::{snapshot_due, stored_name, AssumeNewKeys, StoredEvent};
 use streams_core::time::iso_from_ms;
 use streams_core::{
-    child_notice, load_state, plan_append, plan_inputs, types, AppendContext, AppendPlan, CoreState, ErrorCode, EventInput, EventStore,
+    child_notice, load_state, plan_append, plan_inputs, types, AppendContext, AppendPlan, CoreState, ErrorCode, Event, EventInput, EventStore,
     Origin, StreamError, StreamName, StreamResult,
 };
-use crate::js::{arguments_to_json, from_json_text, from_json_texts, to_js_error};
+use crate::js::{argument_json, from_json_text, from_json_texts, to_js_error};
 use crate::settings::Settings;
 use crate::stub::call_stream;
 use outbound::Links;
@@ -252,34 +251,33 @@ impl Inner {
             return Err(StreamError::new(ErrorCode::NotFound, "test hooks are disabled"));
         }
         self.ensure_booted()?;
-        let args = method.arguments(arguments_to_json(&arg)?)?;
-        let value = match method {
-            StreamMethod::Append | StreamMethod::AppendBatch => return self.append_rpc(method, args),
-            StreamMethod::GetEvent => self.get_event_rpc(&args),
-            StreamMethod::GetEvents => return self.get_events_rpc(&args),
-            StreamMethod::RuntimeState => from_json_text(&self.runtime_state_json()?),
-            StreamMethod::Reduce => self.reduce_rpc(args),
-            StreamMethod::Reset => {
+        let value = match Call::parse(method, argument_json(&arg)?)? {
+            Call::Append(args) => return self.append_rpc(method, args),
+            Call::GetEvent(args) => self.get_event_rpc(args),
+            Call::GetEvents(args) => return self.get_events_rpc(args),
+            Call::RuntimeState => from_json_text(&self.runtime_state_json()?),
+            Call::Reduce(event, state) => self.reduce_rpc(&event, state),
+            Call::Reset => {
                 let inner = self.clone();
                 return Ok(Reply::Later(async move { inner.reset_storage().await.map(|()| JsValue::UNDEFINED) }.boxed_local()));
             }
-            StreamMethod::Kill => {
+            Call::Kill => {
                 self.end_incarnation();
                 Ok(JsValue::UNDEFINED)
             }
-            StreamMethod::RunIdleTeardownNow => {
+            Call::RunIdleTeardownNow => {
                 self.idle_teardown();
                 Ok(JsValue::UNDEFINED)
             }
-            StreamMethod::SimulateHibernation => {
+            Call::SimulateHibernation => {
                 self.forget_memory();
                 let before = self.commits.get();
                 self.ensure_booted()?;
                 from_json_text(&json!({"bootCommits": self.commits.get() - before}).to_string())
             }
-            StreamMethod::MemoryUsage => from_json_text(&json!({"wasmMemoryBytes": wasm_memory_bytes()}).to_string()),
-            StreamMethod::NotifyChildStreamCreated => {
-                let notice = child_notice(&self.name()?.path, &args)?;
+            Call::MemoryUsage => from_json_text(&json!({"wasmMemoryBytes": wasm_memory_bytes()}).to_string()),
+            Call::NotifyChildStreamCreated { child_path } => {
+                let notice = child_notice(&self.name()?.path, &child_path)?;
                 self.append_inputs(vec![notice], Origin::Stream).map(|_| JsValue::UNDEFINED)
             }
         };
@@ -384,8 +382,7 @@ impl Inner {
 
     // ---- append (docs/architecture.md#the-append-path) ----
 
-    fn append_rpc(self: &Rc<Self>, method: StreamMethod, args: Map<String, Value>) -> StreamResult<Reply> {
-        let args = AppendArgs::parse(method, args)?;
+    fn append_rpc(self: &Rc<Self>, method: StreamMethod, args: AppendArgs) -> StreamResult<Reply> {
         if let Some(stream_path) = &args.stream_path {
             let name = self.name()?;
             let target = resolve_stream_path(&name.path, stream_path)?;
@@ -575,8 +572,7 @@ impl Inner {
     /// A page by offset, time or tail, filtered by type; with `waitMs`, an
     /// empty page waits for commits until it has an event, its window is
     /// complete or the time is up (docs/protocol.md#long-poll).
-    fn get_events_rpc(self: &Rc<Self>, args: &Map<String, Value>) -> StreamResult<Reply> {
-        let args = GetEventsArgs::parse(args)?;
+    fn get_events_rpc(self: &Rc<Self>, args: GetEventsArgs) -> StreamResult<Reply> {
         let (events, settled) = self.events_page(&args)?;
         if settled || args.wait_ms == 0 {
             return events_js(&events).map(Reply::Now);
@@ -635,8 +631,8 @@ impl Inner {
         }
     }
 
-    fn get_event_rpc(&self, args: &Map<String, Value>) -> StreamResult<JsValue> {
-        match GetEventArgs::parse(args)? {
+    fn get_event_rpc(&self, args: GetEventArgs) -> StreamResult<JsValue> {
+        match args {
             GetEventArgs::ByOffset(offset) => match self.read(|s| s.event_at(offset))? {
                 Some(event) => from_json_text(&event.json),
                 None => Err(StreamError::new(ErrorCode::NotFound, format!("No stream event found at offset {offset}."))),
@@ -661,15 +657,12 @@ impl Inner {
     }
 
     /// A pure preview: nothing is persisted and no side effect runs.
-    fn reduce_rpc(&self, mut args: Map<String, Value>) -> StreamResult<JsValue> {
-        let event = args.remove("event").ok_or_else(|| StreamError::invalid_request("event is required"))?;
-        let event = parse_committed_event(event).map_err(|d| StreamError::invalid_event(format!("event[0]: {d}")))?;
-        let mut state = match args.remove("coreProcessorState") {
-            Some(supplied) => CoreState::from_value(supplied)
-                .map_err(|e| StreamError::invalid_request(format!("coreProcessorState: {e}")))?,
+    fn reduce_rpc(&self, event: &Event, supplied: Option<Box<CoreState>>) -> StreamResult<JsValue> {
+        let mut state = match supplied {
+            Some(state) => *state,
             None => self.state()?,
         };
-        reduce(&mut state, &event).map_err(|e| StreamError::invalid_event(format!("event[0]: {e}")))?;
+        reduce(&mut state, event).map_err(|e| StreamError::invalid_event(format!("event[0]: {e}")))?;
         from_json_text(&state.to_json())
     }
 

@@ -18,6 +18,7 @@ pub mod payload;
 pub mod read;
 pub mod reducer;
 pub mod rpc;
+pub mod sse;
 pub mod state;
 pub mod store;
 pub mod subscription;
