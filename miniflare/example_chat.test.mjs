@@ -5,13 +5,12 @@
 // posting messages gives the last 20 back and per-author counts from the processor.
 import { before, after, test } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { unstable_readConfig } from "wrangler";
 import { startStreams, REPO_ROOT, COMPATIBILITY_DATE } from "./helpers/mf.mjs";
 import { bundledModules } from "./helpers/bundle.mjs";
+import { typeCheckExample } from "./helpers/examples.mjs";
 import { waitFor } from "./helpers/subscribers.mjs";
 
 const EXAMPLE = path.join(REPO_ROOT, "examples", "chat");
@@ -63,19 +62,7 @@ test(`streams' ${ENV} environment is the top-level Worker plus the processor bin
 });
 
 test("the example type-checks (strict) against `wrangler types` of its wrangler.toml", () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "chat-example-"));
-  try {
-    const bin = (name) => path.join(REPO_ROOT, "node_modules", ".bin", name);
-    const types = path.join(dir, "worker-configuration.d.ts");
-    execFileSync(bin("wrangler"), ["types", types, "--config", path.join(EXAMPLE, "wrangler.toml"), "--env", ENV], { cwd: dir, stdio: "pipe" });
-    const tsconfig = path.join(dir, "tsconfig.json");
-    fs.writeFileSync(tsconfig, JSON.stringify({ extends: path.join(EXAMPLE, "tsconfig.json"), files: [SOURCE, types] }));
-    execFileSync(bin("tsc"), ["-p", tsconfig], { stdio: "pipe" });
-  } catch (e) {
-    assert.fail(`${e.message}\n${e.stdout ?? ""}${e.stderr ?? ""}`);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  typeCheckExample(EXAMPLE, SOURCE, { env: ENV });
 });
 
 test("messages go in through the service binding; the last 20 come back; the processor counts them per author", async () => {
