@@ -67,6 +67,13 @@ test("a live key belongs to whoever opened it: another identity gets 409 subscri
   assert.equal(mallory.status, 409);
   const refused = await openSubscriber(mf, stream, { subscriptionKey: "k" }, bearer(token({ sub: "mallory" }))).catch((e) => e);
   assert.deepEqual(refused.json, { error: { code: "subscription_key_in_use", message: 'subscriptionKey "k" is held by another subscriber\'s live socket' } });
+  // Server-Sent Events open the same socket inside, with the caller's identity.
+  const { namespace, path } = splitName(stream);
+  const sse = await mf.dispatchFetch(`http://localhost/api/streams/subscribe?namespace=${namespace}&path=${encodeURIComponent(path)}&subscriptionKey=k`, {
+    headers: { accept: "text/event-stream", authorization: `Bearer ${token({ sub: "mallory" })}` },
+  });
+  assert.equal(sse.status, 409, "an event stream cannot take the key either");
+  assert.equal((await sse.json()).error.code, "subscription_key_in_use");
   // Without sub, a different token is another identity too.
   const nameless = await openRawSubscriber(mf, stream, { subscriptionKey: "k" }, bearer(token())).catch((e) => e);
   assert.equal(nameless.status, 409);

@@ -285,7 +285,7 @@ async fn call(env: &Env, name: &StreamName, method: StreamMethod, args: Map<Stri
 async fn subscribe(req: Request, env: &Env, name: &StreamName, url: &worker::Url, identity: &SocketIdentity) -> Result<Response, Refusal> {
     if !is_upgrade(&req) {
         if wants_sse(&req) {
-            return super::sse::serve(&req, env, name, url).await;
+            return super::sse::serve(&req, env, name, url, identity).await;
         }
         return Err(StreamError::invalid_request("expected a WebSocket upgrade").into());
     }
