@@ -23,6 +23,8 @@ pub const MAX_TYPE_BYTES: usize = 256;
 pub const MAX_KEY_BYTES: usize = 1024;
 pub const MAX_SUBSCRIPTION_KEY_BYTES: usize = 256;
 pub const MAX_DEPTH: usize = 128;
+/// `childPaths` keeps the first this many immediate children (docs/protocol.md#child-streams).
+pub const MAX_CHILD_PATHS: usize = 100;
 pub const TRIP_REASON: &str = "circuit breaker tripped: burst rate limit exceeded";
 
 fn sys(x: &str) -> String {
@@ -206,9 +208,8 @@ impl State {
             "child-stream-created" => {
                 let child = p.trimmed("childPath").ok_or("child-stream-created.childPath")?;
                 if let Some(immediate) = immediate_child(&next.path, &child) {
-                    // docs/protocol.md#child-streams: the first 100 immediate children; every notice counts.
                     next.child_count += 1;
-                    if next.child_paths.len() < 100 && !next.child_paths.contains(&immediate) {
+                    if next.child_paths.len() < MAX_CHILD_PATHS && !next.child_paths.contains(&immediate) {
                         next.child_paths.push(immediate);
                     }
                 }
@@ -681,7 +682,7 @@ fn check_payload(event_type: &str, payload: Option<&Value>, allowed: &[&str]) ->
         "subscriber-disconnected" => {
             let p = object()?;
             subscription_key(p)?;
-            let reasons = ["replaced", "unsubscribed", "rpc-broken", "delivery-failed", "subscription-removed", "idle"];
+            let reasons = ["replaced", "unsubscribed", "rpc-broken", "delivery-failed", "subscription-removed", "idle", "token-expired"];
             if !p.get("reason").and_then(Value::as_str).is_some_and(|r| reasons.contains(&r)) {
                 return Err(BAD);
             }
