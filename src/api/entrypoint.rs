@@ -53,6 +53,10 @@ pub async fn reset(arg: JsValue) -> Result<JsValue, JsValue> {
 pub async fn kill(arg: JsValue) -> Result<JsValue, JsValue> {
     forward(StreamMethod::Kill, arg).await
 }
+#[wasm_bindgen(js_name = deleteStream)]
+pub async fn delete_stream(arg: JsValue) -> Result<JsValue, JsValue> {
+    forward(StreamMethod::DeleteStream, arg).await
+}
 
 async fn forward(method: StreamMethod, arg: JsValue) -> Result<JsValue, JsValue> {
     let (name, rest) = split_arguments(method, &arg).map_err(|e| to_js_error(&e))?;

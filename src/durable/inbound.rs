@@ -41,10 +41,12 @@ impl Inner {
         if state.subscriptions_by_key.contains_key(&key) {
             return Err(configured_key_error(&key));
         }
+        let cursor = params.start_cursor(&state);
+        self.ensure_kept(cursor + 1)?;
         let attachment = SocketAttachment {
             subscription_key: key.clone(),
             connection_id: random_uuid(),
-            cursor: params.start_cursor(&state),
+            cursor,
             event_types: params.filter.clone(),
             events: params.events,
             initial_push_owed: true,
@@ -116,7 +118,18 @@ impl Inner {
             wasm_bindgen_futures::spawn_local(async move {
                 // Each step is synchronous and re-reads the attachment and
                 // the state, so the pump sees every commit made meanwhile.
-                while inner.generation.get() == generation && inner.pump_socket_once(&ws) {
+                while inner.generation.get() == generation {
+                    if !inner.pump_socket_once(&ws) {
+                        // A replay that reached an archived segment fetches it and goes on.
+                        match inner.fetch_missing().await {
+                            Ok(true) => continue,
+                            Ok(false) => break,
+                            Err(err) => {
+                                worker::console_error!("inbound replay: {err}");
+                                break;
+                            }
+                        }
+                    }
                     let _ = JsFuture::from(js_sys::Promise::resolve(&JsValue::UNDEFINED)).await;
                 }
                 inner.pumping.borrow_mut().remove(&attachment.connection_id);
@@ -140,7 +153,9 @@ impl Inner {
             Ok(Ok(Some(frame))) => frame,
             Ok(Ok(None)) | Err(_) => return false,
             Ok(Err(err)) => {
-                worker::console_error!("inbound pump: {err}");
+                if !err.is_pending() {
+                    worker::console_error!("inbound pump: {err}");
+                }
                 return false;
             }
         };

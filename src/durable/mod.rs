@@ -6,6 +6,7 @@
 mod inbound;
 mod outbound;
 mod store;
+mod tiering;
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
@@ -39,7 +40,7 @@ use crate::settings::Settings;
 use crate::stub::call_stream;
 use outbound::Links;
 use streams_core::outbound::{CommitSummary, Outbound};
-pub use store::SqlStore;
+pub use store::{ArchiveBucket, SqlStore};
 use store::is_duplicate_key;
 
 const SHUTTING_DOWN: &str = "stream incarnation is shutting down; retry";
@@ -96,6 +97,9 @@ pub(crate) struct Inner {
     pumping: RefCell<BTreeSet<String>>,
     /// Commits made by this object, for the `simulateHibernation` report.
     commits: Cell<u64>,
+    /// The `STREAMS_ARCHIVE` bucket, when bound (docs/operations.md#the-archive).
+    archive: Option<ArchiveBucket>,
+    tiering: RefCell<tiering::Tiering>,
 }
 
 impl worker::DurableObject for Stream {
@@ -103,6 +107,7 @@ impl worker::DurableObject for Stream {
         console_error_panic_hook::set_once();
         let store = SqlStore::new(&ctx.storage());
         let settings = Settings::from_env(&env);
+        let archive = ArchiveBucket::bound(&env);
         inbound::answer_pings(&ctx);
         let inner = Inner {
             ctx,
@@ -114,6 +119,8 @@ impl worker::DurableObject for Stream {
             may_have_sockets: Cell::new(true),
             pumping: RefCell::default(),
             commits: Cell::new(0),
+            archive,
+            tiering: RefCell::default(),
         };
         Self { inner: Rc::new(inner) }
     }
@@ -134,6 +141,7 @@ impl worker::DurableObject for Stream {
             worker::console_error!("alarm: {err}");
         } else {
             self.inner.on_alarm();
+            self.inner.on_alarm_tiering();
         }
         Response::empty()
     }
@@ -203,6 +211,14 @@ impl Stream {
     pub fn memory_usage(&self, arg: JsValue) -> Result<JsValue, JsValue> {
         self.call(StreamMethod::MemoryUsage, arg)
     }
+    #[wasm_bindgen(js_name = deleteStream)]
+    pub fn delete_stream(&self, arg: JsValue) -> Result<JsValue, JsValue> {
+        self.call(StreamMethod::DeleteStream, arg)
+    }
+    #[wasm_bindgen(js_name = runArchiveNow)]
+    pub fn run_archive_now(&self, arg: JsValue) -> Result<JsValue, JsValue> {
+        self.call(StreamMethod::RunArchiveNow, arg)
+    }
     #[wasm_bindgen(js_name = notifyChildStreamCreated)]
     pub fn notify_child_stream_created(&self, arg: JsValue) -> Result<JsValue, JsValue> {
         self.call(StreamMethod::NotifyChildStreamCreated, arg)
@@ -212,10 +228,16 @@ impl Stream {
 impl Stream {
     /// Answers synchronously unless the method has to wait (a forwarded call,
     /// `reset`): a promise would cost every call a task and a microtask.
+    /// A call whose read needed an archived segment not yet cached answers
+    /// later: the segment is fetched and the call runs again (docs/architecture.md#storage-tiers).
     fn call(&self, method: StreamMethod, arg: JsValue) -> Result<JsValue, JsValue> {
-        match self.inner.handle(method, arg) {
+        match self.inner.handle(method, arg.clone()) {
             Ok(Reply::Now(value)) => Ok(value),
             Ok(Reply::Later(pending)) => Ok(future_to_promise(async move { pending.await.map_err(|e| to_js_error(&e)) }).into()),
+            Err(err) if self.inner.store.has_miss() => {
+                let inner = self.inner.clone();
+                Ok(future_to_promise(async move { inner.handle_after_fetching(method, arg, err).await.map_err(|e| to_js_error(&e)) }).into())
+            }
             Err(err) => Err(to_js_error(&err)),
         }
     }
@@ -229,17 +251,35 @@ enum Reply {
 }
 
 impl Inner {
+    /// Fetches what the call's reads missed and runs it again, a bounded number of times.
+    async fn handle_after_fetching(self: &Rc<Self>, method: StreamMethod, arg: JsValue, mut err: StreamError) -> StreamResult<JsValue> {
+        const ATTEMPTS: usize = 16;
+        for _ in 0..ATTEMPTS {
+            if !self.fetch_missing().await? {
+                return Err(err);
+            }
+            match self.handle(method, arg.clone()) {
+                Ok(Reply::Now(value)) => return Ok(value),
+                Ok(Reply::Later(pending)) => return pending.await,
+                Err(again) => err = again,
+            }
+        }
+        Err(err)
+    }
+
     fn handle(self: &Rc<Self>, method: StreamMethod, arg: JsValue) -> StreamResult<Reply> {
         if method.is_test_hook() && !self.settings.test_hooks {
             return Err(StreamError::new(ErrorCode::NotFound, "test hooks are disabled"));
         }
         self.ensure_booted()?;
+        self.store.take_miss();
         let args = method.arguments(arguments_to_json(&arg)?)?;
         let value = match method {
             StreamMethod::Append | StreamMethod::AppendBatch => return self.append_rpc(method, args),
             StreamMethod::GetEvent => self.get_event_rpc(&args),
             StreamMethod::GetEvents => {
                 let args = GetEventsArgs::parse(&args)?;
+                self.ensure_kept(args.after + 1)?;
                 let events = self.read(|s| s.read_range(args.after, args.before, args.limit, MAX_GET_EVENTS_BYTES))?;
                 from_json_texts(&events.iter().map(|e| e.json.as_str()).collect::<Vec<_>>())
             }
@@ -248,6 +288,32 @@ impl Inner {
             StreamMethod::Reset => {
                 let inner = self.clone();
                 return Ok(Reply::Later(async move { inner.reset_storage().await.map(|()| JsValue::UNDEFINED) }.boxed_local()));
+            }
+            StreamMethod::DeleteStream => {
+                let inner = self.clone();
+                return Ok(Reply::Later(
+                    async move {
+                        inner.delete_archive().await?;
+                        inner.reset_storage().await.map(|()| JsValue::UNDEFINED)
+                    }
+                    .boxed_local(),
+                ));
+            }
+            StreamMethod::RunArchiveNow => {
+                let inner = self.clone();
+                let hold = args.get("holdAfterUpload").and_then(Value::as_bool).unwrap_or(false);
+                let clock = args.get("nowMs").and_then(Value::as_f64);
+                let held = if hold { self.store.set_meta(tiering::HOLD_AFTER_UPLOAD_KEY, "1") } else { self.store.delete_meta(tiering::HOLD_AFTER_UPLOAD_KEY) };
+                held.map_err(log_internal)?;
+                return Ok(Reply::Later(
+                    async move {
+                        inner.tiering_idle().await;
+                        let outcome = inner.run_tiering(clock).await;
+                        let report = json!({"storage": inner.storage_report(), "error": outcome.err()});
+                        from_json_text(&report.to_string())
+                    }
+                    .boxed_local(),
+                ));
             }
             StreamMethod::Kill => {
                 self.end_incarnation();
@@ -315,6 +381,10 @@ impl Inner {
         }
         self.reannounce_sockets();
         self.continue_migration();
+        // A seal or a deletion a restart interrupted resumes; retention catches up.
+        if self.archive.is_some() || self.with_state(|s| s.config.retention.is_some()).unwrap_or(false) {
+            self.start_tiering(None);
+        }
         Ok(())
     }
 
@@ -419,6 +489,7 @@ impl Inner {
         let [input] = inputs else { return false };
         input.get("idempotencyKey").is_some_and(Value::is_string)
             && !self.store.migration_pending()
+            && !self.store.has_archived_keys()
             && json_len(input).is_ok_and(|n| n <= SMALL_INPUT_BYTES)
     }
 
@@ -485,6 +556,11 @@ impl Inner {
         self.wake_sockets();
         let summary = CommitSummary::of(plan.events.iter().map(|p| (p.event.event_type.as_str(), p.event.payload_object())));
         self.outbound_after_commit(&summary);
+        if plan.events.iter().any(|p| p.event.event_type == types::CONFIGURED) {
+            self.start_tiering(None);
+        } else {
+            self.after_commit_tiering();
+        }
     }
 
     /// Tells `/` and each proper prefix about this new stream (docs/protocol.md#child-streams).
@@ -518,7 +594,7 @@ impl Inner {
 
     fn get_event_rpc(&self, args: &Map<String, Value>) -> StreamResult<JsValue> {
         match GetEventArgs::parse(args)? {
-            GetEventArgs::ByOffset(offset) => match self.read(|s| s.event_at(offset))? {
+            GetEventArgs::ByOffset(offset) => match self.ensure_kept(offset).and_then(|()| self.read(|s| s.event_at(offset)))? {
                 Some(event) => from_json_text(&event.json),
                 None => Err(StreamError::new(ErrorCode::NotFound, format!("No stream event found at offset {offset}."))),
             },
@@ -537,6 +613,7 @@ impl Inner {
             // A teardown is pending only while a connection is live; a passed
             // deadline kept as the dormancy marker is not one.
             "idleTeardownAt": self.pending_idle_teardown().and_then(iso_from_ms),
+            "storage": self.storage_report(),
         });
         Ok(format!(r#"{{"coreProcessorState":{},"runtime":{}}}"#, state.to_json(), runtime))
     }
@@ -608,8 +685,11 @@ fn now_iso() -> String {
     iso_from_ms(js_sys::Date::now()).unwrap_or_default()
 }
 
+/// A read that waits for an archived segment is not logged: the call runs again once it is fetched.
 fn log_internal(err: streams_core::StoreError) -> StreamError {
-    worker::console_error!("{err}");
+    if !err.is_pending() {
+        worker::console_error!("{err}");
+    }
     StreamError::internal()
 }
 

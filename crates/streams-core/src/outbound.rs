@@ -57,6 +57,8 @@ pub enum Effect {
     SaveIdleDeadline(Option<f64>),
     SetAlarm(f64),
     DeleteAlarm,
+    /// A batch needs archived events fetched first; call `pump_now` once they are.
+    FetchArchived,
     /// Log a warning.
     Log(String),
 }
@@ -393,6 +395,12 @@ impl Outbound {
         )));
     }
 
+    /// Hands out the next batch of every idle connection (after archived events were fetched).
+    pub fn pump_now<S: EventStore + ?Sized>(&mut self, at: Snapshot<'_>, now: f64, store: &S) -> Vec<Effect> {
+        self.pump_all(at, now, store);
+        self.take()
+    }
+
     fn pump_all<S: EventStore + ?Sized>(&mut self, at: Snapshot<'_>, now: f64, store: &S) {
         let keys: Vec<String> = self.connections().map(|(key, _)| key.to_owned()).collect();
         for key in keys {
@@ -410,6 +418,7 @@ impl Outbound {
                 self.out.push(Effect::Deliver { key: key.to_owned(), tag, batch, state_json: at.json.of(at.state) });
             }
             Ok(None) => {}
+            Err(err) if err.is_pending() => self.out.push(Effect::FetchArchived),
             Err(err) => {
                 self.close(key, DisconnectReason::DeliveryFailed);
                 self.failure(key, &format!("reading the next batch: {err}"), now);

@@ -23,6 +23,8 @@ pub enum StreamMethod {
     SimulateHibernation,
     MemoryUsage,
     NotifyChildStreamCreated,
+    DeleteStream,
+    RunArchiveNow,
 }
 
 /// Which HTTP verbs reach a method on the public API.
@@ -34,7 +36,7 @@ pub enum HttpAccess {
 }
 
 impl StreamMethod {
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 14] = [
         Self::Append,
         Self::AppendBatch,
         Self::GetEvent,
@@ -47,6 +49,8 @@ impl StreamMethod {
         Self::SimulateHibernation,
         Self::MemoryUsage,
         Self::NotifyChildStreamCreated,
+        Self::DeleteStream,
+        Self::RunArchiveNow,
     ];
 
     pub fn js_name(self) -> &'static str {
@@ -63,6 +67,8 @@ impl StreamMethod {
             Self::SimulateHibernation => "simulateHibernation",
             Self::MemoryUsage => "memoryUsage",
             Self::NotifyChildStreamCreated => "notifyChildStreamCreated",
+            Self::DeleteStream => "deleteStream",
+            Self::RunArchiveNow => "runArchiveNow",
         }
     }
 
@@ -72,7 +78,7 @@ impl StreamMethod {
 
     /// Internal hooks: DO JS-RPC only, and only with `STREAMS_TEST_HOOKS=1`.
     pub fn is_test_hook(self) -> bool {
-        matches!(self, Self::RunIdleTeardownNow | Self::SimulateHibernation | Self::MemoryUsage)
+        matches!(self, Self::RunIdleTeardownNow | Self::SimulateHibernation | Self::MemoryUsage | Self::RunArchiveNow)
     }
 
     /// Stream-to-stream: a new stream tells an ancestor about itself. DO
@@ -90,14 +96,14 @@ impl StreamMethod {
     pub fn http(self) -> HttpAccess {
         match self {
             Self::GetEvent | Self::GetEvents | Self::RuntimeState => HttpAccess::GetOrPost,
-            Self::Append | Self::AppendBatch | Self::Reduce | Self::Reset | Self::Kill => HttpAccess::Post,
-            Self::RunIdleTeardownNow | Self::SimulateHibernation | Self::MemoryUsage | Self::NotifyChildStreamCreated => HttpAccess::Unreachable,
+            Self::Append | Self::AppendBatch | Self::Reduce | Self::Reset | Self::Kill | Self::DeleteStream => HttpAccess::Post,
+            Self::RunIdleTeardownNow | Self::SimulateHibernation | Self::MemoryUsage | Self::NotifyChildStreamCreated | Self::RunArchiveNow => HttpAccess::Unreachable,
         }
     }
 
     /// Over HTTP these need the admin token.
     pub fn needs_admin(self) -> bool {
-        matches!(self, Self::Reset | Self::Kill)
+        matches!(self, Self::Reset | Self::Kill | Self::DeleteStream)
     }
 
     /// Only the appends take a `streamPath` (docs/protocol.md#streampath); elsewhere it goes on
@@ -127,7 +133,8 @@ impl StreamMethod {
             Self::GetEvents => &["afterOffset", "beforeOffset", "limit"],
             Self::Reduce => &["event", "coreProcessorState"],
             Self::NotifyChildStreamCreated => &["childPath"],
-            Self::RuntimeState | Self::Reset | Self::Kill | Self::RunIdleTeardownNow | Self::SimulateHibernation | Self::MemoryUsage => &[],
+            Self::RunArchiveNow => &["nowMs", "holdAfterUpload"],
+            Self::RuntimeState | Self::Reset | Self::Kill | Self::DeleteStream | Self::RunIdleTeardownNow | Self::SimulateHibernation | Self::MemoryUsage => &[],
         }
     }
 
