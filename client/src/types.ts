@@ -86,7 +86,19 @@ export interface RuntimeState {
     connections: { [subscriptionKey: string]: ConnectionReport };
     redial: { [subscriptionKey: string]: { failures: number; retryAt: string } };
     idleTeardownAt: string | null;
+    /** Where the log is: the first kept offset, and each storage tier's size. */
+    storage: StorageFigures;
   };
+}
+
+/** `runtime.storage`: the first offset retention kept, the SQLite hot tier and the R2 archive. */
+export interface StorageFigures {
+  firstOffset: number;
+  hotEvents: number;
+  hotBytes: number;
+  archivedSegments: number;
+  archivedEvents: number;
+  archivedBytes: number;
 }
 
 /** Which stream: `namespace` defaults to "default". */
@@ -110,6 +122,7 @@ export interface StreamsService {
   reduce(args: StreamTarget & { event: StreamEvent; coreProcessorState?: Partial<CoreState> }): Promise<CoreState>;
   reset(args: StreamTarget): Promise<void>;
   kill(args: StreamTarget): Promise<void>;
+  deleteStream(args: StreamTarget): Promise<void>;
 }
 
 /** Stable error codes. */
