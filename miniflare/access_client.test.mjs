@@ -111,7 +111,7 @@ test("`streams token` prints a token the Worker accepts; the secret comes from t
   for (const [args, secret, status, message] of [
     [["token", "/c", "--ops", "read", "--ttl", "90"], undefined, 2, /\$STREAMS_JWT_SECRET is not set/],
     [["token", "--ops", "read", "--ttl", "90"], SECRET, 2, /expected at least one path scope/],
-    [["token", "/c", "--ops", "write", "--ttl", "90"], SECRET, 2, /--ops must list read and\/or append/],
+    [["token", "/c", "--ops", "write", "--ttl", "90"], SECRET, 2, /--ops must list read, append and\/or configure/],
     [["token", "/c", "--ops", "read", "--ttl", "0"], SECRET, 2, /--ttl must be a positive number/],
     [["token", "c", "--ops", "read", "--ttl", "9"], SECRET, 6, /invalid_request: mintToken: path scope "c"/],
   ]) {

@@ -88,7 +88,7 @@ test("subscription.json wires a stream to the example's counter: totals exactly 
   const log = await waitForLog(mf, name, (l) => l.filter((e) => e.type === "app/total").length === 5);
   assert.deepEqual(
     log.filter((e) => e.type === "app/total").map((e) => [e.idempotencyKey, e.payload.total]),
-    inputs.map((e, i) => [`counter:${e.offset}:0`, [1, 3, 6, 10, 15][i]]),
+    inputs.map((e, i) => [`counter:counter:${e.offset}:0`, [1, 3, 6, 10, 15][i]]),
   );
   const resumed = await (await worker.fetch(`http://example/resume?path=${encodeURIComponent(streamPath)}`, { method: "POST" })).json();
   assert.equal(resumed.halted, false, "resume of a running processor changes nothing");

@@ -87,7 +87,7 @@ test("several processors: no processorName or an unknown one → processor_unkno
 });
 
 for (const viaClient of [false, true]) {
-  test(`checkpoint = throughOffset; events at or below it are skipped; one output per input, keyed <slug>:<offset>:0 (appending through ${viaClient ? "createStreamsClient" : "the service binding"})`, async () => {
+  test(`checkpoint = throughOffset; events at or below it are skipped; one output per input, keyed <slug>:<subscription key>:<offset>:0 (appending through ${viaClient ? "createStreamsClient" : "the service binding"})`, async () => {
     const p = setup("counter", { viaClient });
     assertOk(await p.dial("A"));
     assert.deepEqual(assertOk(await p.batch("A", 0, 4, [add(1, 2), add(3, 5)])), { outcome: "committed", checkpoint: 4 });
@@ -100,13 +100,62 @@ for (const viaClient of [false, true]) {
     assert.equal(st.connectionId, "A");
     const outs = await p.outputs();
     assert.deepEqual(outs.map((e) => [e.idempotencyKey, e.payload]), [
-      ["counter:1:0", { input: 1, total: 2 }],
-      ["counter:3:0", { input: 3, total: 7 }],
-      ["counter:6:0", { input: 6, total: 17 }],
+      ["counter:k:1:0", { input: 1, total: 2 }],
+      ["counter:k:3:0", { input: 3, total: 7 }],
+      ["counter:k:6:0", { input: 6, total: 17 }],
     ]);
     assert.deepEqual(outs[0].source, { processor: { slug: "counter", version: "1" } });
   });
 }
+
+for (const code of ["network", "timeout", "protocol"]) {
+  test(`onEvent's append failing with ${code} is transient: stream_unavailable, redelivered, never counted, never halting`, async () => {
+    const host = uniqueHostName("flaky");
+    const target = splitName(uniqueName("flaky"));
+    const on = (method, arg) => tryHost(mf, host, method, arg, { flaky: true });
+    const batch = { ...target, subscriptionKey: "k", connectionId: "A", processorName: "counter", afterOffset: 0, throughOffset: 3, events: [add(3, 5)] };
+    assertOk(await on("requestStreamSubscription", { ...target, subscriptionKey: "k", connectionId: "A", processorName: "counter" }));
+    assertOk(await on("failAppendsWith", code));
+    for (let attempt = 1; attempt <= 5; attempt++) {
+      const r = await on("processEventBatch", batch);
+      assertCode(r, "stream_unavailable", `attempt ${attempt}`);
+      assert.match(r.error, new RegExp(`nothing committed: stream unavailable: ${code === "protocol" ? "HTTP 502" : ""}`));
+    }
+    const status = assertOk(await on("processorStatus", { ...target, slug: "counter" }));
+    assert.deepEqual([status.halted, status.failures, status.checkpoint], [false, 0, 0], "five unavailable attempts count nothing");
+    assertOk(await on("failAppendsWith", null));
+    assert.deepEqual(assertOk(await on("processEventBatch", batch)), { outcome: "committed", checkpoint: 3 });
+    const outputs = (await readAll(mf, `${target.namespace}:${target.path}`)).filter((e) => e.type === "app/summed");
+    assert.deepEqual(outputs.map((e) => e.idempotencyKey), ["counter:k:3:0"]);
+  });
+}
+
+test("two wirings of one slug (a blue/green deploy): each writes its own outputs, keyed by its subscription key", async () => {
+  const name = uniqueName("bluegreen");
+  const target = splitName(name);
+  const hosts = { blue: uniqueHostName("blue"), green: uniqueHostName("green") };
+  for (const [key, host] of Object.entries(hosts)) {
+    const wiring = { ...target, subscriptionKey: key, connectionId: `${key}-1`, processorName: "counter" };
+    assertOk(await tryHost(mf, host, "requestStreamSubscription", wiring));
+    assertOk(await tryHost(mf, host, "processEventBatch", { ...wiring, afterOffset: 0, throughOffset: 4, events: [add(2, 1), add(4, 10)] }));
+  }
+  const outputs = (await readAll(mf, name)).filter((e) => e.type === "app/summed");
+  assert.deepEqual(outputs.map((e) => e.idempotencyKey), ["counter:blue:2:0", "counter:blue:4:0", "counter:green:2:0", "counter:green:4:0"]);
+  assert.deepEqual(outputs.map((e) => e.payload.total), [1, 11, 1, 11]);
+});
+
+test("a table from before handled_through: its rows go on from their checkpoint, which counts as handled", async () => {
+  const host = uniqueHostName("legacy");
+  const wiring = { namespace: "default", path: "/legacy", subscriptionKey: "k", connectionId: "A", processorName: "counter" };
+  const on = (method, arg) => tryHost(mf, host, method, arg, { legacy: true });
+  assert.equal(assertOk(await on("requestStreamSubscription", wiring)).replayAfterOffset, 5);
+  const before = assertOk(await on("processorStatus", { namespace: "default", path: "/legacy", slug: "counter" }));
+  assert.deepEqual([before.checkpoint, before.handledThrough, before.state.total], [5, 5, 3]);
+  assert.deepEqual(assertOk(await on("processEventBatch", { ...wiring, afterOffset: 5, throughOffset: 7, events: [add(6, 4)] })), { outcome: "committed", checkpoint: 7 });
+  const after = assertOk(await on("processorStatus", { namespace: "default", path: "/legacy", slug: "counter" }));
+  assert.deepEqual([after.checkpoint, after.handledThrough, after.state.total], [7, 7, 7]);
+  assert.deepEqual(assertOk(await on("onEventOffsets", { namespace: "default", path: "/legacy" })), [6]);
+});
 
 test("a gap (afterOffset beyond the checkpoint) is rejected with processor_gap and changes nothing", async () => {
   const p = setup();
@@ -126,7 +175,10 @@ test("malformed batches → invalid_request", async () => {
   assertCode(await p.batch("A", 0, 5, [add(3, 1), add(2, 1)]), "invalid_request", "descending");
   assertCode(await p.batch("A", 0, 2, [add(3, 1)]), "invalid_request", "beyond throughOffset");
   assertCode(await p.batch("A", 3, 2, []), "invalid_request", "after > through");
-  assertCode(await tryHost(mf, p.host, "processEventBatch", { ...p.target, connectionId: "A", processorName: "counter", events: [] }), "invalid_request", "no offsets");
+  assertCode(await tryHost(mf, p.host, "processEventBatch", { ...p.target, subscriptionKey: "k", connectionId: "A", processorName: "counter", events: [] }), "invalid_request", "no offsets");
+  const keyless = await tryHost(mf, p.host, "processEventBatch", { ...p.target, connectionId: "A", processorName: "counter", afterOffset: 0, throughOffset: 1, events: [] });
+  assertCode(keyless, "invalid_request", "no subscriptionKey (the stream always sends one: outputs are keyed by it)");
+  assert.match(keyless.error, /subscriptionKey must be a non-empty string/);
   assert.equal((await p.status()).checkpoint, 0);
 });
 
@@ -160,7 +212,7 @@ test("overlap: a slow batch of a superseded connection and the new connection's 
   assert.deepEqual(st.state, { total: 11111, count: 5, offsets: [2, 3, 4, 6, 7] });
   // A appended 3's and 4's outputs before it was dropped; B's replay re-used their keys.
   const outs = await p.outputs();
-  assert.deepEqual(outs.map((e) => e.idempotencyKey), ["counter:2:0", "counter:3:0", "counter:4:0", "counter:6:0", "counter:7:0"]);
+  assert.deepEqual(outs.map((e) => e.idempotencyKey), ["counter:k:2:0", "counter:k:3:0", "counter:k:4:0", "counter:k:6:0", "counter:k:7:0"]);
   assert.deepEqual(outs.map((e) => e.payload.total), [1, 11, 111, 1111, 11111]);
 });
 
@@ -198,7 +250,7 @@ test("reduce throwing on its first 2 attempts: 2 rejections, nothing committed, 
   assert.equal(st.failures, 0, "a success resets the count");
   assert.equal(st.lastError, null);
   // Output 3 was appended on every attempt; its key kept it to one event.
-  assert.deepEqual((await p.outputs()).map((e) => e.idempotencyKey), ["counter:3:0", "counter:4:0", "counter:5:0"]);
+  assert.deepEqual((await p.outputs()).map((e) => e.idempotencyKey), ["counter:k:3:0", "counter:k:4:0", "counter:k:5:0"]);
 });
 
 test("a poison event: 3 failures → one error-occurred keyed processor-ingest-failed:<slug>:<checkpoint>, halt; resume({skip:true}) steps over it", async () => {
@@ -259,7 +311,7 @@ test("a halt report that cannot be appended is only logged: dials are refused cl
   const p = setup();
   // An invalid namespace: every append to it fails, so the error-occurred report cannot land.
   const target = { namespace: "Not-Valid", path: p.target.path };
-  const on = (method, arg) => tryHost(mf, p.host, method, { ...target, processorName: "counter", ...arg });
+  const on = (method, arg) => tryHost(mf, p.host, method, { ...target, subscriptionKey: "k", processorName: "counter", ...arg });
   assertOk(await on("requestStreamSubscription", { connectionId: "A" }));
   const batch = { connectionId: "A", afterOffset: 0, throughOffset: 3, events: [add(3, 0, { poison: true })] };
   for (let i = 0; i < 3; i++) assertCode(await on("processEventBatch", batch), "processor_failed");
@@ -276,7 +328,7 @@ test("two processors in one host keep separate state, checkpoints and halts", as
   const tally = {
     dial: (c) => tryHost(mf, counter.host, "requestStreamSubscription", { ...counter.target, connectionId: c, processorName: "tally" }),
     batch: (c, afterOffset, throughOffset, events) =>
-      tryHost(mf, counter.host, "processEventBatch", { ...counter.target, connectionId: c, processorName: "tally", afterOffset, throughOffset, events }),
+      tryHost(mf, counter.host, "processEventBatch", { ...counter.target, subscriptionKey: "t", connectionId: c, processorName: "tally", afterOffset, throughOffset, events }),
     status: () => callHost(mf, counter.host, "processorStatus", { ...counter.target, slug: "tally" }),
   };
   assertOk(await counter.dial("C1"));

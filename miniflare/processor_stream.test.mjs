@@ -40,7 +40,7 @@ test("end to end: each input reduced once, one output per input, checkpoint = th
   assert.deepEqual(st.state.offsets, inputs.map((e) => e.offset));
   assert.ok(st.checkpoint >= inputs.at(-1).offset);
   const log = await waitForLog(mf, w.name, (l) => summed(l).length === 8);
-  assert.deepEqual(summed(log).map((e) => e.idempotencyKey), inputs.map((e) => `counter:${e.offset}:0`));
+  assert.deepEqual(summed(log).map((e) => e.idempotencyKey), inputs.map((e) => `counter:${w.key}:${e.offset}:0`));
   const connected = facts(log, "subscriber-connected", { subscriptionKey: w.key });
   assert.deepEqual(connected[0].payload.subscriber, { processor: { announcement: { slug: "counter", version: "1", consumes: ["app/add"] } } });
   const rs = await runtimeState(mf, w.name);
@@ -144,7 +144,7 @@ test("after reset() and a new subscription, the processor starts over on the new
   assert.equal(st.streamId, (await runtimeState(mf, w.name)).coreProcessorState.streamId);
 });
 
-test("a version bump (restart with new code) replays from offset 0 into a fresh state", async () => {
+test("a version bump (restart with new code) replays from offset 0 into a fresh state; onEvent runs only past what v1 handled", async () => {
   const persistDir = fs.mkdtempSync(path.join(os.tmpdir(), "proc-version-"));
   let m = await startWithProcessors({ persistDir });
   try {
@@ -161,8 +161,11 @@ test("a version bump (restart with new code) replays from offset 0 into a fresh 
     const log = await readAll(m, w.name);
     const connected = facts(log, "subscriber-connected", { subscriptionKey: w.key });
     assert.equal(connected.at(-1).payload.subscriber.processor.announcement.version, "2");
-    // Outputs are keyed by slug and input offset, so the replay re-used v1's and added one.
-    assert.equal(summed(log).length, 4);
+    // onEvent ran only past the highest checkpoint v1 handled: no side effect of 1..3 again.
+    assert.deepEqual(await callHost(m, w.host, "onEventOffsets", splitName(w.name)), [log.find((e) => e.type === "app/add" && e.payload.n === 4).offset]);
+    assert.equal(v2.handledThrough, v2.checkpoint);
+    assert.ok(v2.handledThrough >= v1.checkpoint);
+    assert.equal(summed(log).length, 4, "one output per input");
   } finally {
     await m.dispose();
     fs.rmSync(persistDir, { recursive: true, force: true });

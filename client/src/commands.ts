@@ -4,7 +4,7 @@ import { parseArgs, type ParseArgsConfig } from "node:util";
 import { createStreamsClient, DEFAULT_NAMESPACE, type StreamsClient } from "./client.js";
 import { StreamError, type ErrorCode } from "./errors.js";
 import type { WebSocketConstructor } from "./link.js";
-import { mintToken, type TokenOp } from "./token.js";
+import { mintToken, TOKEN_OPS, type TokenOp } from "./token.js";
 import type { EventInput } from "./types.js";
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
@@ -183,12 +183,12 @@ export const COMMANDS: Record<string, Command> = {
     },
   },
   token: {
-    usage: "token <path-scope>... --ops read,append --ttl <seconds> [--secret-env <VAR>]   (signs with $STREAMS_JWT_SECRET; prints the token)",
+    usage: "token <path-scope>... --ops read,append,configure --ttl <seconds> [--secret-env <VAR>]   (signs with $STREAMS_JWT_SECRET; prints the token)",
     options: { ops: { type: "string" }, ttl: { type: "string" }, "secret-env": { type: "string" } },
     async run(ctx) {
       if (ctx.positionals.length === 0) throw new UsageError("expected at least one path scope, e.g. /agents/a1 or /agents/a1/**");
       const ops = typeof ctx.values.ops === "string" ? ctx.values.ops.split(",").map((op) => op.trim()) : [];
-      if (ops.length === 0 || ops.some((op) => op !== "read" && op !== "append")) throw new UsageError("--ops must list read and/or append");
+      if (ops.length === 0 || ops.some((op) => !TOKEN_OPS.includes(op as TokenOp))) throw new UsageError("--ops must list read, append and/or configure");
       const ttlSeconds = integer(ctx.values, "ttl");
       if (!ttlSeconds) throw new UsageError("--ttl must be a positive number of seconds");
       // The secret comes from the environment, never the command line (which other users can see).

@@ -102,7 +102,7 @@ export class Subscription implements AsyncIterableIterator<SubscriptionItem> {
     if (options.onBatch) void this.#runCallback(options.onBatch);
   }
 
-  /** The last `throughOffset` handed out (or the starting checkpoint): resume from here. */
+  /** The last `throughOffset` handed out (or the starting checkpoint; on a live tail, the first batch's `afterOffset`): resume from here. */
   get checkpoint(): number | undefined {
     return this.#handedOut.checkpoint;
   }
@@ -191,6 +191,9 @@ export class Subscription implements AsyncIterableIterator<SubscriptionItem> {
       this.#core.drop(`a batch through ${frame.throughOffset} after ${frame.afterOffset}`, epoch);
       return;
     }
+    // A live tail starts where its first batch starts: a drop before the first hand-out resumes
+    // there, never at the (later) tail of the next connection.
+    if (this.#handedOut.checkpoint === undefined) this.#handedOut = { checkpoint: frame.afterOffset, streamId: frame.streamId };
     this.#received = { checkpoint: frame.throughOffset, streamId: frame.streamId };
     this.#queue.push(frame);
     this.#deliver();

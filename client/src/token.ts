@@ -3,8 +3,13 @@
 // browsers alike, but the secret belongs on a server: mint there and hand the token to the page.
 import { StreamError } from "./errors.js";
 
-/** `read`: getEvent, getEvents, runtimeState, reduce, subscribe. `append`: append, appendBatch. */
-export type TokenOp = "read" | "append";
+/**
+ * `read`: getEvent, getEvents, runtimeState, reduce, subscribe. `append`: append, appendBatch.
+ * `configure`: with `append`, appending a control event (`S/configured`, `S/metadata-updated`,
+ * `S/child-stream-created`, `S/subscription-configured`, `S/subscription-removed`, `S/paused`,
+ * `S/resumed`).
+ */
+export type TokenOp = "read" | "append" | "configure";
 
 export interface MintTokenOptions {
   /** The Worker's `STREAMS_JWT_SECRET` (or the previous one while it is still accepted). */
@@ -27,7 +32,7 @@ export const MAX_TOKEN_BYTES = 4096;
 const NAMESPACE_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 const SEGMENT_RE = /^[A-Za-z0-9_.~-]+$/;
 const MAX_PATH_BYTES = 1023;
-const OPS: readonly TokenOp[] = ["read", "append"];
+export const TOKEN_OPS: readonly TokenOp[] = ["read", "append", "configure"];
 const utf8 = new TextEncoder();
 
 /** Signs a token the Worker accepts; throws `invalid_request` for options it would refuse. */
@@ -39,8 +44,8 @@ export async function mintToken(options: MintTokenOptions): Promise<string> {
   for (const scope of paths) {
     if (!isPathScope(scope)) invalid(`path scope ${JSON.stringify(scope)} is not a path or a path ending in /**`);
   }
-  if (!Array.isArray(ops) || ops.length === 0 || !ops.every((op) => OPS.includes(op))) {
-    invalid(`ops must be a non-empty array of ${OPS.map((op) => JSON.stringify(op)).join(" and ")}`);
+  if (!Array.isArray(ops) || ops.length === 0 || !ops.every((op) => TOKEN_OPS.includes(op))) {
+    invalid(`ops must be a non-empty array of ${TOKEN_OPS.map((op) => JSON.stringify(op)).join(", ")}`);
   }
   if (!Number.isFinite(ttlSeconds) || ttlSeconds <= 0) invalid("ttlSeconds must be a positive number");
   const issuedAt = Math.floor((options.now ?? Date.now()) / 1000);

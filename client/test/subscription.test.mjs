@@ -180,6 +180,21 @@ test("live tail: no replayAfterOffset; the first batch fixes the checkpoint", as
   await sub.close();
 });
 
+test("live tail: a drop before the first hand-out resumes from the first batch received, not the new tail", async () => {
+  const t = fakeTransport();
+  const sub = subscribe(t);
+  t.last().handlers.open();
+  t.last().handlers.message(frame(17, 19, [18, 19])); // received, not yet handed out
+  t.last().handlers.close({ code: 1006, reason: "" });
+  mock.timers.tick(100);
+  assert.equal(t.last().params.replayAfterOffset, 17, "events 18 and 19 are read again");
+  t.last().handlers.open();
+  t.last().handlers.message(frame(17, 25, [18, 19, 25], { connectionId: "c2" }));
+  assert.deepEqual((await sub.next()).value.events.map((e) => e.offset), [18, 19, 25]);
+  assert.equal(sub.checkpoint, 25);
+  await sub.close();
+});
+
 test("back-pressure: past maxBufferedBatches the socket is released, and reopened from the last batch once drained", async () => {
   const t = fakeTransport();
   const sub = subscribe(t, { afterOffset: 0, maxBufferedBatches: 2 });

@@ -9,15 +9,19 @@
 //   tally    app/add and app/mul: counts events per type (no side effects).
 //
 // `ClientProcessors` is the same host appending through createStreamsClient({binding}) instead of
-// the bare service binding. The worker's fetch handler makes calls on either DO and returns JSON
+// the bare service binding; `FlakyProcessors` appends through a client whose calls fail with the
+// code given to `failAppendsWith(code)` (`network`, `protocol`, `timeout`; `null` heals it).
+// `onEventOffsets({namespace, path})` lists the input offsets `onEvent` ran for in this isolate. The worker's fetch handler makes calls on either DO and returns JSON
 // outcomes, so error messages survive (POST {name, method, arg, viaClient?}); abort() restarts
 // the object.
 import { DurableObject } from "cloudflare:workers";
 import { defineProcessor, ProcessorHost } from "../../client/src/processor/index.ts";
-import { createStreamsClient } from "../../client/src/index.ts";
+import { createStreamsClient, StreamError } from "../../client/src/index.ts";
 
 /** Attempts per "<payload.tag>:<offset>" in this isolate, for failTimes. */
 const attempts = new Map();
+/** Input offsets onEvent ran for, per "<namespace>:<path>", in this isolate. */
+const onEventRuns = new Map();
 
 function counter(version) {
   return defineProcessor({
@@ -34,7 +38,9 @@ function counter(version) {
       if (failTimes && tries <= failTimes) throw new Error(`attempt ${tries} at ${event.offset} fails`);
       return { total: state.total + n, count: state.count + 1, offsets: [...state.offsets, event.offset] };
     },
-    async onEvent({ event, state, append }) {
+    async onEvent({ event, state, append, namespace, path }) {
+      const runs = `${namespace}:${path}`;
+      onEventRuns.set(runs, [...(onEventRuns.get(runs) ?? []), event.offset]);
       if (event.payload.delayMs) await new Promise((resolve) => setTimeout(resolve, event.payload.delayMs));
       await append({ type: "app/summed", payload: { input: event.offset, total: state.total } });
     },
@@ -49,7 +55,24 @@ const tally = defineProcessor({
   reduce: (state, event) => ({ ...state, [event.type]: (state[event.type] ?? 0) + 1 }),
 });
 
+/** The host's table as it was before `handled_through`, with one row at checkpoint 5 for default:/legacy. */
+function createLegacyTable(ctx) {
+  ctx.storage.sql.exec(`CREATE TABLE IF NOT EXISTS streams_processor (
+    namespace TEXT NOT NULL, path TEXT NOT NULL, slug TEXT NOT NULL,
+    version TEXT NOT NULL, stream_id TEXT, checkpoint INTEGER NOT NULL, state TEXT NOT NULL, connection_id TEXT,
+    failures INTEGER NOT NULL, last_error TEXT, failed_offset INTEGER,
+    halted INTEGER NOT NULL, halt_reported INTEGER NOT NULL, skip_offset INTEGER,
+    PRIMARY KEY (namespace, path, slug))`);
+  ctx.storage.sql.exec(
+    `INSERT OR IGNORE INTO streams_processor VALUES ('default', '/legacy', 'counter', '1', NULL, 5, ?, 'old', 0, NULL, NULL, 0, 0, NULL)`,
+    JSON.stringify({ total: 3, count: 1, offsets: [4] }),
+  );
+  return true;
+}
+
 export class Processors extends DurableObject {
+  /** Set on LegacyProcessors: the table exists in its old layout before the host opens it. */
+  legacy = this.constructor === LegacyProcessors && createLegacyTable(this.ctx);
   host = new ProcessorHost(this.ctx, {
     processors: [counter(this.env.COUNTER_VERSION ?? "1"), tally],
     streams: this.streams(),
@@ -77,6 +100,10 @@ export class Processors extends DurableObject {
     return this.host.resume(args);
   }
 
+  onEventOffsets({ namespace, path }) {
+    return onEventRuns.get(`${namespace}:${path}`) ?? [];
+  }
+
   abort() {
     this.ctx.abort("processor host aborted by the test");
   }
@@ -89,12 +116,43 @@ export class ClientProcessors extends Processors {
   }
 }
 
+export class LegacyProcessors extends Processors {}
+
+/** The same host, appending through a client that fails with a chosen client code until healed. */
+export class FlakyProcessors extends Processors {
+  failWith = null;
+
+  streams() {
+    const healthy = createStreamsClient({ binding: this.env.STREAMS });
+    // The way to the stream is down (network), or a proxy answers in its place (protocol).
+    const broken = createStreamsClient({
+      baseUrl: "http://streams.invalid",
+      fetch: async () => {
+        if (this.failWith === "network") throw new TypeError("fetch failed: connection refused");
+        return new Response("<html><body>502 Bad Gateway</body></html>", { status: 502, headers: { "content-type": "text/html" } });
+      },
+    });
+    return {
+      namespace: healthy.namespace,
+      append: (target, event) => {
+        if (this.failWith === null) return healthy.append(target, event);
+        if (this.failWith === "timeout") return Promise.reject(new StreamError("timeout", "no connection within 10000 ms"));
+        return broken.append(target, event);
+      },
+    };
+  }
+
+  failAppendsWith(code) {
+    this.failWith = code;
+  }
+}
+
 export default {
   async fetch(request, env) {
-    const { name, method, arg, viaClient } = await request.json();
+    const { name, method, arg, viaClient, flaky, legacy } = await request.json();
     let outcome;
     try {
-      const ns = viaClient ? env.CLIENT_PROCESSORS : env.PROCESSORS;
+      const ns = legacy ? env.LEGACY_PROCESSORS : flaky ? env.FLAKY_PROCESSORS : viaClient ? env.CLIENT_PROCESSORS : env.PROCESSORS;
       outcome = { ok: true, result: await ns.getByName(name)[method](arg) };
     } catch (e) {
       outcome = { ok: false, error: String(e?.message ?? e) };

@@ -22,6 +22,8 @@ export function startWithProcessors({ persistDir, counterVersion, bindings = {} 
         durableObjects: {
           PROCESSORS: { className: "Processors", useSQLite: true },
           CLIENT_PROCESSORS: { className: "ClientProcessors", useSQLite: true },
+          FLAKY_PROCESSORS: { className: "FlakyProcessors", useSQLite: true },
+          LEGACY_PROCESSORS: { className: "LegacyProcessors", useSQLite: true },
         },
         serviceBindings: { STREAMS: "streams" },
         bindings: counterVersion ? { COUNTER_VERSION: counterVersion } : {},
@@ -33,11 +35,12 @@ export function startWithProcessors({ persistDir, counterVersion, bindings = {} 
 
 /**
  * `env.PROCESSORS.getByName(host)[method](arg)` as {ok, result} | {ok:false, error}
- * (`{viaClient: true}`: the ClientProcessors host instead).
+ * (`{viaClient: true}`: the ClientProcessors host instead; `{flaky: true}`: FlakyProcessors;
+ * `{legacy: true}`: LegacyProcessors).
  */
-export async function tryHost(mf, host, method, arg, { viaClient = false } = {}) {
+export async function tryHost(mf, host, method, arg, { viaClient = false, flaky = false, legacy = false } = {}) {
   const worker = await mf.getWorker("processors");
-  const res = await worker.fetch("http://processors/", { method: "POST", body: JSON.stringify({ name: host, method, arg, viaClient }) });
+  const res = await worker.fetch("http://processors/", { method: "POST", body: JSON.stringify({ name: host, method, arg, viaClient, flaky, legacy }) });
   return res.json();
 }
 

@@ -1,7 +1,8 @@
 //! Public HTTP (docs/protocol.md#http-routes): `/api/streams/<method>` for the allowlisted
 //! methods and the WebSocket route. Checks run in this order: CORS preflight
 //! and WebSocket origin → credentials → route and verb → admin token →
-//! operation → names → body (size, then JSON) → token scope → call.
+//! operation → body (size, then JSON) → names → `configure` for control
+//! events → token scope → call.
 
 use futures::StreamExt;
 use serde_json::{Map, Value};
@@ -115,6 +116,7 @@ async fn serve(mut req: Request, env: &Env, gate: &Gate) -> Result<Response, Ref
                 let namespace = name_part(&query, &mut args, "namespace")?;
                 let path = name_part(&query, &mut args, "path")?;
                 let name = target_stream(method, namespace.as_deref(), path.as_deref(), stream_path.as_deref())?;
+                access.allow_control_events(method, &args)?;
                 (name, args, body_bytes)
             };
             access.allow_stream(&name)?;
@@ -171,7 +173,7 @@ impl Query {
         for (key, value) in &self.0 {
             match key.as_str() {
                 "namespace" | "path" => {}
-                "offset" | "afterOffset" | "beforeOffset" | "limit" => {
+                "offset" | "afterOffset" | "beforeOffset" | "limit" | "last" | "waitMs" => {
                     let number = value.parse::<u64>().ok().filter(|_| value.bytes().all(|b| b.is_ascii_digit()));
                     args.insert(key.clone(), number.map_or_else(|| Value::String(value.clone()), Value::from));
                 }

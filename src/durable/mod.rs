@@ -18,13 +18,14 @@ use serde_json::{json, Map, Value};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
-use wasm_bindgen_futures::future_to_promise;
+use wasm_bindgen_futures::{future_to_promise, JsFuture};
 use worker::{durable_object, Env, Request, Response, State, WebSocket, WebSocketIncomingMessage};
 
 use crate::wire::error_response;
 use streams_core::event::parse_committed_event;
 use streams_core::limits::MAX_GET_EVENTS_BYTES;
 use streams_core::name::{ancestors, resolve_stream_path};
+use streams_core::read::{created_at_ms, read_page, window, MonotonicClock, Start};
 use streams_core::reducer::reduce;
 use streams_core::rpc::{AppendArgs, GetEventArgs, GetEventsArgs, StreamMethod};
 use streams_core::state::StateJson;
@@ -100,6 +101,11 @@ pub(crate) struct Inner {
     /// The `STREAMS_ARCHIVE` bucket, when bound (docs/operations.md#the-archive).
     archive: Option<ArchiveBucket>,
     tiering: RefCell<tiering::Tiering>,
+    /// `createdAt` for new events: never behind the last one written.
+    clock: Rc<MonotonicClock>,
+    now_ms: Box<dyn Fn() -> f64>,
+    /// Long-polls waiting for the next commit: their promises' resolvers.
+    commit_waiters: RefCell<Vec<js_sys::Function>>,
 }
 
 impl worker::DurableObject for Stream {
@@ -109,6 +115,8 @@ impl worker::DurableObject for Stream {
         let settings = Settings::from_env(&env);
         let archive = ArchiveBucket::bound(&env);
         inbound::answer_pings(&ctx);
+        let clock = Rc::new(MonotonicClock::default());
+        let stream_clock = clock.clone();
         let inner = Inner {
             ctx,
             env,
@@ -121,6 +129,9 @@ impl worker::DurableObject for Stream {
             commits: Cell::new(0),
             archive,
             tiering: RefCell::default(),
+            clock,
+            now_ms: Box::new(move || stream_clock.now(js_sys::Date::now())),
+            commit_waiters: RefCell::default(),
         };
         Self { inner: Rc::new(inner) }
     }
@@ -277,12 +288,7 @@ impl Inner {
         let value = match method {
             StreamMethod::Append | StreamMethod::AppendBatch => return self.append_rpc(method, args),
             StreamMethod::GetEvent => self.get_event_rpc(&args),
-            StreamMethod::GetEvents => {
-                let args = GetEventsArgs::parse(&args)?;
-                self.ensure_kept(args.after + 1)?;
-                let events = self.read(|s| s.read_range(args.after, args.before, args.limit, MAX_GET_EVENTS_BYTES))?;
-                from_json_texts(&events.iter().map(|e| e.json.as_str()).collect::<Vec<_>>())
-            }
+            StreamMethod::GetEvents => return self.get_events_rpc(&args),
             StreamMethod::RuntimeState => from_json_text(&self.runtime_state_json()?),
             StreamMethod::Reduce => self.reduce_rpc(args),
             StreamMethod::Reset => {
@@ -363,6 +369,9 @@ impl Inner {
         };
         self.store.create_schema().map_err(log_internal)?;
         let (state, _) = load_state(&self.store, &mut |w| worker::console_warn!("{}: {w}", name.do_name())).map_err(log_internal)?;
+        if let Some(last) = self.store.event_at(state.max_offset).map_err(log_internal)? {
+            created_at_ms(&last.json).into_iter().for_each(|ms| self.clock.observe(ms));
+        }
         let needs_created = state.event_count == 0;
         let created = needs_created.then(|| {
             EventInput::system(types::CREATED, json!({"namespace": name.namespace, "path": name.path, "streamId": random_uuid()}))
@@ -514,7 +523,7 @@ impl Inner {
     }
 
     fn append_context(&self, origin: Origin) -> AppendContext<'_> {
-        AppendContext { now_ms: &js_sys::Date::now, allowed_bindings: &self.settings.allowed_bindings, origin }
+        AppendContext { now_ms: &*self.now_ms, allowed_bindings: &self.settings.allowed_bindings, origin }
     }
 
     /// Commits the plan atomically (with the state when a snapshot is due),
@@ -554,6 +563,7 @@ impl Inner {
             }
         }
         self.wake_sockets();
+        self.wake_long_polls();
         let summary = CommitSummary::of(plan.events.iter().map(|p| (p.event.event_type.as_str(), p.event.payload_object())));
         self.outbound_after_commit(&summary);
         if plan.events.iter().any(|p| p.event.event_type == types::CONFIGURED) {
@@ -590,6 +600,73 @@ impl Inner {
 
     fn read<T>(&self, read: impl FnOnce(&SqlStore) -> Result<T, streams_core::StoreError>) -> StreamResult<T> {
         read(&self.store).map_err(log_internal)
+    }
+
+    /// A page by offset, time or tail, filtered by type; with `waitMs`, an
+    /// empty page waits for commits until it has an event, its window is
+    /// complete or the time is up (docs/protocol.md#long-poll).
+    fn get_events_rpc(self: &Rc<Self>, args: &Map<String, Value>) -> StreamResult<Reply> {
+        let args = GetEventsArgs::parse(args)?;
+        let (events, settled) = self.events_page(&args)?;
+        if settled || args.wait_ms == 0 {
+            return events_js(&events).map(Reply::Now);
+        }
+        let inner = self.clone();
+        let deadline = js_sys::Date::now() + args.wait_ms as f64;
+        Ok(Reply::Later(
+            async move {
+                loop {
+                    let remaining = deadline - js_sys::Date::now();
+                    if remaining <= 0.0 {
+                        return events_js(&[]);
+                    }
+                    inner.next_commit(remaining).await;
+                    let (events, settled) = inner.events_page(&args)?;
+                    if settled {
+                        return events_js(&events);
+                    }
+                }
+            }
+            .boxed_local(),
+        ))
+    }
+
+    /// The page `args` ask for, and whether it is final (an event, or a
+    /// window with nothing left to wait for).
+    fn events_page(&self, args: &GetEventsArgs) -> StreamResult<(Vec<StoredEvent>, bool)> {
+        let max = self.with_state(|state| state.max_offset)?;
+        let first = self.store.first_offset();
+        if let Start::After(after) = args.start {
+            self.ensure_kept(after + 1)?;
+        }
+        self.read(|store| {
+            let window = window(store, args.start, args.before, args.limit, first, max)?;
+            let events = read_page(store, &window, &args.filter, MAX_GET_EVENTS_BYTES)?;
+            let settled = !events.is_empty() || window.is_complete(max);
+            Ok((events, settled))
+        })
+    }
+
+    /// Resolves at the next commit or after `ms`, whichever comes first.
+    async fn next_commit(&self, ms: f64) {
+        let mut resolver = None;
+        let promise = js_sys::Promise::new(&mut |resolve, _| {
+            set_timeout(&resolve, ms.ceil() as i32);
+            resolver = Some(resolve);
+        });
+        if let Some(resolve) = &resolver {
+            self.commit_waiters.borrow_mut().push(resolve.clone());
+        }
+        let _ = JsFuture::from(promise).await;
+        if let Some(resolve) = resolver {
+            self.commit_waiters.borrow_mut().retain(|waiter| *waiter != resolve);
+        }
+    }
+
+    fn wake_long_polls(&self) {
+        for resolve in self.commit_waiters.take() {
+            let _ = resolve.call0(&JsValue::UNDEFINED);
+        }
     }
 
     fn get_event_rpc(&self, args: &Map<String, Value>) -> StreamResult<JsValue> {
@@ -637,6 +714,7 @@ impl Inner {
     fn end_incarnation(&self) {
         *self.incarnation.borrow_mut() = Incarnation::ShuttingDown;
         self.generation.set(self.generation.get() + 1);
+        self.wake_long_polls();
         for socket in self.ctx.get_websockets() {
             let _ = socket.close(Some(1012), Some("kill requested"));
         }
@@ -678,6 +756,10 @@ impl Inner {
 fn wasm_memory_bytes() -> f64 {
     let memory: js_sys::WebAssembly::Memory = wasm_bindgen::memory().unchecked_into();
     memory.buffer().unchecked_into::<js_sys::ArrayBuffer>().byte_length().into()
+}
+
+fn events_js(events: &[StoredEvent]) -> StreamResult<JsValue> {
+    from_json_texts(&events.iter().map(|e| e.json.as_str()).collect::<Vec<_>>())
 }
 
 /// The wall clock as `toISOString` prints it.

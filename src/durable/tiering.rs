@@ -8,9 +8,7 @@ use std::rc::Rc;
 use serde_json::{json, Value};
 
 use super::{log_internal, Inner};
-use streams_core::event::Event;
 use streams_core::tiers::{decode_segment, encode_segment, next_trim_at, plan_trim, SegmentInfo, TrimInput, TrimPlan};
-use streams_core::time::parse_rfc3339_ms;
 use streams_core::StreamResult;
 
 /// How many of the oldest hot events one retention step looks at.
@@ -272,5 +270,5 @@ impl Inner {
 
 /// `createdAt` of a committed event in epoch ms (0 when unreadable: such an event counts as old).
 fn created_at_ms(json: Option<&str>) -> f64 {
-    json.and_then(|j| Event::from_stored_json(j).ok()).and_then(|e| parse_rfc3339_ms(&e.created_at)).unwrap_or(0.0)
+    json.and_then(streams_core::read::created_at_ms).unwrap_or(0.0)
 }

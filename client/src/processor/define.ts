@@ -10,7 +10,7 @@ export interface OnEventContext<State> {
   path: string;
   /**
    * Appends to the stream that delivered `event`. The host sets the idempotency key
-   * (`<slug>:<input offset>:<n>`, n counting this call's appends from 0) and `source`, so a
+   * (`<slug>:<subscription key>:<input offset>:<n>`, n counting this call's appends from 0) and `source`, so a
    * redelivery returns the events already written instead of writing them again.
    */
   append(event: Omit<EventInput, "idempotencyKey" | "offset">): Promise<StreamEvent>;

@@ -29,6 +29,8 @@ export interface ProcessorStatus<State = unknown> {
   slug: string;
   version: string;
   checkpoint: number;
+  /** The highest checkpoint any version reached on this life of the stream: `onEvent` runs only for events past it. */
+  handledThrough: number;
   state: State;
   failures: number;
   halted: boolean;
@@ -65,12 +67,18 @@ function coded(code: string, message: string): Error {
   return new Error(`${code}: ${message}`);
 }
 
-/** `<code>: …` errors from the stream that a later attempt can get past. */
+/**
+ * Failures of the stream or of the way to it, which a later attempt can get past: the stream
+ * restarting (`internal`), paused, or unreachable (`network`, `timeout`, `protocol` from
+ * `createStreamsClient`; an uncoded error from a broken binding). docs/processors.md#failures-halting-and-resume
+ */
+const TRANSIENT_CODES: ReadonlySet<string> = new Set(["internal", "stream_paused", "network", "timeout", "protocol"]);
+
 function isTransientStreamError(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
   const fromMessage = /^([a-z_]+): /.exec(messageOf(error))?.[1];
   const c = typeof code === "string" ? code : fromMessage;
-  return c === undefined || c === "internal" || c === "stream_paused";
+  return c === undefined || TRANSIENT_CODES.has(c);
 }
 
 function failureOf(error: unknown, offset: number | null): ProcessorFailure {
@@ -157,6 +165,7 @@ export class ProcessorHost {
     try {
       const processor = this.#select(args?.processorName);
       const key = this.#key(args, processor.slug);
+      nonEmptyString(args.subscriptionKey, "subscriptionKey");
       checkBatch(args);
       const queue = JSON.stringify([key.namespace, key.path, key.slug]);
       const run = (this.#queues.get(queue) ?? Promise.resolve()).then(() => this.#ingest(key, processor, args));
@@ -223,17 +232,22 @@ export class ProcessorHost {
     return { namespace: nonEmptyString(args.namespace, "namespace"), path: nonEmptyString(args.path, "path"), slug };
   }
 
-  /** The stored row, or a fresh one (not yet written) when there is none or it is of another version. */
+  /**
+   * The stored row, or a fresh one (not yet written) when there is none or it is of another
+   * version; a fresh row of a new version keeps how far the old ones handled the stream.
+   */
   #current(key: ProcessorKey, processor: Processor<unknown>): ProcessorRow {
     const row = this.#store.read(key);
-    return row && row.version === processor.version ? row : this.#fresh(processor);
+    if (!row) return this.#fresh(processor);
+    return row.version === processor.version ? row : { ...this.#fresh(processor, row.handledThrough), streamId: row.streamId };
   }
 
-  #fresh(processor: Processor<unknown>): ProcessorRow {
+  #fresh(processor: Processor<unknown>, handledThrough = 0): ProcessorRow {
     return {
       version: processor.version,
       streamId: null,
       checkpoint: 0,
+      handledThrough,
       state: JSON.stringify(processor.initialState()),
       connectionId: null,
       failures: 0,
@@ -272,7 +286,10 @@ export class ProcessorHost {
           throw new TypeError(`reduce of "${key.slug}" returned a promise; it must be synchronous`);
         }
         state = next;
-        if (processor.onEvent) await processor.onEvent({ event, state, namespace: key.namespace, path: key.path, append: this.#appender(key, processor, event) });
+        // An earlier version already ran the side effects of what it handled (docs/processors.md#versions).
+        if (processor.onEvent && event.offset > row.handledThrough) {
+          await processor.onEvent({ event, state, namespace: key.namespace, path: key.path, append: this.#appender(key, processor, batch.subscriptionKey, event) });
+        }
       }
       const json = JSON.stringify(state);
       if (json === undefined) throw new TypeError(`reduce of "${key.slug}" returned a value that is not JSON`);
@@ -280,7 +297,16 @@ export class ProcessorHost {
         const now = this.#store.read(key);
         if (!now || now.connectionId !== row.connectionId || now.checkpoint !== row.checkpoint || now.version !== row.version) return undefined;
         const skipOffset = now.skipOffset !== null && now.skipOffset <= batch.throughOffset ? null : now.skipOffset;
-        const next: ProcessorRow = { ...now, checkpoint: batch.throughOffset, state: json, failures: 0, lastError: null, failedOffset: null, skipOffset };
+        const next: ProcessorRow = {
+          ...now,
+          checkpoint: batch.throughOffset,
+          handledThrough: Math.max(now.handledThrough, batch.throughOffset),
+          state: json,
+          failures: 0,
+          lastError: null,
+          failedOffset: null,
+          skipOffset,
+        };
         this.#store.write(key, next);
         return next;
       });
@@ -291,14 +317,15 @@ export class ProcessorHost {
     return { outcome: "committed", checkpoint: committed.checkpoint };
   }
 
-  #appender(key: ProcessorKey, processor: Processor<unknown>, input: StreamEvent) {
+  /** `append` for `onEvent`: keyed by slug, wiring and input, so two wirings of one slug never collide. */
+  #appender(key: ProcessorKey, processor: Processor<unknown>, subscriptionKey: string, input: StreamEvent) {
     let n = 0;
     return async (event: Omit<EventInput, "idempotencyKey" | "offset">): Promise<StreamEvent> => {
       const own = event as EventInput;
       if (own.idempotencyKey !== undefined || own.offset !== undefined) {
-        throw new TypeError(`append inside onEvent sets idempotencyKey itself (${key.slug}:<input offset>:<n>) and takes no offset`);
+        throw new TypeError(`append inside onEvent sets idempotencyKey itself (${key.slug}:<subscription key>:<input offset>:<n>) and takes no offset`);
       }
-      const idempotencyKey = `${key.slug}:${input.offset}:${n++}`;
+      const idempotencyKey = `${key.slug}:${subscriptionKey}:${input.offset}:${n++}`;
       const source = event.source ?? { processor: { slug: processor.slug, version: processor.version } };
       try {
         return await appendTo(this.#streams, { namespace: key.namespace, path: key.path }, { ...event, source, idempotencyKey });
@@ -382,6 +409,7 @@ export class ProcessorHost {
       ...key,
       version: row.version,
       checkpoint: row.checkpoint,
+      handledThrough: row.handledThrough,
       state: JSON.parse(row.state),
       failures: row.failures,
       halted: row.halted,

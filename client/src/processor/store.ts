@@ -21,6 +21,8 @@ export interface ProcessorRow {
   streamId: string | null;
   /** The `throughOffset` of the last committed batch. */
   checkpoint: number;
+  /** The highest checkpoint any version reached on this life of the log: `onEvent` runs only past it. */
+  handledThrough: number;
   /** JSON of the state after the checkpoint. */
   state: string;
   /** The latest accepted dial's connection; batches from any other are dropped. */
@@ -49,8 +51,11 @@ export class ProcessorStore {
       namespace TEXT NOT NULL, path TEXT NOT NULL, slug TEXT NOT NULL,
       version TEXT NOT NULL, stream_id TEXT, checkpoint INTEGER NOT NULL, state TEXT NOT NULL, connection_id TEXT,
       failures INTEGER NOT NULL, last_error TEXT, failed_offset INTEGER,
-      halted INTEGER NOT NULL, halt_reported INTEGER NOT NULL, skip_offset INTEGER,
+      halted INTEGER NOT NULL, halt_reported INTEGER NOT NULL, skip_offset INTEGER, handled_through INTEGER,
       PRIMARY KEY (namespace, path, slug))`);
+    // A table made before handled_through existed: its rows read it as their checkpoint.
+    const [table] = storage.sql.exec(`SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?`, TABLE).toArray();
+    if (!String(table?.sql ?? "").includes("handled_through")) storage.sql.exec(`ALTER TABLE ${TABLE} ADD COLUMN handled_through INTEGER`);
   }
 
   transaction<T>(closure: () => T): T {
@@ -66,6 +71,7 @@ export class ProcessorStore {
       version: String(r.version),
       streamId: r.stream_id === null ? null : String(r.stream_id),
       checkpoint: Number(r.checkpoint),
+      handledThrough: Math.max(Number(r.checkpoint), r.handled_through === null ? 0 : Number(r.handled_through)),
       state: String(r.state),
       connectionId: r.connection_id === null ? null : String(r.connection_id),
       failures: Number(r.failures),
@@ -80,8 +86,8 @@ export class ProcessorStore {
   write(key: ProcessorKey, row: ProcessorRow): void {
     this.#storage.sql.exec(
       `INSERT OR REPLACE INTO ${TABLE} (namespace, path, slug, version, stream_id, checkpoint, state,
-        connection_id, failures, last_error, failed_offset, halted, halt_reported, skip_offset)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        connection_id, failures, last_error, failed_offset, halted, halt_reported, skip_offset, handled_through)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       key.namespace,
       key.path,
       key.slug,
@@ -96,6 +102,7 @@ export class ProcessorStore {
       row.halted ? 1 : 0,
       row.haltReported ? 1 : 0,
       row.skipOffset,
+      row.handledThrough,
     );
   }
 }

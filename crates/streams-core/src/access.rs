@@ -2,8 +2,11 @@
 //! (see `token`) and the CORS origin list. Pure; the HTTP layer reads the
 //! configuration and the request and applies the answers.
 
+use serde_json::{Map, Value};
+
 use super::error::{ErrorCode, StreamError, StreamResult};
 use super::name::{quote, StreamName};
+use super::rpc::StreamMethod;
 use super::token::{verify, Claims, Op};
 
 /// The credentials the deployment configures; empty values count as unset.
@@ -60,6 +63,14 @@ impl Access {
         match self {
             Self::Full => Ok(()),
             Self::Scoped(claims) => claims.allow_op(op),
+        }
+    }
+
+    /// A scoped token needs `configure` to append a control event (docs/access.md#operations).
+    pub fn allow_control_events(&self, method: StreamMethod, args: &Map<String, Value>) -> StreamResult<()> {
+        match self {
+            Self::Full => Ok(()),
+            Self::Scoped(claims) => claims.allow_control_events(method, args),
         }
     }
 

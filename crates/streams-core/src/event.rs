@@ -30,6 +30,12 @@ pub mod types {
     /// Written only by the stream itself (docs/protocol.md#append-input).
     pub const RESERVED: [&str; 4] = [CREATED, WOKEN, SUBSCRIBER_CONNECTED, SUBSCRIBER_DISCONNECTED];
 
+    /// The types that steer the stream (its configuration, metadata, children, outbound
+    /// subscriptions and pause gate): a scoped token needs `configure` to append one
+    /// (docs/access.md#operations).
+    pub const CONTROL: [&str; 7] =
+        [CONFIGURED, METADATA_UPDATED, CHILD_STREAM_CREATED, SUBSCRIPTION_CONFIGURED, SUBSCRIPTION_REMOVED, PAUSED, RESUMED];
+
     pub fn is_system(event_type: &str) -> bool {
         event_type.starts_with(SYSTEM_PREFIX)
     }

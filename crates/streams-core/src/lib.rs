@@ -14,6 +14,7 @@ pub mod limits;
 pub mod name;
 pub mod outbound;
 pub mod payload;
+pub mod read;
 pub mod reducer;
 pub mod rpc;
 pub mod state;

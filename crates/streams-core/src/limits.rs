@@ -17,6 +17,8 @@ pub const MAX_BATCH_JSON_BYTES: usize = 16_777_216;
 /// `getEvents` page size: default and maximum.
 pub const DEFAULT_GET_EVENTS_LIMIT: usize = 100;
 pub const MAX_GET_EVENTS_LIMIT: usize = 1000;
+/// Longest `getEvents` long-poll wait (`waitMs`), in milliseconds.
+pub const MAX_WAIT_MS: u64 = 60_000;
 /// A `getEvents` result stops before this much event JSON (at least one event).
 pub const MAX_GET_EVENTS_BYTES: usize = 16 * 1024 * 1024;
 /// A delivered subscriber batch: events, and bytes (a bigger event goes alone).

@@ -6,8 +6,11 @@ use serde_json::{Map, Value};
 
 use super::error::{StreamError, StreamResult};
 use super::event::trimmed_key;
-use super::limits::{DEFAULT_GET_EVENTS_LIMIT, MAX_GET_EVENTS_LIMIT, MAX_SAFE_INTEGER};
+use super::limits::{DEFAULT_GET_EVENTS_LIMIT, MAX_GET_EVENTS_LIMIT, MAX_SAFE_INTEGER, MAX_WAIT_MS};
 use super::name::quote;
+use super::read::Start;
+use super::subscription::EventFilter;
+use super::time::parse_rfc3339_ms;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamMethod {
@@ -130,7 +133,7 @@ impl StreamMethod {
             Self::Append => &["streamPath", "event"],
             Self::AppendBatch => &["streamPath", "events"],
             Self::GetEvent => &["offset", "idempotencyKey"],
-            Self::GetEvents => &["afterOffset", "beforeOffset", "limit"],
+            Self::GetEvents => &["afterOffset", "beforeOffset", "limit", "sinceTime", "last", "eventTypes", "waitMs"],
             Self::Reduce => &["event", "coreProcessorState"],
             Self::NotifyChildStreamCreated => &["childPath"],
             Self::RunArchiveNow => &["nowMs", "holdAfterUpload"],
@@ -195,26 +198,41 @@ impl GetEventArgs {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GetEventsArgs {
-    pub after: u64,
+    pub start: Start,
     pub before: Option<u64>,
     pub limit: usize,
+    pub filter: EventFilter,
+    /// How long to wait for a first event when there is none yet (long-poll).
+    pub wait_ms: u64,
 }
 
 impl GetEventsArgs {
     pub fn parse(args: &Map<String, Value>) -> StreamResult<Self> {
-        let after = match args.get("afterOffset") {
-            None => 0,
-            Some(v) => non_negative("afterOffset", v)?,
+        let starts = ["afterOffset", "sinceTime", "last"].into_iter().filter(|k| args.get(*k).is_some_and(|v| !v.is_null())).count();
+        if starts > 1 {
+            return Err(StreamError::invalid_request("getEvents takes at most one of afterOffset, sinceTime and last"));
+        }
+        let start = match (args.get("afterOffset"), args.get("sinceTime"), args.get("last")) {
+            (Some(v), _, _) if !v.is_null() => Start::After(non_negative("afterOffset", v)?),
+            (_, Some(Value::String(time)), _) => Start::SinceMs(parse_rfc3339_ms(time).ok_or_else(|| bad_since_time(time))?),
+            (_, Some(v), _) if !v.is_null() => return Err(StreamError::invalid_request("sinceTime must be a string")),
+            (_, _, Some(v)) if !v.is_null() => match v.as_u64() {
+                Some(n) if (1..=MAX_GET_EVENTS_LIMIT as u64).contains(&n) => Start::Last(n),
+                _ => return Err(StreamError::invalid_request("last must be an integer from 1 to 1000")),
+            },
+            _ => Start::After(0),
         };
         let before = match args.get("beforeOffset") {
             None | Some(Value::Null) => None,
             Some(v) => Some(non_negative("beforeOffset", v)?),
         };
-        let limit = match args.get("limit") {
-            None => DEFAULT_GET_EVENTS_LIMIT,
-            Some(v) => match v.as_u64() {
+        let limit = match (args.get("limit"), start) {
+            (None, Start::Last(n)) => n as usize,
+            (None, _) => DEFAULT_GET_EVENTS_LIMIT,
+            (Some(_), Start::Last(_)) => return Err(StreamError::invalid_request("last and limit are exclusive")),
+            (Some(v), _) => match v.as_u64() {
                 Some(n) if n > MAX_GET_EVENTS_LIMIT as u64 => {
                     return Err(StreamError::invalid_request("getEvents limit must be at most 1000."))
                 }
@@ -222,8 +240,32 @@ impl GetEventsArgs {
                 _ => return Err(StreamError::invalid_request("getEvents limit must be a positive integer.")),
             },
         };
-        Ok(Self { after, before, limit })
+        let filter = match args.get("eventTypes") {
+            None | Some(Value::Null) => EventFilter::default(),
+            // Over HTTP the query carries a comma-separated list.
+            Some(Value::String(list)) => EventFilter::from_types(list.split(',').map(str::to_owned)),
+            Some(Value::Array(items)) => EventFilter::from_types(
+                items
+                    .iter()
+                    .map(|t| t.as_str().map(str::to_owned))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| StreamError::invalid_request("eventTypes must be an array of strings"))?,
+            ),
+            Some(_) => return Err(StreamError::invalid_request("eventTypes must be an array of strings")),
+        };
+        let wait_ms = match args.get("waitMs") {
+            None | Some(Value::Null) => 0,
+            Some(v) => v
+                .as_u64()
+                .filter(|n| *n <= MAX_WAIT_MS)
+                .ok_or_else(|| StreamError::invalid_request("waitMs must be an integer from 0 to 60000"))?,
+        };
+        Ok(Self { start, before, limit, filter, wait_ms })
     }
+}
+
+fn bad_since_time(given: &str) -> StreamError {
+    StreamError::invalid_request(format!("sinceTime {} is not an ISO 8601 time (e.g. 2026-01-05T10:00:00Z)", quote(given)))
 }
 
 fn non_negative(name: &str, value: &Value) -> StreamResult<u64> {
@@ -268,12 +310,40 @@ mod tests {
     #[test]
     fn get_events_limits_are_checked() {
         let parse = |v| GetEventsArgs::parse(&map(v));
-        assert_eq!(parse(json!({})).unwrap(), GetEventsArgs { after: 0, before: None, limit: 100 });
+        let plain = |after, before, limit| GetEventsArgs { start: Start::After(after), before, limit, filter: EventFilter::default(), wait_ms: 0 };
+        assert_eq!(parse(json!({})).unwrap(), plain(0, None, 100));
         assert_eq!(parse(json!({"limit": 0})).unwrap_err().message, "getEvents limit must be a positive integer.");
         assert_eq!(parse(json!({"limit": 1.5})).unwrap_err().message, "getEvents limit must be a positive integer.");
         assert_eq!(parse(json!({"limit": 1001})).unwrap_err().message, "getEvents limit must be at most 1000.");
         assert_eq!(parse(json!({"afterOffset": -1})).unwrap_err().message, "afterOffset must be a non-negative integer");
-        assert_eq!(parse(json!({"afterOffset": 2, "beforeOffset": null, "limit": 2})).unwrap(), GetEventsArgs { after: 2, before: None, limit: 2 });
+        assert_eq!(parse(json!({"afterOffset": 2, "beforeOffset": null, "limit": 2})).unwrap(), plain(2, None, 2));
+    }
+
+    #[test]
+    fn get_events_by_time_tail_type_and_wait() {
+        let parse = |v| GetEventsArgs::parse(&map(v));
+        assert_eq!(parse(json!({"sinceTime": "1970-01-01T00:00:01Z"})).unwrap().start, Start::SinceMs(1000.0));
+        assert_eq!(
+            parse(json!({"sinceTime": "yesterday"})).unwrap_err().message,
+            "sinceTime \"yesterday\" is not an ISO 8601 time (e.g. 2026-01-05T10:00:00Z)"
+        );
+        assert_eq!(parse(json!({"sinceTime": 5})).unwrap_err().message, "sinceTime must be a string");
+        let last = parse(json!({"last": 20})).unwrap();
+        assert_eq!((last.start, last.limit), (Start::Last(20), 20));
+        for bad in [json!({"last": 0}), json!({"last": 1001}), json!({"last": "3"})] {
+            assert_eq!(parse(bad).unwrap_err().message, "last must be an integer from 1 to 1000");
+        }
+        assert_eq!(parse(json!({"last": 2, "limit": 5})).unwrap_err().message, "last and limit are exclusive");
+        for both in [json!({"last": 2, "afterOffset": 1}), json!({"sinceTime": "2026-01-05T10:00:00Z", "afterOffset": 1}), json!({"last": 1, "sinceTime": "x"})] {
+            assert_eq!(parse(both).unwrap_err().message, "getEvents takes at most one of afterOffset, sinceTime and last");
+        }
+        assert_eq!(parse(json!({"eventTypes": "a, b"})).unwrap().filter, EventFilter(Some(vec!["a".into(), "b".into()])));
+        assert_eq!(parse(json!({"eventTypes": ["a"]})).unwrap().filter, EventFilter(Some(vec!["a".into()])));
+        assert_eq!(parse(json!({"eventTypes": [1]})).unwrap_err().message, "eventTypes must be an array of strings");
+        assert_eq!(parse(json!({"waitMs": 60000})).unwrap().wait_ms, 60000);
+        for bad in [json!({"waitMs": 60001}), json!({"waitMs": -1}), json!({"waitMs": 0.5})] {
+            assert_eq!(parse(bad).unwrap_err().message, "waitMs must be an integer from 0 to 60000");
+        }
     }
 
     #[test]

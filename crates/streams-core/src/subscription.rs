@@ -92,10 +92,7 @@ pub fn next_batch<S: EventStore + ?Sized>(store: &S, state: &CoreState, pump: &m
         pump.cursor = last.offset;
         let events: Vec<StoredEvent> = page
             .into_iter()
-            .filter(|e| match stored_type(e) {
-                "" => parsed_type(e).is_some_and(|t| pump.filter.matches(&t)),
-                t => pump.filter.matches(t),
-            })
+            .filter(|e| event_type_of(e).is_some_and(|t| pump.filter.matches(&t)))
             .collect();
         if events.is_empty() && !pump.initial_push_owed {
             continue;
@@ -114,6 +111,14 @@ impl PumpCursor {
         self.initial_push_owed = false;
         self.delivered_through = self.cursor;
         Batch { after_offset, through_offset: self.cursor, events, stream_max_offset }
+    }
+}
+
+/// The type of a stored event; `None` when its JSON cannot be read.
+pub fn event_type_of(event: &StoredEvent) -> Option<std::borrow::Cow<'_, str>> {
+    match stored_type(event) {
+        "" => parsed_type(event).map(std::borrow::Cow::Owned),
+        t => Some(std::borrow::Cow::Borrowed(t)),
     }
 }
 

@@ -36,6 +36,8 @@ pub struct MemStore {
     state: RefCell<Option<(i64, String)>>,
     pub fail_commits: Cell<bool>,
     pub commits: Cell<u32>,
+    /// How many point reads (`event_at`) were made.
+    pub point_reads: Cell<u32>,
 }
 
 impl MemStore {
@@ -98,6 +100,7 @@ impl EventStore for MemStore {
     }
 
     fn event_at(&self, offset: u64) -> Result<Option<StoredEvent>, StoreError> {
+        self.point_reads.set(self.point_reads.get() + 1);
         Ok(self.events.borrow().get(&offset).map(|(_, json)| StoredEvent { offset, json: json.clone() }))
     }
 

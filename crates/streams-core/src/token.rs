@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 use sha2::Sha256;
 
 use super::error::{ErrorCode, StreamError, StreamResult};
+use super::event::types;
 use super::name::{quote, validate_namespace, validate_path, StreamName, ROOT_PATH};
 use super::rpc::StreamMethod;
 
@@ -16,25 +17,30 @@ pub const MAX_TOKEN_BYTES: usize = 4096;
 pub const CLOCK_LEEWAY_SECONDS: f64 = 30.0;
 const SUBTREE_SUFFIX: &str = "/**";
 
-/// What a scoped token may do. `reset` and `kill` are never grantable.
+/// What a scoped token may do (docs/access.md#operations). `reset` and `kill` are never grantable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
     /// getEvent, getEvents, runtimeState, reduce, subscribe.
     Read,
     /// append, appendBatch (their responses are the committed events).
     Append,
+    /// Appending a control event (`types::CONTROL`), on top of `append`.
+    Configure,
 }
 
 impl Op {
+    pub const ALL: [Self; 3] = [Self::Read, Self::Append, Self::Configure];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Read => "read",
             Self::Append => "append",
+            Self::Configure => "configure",
         }
     }
 
     fn parse(name: &str) -> Option<Self> {
-        [Self::Read, Self::Append].into_iter().find(|op| op.as_str() == name)
+        Self::ALL.into_iter().find(|op| op.as_str() == name)
     }
 
     /// The operation a method needs; `None` when no scoped token can call it.
@@ -53,6 +59,21 @@ impl Op {
             | StreamMethod::DeleteStream
             | StreamMethod::RunArchiveNow => None,
         }
+    }
+}
+
+/// The first control event type among an `append`/`appendBatch` argument's
+/// events (`event`, or the items of `events`): appending it needs `configure`.
+/// Malformed arguments name none; the stream refuses them itself.
+pub fn control_event_type(method: StreamMethod, args: &Map<String, Value>) -> Option<&'static str> {
+    let control = |event: &Value| {
+        let event_type = event.get("type")?.as_str()?;
+        types::CONTROL.into_iter().find(|control| *control == event_type)
+    };
+    match method {
+        StreamMethod::Append => args.get("event").and_then(control),
+        StreamMethod::AppendBatch => args.get("events")?.as_array()?.iter().find_map(control),
+        _ => None,
     }
 }
 
@@ -105,6 +126,16 @@ impl Claims {
             Ok(())
         } else {
             Err(forbidden(format!("token does not allow {}", op.as_str())))
+        }
+    }
+
+    /// `configure` for a call appending a control event; the whole call is refused.
+    pub fn allow_control_events(&self, method: StreamMethod, args: &Map<String, Value>) -> StreamResult<()> {
+        match control_event_type(method, args) {
+            Some(event_type) if !self.ops.contains(&Op::Configure) => {
+                Err(forbidden(format!("token does not allow configure, which appending {} needs", quote(event_type))))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -182,7 +213,7 @@ fn parse_claims(claims: &Map<String, Value>) -> Result<Claims, String> {
     let paths = non_empty_strings(claims, "paths")?.into_iter().map(PathScope::parse).collect::<Result<Vec<_>, _>>()?;
     let ops = non_empty_strings(claims, "ops")?
         .into_iter()
-        .map(|op| Op::parse(op).ok_or_else(|| format!("unknown op {}; expected \"read\" or \"append\"", quote(op))))
+        .map(|op| Op::parse(op).ok_or_else(|| format!("unknown op {}; expected \"read\", \"append\" or \"configure\"", quote(op))))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Claims { namespace, paths, ops, expires_at, not_before })
 }
@@ -402,6 +433,42 @@ mod tests {
         assert_eq!(denied(claims.allow_stream(&name("app", "/ab"))), "token does not cover path \"/ab\"");
         assert_eq!(denied(claims.allow_op(Op::Append)), "token does not allow append");
         assert!(claims.allow_op(Op::Read).is_ok());
+    }
+
+    #[test]
+    fn appending_a_control_event_needs_configure_and_refuses_the_whole_batch() {
+        let token_with = |ops: Value| {
+            let mut c = claims();
+            c["ops"] = ops;
+            verify(&token(&c), &[SECRET], NOW_MS).unwrap()
+        };
+        let append_only = token_with(json!(["append"]));
+        let configure = token_with(json!(["append", "configure"]));
+        assert_eq!(configure.ops, vec![Op::Append, Op::Configure]);
+        let args = |v: Value| v.as_object().unwrap().clone();
+        for control in types::CONTROL {
+            let single = args(json!({"event": {"type": control, "payload": {}}}));
+            let err = append_only.allow_control_events(StreamMethod::Append, &single).unwrap_err();
+            assert_eq!(err.code, ErrorCode::Forbidden);
+            assert_eq!(err.message, format!("token does not allow configure, which appending \"{control}\" needs"));
+            assert!(configure.allow_control_events(StreamMethod::Append, &single).is_ok());
+            let batch = args(json!({"events": [{"type": "app/x"}, {"type": control}, {"type": "app/y"}]}));
+            assert_eq!(control_event_type(StreamMethod::AppendBatch, &batch), Some(control));
+            assert!(append_only.allow_control_events(StreamMethod::AppendBatch, &batch).is_err());
+        }
+        for harmless in [
+            json!({"event": {"type": "app/x"}}),
+            json!({"event": {"type": format!("{} ", types::PAUSED)}}),
+            json!({"event": {"type": types::ERROR_OCCURRED}}),
+            json!({"event": "not an object"}),
+            json!({"events": [{"type": 7}, null]}),
+        ] {
+            let harmless = args(harmless);
+            assert!(append_only.allow_control_events(StreamMethod::Append, &harmless).is_ok(), "{harmless:?}");
+            assert!(append_only.allow_control_events(StreamMethod::AppendBatch, &harmless).is_ok(), "{harmless:?}");
+        }
+        // Only appends carry events.
+        assert_eq!(control_event_type(StreamMethod::Reduce, &args(json!({"event": {"type": types::PAUSED}}))), None);
     }
 
     #[test]
