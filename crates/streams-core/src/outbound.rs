@@ -626,6 +626,7 @@ mod tests {
                     Effect::SetAlarm(at) => self.alarm = Some(at),
                     Effect::DeleteAlarm => self.alarm = None,
                     Effect::ReplaceInbound { .. } | Effect::Forget { .. } | Effect::Log(_) => {}
+                    Effect::FetchArchived => panic!("an in-memory store never defers a read"),
                 }
             }
         }
