@@ -671,7 +671,8 @@ impl Inner {
 
     fn get_event_rpc(&self, args: &Map<String, Value>) -> StreamResult<JsValue> {
         match GetEventArgs::parse(args)? {
-            GetEventArgs::ByOffset(offset) => match self.ensure_kept(offset).and_then(|()| self.read(|s| s.event_at(offset)))? {
+            // Offset 0 never exists: it is not_found, not trimmed.
+            GetEventArgs::ByOffset(offset) => match self.ensure_kept(offset.max(1)).and_then(|()| self.read(|s| s.event_at(offset)))? {
                 Some(event) => from_json_text(&event.json),
                 None => Err(StreamError::new(ErrorCode::NotFound, format!("No stream event found at offset {offset}."))),
             },

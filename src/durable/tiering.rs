@@ -135,7 +135,7 @@ impl Inner {
                 let info = SegmentInfo { first, last, bytes: texts.iter().map(|t| t.len() as u64).sum(), checksum, last_at_ms: created_at_ms(texts.last().copied()) };
                 drop(texts);
                 drop(events);
-                let key = format!("streams/{}/{first:016}-{last:016}.segment", self.stream_id());
+                let key = self.object_key(first, last);
                 store.mark_pending_seal(first, last).map_err(|e| e.to_string())?;
                 bucket.upload(&key, &bytes).await.map_err(|e| format!("uploading {key}: {e}"))?;
                 if self.generation.get() != generation {
@@ -183,8 +183,10 @@ impl Inner {
         next_trim_at(retention, &self.store.kept_segments(), hot)
     }
 
-    fn stream_id(&self) -> String {
-        self.with_state(|s| s.stream_id.clone()).ok().flatten().unwrap_or_else(|| "stream".to_owned())
+    /// `streams/<streamId>/<first>-<last>.segment`: a repeated seal writes the same object.
+    fn object_key(&self, first: u64, last: u64) -> String {
+        let stream_id = self.with_state(|s| s.stream_id.clone()).ok().flatten().unwrap_or_else(|| "stream".to_owned());
+        format!("streams/{stream_id}/{first:016}-{last:016}.segment")
     }
 
     /// Sets the one alarm to the earliest of what outbound and the archive want.
@@ -249,13 +251,8 @@ impl Inner {
     /// Deletes every segment object of this stream from R2 (`deleteStream`).
     pub(super) async fn delete_archive(&self) -> StreamResult<()> {
         let Some(bucket) = &self.archive else { return Ok(()) };
-        let mut keys = self.store.all_object_keys().map_err(log_internal)?;
-        if let Some(stream_id) = self.with_state(|s| s.stream_id.clone()).ok().flatten() {
-            let listed = bucket.keys(&format!("streams/{stream_id}/")).await.map_err(|e| log_internal(streams_core::StoreError(e)))?;
-            keys.extend(listed);
-        }
-        keys.sort();
-        keys.dedup();
+        let (mut keys, pending) = self.store.all_object_keys().map_err(log_internal)?;
+        keys.extend(pending.map(|(first, last)| self.object_key(first, last)));
         for key in keys {
             bucket.remove(&key).await.map_err(|e| log_internal(streams_core::StoreError(format!("deleting {key}: {e}"))))?;
         }

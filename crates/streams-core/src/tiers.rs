@@ -206,7 +206,8 @@ pub fn encode_segment(first: u64, events: &[&str]) -> (Vec<u8>, u32) {
 /// disagreement is an error naming it, never another event.
 pub fn decode_segment(bytes: &[u8], expected: &SegmentInfo) -> Result<Vec<StoredEvent>, String> {
     let newline = bytes.iter().position(|b| *b == b'\n').ok_or("no header")?;
-    let header: Value = serde_json::from_slice(&bytes[..newline]).map_err(|e| format!("header: {e}"))?;
+    let header = std::str::from_utf8(&bytes[..newline]).map_err(|_| "header: not UTF-8")?;
+    let header: Value = serde_json::from_str(header).map_err(|e| format!("header: {e}"))?;
     if header.get("format").and_then(Value::as_str) != Some(SEGMENT_FORMAT) {
         return Err("unknown format".into());
     }

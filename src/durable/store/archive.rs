@@ -2,7 +2,6 @@
 //! tables, the first kept offset, the hot tier's size, a small cache of segments read back, and
 //! the R2 bucket's four calls. What to seal and trim is decided in `streams_core::tiers`.
 
-use std::collections::VecDeque;
 use std::rc::Rc;
 
 use js_sys::{Array, Promise, Uint8Array};
@@ -39,7 +38,7 @@ pub(super) struct Tiers {
     hot_bytes: u64,
     /// Whether `archived_keys` has rows: then a keyed append must look its key up.
     archived_keys: bool,
-    cache: VecDeque<(u64, Rc<Vec<StoredEvent>>, usize)>,
+    cache: Vec<(u64, Rc<Vec<StoredEvent>>, usize)>,
     /// The first offset of the segment a read last missed.
     miss: Option<u64>,
 }
@@ -82,7 +81,7 @@ impl SqlStore {
         }
         let (hot_count, hot_bytes) = self.hot_size()?;
         let archived_keys = first_cell(self.rows("SELECT EXISTS (SELECT 1 FROM archived_keys)", &[])?).is_some_and(|n| as_u64(&n) > 0);
-        *self.tiers() = Tiers { first_offset, segments, object_keys, hot_count, hot_bytes, archived_keys, cache: VecDeque::new(), miss: None };
+        *self.tiers() = Tiers { first_offset, segments, object_keys, hot_count, hot_bytes, archived_keys, cache: Vec::new(), miss: None };
         Ok(())
     }
 
@@ -142,10 +141,11 @@ impl SqlStore {
         let mut tiers = self.tiers();
         let info = tiers.segments.get(index).cloned().ok_or_else(|| StoreError("segment index out of range".into()))?;
         let position = tiers.cache.iter().position(|(first, _, _)| *first == info.first);
-        match position.and_then(|at| tiers.cache.remove(at)) {
-            Some(entry) => {
+        match position {
+            Some(at) => {
+                let entry = tiers.cache.remove(at);
                 let events = entry.1.clone();
-                tiers.cache.push_back(entry);
+                tiers.cache.push(entry);
                 Ok((info, events))
             }
             None => {
@@ -173,9 +173,9 @@ impl SqlStore {
         let bytes = events.iter().map(|e| e.json.len()).sum();
         let mut tiers = self.tiers();
         tiers.cache.retain(|(f, _, _)| *f != first);
-        tiers.cache.push_back((first, Rc::new(events), bytes));
+        tiers.cache.push((first, Rc::new(events), bytes));
         while tiers.cache.len() > CACHED_SEGMENTS || (tiers.cache.len() > 1 && tiers.cache.iter().map(|e| e.2).sum::<usize>() > CACHED_BYTES) {
-            tiers.cache.pop_front();
+            tiers.cache.remove(0);
         }
     }
 
@@ -286,10 +286,11 @@ impl SqlStore {
         self.exec("DELETE FROM segments WHERE first_offset = ? AND trimmed = 1", &[js_int(first)]).map(|_| ())
     }
 
-    /// Every object key the `segments` table names (deleting the stream).
-    pub fn all_object_keys(&self) -> Result<Vec<String>, StoreError> {
+    /// Every object key the `segments` table names, and the range of a seal
+    /// uploaded but not recorded (deleting the stream).
+    pub fn all_object_keys(&self) -> Result<(Vec<String>, Option<(u64, u64)>), StoreError> {
         let rows = self.rows("SELECT object_key FROM segments", &[])?;
-        Ok(rows.iter().filter_map(|row| row.get(0).as_string()).collect())
+        Ok((rows.iter().filter_map(|row| row.get(0).as_string()).collect(), self.pending_seal()?))
     }
 }
 
@@ -304,8 +305,6 @@ extern "C" {
     fn get(this: &ArchiveBucket, key: &str) -> Result<Promise, JsValue>;
     #[wasm_bindgen(structural, method, catch, js_name = delete)]
     fn delete_object(this: &ArchiveBucket, key: &str) -> Result<Promise, JsValue>;
-    #[wasm_bindgen(structural, method, catch)]
-    fn list(this: &ArchiveBucket, options: &JsValue) -> Result<Promise, JsValue>;
 }
 
 impl ArchiveBucket {
@@ -338,29 +337,6 @@ impl ArchiveBucket {
         settle(self.delete_object(key)).await.map(|_| ())
     }
 
-    /// Every key under `prefix`.
-    pub async fn keys(&self, prefix: &str) -> Result<Vec<String>, String> {
-        let mut keys = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let options = js_sys::Object::new();
-            let _ = js_sys::Reflect::set(&options, &"prefix".into(), &prefix.into());
-            if let Some(c) = &cursor {
-                let _ = js_sys::Reflect::set(&options, &"cursor".into(), &c.into());
-            }
-            let listed = settle(self.list(&options)).await?;
-            let field = |name: &str| js_sys::Reflect::get(&listed, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED);
-            for object in Array::from(&field("objects")).iter() {
-                if let Some(key) = js_sys::Reflect::get(&object, &"key".into()).ok().and_then(|k| k.as_string()) {
-                    keys.push(key);
-                }
-            }
-            cursor = field("cursor").as_string();
-            if field("truncated").as_bool() != Some(true) || cursor.is_none() {
-                return Ok(keys);
-            }
-        }
-    }
 }
 
 /// Awaits a binding call's promise; a throw or a rejection is the error's message.
