@@ -47,6 +47,23 @@ test("end to end: each input reduced once, one output per input, checkpoint = th
   assert.deepEqual(rs.coreProcessorState.processorsBySlug.counter.announcement, { slug: "counter", version: "1", consumes: ["app/add"] });
 });
 
+test("a typo in processorName: runtimeState's redial entry and the log line name the cause (processor_unknown)", async () => {
+  const output = [];
+  const capture = (stream) => stream.on("data", (chunk) => output.push(String(chunk)));
+  const m = await startWithProcessors({ miniflare: { handleRuntimeStdio: (stdout, stderr) => [stdout, stderr].forEach(capture) } });
+  try {
+    const host = uniqueHostName();
+    const name = uniqueName("typo");
+    await call(m, name, "append", { event: processorSubscription("typo", host, "mesage-count") });
+    const rs = await waitFor(() => runtimeState(m, name), (s) => s.runtime.redial.typo?.failures >= 1, { what: "a failed dial" });
+    const cause = 'no processor "mesage-count" in this host (it has "counter", "tally")';
+    assert.deepEqual(rs.runtime.redial.typo.lastError, { code: "processor_unknown", message: cause });
+    await waitFor(async () => output.join(""), (text) => text.includes(`subscription typo: dial failed: processor_unknown: ${cause}`), { what: "the log line" });
+  } finally {
+    await m.dispose();
+  }
+});
+
 test("a reduce that throws on its first 2 attempts recovers through the stream's redelivery, no double count", async () => {
   const w = await wire(mf);
   const tag = Math.random().toString(36).slice(2);

@@ -16,7 +16,7 @@ const WRITERS = 50;
 const EVENTS_PER_WRITER = 100;
 const RETRY_FRACTION = 0.1;
 const GROUP = 10; // callMany group size and appendBatch size
-const SEED = seedFor(0x10ad);
+const SEED = seedFor("reliability_load");
 const KINDS = ["do-single", "do-many", "service-single", "service-many", "http-single", "http-batch"];
 
 let mf;

@@ -157,7 +157,7 @@ test("EchoHost dial arguments follow docs/protocol.md#outbound-subscribers; an i
   const log = await waitForLog(mf, name, (l) => outputs(l).length === 1);
   const [out] = outputs(log);
   assert.deepEqual(out.payload, { seen: 1 });
-  assert.equal(out.idempotencyKey, `echo-example:${input.offset}:0`);
+  assert.equal(out.idempotencyKey, `echo-example:${key}:${input.offset}:0`);
   assert.ok(out.offset > input.offset);
 
   const echoAfter = await inspectEcho(mf, echoName);

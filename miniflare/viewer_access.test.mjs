@@ -5,7 +5,7 @@ import { after, afterEach, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { mintToken } from "@streams/client";
 import { expectConsoleError } from "./helpers/browser.mjs";
-import { freshPath, startViewer, waitForMatch, waitForText } from "./helpers/viewer.mjs";
+import { FIRST_EVENT, FRESH_COUNT, freshPath, startViewer, waitForMatch, waitForText } from "./helpers/viewer.mjs";
 
 const JWT_SECRET = "viewer-access-test-secret";
 const API_TOKEN = "viewer-access-test-master";
@@ -31,6 +31,7 @@ async function saveTokenAndReload(page) {
 test("a 401 makes the page ask for a token; a scoped token is kept in session storage and used on HTTP and the socket", async () => {
   const p = freshPath();
   const token = await mintToken({ secret: JWT_SECRET, ns: "default", paths: [p], ops: ["read", "append"], ttlSeconds: 600 });
+  await v.api(p, "append", { event: FIRST_EVENT }, { token: API_TOKEN });
   const page = await v.open(`/?${new URLSearchParams({ path: p })}`, { beforeGoto: expectRefusals });
   await page.getByTestId("token-prompt").waitFor();
   assert.match(await page.getByTestId("token-prompt").textContent(), /needs an access token/);
@@ -38,7 +39,7 @@ test("a 401 makes the page ask for a token; a scoped token is kept in session st
   await page.getByTestId("token-input").fill(token);
   await saveTokenAndReload(page);
   await waitForText(page, "stream-status", "subscribed");
-  await waitForText(page, "event-count", "3");
+  await waitForText(page, "event-count", FRESH_COUNT);
   assert.equal(await page.getByTestId("token-prompt").count(), 0);
   assert.match(await page.getByTestId("token-allows").textContent(), /read events, state and live updates; append/);
   assert.ok(!page.url().includes(token), "the token is not in the URL");
@@ -54,15 +55,63 @@ test("a 401 makes the page ask for a token; a scoped token is kept in session st
 test("a read-only token: the page says so, and an append is refused with forbidden", async () => {
   const p = freshPath();
   const token = await mintToken({ secret: JWT_SECRET, ns: "default", paths: [`${p}/**`], ops: ["read"], ttlSeconds: 600 });
+  await v.api(p, "append", { event: FIRST_EVENT }, { token: API_TOKEN });
   const page = await v.open(`/?${new URLSearchParams({ path: p })}`, { beforeGoto: expectRefusals });
   await page.getByTestId("token-input").fill(token);
   await saveTokenAndReload(page);
-  await waitForText(page, "event-count", "3");
+  await waitForText(page, "event-count", FRESH_COUNT);
   assert.equal((await page.getByTestId("token-allows").textContent()).trim(), "Allows: read events, state and live updates.");
 
   expectConsoleError(page, /Failed to load resource: .* 403/);
   await page.getByTestId("composer-textarea").fill(JSON.stringify({ type: "app/refused" }));
   await page.getByTestId("composer-append").click();
   await waitForMatch(page, "composer-state", /^error: forbidden: /);
-  assert.equal((await v.serverEvents(p, { token: API_TOKEN })).length, 3, "nothing written");
+  assert.equal((await v.serverEvents(p, { token: API_TOKEN })).length, Number(FRESH_COUNT), "nothing written");
+});
+
+test("the configure op: the page says what it allows, pause works with it and is refused without it", async () => {
+  const p = freshPath();
+  await v.api(p, "append", { event: FIRST_EVENT }, { token: API_TOKEN });
+  const withConfigure = await mintToken({ secret: JWT_SECRET, ns: "default", paths: [p], ops: ["read", "append", "configure"], ttlSeconds: 600 });
+  const page = await v.open(`/?${new URLSearchParams({ path: p })}`, { beforeGoto: expectRefusals });
+  await page.getByTestId("token-input").fill(withConfigure);
+  await saveTokenAndReload(page);
+  await waitForText(page, "stream-gate-status", "Active");
+  assert.equal(
+    (await page.getByTestId("token-allows").textContent()).trim(),
+    "Allows: read events, state and live updates; append (composer, load tool); configure (pause/resume, breaker).",
+  );
+  await page.getByTestId("stream-pause-button").click();
+  await waitForText(page, "stream-gate-status", "Paused");
+  await page.getByTestId("stream-resume-button").click();
+  await waitForText(page, "stream-gate-status", "Active");
+
+  const withoutConfigure = await mintToken({ secret: JWT_SECRET, ns: "default", paths: [p], ops: ["read", "append"], ttlSeconds: 600 });
+  await Promise.all([page.waitForEvent("load"), page.getByText("Forget token").click()]);
+  await page.getByTestId("token-input").fill(withoutConfigure);
+  await saveTokenAndReload(page);
+  await waitForText(page, "stream-gate-status", "Active");
+  assert.doesNotMatch(await page.getByTestId("token-allows").textContent(), /configure/);
+  expectConsoleError(page, /Failed to load resource: .* 403/);
+  await page.getByTestId("stream-pause-button").click();
+  await waitForMatch(page, "stream-control-error", /^forbidden: .*configure/);
+  await waitForText(page, "stream-gate-status", "Active");
+});
+
+test("a token that does not cover the path: the page shows the refusal and stops asking", async () => {
+  const p = freshPath();
+  await v.api(p, "append", { event: FIRST_EVENT }, { token: API_TOKEN });
+  const elsewhere = await mintToken({ secret: JWT_SECRET, ns: "default", paths: ["/elsewhere/**"], ops: ["read"], ttlSeconds: 600 });
+  const page = await v.open(`/?${new URLSearchParams({ path: p })}`, { beforeGoto: expectRefusals });
+  await page.getByTestId("token-input").fill(elsewhere);
+  const polls = [];
+  page.on("request", (r) => new URL(r.url()).pathname === "/api/streams/runtimeState" && polls.push(r.url()));
+  expectConsoleError(page, /Failed to load resource: .* 403/, { repeated: true });
+  await saveTokenAndReload(page);
+  await page.getByTestId("stream-refused").waitFor();
+  assert.match(await page.getByTestId("stream-refused").textContent(), /forbidden: /);
+  await waitForText(page, "header-status", "refused");
+  await page.waitForTimeout(3000);
+  assert.equal(polls.length, 1, "one refused runtimeState, no retries");
+  assert.equal(await page.getByTestId("stream-status").count(), 0, "no socket opened");
 });

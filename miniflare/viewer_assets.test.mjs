@@ -1,6 +1,7 @@
 // How the Worker serves the viewer: its static assets under the routing of wrangler.toml
-// ([assets] directory = "viewer/dist", run_worker_first = ["/api/*"]). `/` and `/split` are the
-// page, `/assets/*` its bundles, `/api/*` always the API, and any other path still the Worker's 404.
+// ([assets] directory = "viewer/dist", run_worker_first = ["/api/*"]). `/`, `/split` and `/streams`
+// are the page, `/assets/*` its bundles, `/api/*` always the API, and any other path still the
+// Worker's 404. The page has no inline script or handler (the Worker's CSP allows scripts only from itself).
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
@@ -24,14 +25,16 @@ test("wrangler.toml serves viewer/dist with the Worker first for /api/*", () => 
   assert.match(assets, /^run_worker_first = \["\/api\/\*"\]$/m);
 });
 
-test("/ and /split are the page, whatever the query", async () => {
-  for (const urlPath of ["/", "/?namespace=a&path=%2Fx&view=feed", "/split?left=/a&right=/b"]) {
+test("/, /split and /streams are the page, whatever the query", async () => {
+  for (const urlPath of ["/", "/?namespace=a&path=%2Fx&view=feed", "/split?left=/a&right=/b", "/streams?prefix=%2Fa%2F"]) {
     const res = await get(urlPath);
     assert.equal(res.status, 200, urlPath);
     assert.match(res.headers.get("content-type"), /^text\/html/, urlPath);
     const html = await res.text();
     assert.match(html, /<div id="root"><\/div>/, urlPath);
     assert.match(html, /<script type="module" src="\/assets\/viewer\.js"><\/script>/, urlPath);
+    assert.deepEqual(html.match(/<script\b[^>]*>/g), ['<script type="module" src="/assets/viewer.js">'], `${urlPath}: one external script, nothing inline`);
+    assert.doesNotMatch(html, /\son[a-z]+\s*=|javascript:/i, `${urlPath}: no inline handler`);
   }
 });
 
@@ -56,7 +59,7 @@ test("/api/* is the API, even where an asset has the same name; other paths reac
   const unknown = await get("/api/index.html");
   assert.equal(unknown.status, 404);
   assert.equal((await unknown.json()).error.code, "not_found");
-  for (const urlPath of ["/nope", "/favicon.ico", "/assets/missing.js", "/split/extra"]) {
+  for (const urlPath of ["/nope", "/favicon.ico", "/assets/missing.js", "/split/extra", "/streams/extra"]) {
     const res = await get(urlPath);
     assert.equal(res.status, 404, urlPath);
     assert.deepEqual(Object.keys((await res.json()).error), ["code", "message"], urlPath);

@@ -9,8 +9,9 @@
 //   browser/viewer helpers) never runs next to another such file; two of them at once on two cores
 //   starve each other's page loads.
 // - With two jobs a file's output is printed in one piece when it ends, so the output of files that
-//   ran side by side never interleaves. The totals (tests, pass, fail, skipped, todo) and the time
-//   of every file come last.
+//   ran side by side never interleaves. The totals (tests, pass, fail, skipped, todo), the time of
+//   every file and every seed the seeded tests drew (their `STREAMS_SEED <label> <seed>` lines, with
+//   the command that replays each) come last.
 // STREAMS_TEST_JOBS=1 runs them one by one: on a machine already loaded by other work each file runs
 // almost twice as slowly beside another, and the timing-sensitive suites come close to their limits.
 import { spawn } from "node:child_process";
@@ -76,8 +77,9 @@ function run({ file }) {
     child.on("close", (code, signal) => {
       const ms = Date.now() - started;
       const counts = Object.fromEntries(COUNTS.map((name) => [name, Number(new RegExp(`^ℹ ${name} (\\d+)$`, "m").exec(output)?.[1] ?? 0)]));
+      const seeds = [...output.matchAll(/STREAMS_SEED (\S+) (\d+) \(replay: ([^)]+)\)/g)].map(([, label, seed, replay]) => ({ label, seed, replay }));
       process.stdout.write(`\n=== ${file} (${(ms / 1000).toFixed(1)} s, ${signal ?? `exit ${code}`})\n${jobs === 1 ? "" : output}`);
-      resolve({ file, ms, code: signal ? 1 : code, counts });
+      resolve({ file, ms, code: signal ? 1 : code, counts, seeds });
     });
   });
 }
@@ -112,11 +114,16 @@ fs.mkdirSync(path.dirname(DURATIONS), { recursive: true });
 fs.writeFileSync(DURATIONS, JSON.stringify({ ...previous, ...Object.fromEntries(results.map((r) => [r.file, r.ms])) }, null, 2) + "\n");
 
 const total = Object.fromEntries(COUNTS.map((name) => [name, results.reduce((sum, r) => sum + r.counts[name], 0)]));
-const failed = results.filter((r) => r.code !== 0);
+// A todo passes node --test; here it fails the run: no test may turn itself into a todo.
+const failed = results.filter((r) => r.code !== 0 || r.counts.todo > 0);
 console.log(`\n=== miniflare files by wall time (${jobs} at a time)`);
 for (const r of [...results].sort((a, b) => b.ms - a.ms)) {
   console.log(`${(r.ms / 1000).toFixed(1).padStart(7)} s  ${r.code === 0 ? "ok  " : "FAIL"}  ${r.file}  (${r.counts.tests} tests)`);
 }
+// Every seed this run drew (docs/architecture.md#tests), so any failure can be replayed exactly.
+console.log("\n=== seeds (replay one with the command shown)");
+if (process.env.STREAMS_PROPTEST_SEED) console.log(`cargo property tests: STREAMS_PROPTEST_SEED=${process.env.STREAMS_PROPTEST_SEED}`);
+for (const r of results) for (const { label, seed, replay } of r.seeds) console.log(`${label} ${seed}: ${replay}`);
 console.log(`${files.length} files, ${COUNTS.map((name) => `${name} ${total[name]}`).join(", ")}, ${((Date.now() - suiteStarted) / 1000).toFixed(1)} s`);
 if (failed.length > 0) {
   console.error(`failed: ${failed.map((r) => r.file).join(", ")}`);

@@ -10,6 +10,9 @@ source scripts/bootstrap.sh
 step() { printf '\n==> %s\n' "$*"; }
 
 step "cargo test (host)"
+# A new proptest seed each run (docs/architecture.md#tests); STREAMS_PROPTEST_SEED=<seed> replays one.
+export STREAMS_PROPTEST_SEED="${STREAMS_PROPTEST_SEED:-$(od -An -N8 -tu8 /dev/urandom | tr -d ' ')}"
+echo "proptest seed: STREAMS_PROPTEST_SEED=$STREAMS_PROPTEST_SEED"
 cargo test --features test-util
 
 step "purity: streams-core depends on no worker / wasm-bindgen / js-sys / web-sys crate"

@@ -214,6 +214,17 @@ pub fn is_coded_error(err: &JsValue) -> bool {
         .is_some_and(|m| StreamError::parse(&m).is_some())
 }
 
+/// The text of a subscriber's rejection, kept whole: its `message` (prefixed with the
+/// error's name unless that is plain `Error`), or what the value prints as.
+pub fn rejection_text(err: &JsValue) -> String {
+    let text = |key: &str| Reflect::get(err, &JsValue::from_str(key)).ok().and_then(|v| v.as_string());
+    match (text("name"), text("message")) {
+        (Some(name), Some(message)) if name != "Error" => format!("{name}: {message}"),
+        (_, Some(message)) => message,
+        _ => err.as_string().unwrap_or_else(|| format!("{err:?}")),
+    }
+}
+
 /// Reads a `<code>: <message>` error thrown across an RPC hop; anything else
 /// is logged and becomes `internal`.
 pub fn from_js_error(err: &JsValue) -> StreamError {

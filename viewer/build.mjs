@@ -1,7 +1,7 @@
 // Bundles the viewer into viewer/dist/, the Worker's static assets (wrangler.toml [assets]).
 //   node viewer/build.mjs            (scripts/build.sh runs it after the wasm build)
-// index.html and split.html are the same page: the asset server maps `/` and `/split` to them,
-// and every other path still reaches the Worker. bundleBrowser puts the browser runtime's mirror
+// index.html, split.html and streams.html are the same page: the asset server maps `/`, `/split`
+// and `/streams` to them, and every other path still reaches the Worker. bundleBrowser puts the browser runtime's mirror
 // worker and sqlite3.wasm next to viewer.js, where openStream looks for them.
 import fs from "node:fs";
 import path from "node:path";
@@ -10,7 +10,7 @@ import { bundleBrowser } from "../client/bundle-browser.mjs";
 
 const VIEWER = path.dirname(fileURLToPath(import.meta.url));
 export const VIEWER_DIST = path.join(VIEWER, "dist");
-const PAGES = ["index.html", "split.html"];
+const PAGES = ["index.html", "split.html", "streams.html"];
 
 export async function buildViewer({ outdir = VIEWER_DIST } = {}) {
   fs.rmSync(outdir, { recursive: true, force: true });

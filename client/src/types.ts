@@ -84,7 +84,8 @@ export interface RuntimeState {
   coreProcessorState: CoreState;
   runtime: {
     connections: { [subscriptionKey: string]: ConnectionReport };
-    redial: { [subscriptionKey: string]: { failures: number; retryAt: string } };
+    /** `lastError`: why the last dial or delivery failed (docs/protocol.md#runtimestate). */
+    redial: { [subscriptionKey: string]: { failures: number; retryAt: string; lastError?: { code: string; message: string } } };
     idleTeardownAt: string | null;
     /** Where the log is: the first kept offset, and each storage tier's size. */
     storage: StorageFigures;

@@ -94,12 +94,14 @@ export function assertNoConsoleErrors(page) {
 // ---- serving pages same-origin with the API ----
 //
 //   const site = await startSite({ root: dir, target: mfUrl });   // http://127.0.0.1:<port>
+//   startSite({ root, target, headers: { "content-security-policy": "…" } })  // added to every static file
 //   await page.goto(`${site.url}/index.html`);
 //   site.dropSockets();            // every proxied WebSocket gets a server-side close (1001)
 //   site.setTarget(newMfUrl);      // after restarting Miniflare; the page's origin stays the same
 //   await site.close();
 //
-// Static files come from `root`; /api/* (HTTP and WebSocket upgrades) is forwarded to `target`.
+// Static files come from `root` (`/x` is also `x.html`, as the Worker's asset server does);
+// /api/* (HTTP and WebSocket upgrades) is forwarded to `target`.
 // The origin stays fixed across runtime restarts, so OPFS, Web Locks and localStorage persist.
 
 const CONTENT_TYPES = {
@@ -112,19 +114,20 @@ const CONTENT_TYPES = {
   ".json": "application/json",
 };
 
-export async function startSite({ root, target }) {
+export async function startSite({ root, target, headers = {} }) {
   let upstream = new URL(target);
   const tunnels = new Set();
   const server = http.createServer((req, res) => {
     const url = new URL(req.url, "http://site");
     if (url.pathname.startsWith("/api/")) return forward(req, res);
     if (url.pathname === "/favicon.ico") return res.writeHead(204).end();
-    const file = path.join(root, url.pathname === "/" ? "index.html" : decodeURIComponent(url.pathname));
+    let file = path.join(root, url.pathname === "/" ? "index.html" : decodeURIComponent(url.pathname));
+    if (!path.extname(file) && fs.existsSync(`${file}.html`)) file = `${file}.html`;
     if (!file.startsWith(root) || !fs.existsSync(file) || !fs.statSync(file).isFile()) {
       res.writeHead(404, { "content-type": "text/plain" }).end("not found");
       return;
     }
-    res.writeHead(200, { "content-type": CONTENT_TYPES[path.extname(file)] ?? "application/octet-stream", "cache-control": "no-store" });
+    res.writeHead(200, { "content-type": CONTENT_TYPES[path.extname(file)] ?? "application/octet-stream", "cache-control": "no-store", ...headers });
     fs.createReadStream(file).pipe(res);
   });
 

@@ -1,7 +1,7 @@
 // EchoHost: the test-only outbound subscriber of the acceptance checklist, built on the processor
 // host (client/src/processor). Its one processor `echo-example` counts input events (`seen`) and,
 // for each, appends `output-echoed {seen}` through the STREAMS service binding; the host keys that
-// append `echo-example:<input offset>:0`, so a re-delivery cannot duplicate it.
+// append `echo-example:<subscription key>:<input offset>:0`, so a re-delivery cannot duplicate it.
 //
 // Test controls and bookkeeping (kept in the DO's KV storage, beside the host's own table):
 // configure({delayMs, failDials}), inspect() → {seen, checkpoint, delivered, dials, batches,

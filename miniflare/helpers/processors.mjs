@@ -10,7 +10,7 @@ import { waitFor } from "./subscribers.mjs";
 const HELPERS = path.dirname(fileURLToPath(import.meta.url));
 
 /** startStreams with the fixture worker `processors` (DO class Processors) that streams may dial. */
-export function startWithProcessors({ persistDir, counterVersion, bindings = {} } = {}) {
+export function startWithProcessors({ persistDir, counterVersion, bindings = {}, miniflare = {} } = {}) {
   return startStreams({
     bindings: { STREAM_SUBSCRIBER_BINDINGS: "ECHO_HOST,PROCESSORS", ...bindings },
     subscriberObjects: { PROCESSORS: { className: "Processors", scriptName: "processors", useSQLite: true } },
@@ -29,7 +29,7 @@ export function startWithProcessors({ persistDir, counterVersion, bindings = {} 
         bindings: counterVersion ? { COUNTER_VERSION: counterVersion } : {},
       },
     ],
-    miniflare: persistDir ? { durableObjectsPersist: persistDir } : {},
+    miniflare: { ...miniflare, ...(persistDir ? { durableObjectsPersist: persistDir } : {}) },
   });
 }
 

@@ -29,10 +29,21 @@ export function prng(seed) {
   return next;
 }
 
-/** The seed for a scenario: RELIABILITY_SEED overrides it, so a failing run can be replayed. */
-export function seedFor(defaultSeed) {
-  const env = process.env.RELIABILITY_SEED;
-  return env !== undefined && env !== "" ? Number(env) >>> 0 : defaultSeed;
+/**
+ * The seed of a seeded test: `STREAMS_SEED` when set (to replay a run), otherwise a new random one
+ * each run. `label` names the plan (a file may draw several); the seed is printed as
+ * `STREAMS_SEED <label> <seed>`, which scripts/miniflare-tests.mjs collects into its summary.
+ */
+export function seedFor(label) {
+  const env = process.env.STREAMS_SEED;
+  const seed = env !== undefined && env !== "" ? Number(env) >>> 0 : (Math.random() * 2 ** 32) >>> 0;
+  announceSeed(label, seed);
+  return seed;
+}
+
+/** Prints a seed the way the runner's summary collects it, with how to replay it. */
+export function announceSeed(label, seed, variable = "STREAMS_SEED") {
+  console.log(`STREAMS_SEED ${label} ${seed} (replay: ${variable}=${seed} node --test ${process.argv[1] ? path.relative(process.cwd(), process.argv[1]) : "<file>"})`);
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -110,20 +121,6 @@ export async function liveState(mf, name) {
   const { outcome } = await callWithRetry(mf, "do", name, "runtimeState");
   if (!outcome.ok) throw new Error(`runtimeState failed: ${outcome.error}`);
   return outcome.result.coreProcessorState;
-}
-
-/**
- * The state a full rebuild gives: fold the log through the DO's pure `reduce` preview, starting
- * from no state (docs/protocol.md#runtimestate; `{}` = every field at its initial value).
- */
-export async function rebuildViaReduce(mf, name, events) {
-  let state = {};
-  for (const event of events) {
-    const { outcome } = await callWithRetry(mf, "do", name, "reduce", { event, coreProcessorState: state });
-    if (!outcome.ok) throw new Error(`reduce @${event.offset} failed: ${outcome.error}`);
-    state = outcome.result;
-  }
-  return state;
 }
 
 /** Asserts offsets are exactly 1..n and returns nothing; reports the first gap/duplicate. */

@@ -2,8 +2,8 @@
 // Chromium, one fresh browser context (storage) and a fresh stream path per test.
 //
 //   const v = await startViewer();                       // Miniflare + Chromium
-//   const { page, path } = await v.openStream();         // `/?path=<fresh>` in a fresh context
-//   await waitForText(page, "event-count", "3");
+//   const { page, path } = await v.openStream();         // a fresh stream (one app/first event), `/?path=<fresh>`
+//   await waitForText(page, "event-count", FRESH_COUNT);
 //   await v.stop();
 import assert from "node:assert/strict";
 import { launchBrowser, newPage, assertNoConsoleErrors } from "./browser.mjs";
@@ -11,6 +11,14 @@ import { originOf, startStreams } from "./mf.mjs";
 
 export const ADMIN_TOKEN = "viewer-test-admin-token";
 export const S = (name) => `events.iterate.com/stream/${name}`;
+/** The event openStream writes so the stream exists (the page creates no stream by looking at it). */
+export const FIRST_EVENT = { type: "app/first" };
+/**
+ * A stream opened by openStream holds created@1, woken@2, app/first@3 and the page's
+ * subscriber-connected@4; the events view hides that presence event by default.
+ */
+export const FRESH_COUNT = "4";
+export const FRESH_ROWS = [1, 2, 3];
 
 let pathCounter = 0;
 /** A fresh stream path `/viewer/<n>-<random>`. */
@@ -29,14 +37,19 @@ export async function startViewer({ bindings = {} } = {}) {
   async function open(urlPath, { beforeGoto } = {}) {
     const page = await newPage(browser, { viewport: { width: 1280, height: 800 } });
     pages.push(page);
-    beforeGoto?.(page);
+    await beforeGoto?.(page);
     await page.goto(origin + urlPath);
     return page;
   }
 
-  /** The events view of a fresh (or given) path. */
-  async function openStream({ path = freshPath(), namespace = "default", view = "events" } = {}) {
-    const search = new URLSearchParams({ namespace, path, view });
+  /**
+   * A view (events by default) of `path`; without one, of a fresh path created first with
+   * FIRST_EVENT (unless `create: false`). `query` adds URL parameters.
+   */
+  async function openStream({ path: given, namespace = "default", view = "events", create = given === undefined, query = {} } = {}) {
+    const path = given ?? freshPath();
+    if (create) await api(path, "append", { event: FIRST_EVENT }, { namespace });
+    const search = new URLSearchParams({ namespace, path, view, ...query });
     const page = await open(`/?${search}`);
     return { page, path, namespace };
   }

@@ -13,13 +13,12 @@ use serde_json::{Map, Value};
 use wasm_bindgen::JsValue;
 
 use super::{random_uuid, Incarnation, Inner};
-use crate::js::{from_js_error, from_json_text, to_json};
+use crate::js::{from_json_text, rejection_text, to_json};
 use crate::stub::call_method;
 use streams_core::outbound::{CommitSummary, DialOutcome, Effect, Outbound, Snapshot, Tag};
 use streams_core::payload::DisconnectReason;
 use streams_core::subscriber::{BindingTarget, CallableSubscriber};
 use streams_core::subscription::{delivery_arguments, dial_arguments, Batch, DialReply, Recipient, Redial, IDLE_DEADLINE_KEY, REDIAL_PREFIX};
-use streams_core::time::iso_from_ms;
 use streams_core::StoreError;
 
 const DELIVERY_METHOD: &str = "processEventBatch";
@@ -176,10 +175,11 @@ impl Inner {
             if inner.generation.get() != generation {
                 return;
             }
-            let reply = reply
-                .map_err(|e| from_js_error(&e).to_string())
-                .and_then(|r| if r.is_undefined() { Ok(None) } else { to_json(&r, "reply").map(Some) })
-                .and_then(|r| DialReply::parse(r.as_ref()));
+            // The subscriber's own `<code>: <message>` is the failure's cause (docs/protocol.md#runtimestate).
+            let reply = reply.map_err(|e| rejection_text(&e)).and_then(|r| {
+                let json = if r.is_undefined() { Ok(None) } else { to_json(&r, "reply").map(Some) };
+                json.and_then(|r| DialReply::parse(r.as_ref())).map_err(|why| format!("invalid_reply: {why}"))
+            });
             let outcome = match reply {
                 Ok(reply) => DialOutcome::Replied { reply, configured_offset },
                 Err(why) => DialOutcome::Failed(why),
@@ -222,11 +222,11 @@ impl Inner {
             Incarnation::Running(rt) => rt.links.0.get(&tag).map(|link| {
                 let to = Recipient { subscription_key: &key, connection_id: &link.connection_id };
                 let args = delivery_arguments(to, &rt.state, &batch, state_json, link.shallow_merge.as_ref());
-                from_json_text(&args).map(|args| (link.target.clone(), args)).map_err(|e| format!("delivery arguments: {e}"))
+                from_json_text(&args).map(|args| (link.target.clone(), args)).map_err(|e| format!("internal: delivery arguments: {e}"))
             }),
             _ => return,
         };
-        let call = call.unwrap_or_else(|| Err("the connection has no target".into()));
+        let call = call.unwrap_or_else(|| Err("internal: the connection has no target".into()));
         let (target, args) = match call {
             Ok(call) => call,
             Err(why) => {
@@ -241,7 +241,7 @@ impl Inner {
             if inner.generation.get() != generation {
                 return;
             }
-            let result = result.map(|_| ()).map_err(|e| from_js_error(&e).to_string());
+            let result = result.map(|_| ()).map_err(|e| rejection_text(&e));
             let store = &inner.store;
             inner.drive(|machine, at, now| machine.on_delivery_result(&key, tag, result, at, now, store));
         });
@@ -261,12 +261,6 @@ impl Inner {
     }
 
     pub(super) fn redial_report(&self) -> Value {
-        let report = self.with_machine(|machine| {
-            machine
-                .redials()
-                .map(|(key, r)| (key.to_owned(), serde_json::json!({"failures": r.failures, "retryAt": iso_from_ms(r.retry_at_ms)})))
-                .collect::<Map<String, Value>>()
-        });
-        Value::Object(report.unwrap_or_default())
+        Value::Object(self.with_machine(Outbound::redial_reports).unwrap_or_default())
     }
 }

@@ -1,32 +1,43 @@
-// Append one event typed as JSON; an error is shown with its code.
-import type { AppendInput, StreamStore } from "@streams/client/browser";
+// Append one event typed as JSON; the outcome reads "appended at offset N" or the error with its code.
 import { useState } from "react";
 import { errorText } from "./api";
+import type { AppendInput } from "@streams/client/browser";
 
 const EXAMPLE = JSON.stringify({ type: "app/manual-event", payload: { message: "hello from the viewer" } }, null, 2);
 
-export function Composer({ store }: { store: StreamStore }) {
+type Outcome = { kind: "idle" } | { kind: "appending" } | { kind: "appended"; offset: number } | { kind: "error"; message: string };
+
+function outcomeText(outcome: Outcome): string {
+  switch (outcome.kind) {
+    case "idle":
+      return "";
+    case "appending":
+      return "appending…";
+    case "appended":
+      return `appended at offset ${outcome.offset}`;
+    case "error":
+      return `error: ${outcome.message}`;
+  }
+}
+
+/** `append` writes one event: the mirror's store on a live stream, the HTTP API before the stream exists. */
+export function Composer({ append }: { append: (event: AppendInput) => Promise<{ offset: number }> }) {
   const [text, setText] = useState(EXAMPLE);
-  const [state, setState] = useState<"idle" | "appending" | "appended" | "error">("idle");
-  const [message, setMessage] = useState<string | null>(null);
-  const append = async (): Promise<void> => {
+  const [outcome, setOutcome] = useState<Outcome>({ kind: "idle" });
+  const run = async (): Promise<void> => {
     let event: AppendInput;
     try {
       event = JSON.parse(text) as AppendInput;
     } catch (error) {
-      setState("error");
-      setMessage(`invalid JSON: ${(error as Error).message}`);
+      setOutcome({ kind: "error", message: `invalid JSON: ${(error as Error).message}` });
       return;
     }
-    setState("appending");
-    setMessage(null);
+    setOutcome({ kind: "appending" });
     try {
-      const committed = await store.append(event);
-      setState("appended");
-      setMessage(`appended at offset ${committed.offset}`);
+      const committed = await append(event);
+      setOutcome({ kind: "appended", offset: Number(committed.offset) });
     } catch (error) {
-      setState("error");
-      setMessage(errorText(error));
+      setOutcome({ kind: "error", message: errorText(error) });
     }
   };
   return (
@@ -40,16 +51,19 @@ export function Composer({ store }: { store: StreamStore }) {
         value={text}
         onChange={(event) => setText(event.target.value)}
         onKeyDown={(event) => {
-          if (event.key === "Enter" && (event.metaKey || event.ctrlKey)) void append();
+          if (event.key === "Enter" && (event.metaKey || event.ctrlKey)) void run();
         }}
       />
-      <button type="button" data-testid="composer-append" disabled={state === "appending"} onClick={() => void append()}>
-        Append event
-      </button>
-      <output data-testid="composer-state" className={state === "error" ? "error" : undefined}>
-        {state}
-        {message !== null && `: ${message}`}
-      </output>
+      <div className="buttons">
+        <button type="button" className="primary" data-testid="composer-append" disabled={outcome.kind === "appending"} onClick={() => void run()}>
+          Append event
+        </button>
+        {outcome.kind !== "idle" && (
+          <output data-testid="composer-state" className={outcome.kind === "error" ? "error" : undefined} role={outcome.kind === "error" ? "alert" : undefined}>
+            {outcomeText(outcome)}
+          </output>
+        )}
+      </div>
     </section>
   );
 }

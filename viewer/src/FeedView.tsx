@@ -2,9 +2,10 @@
 import type { StreamStore } from "@streams/client/browser";
 import { useVirtualizer } from "@tanstack/react-virtual";
 import { useRef, useState } from "react";
-import { SYSTEM_PREFIX } from "./events";
+import { counted, SYSTEM_PREFIX } from "./events";
+import { TypeLabel } from "./EventsView";
 import { alignedWindow, useFeedCount, useFeedWindow, type FeedRow } from "./queries";
-import { navigate } from "./route";
+import { navigate, routeHref, streamRoute } from "./route";
 
 const LIFECYCLE_LABELS: Record<string, string> = {
   [`${SYSTEM_PREFIX}created`]: "Stream created",
@@ -12,8 +13,15 @@ const LIFECYCLE_LABELS: Record<string, string> = {
 };
 const CHILD_CREATED = `${SYSTEM_PREFIX}child-stream-created`;
 
-export function FeedView({ store, namespace }: { store: StreamStore; namespace: string }) {
-  const count = useFeedCount(store);
+interface Props {
+  store: StreamStore;
+  namespace: string;
+  hidePresence: boolean;
+  onPresenceChange: (hidePresence: boolean) => void;
+}
+
+export function FeedView({ store, namespace, hidePresence, onPresenceChange }: Props) {
+  const count = useFeedCount(store, hidePresence);
   const scrollerRef = useRef<HTMLDivElement>(null);
   const [expanded, setExpanded] = useState<ReadonlySet<number>>(() => new Set());
   const virtualizer = useVirtualizer<HTMLDivElement, HTMLDivElement>({
@@ -27,7 +35,7 @@ export function FeedView({ store, namespace }: { store: StreamStore; namespace: 
   });
   const items = virtualizer.getVirtualItems();
   const [start, end] = alignedWindow(items[0]?.index ?? 0, items[items.length - 1]?.index ?? 0);
-  const rows = useFeedWindow(store, start, end);
+  const rows = useFeedWindow(store, hidePresence, start, end);
   const toggle = (id: number): void =>
     setExpanded((open) => {
       const next = new Set(open);
@@ -37,8 +45,12 @@ export function FeedView({ store, namespace }: { store: StreamStore; namespace: 
   return (
     <section className="feed-view" aria-label="Event feed">
       <div className="filter-bar">
-        <span data-testid="feed-item-count">
-          {count} feed {count === 1 ? "item" : "items"}
+        <label className="toggle">
+          <input type="checkbox" data-testid="presence-toggle" checked={!hidePresence} onChange={(event) => onPresenceChange(!event.target.checked)} />
+          presence events
+        </label>
+        <span className="count-text" data-testid="feed-item-count">
+          {counted(count, "feed item")}
         </span>
       </div>
       <div ref={scrollerRef} className="scroller" data-testid="stream-feed">
@@ -79,11 +91,11 @@ function FeedItem({ row, namespace, open, onToggle }: { row: FeedRow; namespace:
         <strong>Child stream created</strong> <span className="offset">#{row.first_offset}</span>
         {child !== null && (
           <a
-            href={`/?${new URLSearchParams({ namespace, path: child, view: "feed" })}`}
+            href={routeHref(streamRoute(namespace, child, "feed"))}
             data-testid="feed-child-stream-link"
             onClick={(event) => {
               event.preventDefault();
-              navigate({ kind: "stream", namespace, path: child, view: "feed" });
+              navigate(streamRoute(namespace, child, "feed"));
             }}
           >
             Open {child}
@@ -106,10 +118,8 @@ function FeedItem({ row, namespace, open, onToggle }: { row: FeedRow; namespace:
     <div {...common} className="feed-item group">
       <button type="button" className="event-meta" aria-expanded={open} onClick={() => onToggle(row.id)}>
         <span className="offset">{range}</span>
-        <span className="type">{row.type}</span>
-        <span className="count">
-          {row.event_count} {row.event_count === 1 ? "event" : "events"}
-        </span>
+        <TypeLabel type={row.type} />
+        <span className="count">{counted(row.event_count, "event")}</span>
       </button>
       {open && row.json !== null && (
         <pre className="json" data-testid="feed-item-json">

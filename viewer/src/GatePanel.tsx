@@ -8,9 +8,13 @@ import { refreshRuntimeState, useRuntimeState } from "./runtime";
 export function GatePanel({ target }: { target: StreamTarget }) {
   const { data } = useRuntimeState(target);
   const action = useAction(() => refreshRuntimeState(target));
-  const [burst, setBurst] = useState("1");
-  const [refill, setRefill] = useState("1");
   const state = data?.coreProcessorState;
+  // The form shows the stream's breaker until the user edits a field (then their draft, until applied).
+  const [draft, setDraft] = useState<{ burst: string; refill: string } | null>(null);
+  const burst = draft?.burst ?? (state ? String(state.circuitBreaker.burstCapacity) : "");
+  const refill = draft?.refill ?? (state ? String(state.circuitBreaker.refillRatePerMinute) : "");
+  const setBurst = (value: string): void => setDraft({ burst: value, refill });
+  const setRefill = (value: string): void => setDraft({ burst, refill: value });
 
   const run = (name: string, event: AppendInput): Promise<void> => action.run(name, () => callApi(target, "append", { event }));
 
@@ -19,15 +23,15 @@ export function GatePanel({ target }: { target: StreamTarget }) {
     void run("configure breaker", {
       type: CONFIGURED,
       payload: { config: { circuitBreaker: { burstCapacity: Number(burst), refillRatePerMinute: Number(refill) } } },
-    });
+    }).then(() => setDraft(null));
   };
 
-  const gate = state === undefined ? "unknown" : state.paused ? "Paused" : "Active";
+  const gate = state === undefined ? "…" : state.paused ? "Paused" : "Active";
   return (
     <section className="panel" aria-label="Stream gate">
       <h2>Gate</h2>
       <p>
-        <span className={`badge gate-${gate.toLowerCase()}`} data-testid="stream-gate-status">
+        <span className={`badge gate-${state === undefined ? "unknown" : gate.toLowerCase()}`} data-testid="stream-gate-status">
           {gate}
         </span>{" "}
         {state?.paused && (

@@ -2,6 +2,7 @@
 import type { AppendInput, StreamStore } from "@streams/client/browser";
 import { useState, type FormEvent } from "react";
 import { errorText } from "./api";
+import { counted } from "./events";
 
 const LOAD_TYPES = ["app/load/click", "app/load/view", "app/load/order", "app/load/ping", "app/load/error"];
 
@@ -14,7 +15,7 @@ export function LoadTool({ store }: { store: StreamStore }) {
   const [count, setCount] = useState("80");
   const [seconds, setSeconds] = useState("0");
   const [batch, setBatch] = useState("100");
-  const [state, setState] = useState("idle");
+  const [state, setState] = useState("");
 
   const run = async (event: FormEvent): Promise<void> => {
     event.preventDefault();
@@ -32,7 +33,7 @@ export function LoadTool({ store }: { store: StreamStore }) {
         await store.appendBatch(events);
         setState(`inserting: ${Math.min(total, (b + 1) * size)}/${total}`);
       }
-      setState(`done: ${total} events`);
+      setState(`done: ${counted(total, "event")}`);
     } catch (error) {
       setState(`error: ${errorText(error)}`);
     }
@@ -58,7 +59,7 @@ export function LoadTool({ store }: { store: StreamStore }) {
           Insert events
         </button>
       </form>
-      <output data-testid="insert-state">{state}</output>
+      {state !== "" && <output data-testid="insert-state">{state}</output>}
     </section>
   );
 }

@@ -4,14 +4,8 @@ import type { StreamSnapshot, StreamStore } from "@streams/client/browser";
 import { useAccess } from "./access";
 import { ActionStatus, useAction, type Action } from "./action";
 import { callApi, type StreamTarget } from "./api";
+import { formatBytes } from "./format";
 import { holdPolling, refreshRuntimeState } from "./runtime";
-
-function formatBytes(bytes: number | null): string {
-  if (bytes === null) return "…";
-  if (bytes < 1024) return `${bytes} B`;
-  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
-  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
-}
 
 function downloadName(snapshot: StreamSnapshot): string {
   const slug = snapshot.path === "/" ? "root" : snapshot.path.slice(1).replace(/[^A-Za-z0-9_.~-]+/g, "_");

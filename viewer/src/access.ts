@@ -97,7 +97,8 @@ export function allowedOperations(scope: TokenScope): string {
   const ops = scope.ops ?? [];
   const allowed = [
     ops.includes("read") ? "read events, state and live updates" : null,
-    ops.includes("append") ? "append (composer, load tool, pause/resume, breaker)" : null,
+    ops.includes("append") ? "append (composer, load tool)" : null,
+    ops.includes("configure") ? "configure (pause/resume, breaker)" : null,
   ].filter((op): op is string => op !== null);
   return allowed.length > 0 ? allowed.join("; ") : "nothing the viewer can use";
 }

@@ -3,7 +3,7 @@ import { useState } from "react";
 import { errorText } from "./api";
 
 export interface Action {
-  /** "idle", "<name>…" while running, then "<name>: done" or "<name>: failed". */
+  /** "" before the first run, "<name>…" while running, then "<name>: done" or "<name>: failed". */
   label: string;
   error: string | null;
   busy: boolean;
@@ -11,7 +11,7 @@ export interface Action {
 }
 
 export function useAction(after?: () => void): Action {
-  const [label, setLabel] = useState("idle");
+  const [label, setLabel] = useState("");
   const [error, setError] = useState<string | null>(null);
   return {
     label,
@@ -32,7 +32,9 @@ export function useAction(after?: () => void): Action {
   };
 }
 
+/** The action's outcome; nothing before the first run. */
 export function ActionStatus({ action, testId, errorTestId }: { action: Action; testId: string; errorTestId: string }) {
+  if (action.label === "") return null;
   return (
     <>
       <output data-testid={testId}>{action.label}</output>

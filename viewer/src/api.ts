@@ -25,9 +25,36 @@ export async function callApi<T>(
   token: string | null = accessState().apiToken,
 ): Promise<T> {
   const search = new URLSearchParams({ namespace: target.namespace, path: target.path });
+  return request<T>(`/api/streams/${method}?${search}`, { method: "POST", body: JSON.stringify(body) }, token);
+}
+
+/** One entry of the directory (docs/protocol.md#liststreams). */
+export interface DirectoryEntry {
+  path: string;
+  streamId: string | null;
+  createdAt: string | null;
+  maxOffset: number;
+  lastEventAt: string | null;
+}
+
+export interface DirectoryPage {
+  streams: DirectoryEntry[];
+  /** The cursor of the next page (`after`), or null on the last page. */
+  next: string | null;
+}
+
+/** A page of the namespace's streams whose path starts with `prefix`, sorted by path. */
+export function listStreams(args: { namespace: string; prefix: string; after: string | null; limit: number }): Promise<DirectoryPage> {
+  const search = new URLSearchParams({ namespace: args.namespace, limit: String(args.limit) });
+  if (args.prefix !== "") search.set("prefix", args.prefix);
+  if (args.after !== null) search.set("after", args.after);
+  return request<DirectoryPage>(`/api/streams/listStreams?${search}`, { method: "GET" }, accessState().apiToken);
+}
+
+async function request<T>(url: string, init: RequestInit, token: string | null): Promise<T> {
   const headers: Record<string, string> = { "content-type": "application/json" };
   if (token) headers.authorization = `Bearer ${token}`;
-  const res = await fetch(`/api/streams/${method}?${search}`, { method: "POST", headers, body: JSON.stringify(body) });
+  const res = await fetch(url, { ...init, headers });
   const text = await res.text();
   let json: unknown;
   try {

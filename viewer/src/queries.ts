@@ -2,12 +2,50 @@
 import type { EventRow, FeedItemRow, SqlValue, StreamStore } from "@streams/client/browser";
 import { useStreamQuery } from "@streams/client/react";
 import { useMemo } from "react";
+import { PRESENCE_TYPES } from "./events";
 
 export const WINDOW_ALIGN = 64;
 
-export function useEventCount(store: StreamStore, type: string | null): number {
-  const sql = type === null ? "SELECT COUNT(*) AS count FROM events" : "SELECT COUNT(*) AS count FROM events WHERE type = ?";
-  const result = useStreamQuery<{ count: number }>(store, sql, type === null ? [] : [type]);
+/** Which events a list shows: one type, or every type with or without the presence events. */
+export interface EventFilter {
+  type: string | null;
+  hidePresence: boolean;
+}
+
+export const ALL_EVENTS: EventFilter = { type: null, hidePresence: false };
+
+const PRESENCE_PLACEHOLDERS = PRESENCE_TYPES.map(() => "?").join(", ");
+
+/** The WHERE clause of a filter (empty for every event) and its parameters. */
+function whereOf(filter: EventFilter): [string, SqlValue[]] {
+  if (filter.type !== null) return ["WHERE type = ?", [filter.type]];
+  if (filter.hidePresence) return [`WHERE type NOT IN (${PRESENCE_PLACEHOLDERS})`, [...PRESENCE_TYPES]];
+  return ["", []];
+}
+
+/** A filter that shows every event lists offset i + 1 at index i (the mirror holds 1..n without gaps). */
+function isUnfiltered(filter: EventFilter): boolean {
+  return filter.type === null && !filter.hidePresence;
+}
+
+/**
+ * SQL for the number of events a filter shows. Without presence it subtracts the presence rows
+ * (found by the type index) from the table's count, instead of scanning every row.
+ */
+function countSql(filter: EventFilter): [string, SqlValue[]] {
+  if (filter.type === null && filter.hidePresence) {
+    return [
+      `(SELECT COUNT(*) FROM events) - (SELECT COUNT(*) FROM events WHERE type IN (${PRESENCE_PLACEHOLDERS}))`,
+      [...PRESENCE_TYPES],
+    ];
+  }
+  const [where, params] = whereOf(filter);
+  return [`(SELECT COUNT(*) FROM events ${where})`, params];
+}
+
+export function useEventCount(store: StreamStore, filter: EventFilter): number {
+  const [count, params] = countSql(filter);
+  const result = useStreamQuery<{ count: number }>(store, `SELECT ${count} AS count`, params);
   return Number(result.rows[0]?.count ?? 0);
 }
 
@@ -40,36 +78,39 @@ export interface EventTail {
 /**
  * The last TAIL_ROWS rows of the events list and the list's length, in one query, so the list
  * never grows past rows it has: its SQL stays the same while events arrive (the rows update in
- * place). Keyed by list index: without a filter index i is offset i + 1 (the mirror holds offsets
- * 1..n without gaps); with one, the last row is index count - 1.
+ * place). Keyed by list index: unfiltered, index i is offset i + 1; filtered, the last row is
+ * index count - 1.
  */
-export function useEventTail(store: StreamStore, type: string | null): EventTail {
-  const where = type === null ? "" : "WHERE type = ?";
-  const params: SqlValue[] = type === null ? [TAIL_ROWS] : [type, type, TAIL_ROWS];
+export function useEventTail(store: StreamStore, filter: EventFilter): EventTail {
+  const [where, whereParams] = whereOf(filter);
+  const [count, countParams] = countSql(filter);
   const { rows } = useStreamQuery<EventRow & { total: number }>(
     store,
-    `SELECT ${COLUMNS}, (SELECT COUNT(*) FROM events ${where}) AS total FROM events ${where} ORDER BY offset DESC LIMIT ?`,
-    params,
+    `SELECT ${COLUMNS}, ${count} AS total FROM events ${where} ORDER BY offset DESC LIMIT ?`,
+    [...countParams, ...whereParams, TAIL_ROWS],
   );
+  const unfiltered = isUnfiltered(filter);
   return useMemo(() => {
-    const count = rows.length === 0 ? 0 : Number(rows[0]?.total);
-    return { count, rows: new Map(rows.map((row, i) => [type === null ? Number(row.offset) - 1 : count - 1 - i, row])) };
-  }, [rows, type]);
+    const total = rows.length === 0 ? 0 : Number(rows[0]?.total);
+    return { count: total, rows: new Map(rows.map((row, i) => [unfiltered ? Number(row.offset) - 1 : total - 1 - i, row])) };
+  }, [rows, unfiltered]);
 }
 
 /**
- * The rows at list indices [start, end) when they are not all in the tail (else none): without a
- * filter a primary-key range, with one the type index in offset order.
+ * The rows at list indices [start, end) when they are not all in the tail (else none): unfiltered
+ * a primary-key range, filtered the rows in offset order (the type index for one type).
  */
-export function useEventWindow(store: StreamStore, type: string | null, start: number, end: number, count: number): ReadonlyMap<number, EventRow> {
+export function useEventWindow(store: StreamStore, filter: EventFilter, start: number, end: number, count: number): ReadonlyMap<number, EventRow> {
   const inTail = start >= count - TAIL_ROWS;
+  const unfiltered = isUnfiltered(filter);
+  const [where, whereParams] = whereOf(filter);
   const [sql, params]: [string, SqlValue[]] = inTail
     ? ["SELECT NULL AS offset WHERE 0", []]
-    : type === null
+    : unfiltered
       ? [`SELECT ${COLUMNS} FROM events WHERE offset > ? AND offset <= ? ORDER BY offset`, [start, end]]
-      : [`SELECT ${COLUMNS} FROM events WHERE type = ? ORDER BY offset LIMIT ? OFFSET ?`, [type, end - start, start]];
+      : [`SELECT ${COLUMNS} FROM events ${where} ORDER BY offset LIMIT ? OFFSET ?`, [...whereParams, end - start, start]];
   const { rows } = useStreamQuery<EventRow>(store, sql, params);
-  return useMemo(() => new Map(rows.map((row, i) => [type === null ? Number(row.offset) - 1 : start + i, row])), [rows, type, start]);
+  return useMemo(() => new Map(rows.map((row, i) => [unfiltered ? Number(row.offset) - 1 : start + i, row])), [rows, unfiltered, start]);
 }
 
 export interface FeedRow extends FeedItemRow {
@@ -77,18 +118,26 @@ export interface FeedRow extends FeedItemRow {
   json: string | null;
 }
 
-export function useFeedCount(store: StreamStore): number {
-  const result = useStreamQuery<{ count: number }>(store, "SELECT COUNT(*) AS count FROM feed_items");
+/** Feed items without the presence groups when `hidePresence`; the rest keep their order. */
+function feedWhere(hidePresence: boolean): [string, SqlValue[]] {
+  return hidePresence ? [`WHERE f.type NOT IN (${PRESENCE_PLACEHOLDERS})`, [...PRESENCE_TYPES]] : ["", []];
+}
+
+export function useFeedCount(store: StreamStore, hidePresence: boolean): number {
+  const [where, params] = feedWhere(hidePresence);
+  const result = useStreamQuery<{ count: number }>(store, `SELECT COUNT(*) AS count FROM feed_items f ${where}`, params);
   return Number(result.rows[0]?.count ?? 0);
 }
 
-export function useFeedWindow(store: StreamStore, start: number, end: number): ReadonlyMap<number, FeedRow> {
+/** The feed items at list indices [start, end), keyed by index. */
+export function useFeedWindow(store: StreamStore, hidePresence: boolean, start: number, end: number): ReadonlyMap<number, FeedRow> {
+  const [where, params] = feedWhere(hidePresence);
   const { rows } = useStreamQuery<FeedRow>(
     store,
     `SELECT f.id, f.kind, f.type, f.first_offset, f.last_offset, f.event_count, e.json
        FROM feed_items f LEFT JOIN events e ON e.offset = f.first_offset
-      WHERE f.id >= ? AND f.id < ? ORDER BY f.id`,
-    [start, end],
+      ${where} ORDER BY f.id LIMIT ? OFFSET ?`,
+    [...params, end - start, start],
   );
-  return new Map(rows.map((row) => [Number(row.id), row]));
+  return new Map(rows.map((row, i) => [start + i, row]));
 }

@@ -1,8 +1,10 @@
 // runtimeState polled once a second per stream, shared by every component that shows it.
 import { useCallback, useSyncExternalStore } from "react";
-import { callApi, errorText, type StreamTarget } from "./api";
+import { ApiError, callApi, errorText, type StreamTarget } from "./api";
 
 export const RUNTIME_POLL_MS = 1000;
+/** After a failed poll the next waits twice as long, up to this. */
+const MAX_RETRY_MS = 15_000;
 
 export interface CoreState {
   namespace: string;
@@ -20,14 +22,41 @@ export interface CoreState {
   [key: string]: unknown;
 }
 
+/** `runtime.storage` (docs/protocol.md#runtimestate): where the stream's events are kept. */
+export interface StorageFigures {
+  firstOffset: number;
+  hotEvents: number;
+  hotBytes: number;
+  archivedSegments: number;
+  archivedEvents: number;
+  archivedBytes: number;
+}
+
+/** `runtime.redial[key]`: a subscription's failed dials or deliveries and the last one's cause. */
+export interface Redial {
+  failures: number;
+  retryAt: string | null;
+  lastError?: { code: string; message: string };
+}
+
 export interface RuntimeState {
   coreProcessorState: CoreState;
-  runtime: { connections: Record<string, Record<string, unknown>>; redial: Record<string, unknown>; idleTeardownAt: string | null };
+  runtime: {
+    connections: Record<string, Record<string, unknown>>;
+    redial: Record<string, Redial>;
+    idleTeardownAt: string | null;
+    storage?: StorageFigures;
+  };
 }
 
 export interface RuntimeSnapshot {
   data: RuntimeState | null;
   error: string | null;
+  /**
+   * The API refused the request itself (a 4xx: a bad name, a token that does not cover it): asking
+   * again gives the same answer, so the poll stopped.
+   */
+  refused: boolean;
 }
 
 interface Poller {
@@ -37,12 +66,14 @@ interface Poller {
   inFlight: boolean;
   /** No poll before this time (ms since the epoch): see holdPolling. */
   heldUntil: number;
+  /** Failed polls in a row (each doubles the wait). */
+  failures: number;
 }
 
 /** How long a killed or reset incarnation may still refuse calls after the operation returned. */
 const SHUTDOWN_GRACE_MS = 500;
 
-const EMPTY: RuntimeSnapshot = { data: null, error: null };
+const EMPTY: RuntimeSnapshot = { data: null, error: null, refused: false };
 const pollers = new Map<string, Poller>();
 
 function keyOf(target: StreamTarget): string {
@@ -53,7 +84,7 @@ function pollerOf(target: StreamTarget): Poller {
   const key = keyOf(target);
   let poller = pollers.get(key);
   if (!poller) {
-    poller = { snapshot: EMPTY, listeners: new Set(), timer: null, inFlight: false, heldUntil: 0 };
+    poller = { snapshot: EMPTY, listeners: new Set(), timer: null, inFlight: false, heldUntil: 0, failures: 0 };
     pollers.set(key, poller);
   }
   return poller;
@@ -76,15 +107,19 @@ async function poll(target: StreamTarget, poller: Poller): Promise<void> {
   poller.timer = null;
   try {
     const data = await callApi<RuntimeState>(target, "runtimeState");
-    poller.snapshot = { data, error: null };
+    poller.snapshot = { data, error: null, refused: false };
+    poller.failures = 0;
   } catch (error) {
-    poller.snapshot = { data: poller.snapshot.data, error: errorText(error) };
+    const refused = error instanceof ApiError && error.status >= 400 && error.status < 500 && error.status !== 429;
+    poller.snapshot = { data: poller.snapshot.data, error: errorText(error), refused };
+    poller.failures += 1;
   } finally {
     poller.inFlight = false;
   }
   if (poller.listeners.size === 0) return;
   for (const listener of poller.listeners) listener();
-  schedule(target, poller, RUNTIME_POLL_MS);
+  if (poller.snapshot.refused) return;
+  schedule(target, poller, Math.min(MAX_RETRY_MS, RUNTIME_POLL_MS * 2 ** poller.failures));
 }
 
 /**
@@ -108,10 +143,14 @@ export function refreshRuntimeState(target: StreamTarget): void {
   void poll(target, pollerOf(target));
 }
 
-export function useRuntimeState(target: StreamTarget): RuntimeSnapshot {
-  const poller = pollerOf(target);
+const NO_TARGET_SNAPSHOT = (): RuntimeSnapshot => EMPTY;
+
+/** The polled runtimeState of `target`; null asks nothing (a name the server would refuse). */
+export function useRuntimeState(target: StreamTarget | null): RuntimeSnapshot {
+  const poller = target === null ? null : pollerOf(target);
   const subscribe = useCallback(
     (listener: () => void) => {
+      if (poller === null || target === null) return () => {};
       poller.listeners.add(listener);
       if (poller.listeners.size === 1) void poll(target, poller);
       return () => {
@@ -124,5 +163,5 @@ export function useRuntimeState(target: StreamTarget): RuntimeSnapshot {
     },
     [poller],
   );
-  return useSyncExternalStore(subscribe, () => poller.snapshot);
+  return useSyncExternalStore(subscribe, poller === null ? NO_TARGET_SNAPSHOT : () => poller.snapshot);
 }

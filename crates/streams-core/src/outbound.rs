@@ -24,7 +24,7 @@ use super::payload::DisconnectReason;
 use super::state::{CoreState, Direction, StateJson};
 use super::store::EventStore;
 use super::subscriber::parse_descriptor;
-use super::subscription::{next_batch, Batch, DialReply, PumpCursor, Redial};
+use super::subscription::{next_batch, Batch, DialReply, Failure, PumpCursor, Redial};
 use super::time::iso_from_ms;
 
 /// Identifies one dial of one key (and the connection it opens).
@@ -76,7 +76,8 @@ pub enum DialOutcome {
     /// The subscription cannot be dialed as configured (binding missing or
     /// not allowed, …): no back-off, no alarm; the next trigger tries again.
     Misconfigured(String),
-    /// The call failed or its reply was malformed: back-off.
+    /// The call failed or its reply was malformed (`<code>: <message>`, see
+    /// `Failure::from_text`): back-off.
     Failed(String),
     /// The subscriber answered; `configured_offset` is the configuration the dial used.
     Replied { reply: DialReply, configured_offset: u64 },
@@ -194,7 +195,7 @@ impl Outbound {
             }
             DialOutcome::Failed(why) => {
                 entry.misconfigured = false;
-                self.failure(key, &format!("dial failed: {why}"), now);
+                self.failure(key, "dial failed", Failure::from_text(&why), now);
             }
             DialOutcome::Replied { reply, configured_offset } => {
                 entry.misconfigured = false;
@@ -230,8 +231,8 @@ impl Outbound {
         self.take()
     }
 
-    /// A delivery's outcome. `Err` covers every way it can fail, including
-    /// arguments that could not be built: the connection ends and re-dials.
+    /// A delivery's outcome. `Err` (`<code>: <message>`) covers every way it can fail,
+    /// including arguments that could not be built: the connection ends and re-dials.
     pub fn on_delivery_result<S: EventStore + ?Sized>(&mut self, key: &str, tag: Tag, result: Result<(), String>, at: Snapshot<'_>, now: f64, store: &S) -> Vec<Effect> {
         let Some(c) = self.connection_mut(key).filter(|c| c.tag == tag && c.in_flight.is_some()) else { return self.take() };
         match result {
@@ -247,7 +248,7 @@ impl Outbound {
             }
             Err(why) => {
                 self.close(key, DisconnectReason::DeliveryFailed);
-                self.failure(key, &format!("delivery failed: {why}"), now);
+                self.failure(key, "delivery failed", Failure::from_text(&why), now);
             }
         }
         self.take()
@@ -262,7 +263,7 @@ impl Outbound {
             .keys
             .iter()
             .filter(|(key, k)| {
-                k.redial.is_some_and(|r| r.retry_at_ms <= now) && !k.misconfigured && state.subscriptions_by_key.contains_key(*key)
+                k.redial.as_ref().is_some_and(|r| r.retry_at_ms <= now) && !k.misconfigured && state.subscriptions_by_key.contains_key(*key)
             })
             .map(|(key, _)| key.clone())
             .collect();
@@ -297,9 +298,22 @@ impl Outbound {
         })
     }
 
-    /// Keys waiting on back-off: `(key, failures, retry time)`.
-    pub fn redials(&self) -> impl Iterator<Item = (&str, Redial)> {
-        self.keys.iter().filter_map(|(key, k)| Some((key.as_str(), k.redial?))).filter(|(_, r)| r.failures > 0)
+    /// Keys waiting on back-off: `(key, failures, retry time, last failure)`.
+    pub fn redials(&self) -> impl Iterator<Item = (&str, &Redial)> {
+        self.keys.iter().filter_map(|(key, k)| Some((key.as_str(), k.redial.as_ref()?))).filter(|(_, r)| r.failures > 0)
+    }
+
+    /// `runtimeState().runtime.redial`: per key `{failures, retryAt, lastError?: {code, message}}`.
+    pub fn redial_reports(&self) -> Map<String, Value> {
+        self.redials()
+            .map(|(key, r)| {
+                let mut entry = json!({"failures": r.failures, "retryAt": iso_from_ms(r.retry_at_ms)});
+                if let Some(failure) = &r.last_error {
+                    entry["lastError"] = json!({"code": failure.code, "message": failure.message});
+                }
+                (key.to_owned(), entry)
+            })
+            .collect()
     }
 
     /// The idle deadline, while a connection is live to tear down.
@@ -349,7 +363,7 @@ impl Outbound {
 
     /// No connection, no dial in flight and no back-off pending.
     fn dialable(&self, key: &str, now: f64) -> bool {
-        self.keys.get(key).is_none_or(|k| k.link == Link::Idle && k.redial.is_none_or(|r| r.retry_at_ms <= now))
+        self.keys.get(key).is_none_or(|k| k.link == Link::Idle && k.redial.as_ref().is_none_or(|r| r.retry_at_ms <= now))
     }
 
     fn has_undialed(&self, state: &CoreState, now: f64) -> bool {
@@ -421,17 +435,17 @@ impl Outbound {
             Err(err) if err.is_pending() => self.out.push(Effect::FetchArchived),
             Err(err) => {
                 self.close(key, DisconnectReason::DeliveryFailed);
-                self.failure(key, &format!("reading the next batch: {err}"), now);
+                self.failure(key, "reading the next batch", Failure { code: "internal".into(), message: err.to_string() }, now);
             }
         }
     }
 
-    /// Records a failed dial or delivery and schedules the re-dial.
-    fn failure(&mut self, key: &str, why: &str, now: f64) {
-        self.out.push(Effect::Log(format!("subscription {key}: {why}")));
+    /// Records a failed dial or delivery, with its cause, and schedules the re-dial.
+    fn failure(&mut self, key: &str, what: &str, failure: Failure, now: f64) {
+        self.out.push(Effect::Log(format!("subscription {key}: {what}: {failure}")));
         let entry = self.keys.entry(key.to_owned()).or_default();
-        let next = Redial::after_failure(entry.redial, now, self.timing.redial_base_ms, self.timing.redial_max_ms);
-        entry.redial = Some(next);
+        let next = Redial::after_failure(entry.redial.as_ref(), failure, now, self.timing.redial_base_ms, self.timing.redial_max_ms);
+        entry.redial = Some(next.clone());
         self.out.push(Effect::SaveRedial { key: key.to_owned(), redial: Some(next) });
         self.rearm(now);
     }
@@ -486,7 +500,7 @@ impl Outbound {
             .keys
             .values()
             .filter(|k| k.link == Link::Idle && !k.misconfigured)
-            .filter_map(|k| k.redial.filter(Redial::alarmed).map(|r| r.retry_at_ms));
+            .filter_map(|k| k.redial.as_ref().filter(|r| r.alarmed()).map(|r| r.retry_at_ms));
         let desired = idle.into_iter().chain(waiting).reduce(f64::min);
         let change = match (desired, self.alarm_at) {
             (None, None) => return,
@@ -613,7 +627,8 @@ mod tests {
                     }
                     Effect::Append(fact) => self.commit(vec![fact]),
                     Effect::SaveRedial { key, redial: Some(r) } => {
-                        let previous = self.rows.insert(key, r);
+                        assert!(r.last_error.is_some(), "a failure keeps its cause");
+                        let previous = self.rows.insert(key, r.clone());
                         let n = previous.map_or(0, |p| p.failures) + 1;
                         assert_eq!(r.failures, n, "failures count up by one");
                         let delay = (TIMING.redial_base_ms * 2f64.powi(n as i32 - 1)).min(TIMING.redial_max_ms);
@@ -699,7 +714,7 @@ mod tests {
         fn kill(&mut self) {
             self.generation += 1;
             self.chains.clear();
-            self.machine = Outbound::new(TIMING, self.rows.iter().map(|(k, r)| (k.clone(), *r)).collect(), self.idle_deadline);
+            self.machine = Outbound::new(TIMING, self.rows.iter().map(|(k, r)| (k.clone(), r.clone())).collect(), self.idle_deadline);
             self.commit(vec![EventInput::system(types::WOKEN, json!({"incarnationId": format!("i{}", self.generation)}))]);
         }
 
@@ -814,6 +829,27 @@ mod tests {
         w.misconfigured.clear();
         w.commit(vec![EventInput::system("app/x", json!({}))]); // the next trigger dials again
         assert_eq!(w.dials.len(), 1);
+    }
+
+    #[test]
+    fn a_failed_dial_keeps_its_cause_for_the_log_the_row_and_the_report() {
+        let mut w = World::new();
+        w.commit(vec![configured("typo")]);
+        let (_, _, tag, _) = w.dials.remove(0);
+        let why = r#"processor_unknown: no processor "mesage-count" in this host (it has "message-count")"#;
+        let effects = w.machine.on_dial_result("typo", tag, DialOutcome::Failed(why.into()), Snapshot { state: &w.state, json: &w.json }, w.now, &w.store);
+        assert!(effects.contains(&Effect::Log(format!("subscription typo: dial failed: {why}"))), "{effects:?}");
+        let cause = Failure { code: "processor_unknown".into(), message: why["processor_unknown: ".len()..].into() };
+        assert!(effects.iter().any(|e| matches!(e, Effect::SaveRedial { redial: Some(r), .. } if r.last_error.as_ref() == Some(&cause))), "{effects:?}");
+        let report = w.machine.redial_reports();
+        assert_eq!(report["typo"]["failures"], 1);
+        assert_eq!(report["typo"]["lastError"], json!({"code": "processor_unknown", "message": cause.message}));
+        // A later failure replaces the cause: it is the last one's.
+        w.run(effects);
+        w.fire_alarm();
+        let (_, _, tag, _) = w.dials.remove(0);
+        w.machine.on_dial_result("typo", tag, DialOutcome::Failed("TypeError: boom".into()), Snapshot { state: &w.state, json: &w.json }, w.now, &w.store);
+        assert_eq!(w.machine.redial_reports()["typo"]["lastError"], json!({"code": "internal", "message": "TypeError: boom"}));
     }
 
     #[test]

@@ -345,19 +345,63 @@ impl DialReply {
 }
 
 /// `runtime_meta` row `redial:<key>`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Redial {
     pub failures: u32,
     pub retry_at_ms: f64,
+    /// Why the last attempt failed (absent in rows written before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<Failure>,
+}
+
+/// Why a dial or delivery failed, as `runtimeState().runtime.redial[key].lastError`
+/// (docs/protocol.md#runtimestate).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    pub code: String,
+    pub message: String,
+}
+
+impl Failure {
+    /// A failure's text as `<code>: <message>` when it starts with a code (lowercase letters,
+    /// digits and `_`, as subscribers and the processor host reject); otherwise `internal` with
+    /// the whole text. The message is cut at `MAX_FAILURE_MESSAGE_BYTES`: it is stored per key.
+    pub fn from_text(text: &str) -> Self {
+        let (code, message) = match text.split_once(": ") {
+            Some((code, message)) if is_code(code) => (code, message),
+            _ => ("internal", text),
+        };
+        Self { code: code.to_owned(), message: truncated(message, MAX_FAILURE_MESSAGE_BYTES) }
+    }
+}
+
+pub const MAX_FAILURE_MESSAGE_BYTES: usize = 1024;
+
+fn truncated(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let end = (0..=max).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+    format!("{}…", &text[..end])
+}
+
+fn is_code(word: &str) -> bool {
+    word.starts_with(|c: char| c.is_ascii_lowercase()) && word.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
 }
 
 impl Redial {
     /// One more failure at `now`: exponential back-off, capped.
-    pub fn after_failure(previous: Option<Redial>, now_ms: f64, base_ms: f64, max_ms: f64) -> Self {
+    pub fn after_failure(previous: Option<&Redial>, failure: Failure, now_ms: f64, base_ms: f64, max_ms: f64) -> Self {
         let failures = previous.map_or(0, |r| r.failures).saturating_add(1);
         let delay = (base_ms * 2f64.powi(failures.saturating_sub(1).min(60) as i32)).min(max_ms);
-        Self { failures, retry_at_ms: now_ms + delay }
+        Self { failures, retry_at_ms: now_ms + delay, last_error: Some(failure) }
     }
 
     /// Whether the alarm should wake for this key.
@@ -457,18 +501,40 @@ mod tests {
 
     #[test]
     fn redial_backs_off_exponentially_up_to_the_cap() {
-        let first = Redial::after_failure(None, 1000.0, 200.0, 300_000.0);
-        assert_eq!(first, Redial { failures: 1, retry_at_ms: 1200.0 });
-        let second = Redial::after_failure(Some(first), 2000.0, 200.0, 300_000.0);
+        let refused = || Failure::from_text("refused");
+        let first = Redial::after_failure(None, refused(), 1000.0, 200.0, 300_000.0);
+        assert_eq!(first, Redial { failures: 1, retry_at_ms: 1200.0, last_error: Some(refused()) });
+        let second = Redial::after_failure(Some(&first), refused(), 2000.0, 200.0, 300_000.0);
         assert_eq!(second.retry_at_ms, 2400.0);
-        let third = Redial::after_failure(Some(second), 3000.0, 200.0, 300_000.0);
+        let third = Redial::after_failure(Some(&second), refused(), 3000.0, 200.0, 300_000.0);
         assert_eq!(third.retry_at_ms, 3800.0);
         let mut r = third;
         for _ in 0..20 {
-            r = Redial::after_failure(Some(r), 0.0, 200.0, 300_000.0);
+            r = Redial::after_failure(Some(&r), refused(), 0.0, 200.0, 300_000.0);
         }
         assert_eq!(r.retry_at_ms, 300_000.0);
         assert!(!r.alarmed());
+    }
+
+    #[test]
+    fn a_failure_keeps_the_code_its_text_starts_with() {
+        let unknown = Failure::from_text(r#"processor_unknown: no processor "mesage-count" in this host (it has "message-count")"#);
+        assert_eq!(unknown.code, "processor_unknown");
+        assert_eq!(unknown.message, r#"no processor "mesage-count" in this host (it has "message-count")"#);
+        assert_eq!(unknown.to_string(), r#"processor_unknown: no processor "mesage-count" in this host (it has "message-count")"#);
+        let long = Failure::from_text(&format!("processor_failed: {}", "é".repeat(2000)));
+        assert!(long.message.len() <= MAX_FAILURE_MESSAGE_BYTES + "…".len() && long.message.ends_with('…'));
+        for uncoded in ["TypeError: x is not a function", "boom", "no code here: at all", ": empty", "Bad_code: x"] {
+            assert_eq!(Failure::from_text(uncoded), Failure { code: "internal".into(), message: uncoded.into() }, "{uncoded}");
+        }
+    }
+
+    #[test]
+    fn redial_rows_written_before_the_failure_was_kept_still_read() {
+        let row: Redial = serde_json::from_str(r#"{"failures":2,"retryAtMs":5.0}"#).unwrap();
+        assert_eq!(row, Redial { failures: 2, retry_at_ms: 5.0, last_error: None });
+        let kept = Redial { last_error: Some(Failure::from_text("processor_halted: stop")), ..row };
+        assert_eq!(serde_json::from_str::<Redial>(&serde_json::to_string(&kept).unwrap()).unwrap(), kept);
     }
 
     #[test]
