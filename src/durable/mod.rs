@@ -566,7 +566,8 @@ impl Inner {
         self.wake_long_polls();
         let summary = CommitSummary::of(plan.events.iter().map(|p| (p.event.event_type.as_str(), p.event.payload_object())));
         self.outbound_after_commit(&summary);
-        if plan.events.iter().any(|p| p.event.event_type == types::CONFIGURED) {
+        let archived_or_retained = self.archive.is_some() || self.with_state(|s| s.config.retention.is_some()).unwrap_or(false);
+        if archived_or_retained && plan.events.iter().any(|p| p.event.event_type == types::CONFIGURED) {
             self.start_tiering(None);
         } else {
             self.after_commit_tiering();

@@ -27,6 +27,8 @@ pub(super) struct Tiering {
     trim_at: Option<f64>,
     /// What the outbound state machine wants the alarm at.
     pub(super) outbound_alarm: Option<f64>,
+    /// Whether the archive set the alarm (so it must reset it once it wants none).
+    armed: bool,
 }
 
 impl Inner {
@@ -90,7 +92,7 @@ impl Inner {
             return outcome;
         }
         let trim_at = self.next_trim_at();
-        {
+        let arm = {
             let mut tiering = self.tiering.borrow_mut();
             tiering.running = false;
             tiering.trim_at = trim_at;
@@ -103,8 +105,15 @@ impl Inner {
                     worker::console_error!("archive: {err}; retrying in {backoff} ms (failure {})", tiering.failures);
                 }
             }
+            // Only a stream whose archive wants (or wanted) the alarm touches it.
+            let wants = tiering.retry_at.is_some() || tiering.trim_at.is_some();
+            let arm = wants || tiering.armed;
+            tiering.armed = wants;
+            arm
+        };
+        if arm {
+            self.arm_alarm();
         }
-        self.arm_alarm();
         outcome
     }
 
