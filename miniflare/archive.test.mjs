@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { startStreams, call, tryCall, callMany, http, uniqueName, splitName } from "./helpers/mf.mjs";
+import { startStreams, call, tryCall, callMany, callService, http, uniqueName, splitName } from "./helpers/mf.mjs";
 import { S } from "./helpers/assertions.mjs";
 import { openSubscriber, subscribeRaw, echoSubscriptionEvent, echoInput, inspectEcho, uniqueEchoName, waitFor, sleep, ECHO_INPUT } from "./helpers/subscribers.mjs";
 
@@ -314,8 +314,12 @@ test("deleteStream removes the events, the segments in R2, the state and the soc
   await settle(name);
   const id = await streamId(name);
   assert.equal((await objectKeys(`streams/${id}/`)).length, 2);
+  const { namespace, path: streamPath } = splitName(name);
+  const listed = () => callService(mf, "listStreams", { namespace, prefix: streamPath }).then((page) => page.streams.map((s) => s.path));
+  await waitFor(listed, (paths) => paths.includes(streamPath), { what: "the stream in the directory" });
   const sub = await openSubscriber(mf, name, {});
   await call(mf, name, "deleteStream");
+  assert.deepEqual(await listed(), [], "deleteStream removes the stream from the directory");
   await sub.waitForClose();
   assert.equal(sub.closeEvent.code, 1012);
   assert.deepEqual(await objectKeys(`streams/${id}/`), [], "the segments are gone from R2");

@@ -132,7 +132,8 @@ const RUNTIME_HANDLERS = ["constructor", "fetch", "alarm", "webSocketMessage", "
 
 test("the methods of src/entry.mjs equal the Rust allowlist and the documented table", () => {
   const entry = fs.readFileSync(path.join(REPO_ROOT, "src", "entry.mjs"), "utf8");
-  const body = entry.split("class Stream extends DurableObject")[1];
+  // Up to the end of the class: the Directory class after it forwards its own methods.
+  const body = entry.split("class Stream extends DurableObject")[1]?.split("\n}\n")[0];
   assert.ok(body, "entry.mjs declares class Stream extends DurableObject");
   const methods = [...body.matchAll(/^\s{2}([A-Za-z_$][\w$]*)\s*\([^)]*\)\s*\{/gm)].map((m) => m[1]);
   const forwarded = methods.filter((m) => !RUNTIME_HANDLERS.includes(m));
@@ -359,6 +360,12 @@ test("reduce with a supplied coreProcessorState: missing fields get initial valu
     const outcome = await tryCall(mf, name, "reduce", { event, coreProcessorState });
     if (outcome.ok) accepted.push(JSON.stringify(coreProcessorState));
     else assertError(outcome, "invalid_request", /^coreProcessorState/, JSON.stringify(coreProcessorState));
+  }
+
+  // A bad counter, whatever its kind, gets the message docs/protocol.md#errors gives.
+  for (const [field, bad] of [["eventCount", -1], ["eventCount", "x"], ["eventCount", 1.5], ["eventCount", null], ["maxOffset", -1.5], ["maxOffset", 2 ** 60]]) {
+    const outcome = await tryCall(mf, name, "reduce", { event, coreProcessorState: { [field]: bad } });
+    assertError(outcome, "invalid_request", new RegExp(`^coreProcessorState: ${field} must be an integer from 0 to 9007199254740991$`), `${field}: ${bad}`);
   }
 
   // No pause gate on a supplied paused state.

@@ -120,7 +120,9 @@ const CASES = [
   ["ArrayBuffer payload", "do", () => planted("do", "append", { event: { type: "x" } }, [{ at: ["event", "payload"], value: "ArrayBuffer" }]), "invalid_event", "event[0]: payload: a ArrayBuffer is not a JSON value"],
   ["RegExp payload", "do", () => planted("do", "append", { event: { type: "x" } }, [{ at: ["event", "payload"], value: "RegExp" }]), "invalid_event", /^event\[0\]: payload: a \w+ is not a JSON value$/],
   ["Error payload", "do", () => planted("do", "append", { event: { type: "x" } }, [{ at: ["event", "payload"], value: "Error" }]), "invalid_event", /^event\[0\]: payload: a \w+ is not a JSON value$/],
-  ["function payload", "do", () => planted("do", "append", { event: { type: "x" } }, [{ at: ["event", "payload"], value: "function" }]), "invalid_event", /^event\[0\]: payload: a \w+ is not a JSON value$/],
+  ["function in an array", "do", () => planted("do", "append", { event: { type: "x" } }, [{ at: ["event", "payload"], value: "functionInArray" }]), "invalid_event", /^event\[0\]: payload\[0\]: a \w+ is not a JSON value$/],
+  ["Set alone in an object", "do", () => planted("do", "append", { event: { type: "x" } }, [{ at: ["event", "payload", "s"], value: "Set" }]), "invalid_event", /^event\[0\]: payload\.s: a Set is not a JSON value$/],
+  ["invalid Date in metadata", "do", () => planted("do", "append", { event: { type: "x" } }, [{ at: ["event", "metadata", "d"], value: "invalidDate" }]), "invalid_event", "event[0]: metadata.d: a Date is not a JSON value"],
   ["lone surrogate in a payload string", "do", () => planted("do", "append", { event: { type: "x" } }, [{ at: ["event", "payload", "s"], value: "loneSurrogate" }]), "invalid_event", "event[0]: payload.s: strings must be valid Unicode (found a lone surrogate)"],
   ["lone surrogate in the type", "do", () => planted("do", "append", { event: {} }, [{ at: ["event", "type"], value: "loneSurrogate" }]), "invalid_event", "event[0]: type: strings must be valid Unicode (found a lone surrogate)"],
   ["deep nesting: 200 levels", "do", () => planted("do", "append", { event: { type: "x" } }, [{ at: ["event", "payload"], value: "nested-200" }]), "invalid_event", /values may nest at most 128 levels deep$/],
@@ -200,6 +202,19 @@ for (const [label, surface, event] of EDGES) {
     assert.equal(bytesOf(stored.result), bytesOf(o.result));
   });
 }
+
+// A call's argument enters the stream as its JSON.stringify text (docs/protocol.md#append-input):
+// a property holding a function is absent there, as one holding undefined is; a boxed primitive
+// is its value. Everything else JSON cannot hold is still refused (the cases above).
+test("edge input [do] a function-valued property counts as absent, a boxed primitive as its value", async () => {
+  const o = await planted("do", "append", { event: { type: "edge/function", metadata: { m: 1 } } }, [
+    { at: ["event", "payload"], value: "function" },
+    { at: ["event", "metadata", "s"], value: "boxedString" },
+  ]);
+  assert.ok(o.ok, o.error);
+  assert.equal("payload" in o.result, false);
+  assert.deepEqual(o.result.metadata, { m: 1, s: "s" });
+});
 
 test("edge input [http] numbers needing 17 significant digits are stored as JavaScript parses them", async () => {
   const text = '{"event":{"type":"edge/numbers","payload":[123456789.12345679,1.04892106813361e+195,0.30000000000000004]}}';

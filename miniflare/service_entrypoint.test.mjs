@@ -121,14 +121,14 @@ test("runIdleTeardownNow (and every other non-public name) is absent from the en
   assert.equal(await doHasFiles(mf, persistDir, `default:${p}`), false, "no stream was touched");
 });
 
-test("the built entrypoint class has exactly the nine public methods plus fetch", () => {
+test("the built entrypoint class has exactly the nine public methods, listStreams and fetch", () => {
   const src = fs.readFileSync(path.join(REPO_ROOT, "build", "index.js"), "utf8");
   const alias = /import\s*\{\s*WorkerEntrypoint\s+as\s+([\w$]+)\s*\}\s*from\s*"cloudflare:workers"/.exec(src)?.[1];
   assert.ok(alias, "build/index.js imports WorkerEntrypoint");
   const cls = new RegExp(`var ([\\w$]+)=class extends ${alias.replace("$", "\\$")}\\{\\}`).exec(src)?.[1];
   assert.ok(cls, "build/index.js defines the entrypoint class");
   const methods = [...src.matchAll(new RegExp(`(?<![\\w$])${cls.replace("$", "\\$")}\\.prototype\\.([\\w$]+)=`, "g"))].map((m) => m[1]);
-  assert.deepEqual([...methods].sort(), [...PUBLIC, "fetch"].sort());
+  assert.deepEqual([...methods].sort(), [...PUBLIC, "listStreams", "fetch"].sort());
 });
 
 test("service append({path:/p, streamPath:/q, event}) lands on /q; /p gets no woken (never touched)", async () => {

@@ -35,7 +35,10 @@ test("each view at 1280×800", async () => {
   }
   const namespace = `demo${Math.random().toString(36).slice(2, 8)}`;
   await v.api(p, "appendBatch", { events }, { namespace });
-  await v.api(`${p}/eu`, "append", { event: { type: "shop/region-opened", payload: { region: "eu" } } }, { namespace });
+  for (const region of ["eu", "us"]) {
+    await v.api(`${p}/${region}`, "append", { event: { type: "shop/region-opened", payload: { region } } }, { namespace });
+  }
+  await v.api("/demo/users/u1", "appendBatch", { events: [{ type: "user/signed-up" }, { type: "user/logged-in" }] }, { namespace });
   const last = events.length + 2; // after created and woken
 
   const { page: list } = await v.openStream({ path: p, namespace });
@@ -56,6 +59,10 @@ test("each view at 1280×800", async () => {
   await waitForRow(split, last, { scope: '[data-testid="split-left"]' });
   await waitForText(split, "stream-status", "subscribed", { scope: '[data-testid="split-right"]' });
   await shoot(split, "split");
+
+  const browser = await v.open(`/streams?${new URLSearchParams({ namespace })}`);
+  await browser.waitForSelector('[data-testid="stream-list-row"][data-path="/demo/orders/eu"]', { timeout: 20_000 });
+  await shoot(browser, "streams");
 
   const bad = await v.open(`/?${new URLSearchParams({ namespace, path: "/demo//orders" })}`);
   await bad.getByTestId("stream-invalid").waitFor();

@@ -64,13 +64,12 @@ if [ "${STREAMS_PROFILE_BUILD:-}" = 1 ]; then
 fi
 
 # ---- the client package (its stamp lives in build/: client/dist is what the package ships) ----
-client_digest="$(inputs_digest "client" client/src client/tsconfig.json client/package.json)"
+client_digest="$(inputs_digest "client" client/src client/tsconfig.json client/package.json client/build.mjs client/bundle-browser.mjs)"
 if [ -x client/dist/cli.js ] && up_to_date build/.client-inputs "$client_digest"; then
   echo "build.sh: client up to date"
 else
-  rm -rf client/dist build/.client-inputs
-  npx --no-install tsc -p client/tsconfig.json
-  chmod +x client/dist/cli.js
+  rm -f build/.client-inputs
+  node client/build.mjs   # the package's own build (npm run build -w client): tsc + browser assets
   echo "$client_digest" > build/.client-inputs
 fi
 if [ ! -e node_modules/.bin/streams ]; then

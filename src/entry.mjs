@@ -4,7 +4,7 @@
 // DurableObject, builds the Rust object, and forwards exactly the allowlisted
 // methods (streams_core::rpc::StreamMethod) plus the runtime's handlers. It never decides.
 import { DurableObject } from "cloudflare:workers";
-import entrypoint, { Stream as RustStream } from "../build/index.js";
+import entrypoint, { Stream as RustStream, Directory as RustDirectory } from "../build/index.js";
 
 export class Stream extends DurableObject {
   #inner;
@@ -34,6 +34,21 @@ export class Stream extends DurableObject {
   memoryUsage(arg) { return this.#inner.memoryUsage(arg); }
   runArchiveNow(arg) { return this.#inner.runArchiveNow(arg); }
   notifyChildStreamCreated(arg) { return this.#inner.notifyChildStreamCreated(arg); }
+}
+
+// One shard of the stream directory (docs/architecture.md#the-directory).
+export class Directory extends DurableObject {
+  #inner;
+
+  constructor(ctx, env) {
+    super(ctx, env);
+    this.#inner = new RustDirectory(ctx, env);
+  }
+
+  fetch(request) { return this.#inner.fetch(request); }
+  record(arg) { return this.#inner.record(arg); }
+  remove(arg) { return this.#inner.remove(arg); }
+  list(arg) { return this.#inner.list(arg); }
 }
 
 export default entrypoint;

@@ -1,12 +1,13 @@
-//! Crossing the JS boundary: JS values into strict JSON (rejecting what JSON
-//! cannot hold), JSON text back into JS values, and errors as JS `Error`s
-//! whose message is `<code>: <message>` (docs/protocol.md#append-input, #errors).
+//! Crossing the JS boundary: a call's argument into JSON in one crossing (or,
+//! when its text cannot be trusted, by walking it and refusing what JSON cannot
+//! hold), JSON text back into JS values, and errors as JS `Error`s whose message
+//! is `<code>: <message>` (docs/protocol.md#append-input, #errors).
 
 use js_sys::{Array, JsString, Object, Reflect};
 use serde_json::{Map, Value};
 use wasm_bindgen::{JsCast, JsValue};
 
-use streams_core::json::{js_key_order, number_value, raw_array};
+use streams_core::json::{js_key_order, number_value, parse_js_text, raw_array};
 use streams_core::limits::MAX_JSON_DEPTH;
 use streams_core::{ErrorCode, StreamError};
 
@@ -145,6 +146,29 @@ fn kind_of(value: &JsValue) -> String {
         .and_then(|n| n.as_string())
         .unwrap_or_else(|| "object".into());
     format!("a {name}")
+}
+
+/// Above this many UTF-16 units an argument is walked rather than copied in as
+/// text: its big strings cost the same either way, and the text would double
+/// the argument's footprint in wasm memory while it is parsed.
+const TEXT_LIMIT_UNITS: u32 = 1024 * 1024;
+
+/// A call's argument as JSON (`None`: absent): `JSON.stringify` in JS, one
+/// copy of the text into wasm, one parse. A value whose text may misrepresent
+/// it (`parse_js_text`), or that `JSON.stringify` refuses (a BigInt, a cycle),
+/// is walked by `arguments_to_json`, which names the refused value exactly.
+pub fn argument_json(arg: &JsValue) -> Result<Option<Value>, StreamError> {
+    if arg.is_undefined() {
+        return Ok(None);
+    }
+    if let Ok(text) = js_sys::JSON::stringify(arg) {
+        if text.is_string() && text.length() <= TEXT_LIMIT_UNITS {
+            if let Some(value) = text.as_string().as_deref().and_then(parse_js_text) {
+                return Ok(Some(value));
+            }
+        }
+    }
+    arguments_to_json(arg)
 }
 
 /// Converts an RPC argument object key by key, so an event's problem is an

@@ -6,10 +6,12 @@
 #[cfg(target_arch = "wasm32")]
 mod alloc;
 mod api;
+mod directory;
 mod durable;
 mod js;
 mod settings;
 mod stub;
 mod wire;
 
+pub use directory::Directory;
 pub use durable::Stream;

@@ -59,7 +59,10 @@ export interface CoreState {
   };
   eventCount: number;
   maxOffset: number;
+  /** The first 100 immediate children; `listStreams({prefix: path + "/"})` lists them all. */
   childPaths: string[];
+  /** Streams created below this path, each counted once. */
+  childCount: number;
   paused: boolean;
   pauseReason: string | null;
   processorsBySlug: { [slug: string]: { announcedAtOffset: number; announcement: { [key: string]: Json } } };
@@ -116,14 +119,56 @@ export interface StreamsService {
   append(args: StreamTarget & { streamPath?: string; event: EventInput }): Promise<StreamEvent>;
   appendBatch(args: StreamTarget & { streamPath?: string; events: EventInput[] }): Promise<StreamEvent[]>;
   getEvent(args: StreamTarget & ({ offset: number } | { idempotencyKey: string })): Promise<StreamEvent | undefined>;
-  getEvents(
-    args: StreamTarget & { afterOffset?: number; beforeOffset?: number | null; limit?: number },
-  ): Promise<StreamEvent[]>;
+  getEvents(args: StreamTarget & GetEventsOptions): Promise<StreamEvent[]>;
   runtimeState(args: StreamTarget): Promise<RuntimeState>;
   reduce(args: StreamTarget & { event: StreamEvent; coreProcessorState?: Partial<CoreState> }): Promise<CoreState>;
   reset(args: StreamTarget): Promise<void>;
   kill(args: StreamTarget): Promise<void>;
   deleteStream(args: StreamTarget): Promise<void>;
+  listStreams(args?: ListStreamsOptions): Promise<StreamList>;
+}
+
+/**
+ * `getEvents` arguments (docs/protocol.md#getevents-by-time-tail-and-type, #long-poll): at most one of
+ * `afterOffset`, `sinceTime` and `last`; `limit` not with `last`.
+ */
+export interface GetEventsOptions {
+  afterOffset?: number;
+  beforeOffset?: number | null;
+  limit?: number;
+  /** ISO 8601: the events with `createdAt` at or after it. */
+  sinceTime?: string;
+  /** The last N events (1 to 1000), ascending. */
+  last?: number;
+  /** Only these types; an empty page means: continue after `afterOffset + limit`. */
+  eventTypes?: string[];
+  /** Long-poll: wait up to this long (0 to 60000 ms) for a first event. */
+  waitMs?: number;
+}
+
+/** `listStreams` arguments (docs/protocol.md#liststreams). */
+export interface ListStreamsOptions {
+  namespace?: string;
+  prefix?: string;
+  /** The `next` of the previous page. */
+  after?: string;
+  /** 1 to 1000, default 100. */
+  limit?: number;
+}
+
+/** One stream in the directory. */
+export interface StreamListEntry {
+  path: string;
+  streamId: string | null;
+  createdAt: string;
+  maxOffset: number;
+  lastEventAt: string;
+}
+
+/** A page of the directory; `next` is null once the listing is complete. */
+export interface StreamList {
+  streams: StreamListEntry[];
+  next: string | null;
 }
 
 /** Stable error codes. */

@@ -144,6 +144,7 @@ export function initialState() {
     eventCount: 0,
     maxOffset: 0,
     childPaths: [],
+    childCount: 0,
     paused: false,
     pauseReason: null,
     processorsBySlug: {},

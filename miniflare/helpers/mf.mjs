@@ -74,6 +74,7 @@ export async function startStreams(opts = {}) {
         compatibilityDate: COMPATIBILITY_DATE,
         durableObjects: {
           STREAM: { className: "Stream", useSQLite: true },
+          DIRECTORY: { className: "Directory", useSQLite: true },
           ECHO_HOST: { className: "EchoHost", scriptName: "echo", useSQLite: true },
           ...(opts.subscriberObjects ?? {}),
         },

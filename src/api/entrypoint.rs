@@ -2,7 +2,7 @@
 //! takes `{namespace? = "default", path, ...DO args}`, validates the names and
 //! resolves `streamPath` here, then calls the target stream directly. Every
 //! free `#[wasm_bindgen]` function becomes an entrypoint method, so this file
-//! exports exactly the eight public methods and nothing else.
+//! exports exactly the eight public stream methods and `listStreams`, nothing else.
 
 use js_sys::{Object, Reflect};
 use wasm_bindgen::prelude::wasm_bindgen;
@@ -12,7 +12,10 @@ use worker::Env;
 use super::target::{call_target, target_stream};
 use streams_core::rpc::StreamMethod;
 use streams_core::{StreamError, StreamResult};
-use crate::js::{arguments_to_json, from_js_error, to_js_error};
+use crate::js::{argument_json, arguments_to_json, from_js_error, from_json_text, to_js_error};
+use serde_json::Value;
+use streams_core::directory::ListArgs;
+use streams_core::json::{parse_js_text, to_json_string};
 
 #[wasm_bindgen(module = "cloudflare:workers")]
 extern "C" {
@@ -58,6 +61,22 @@ pub async fn delete_stream(arg: JsValue) -> Result<JsValue, JsValue> {
     forward(StreamMethod::DeleteStream, arg).await
 }
 
+/// `{namespace? = "default", prefix?, after?, limit? = 100}` → `{streams, next}` (docs/protocol.md#liststreams).
+#[wasm_bindgen(js_name = listStreams)]
+pub async fn list_streams(arg: JsValue) -> Result<JsValue, JsValue> {
+    let env: Env = WORKER_ENV.with(JsValue::clone).unchecked_into();
+    let page = async {
+        let args = match argument_json(&arg)? {
+            None => serde_json::Map::new(),
+            Some(serde_json::Value::Object(map)) => map,
+            Some(_) => return Err(StreamError::invalid_request("arguments must be an object")),
+        };
+        let page = crate::directory::list_streams(&env, &ListArgs::parse(&args)?, &|_| true).await?;
+        from_json_text(&to_json_string(&page).map_err(|_| StreamError::internal())?)
+    };
+    page.await.map_err(|e| to_js_error(&e))
+}
+
 async fn forward(method: StreamMethod, arg: JsValue) -> Result<JsValue, JsValue> {
     let (name, rest) = split_arguments(method, &arg).map_err(|e| to_js_error(&e))?;
     let env: Env = WORKER_ENV.with(JsValue::clone).unchecked_into();
@@ -75,10 +94,27 @@ async fn forward(method: StreamMethod, arg: JsValue) -> Result<JsValue, JsValue>
 }
 
 /// Takes `namespace`, `path` (and an append's `streamPath`) off the argument; the DO gets the rest.
+/// The argument is read as text once (`parse_js_text`); one whose text cannot be trusted is split
+/// key by key instead, so the stream still sees, and names, the values it refuses.
 fn split_arguments(method: StreamMethod, arg: &JsValue) -> StreamResult<(streams_core::StreamName, JsValue)> {
     if !arg.is_object() || js_sys::Array::is_array(arg) {
         return Err(StreamError::invalid_request("arguments must be an object with a path"));
     }
+    let text = js_sys::JSON::stringify(arg).ok().and_then(|t| t.as_string());
+    let Some(Value::Object(mut args)) = text.as_deref().and_then(parse_js_text) else { return split_walking(method, arg) };
+    let mut take = |key: &str| match args.remove(key) {
+        None => Ok(None),
+        Some(Value::String(value)) => Ok(Some(value)),
+        Some(_) => Err(StreamError::invalid_request(format!("{key} must be a string"))),
+    };
+    let stream_path = if method.takes_stream_path() { take("streamPath")? } else { None };
+    let (namespace, path) = (take("namespace")?, take("path")?);
+    let name = target_stream(method, namespace.as_deref(), path.as_deref(), stream_path.as_deref())?;
+    Ok((name, from_json_text(&Value::Object(args).to_string())?))
+}
+
+/// `split_arguments` by reading and copying each key.
+fn split_walking(method: StreamMethod, arg: &JsValue) -> StreamResult<(streams_core::StreamName, JsValue)> {
     let text = |key: &str| -> StreamResult<Option<String>> {
         let value = Reflect::get(arg, &JsValue::from_str(key)).map_err(|_| StreamError::internal())?;
         if value.is_undefined() {

@@ -13,7 +13,9 @@ use super::auth::{Gate, ACCESS_TOKEN_PARAM};
 use super::target::{call_target, target_stream};
 use crate::wire::{error_response, json_response};
 use streams_core::access::{is_admin, Access};
-use streams_core::json::{parse_json, to_json_string_sized};
+use crate::directory::list_streams;
+use streams_core::directory::ListArgs;
+use streams_core::json::{parse_json, to_json_string, to_json_string_sized};
 use streams_core::limits::MAX_BATCH_JSON_BYTES;
 use streams_core::name::quote;
 use streams_core::rpc::{HttpAccess, StreamMethod};
@@ -24,6 +26,7 @@ use crate::stub::stream_stub;
 
 const ROUTE_PREFIX: &str = "/api/streams/";
 const SUBSCRIBE: &str = "subscribe";
+const LIST_STREAMS: &str = "listStreams";
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
@@ -43,7 +46,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
     gate.with_cors(response, origin.as_deref())
 }
 
-struct Refusal {
+pub(super) struct Refusal {
     error: StreamError,
     status: Option<u16>,
     allow: Option<&'static str>,
@@ -63,6 +66,7 @@ fn unauthorized(message: &str, status: u16) -> Refusal {
 enum Route {
     Method(StreamMethod),
     Subscribe,
+    ListStreams,
 }
 
 async fn serve(mut req: Request, env: &Env, gate: &Gate) -> Result<Response, Refusal> {
@@ -78,7 +82,7 @@ async fn serve(mut req: Request, env: &Env, gate: &Gate) -> Result<Response, Ref
     // Browsers cannot set headers on a WebSocket, so only that route reads a
     // token from the query.
     let on_socket_route = url.path().strip_prefix(ROUTE_PREFIX) == Some(SUBSCRIBE);
-    if on_socket_route && is_upgrade(&req) {
+    if on_socket_route && (is_upgrade(&req) || wants_sse(&req)) {
         gate.check_upgrade_origin(origin.as_deref())?;
     }
     let bearer = bearer_token(req.headers());
@@ -93,7 +97,7 @@ async fn serve(mut req: Request, env: &Env, gate: &Gate) -> Result<Response, Ref
         }
     }
     let op = match route {
-        Route::Subscribe => Some(Op::Read),
+        Route::Subscribe | Route::ListStreams => Some(Op::Read),
         Route::Method(method) => Op::for_method(method),
     };
     if let Some(op) = op {
@@ -105,6 +109,16 @@ async fn serve(mut req: Request, env: &Env, gate: &Gate) -> Result<Response, Ref
             let name = target_stream(StreamMethod::GetEvents, query.get("namespace"), query.get("path"), None)?;
             access.allow_stream(&name)?;
             subscribe(req, env, &name, &url).await
+        }
+        Route::ListStreams => {
+            let mut args = query.arguments()?;
+            if let Some(namespace) = query.get("namespace") {
+                args.insert("namespace".into(), Value::String(namespace.to_owned()));
+            }
+            let args = ListArgs::parse(&args)?;
+            access.allow_namespace(&args.namespace)?;
+            let page = list_streams(env, &args, &|path| access.covers(&args.namespace, path)).await?;
+            Ok(json_response(to_json_string(&page).map_err(|_| StreamError::internal())?).map_err(|_| StreamError::internal())?)
         }
         Route::Method(method) => {
             let (name, args, body_bytes) = if verb == Method::Get {
@@ -136,8 +150,11 @@ fn route(path: &str, verb: &Method) -> Result<Route, Refusal> {
         status: Some(405),
         allow: Some(allow),
     };
-    if name == SUBSCRIBE {
-        return if *verb == Method::Get { Ok(Route::Subscribe) } else { Err(wrong_verb("GET")) };
+    if name == SUBSCRIBE || name == LIST_STREAMS {
+        if *verb != Method::Get {
+            return Err(wrong_verb("GET"));
+        }
+        return Ok(if name == SUBSCRIBE { Route::Subscribe } else { Route::ListStreams });
     }
     let unknown = || StreamError::new(ErrorCode::NotFound, format!("unknown method {}", quote(name)));
     let method = StreamMethod::from_js_name(name).ok_or_else(unknown)?;
@@ -264,6 +281,9 @@ async fn call(env: &Env, name: &StreamName, method: StreamMethod, args: Map<Stri
 /// Forwards the upgrade request whole to the stream's DO at `/subscribe`.
 async fn subscribe(req: Request, env: &Env, name: &StreamName, url: &worker::Url) -> Result<Response, Refusal> {
     if !is_upgrade(&req) {
+        if wants_sse(&req) {
+            return super::sse::serve(&req, env, name, url).await;
+        }
         return Err(StreamError::invalid_request("expected a WebSocket upgrade").into());
     }
     let internal = |e: worker::Error| {
@@ -276,6 +296,10 @@ async fn subscribe(req: Request, env: &Env, name: &StreamName, url: &worker::Url
     let forwarded = Request::new_with_init(&target, &init).map_err(internal)?;
     let stub = stream_stub(env, name)?;
     stub.fetch_with_request(forwarded).await.map_err(internal)
+}
+
+fn wants_sse(req: &Request) -> bool {
+    streams_core::sse::wants_event_stream(req.headers().get("accept").ok().flatten().as_deref())
 }
 
 fn is_upgrade(req: &Request) -> bool {

@@ -21,22 +21,23 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 use worker::{durable_object, Env, Request, Response, State, WebSocket, WebSocketIncomingMessage};
 
+use crate::directory;
 use crate::wire::error_response;
-use streams_core::event::parse_committed_event;
+use streams_core::directory::{next_report, DirectoryEntry, ReportStep};
 use streams_core::limits::MAX_GET_EVENTS_BYTES;
 use streams_core::name::{ancestors, resolve_stream_path};
 use streams_core::read::{created_at_ms, read_page, window, MonotonicClock, Start};
 use streams_core::reducer::reduce;
-use streams_core::rpc::{AppendArgs, GetEventArgs, GetEventsArgs, StreamMethod};
+use streams_core::rpc::{AppendArgs, Call, GetEventArgs, GetEventsArgs, StreamMethod};
 use streams_core::state::StateJson;
 use streams_core::json::json_len;
 use streams_core::store::{snapshot_due, stored_name, AssumeNewKeys, StoredEvent};
 use streams_core::time::iso_from_ms;
 use streams_core::{
-    child_notice, load_state, plan_append, plan_inputs, types, AppendContext, AppendPlan, CoreState, ErrorCode, EventInput, EventStore,
+    child_notice, load_state, plan_append, plan_inputs, types, AppendContext, AppendPlan, CoreState, ErrorCode, Event, EventInput, EventStore,
     Origin, StreamError, StreamName, StreamResult,
 };
-use crate::js::{arguments_to_json, from_json_text, from_json_texts, to_js_error};
+use crate::js::{argument_json, from_json_text, from_json_texts, to_js_error};
 use crate::settings::Settings;
 use crate::stub::call_stream;
 use outbound::Links;
@@ -106,6 +107,9 @@ pub(crate) struct Inner {
     now_ms: Box<dyn Fn() -> f64>,
     /// Long-polls waiting for the next commit: their promises' resolvers.
     commit_waiters: RefCell<Vec<js_sys::Function>>,
+    /// When this object last reported to the directory, and whether a report is scheduled.
+    directory_reported_at: Cell<Option<f64>>,
+    directory_report_scheduled: Cell<bool>,
 }
 
 impl worker::DurableObject for Stream {
@@ -132,6 +136,8 @@ impl worker::DurableObject for Stream {
             clock,
             now_ms: Box::new(move || stream_clock.now(js_sys::Date::now())),
             commit_waiters: RefCell::default(),
+            directory_reported_at: Cell::new(None),
+            directory_report_scheduled: Cell::new(false),
         };
         Self { inner: Rc::new(inner) }
     }
@@ -284,18 +290,17 @@ impl Inner {
         }
         self.ensure_booted()?;
         self.store.take_miss();
-        let args = method.arguments(arguments_to_json(&arg)?)?;
-        let value = match method {
-            StreamMethod::Append | StreamMethod::AppendBatch => return self.append_rpc(method, args),
-            StreamMethod::GetEvent => self.get_event_rpc(&args),
-            StreamMethod::GetEvents => return self.get_events_rpc(&args),
-            StreamMethod::RuntimeState => from_json_text(&self.runtime_state_json()?),
-            StreamMethod::Reduce => self.reduce_rpc(args),
-            StreamMethod::Reset => {
+        let value = match Call::parse(method, argument_json(&arg)?)? {
+            Call::Append(args) => return self.append_rpc(method, args),
+            Call::GetEvent(args) => self.get_event_rpc(args),
+            Call::GetEvents(args) => return self.get_events_rpc(args),
+            Call::RuntimeState => from_json_text(&self.runtime_state_json()?),
+            Call::Reduce(event, state) => self.reduce_rpc(&event, state),
+            Call::Reset => {
                 let inner = self.clone();
                 return Ok(Reply::Later(async move { inner.reset_storage().await.map(|()| JsValue::UNDEFINED) }.boxed_local()));
             }
-            StreamMethod::DeleteStream => {
+            Call::DeleteStream => {
                 let inner = self.clone();
                 return Ok(Reply::Later(
                     async move {
@@ -305,39 +310,37 @@ impl Inner {
                     .boxed_local(),
                 ));
             }
-            StreamMethod::RunArchiveNow => {
+            Call::RunArchiveNow { now_ms, hold_after_upload } => {
                 let inner = self.clone();
-                let hold = args.get("holdAfterUpload").and_then(Value::as_bool).unwrap_or(false);
-                let clock = args.get("nowMs").and_then(Value::as_f64);
-                let held = if hold { self.store.set_meta(tiering::HOLD_AFTER_UPLOAD_KEY, "1") } else { self.store.delete_meta(tiering::HOLD_AFTER_UPLOAD_KEY) };
+                let held = if hold_after_upload { self.store.set_meta(tiering::HOLD_AFTER_UPLOAD_KEY, "1") } else { self.store.delete_meta(tiering::HOLD_AFTER_UPLOAD_KEY) };
                 held.map_err(log_internal)?;
                 return Ok(Reply::Later(
                     async move {
                         inner.tiering_idle().await;
-                        let outcome = inner.run_tiering(clock).await;
+                        let outcome = inner.run_tiering(now_ms).await;
                         let report = json!({"storage": inner.storage_report(), "error": outcome.err()});
                         from_json_text(&report.to_string())
                     }
                     .boxed_local(),
                 ));
             }
-            StreamMethod::Kill => {
+            Call::Kill => {
                 self.end_incarnation();
                 Ok(JsValue::UNDEFINED)
             }
-            StreamMethod::RunIdleTeardownNow => {
+            Call::RunIdleTeardownNow => {
                 self.idle_teardown();
                 Ok(JsValue::UNDEFINED)
             }
-            StreamMethod::SimulateHibernation => {
+            Call::SimulateHibernation => {
                 self.forget_memory();
                 let before = self.commits.get();
                 self.ensure_booted()?;
                 from_json_text(&json!({"bootCommits": self.commits.get() - before}).to_string())
             }
-            StreamMethod::MemoryUsage => from_json_text(&json!({"wasmMemoryBytes": wasm_memory_bytes()}).to_string()),
-            StreamMethod::NotifyChildStreamCreated => {
-                let notice = child_notice(&self.name()?.path, &args)?;
+            Call::MemoryUsage => from_json_text(&json!({"wasmMemoryBytes": wasm_memory_bytes()}).to_string()),
+            Call::NotifyChildStreamCreated { child_path } => {
+                let notice = child_notice(&self.name()?.path, &child_path)?;
                 self.append_inputs(vec![notice], Origin::Stream).map(|_| JsValue::UNDEFINED)
             }
         };
@@ -446,8 +449,7 @@ impl Inner {
 
     // ---- append (docs/architecture.md#the-append-path) ----
 
-    fn append_rpc(self: &Rc<Self>, method: StreamMethod, args: Map<String, Value>) -> StreamResult<Reply> {
-        let args = AppendArgs::parse(method, args)?;
+    fn append_rpc(self: &Rc<Self>, method: StreamMethod, args: AppendArgs) -> StreamResult<Reply> {
         if let Some(stream_path) = &args.stream_path {
             let name = self.name()?;
             let target = resolve_stream_path(&name.path, stream_path)?;
@@ -564,6 +566,7 @@ impl Inner {
         }
         self.wake_sockets();
         self.wake_long_polls();
+        self.report_to_directory_soon();
         let summary = CommitSummary::of(plan.events.iter().map(|p| (p.event.event_type.as_str(), p.event.payload_object())));
         self.outbound_after_commit(&summary);
         let archived_or_retained = self.archive.is_some() || self.with_state(|s| s.config.retention.is_some()).unwrap_or(false);
@@ -597,6 +600,43 @@ impl Inner {
         });
     }
 
+    // ---- the directory (docs/architecture.md#the-directory) ----
+
+    /// Reports at once after the first commit, then at most every second.
+    fn report_to_directory_soon(self: &Rc<Self>) {
+        let step = next_report(self.directory_reported_at.get(), self.directory_report_scheduled.get(), js_sys::Date::now());
+        match step {
+            ReportStep::Nothing => {}
+            ReportStep::Now => self.report_to_directory(),
+            ReportStep::Later(ms) => {
+                self.directory_report_scheduled.set(true);
+                let inner = self.clone();
+                let send = Closure::once_into_js(move || {
+                    inner.directory_report_scheduled.set(false);
+                    inner.report_to_directory();
+                });
+                set_timeout(&send, ms.ceil() as i32);
+            }
+        }
+    }
+
+    fn report_to_directory(&self) {
+        let Ok(name) = self.name() else { return };
+        let last_event_at = iso_from_ms(self.clock.last_ms()).unwrap_or_default();
+        let Ok(entry) = self.with_state(|state| DirectoryEntry {
+            path: name.path.clone(),
+            stream_id: state.stream_id.clone(),
+            created_at: state.created_at.clone(),
+            max_offset: state.max_offset,
+            last_event_at,
+        }) else {
+            return;
+        };
+        self.directory_reported_at.set(Some(js_sys::Date::now()));
+        let env = self.env.clone();
+        self.ctx.wait_until(async move { directory::report(&env, &name.namespace, entry).await });
+    }
+
     // ---- reads (docs/architecture.md#storage, docs/protocol.md#durable-object-rpc, #runtimestate) ----
 
     fn read<T>(&self, read: impl FnOnce(&SqlStore) -> Result<T, streams_core::StoreError>) -> StreamResult<T> {
@@ -606,8 +646,7 @@ impl Inner {
     /// A page by offset, time or tail, filtered by type; with `waitMs`, an
     /// empty page waits for commits until it has an event, its window is
     /// complete or the time is up (docs/protocol.md#long-poll).
-    fn get_events_rpc(self: &Rc<Self>, args: &Map<String, Value>) -> StreamResult<Reply> {
-        let args = GetEventsArgs::parse(args)?;
+    fn get_events_rpc(self: &Rc<Self>, args: GetEventsArgs) -> StreamResult<Reply> {
         let (events, settled) = self.events_page(&args)?;
         if settled || args.wait_ms == 0 {
             return events_js(&events).map(Reply::Now);
@@ -670,8 +709,8 @@ impl Inner {
         }
     }
 
-    fn get_event_rpc(&self, args: &Map<String, Value>) -> StreamResult<JsValue> {
-        match GetEventArgs::parse(args)? {
+    fn get_event_rpc(&self, args: GetEventArgs) -> StreamResult<JsValue> {
+        match args {
             // Offset 0 never exists: it is not_found, not trimmed.
             GetEventArgs::ByOffset(offset) => match self.ensure_kept(offset.max(1)).and_then(|()| self.read(|s| s.event_at(offset)))? {
                 Some(event) => from_json_text(&event.json),
@@ -698,15 +737,12 @@ impl Inner {
     }
 
     /// A pure preview: nothing is persisted and no side effect runs.
-    fn reduce_rpc(&self, mut args: Map<String, Value>) -> StreamResult<JsValue> {
-        let event = args.remove("event").ok_or_else(|| StreamError::invalid_request("event is required"))?;
-        let event = parse_committed_event(event).map_err(|d| StreamError::invalid_event(format!("event[0]: {d}")))?;
-        let mut state = match args.remove("coreProcessorState") {
-            Some(supplied) => CoreState::from_value(supplied)
-                .map_err(|e| StreamError::invalid_request(format!("coreProcessorState: {e}")))?,
+    fn reduce_rpc(&self, event: &Event, supplied: Option<Box<CoreState>>) -> StreamResult<JsValue> {
+        let mut state = match supplied {
+            Some(state) => *state,
             None => self.state()?,
         };
-        reduce(&mut state, &event).map_err(|e| StreamError::invalid_event(format!("event[0]: {e}")))?;
+        reduce(&mut state, event).map_err(|e| StreamError::invalid_event(format!("event[0]: {e}")))?;
         from_json_text(&state.to_json())
     }
 
@@ -738,6 +774,7 @@ impl Inner {
     /// generation first makes every dial and delivery still in flight stale,
     /// so none of them writes into the new life.
     async fn reset_storage(&self) -> StreamResult<()> {
+        let reset_life = self.name().ok().zip(self.state().ok().map(|state| state.stream_id));
         *self.incarnation.borrow_mut() = Incarnation::ShuttingDown;
         self.generation.set(self.generation.get() + 1);
         let storage = self.ctx.storage();
@@ -748,6 +785,9 @@ impl Inner {
             storage.sync().await.map_err(log_worker)
         }
         .await;
+        if let Some((name, stream_id)) = reset_life.filter(|_| deleted.is_ok()) {
+            directory::forget(&self.env, &name.namespace, &name.path, stream_id.as_deref()).await;
+        }
         self.end_incarnation();
         deleted
     }

@@ -74,6 +74,21 @@ impl Access {
         }
     }
 
+    pub fn allow_namespace(&self, namespace: &str) -> StreamResult<()> {
+        match self {
+            Self::Full => Ok(()),
+            Self::Scoped(claims) => claims.allow_namespace(namespace),
+        }
+    }
+
+    /// Whether a listing shows `path` of `namespace` to this caller.
+    pub fn covers(&self, namespace: &str, path: &str) -> bool {
+        match self {
+            Self::Full => true,
+            Self::Scoped(claims) => claims.namespace == namespace && claims.paths.iter().any(|scope| scope.covers(path)),
+        }
+    }
+
     pub fn allow_stream(&self, name: &StreamName) -> StreamResult<()> {
         match self {
             Self::Full => Ok(()),

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::error::{ErrorCode, StreamError, StreamResult};
 use super::event::{parse_event_input, types, Event, EventInput, COMMITTED_EXTRA_BYTES};
@@ -99,10 +99,7 @@ impl AppendPlan {
 /// The `S/child-stream-created` notice an ancestor appends about a new stream
 /// (`notifyChildStreamCreated {childPath}`). The ancestor derives the reserved
 /// key itself, so the notice deduplicates and no caller ever supplies one.
-pub fn child_notice(ancestor: &str, args: &Map<String, Value>) -> StreamResult<EventInput> {
-    let Some(Value::String(child_path)) = args.get("childPath") else {
-        return Err(StreamError::invalid_request("childPath must be a string"));
-    };
+pub fn child_notice(ancestor: &str, child_path: &str) -> StreamResult<EventInput> {
     validate_path(child_path)?;
     Ok(EventInput::system(types::CHILD_STREAM_CREATED, json!({ "childPath": child_path }))
         .with_idempotency_key(child_notice_key(ancestor, child_path)))
@@ -336,17 +333,14 @@ mod tests {
         let (store, state) = booted();
         let now = || T0 + 10.0;
         let stream_ctx = AppendContext { now_ms: &now, allowed_bindings: &[], origin: Origin::Stream };
-        let args = json!({"childPath": "/a/b"}).as_object().unwrap().clone();
-        let notice = child_notice("/a", &args).unwrap();
+        let notice = child_notice("/a", "/a/b").unwrap();
         assert_eq!(notice.idempotency_key.as_deref(), Some("child-stream-created:/a:/a/b"));
         let first = plan_inputs(&state, vec![notice.clone()], &store, &stream_ctx).unwrap();
         store.commit_plan(&first);
         assert_eq!(first.state.child_paths, vec!["/a/b".to_owned()]);
         let again = plan_inputs(&first.state, vec![notice], &store, &stream_ctx).unwrap();
         assert!(again.events.is_empty(), "a repeated notice is an idempotency hit");
-        for bad in [json!({}), json!({"childPath": 1}), json!({"childPath": "a b"})] {
-            assert!(child_notice("/a", bad.as_object().unwrap()).is_err(), "{bad}");
-        }
+        assert!(child_notice("/a", "a b").is_err());
     }
 
     #[test]

@@ -117,6 +117,58 @@ pub fn parse_json(text: &str) -> Result<Value, serde_json::Error> {
     serde_json::from_str::<Value>(text).map(normalize)
 }
 
+/// Parses the text `JSON.stringify` wrote for a JS value, unless the text may
+/// misrepresent it. `JSON.stringify` writes `null` for NaN, ±Infinity, an
+/// invalid Date, and `undefined` or a function in an array; `{}` for a Map,
+/// Set, RegExp, Error or ArrayBuffer; `{"0":…}` for a typed array; and a Date
+/// as its ISO string. So text holding any of those shapes is `None`: the
+/// caller judges the value itself, where such values are refused
+/// (docs/protocol.md#append-input). Text nested deeper than the parser's
+/// limit of 128 is `None` too.
+pub fn parse_js_text(text: &str) -> Option<Value> {
+    let mut value = serde_json::from_str::<Value>(text).ok()?;
+    to_js_form(&mut value).then_some(value)
+}
+
+/// Normalises numbers and key order in place (as `normalize`); false when
+/// the value holds a shape `parse_js_text` does not trust.
+fn to_js_form(value: &mut Value) -> bool {
+    match value {
+        Value::Null => false,
+        Value::Bool(_) => true,
+        Value::Number(n) => {
+            if !n.as_u64().is_some_and(|u| u <= MAX_SAFE_INTEGER) {
+                *value = number_value(n.as_f64().unwrap_or(0.0));
+            }
+            true
+        }
+        Value::String(s) => !is_date_json(s),
+        Value::Array(items) => items.iter_mut().all(to_js_form),
+        Value::Object(map) => {
+            if map.is_empty() || map.keys().next().is_some_and(|k| k == "0") || !map.values_mut().all(to_js_form) {
+                return false;
+            }
+            if map.keys().any(|k| array_index(k).is_some()) {
+                *map = js_key_order(std::mem::take(map).into_iter());
+            }
+            true
+        }
+    }
+}
+
+/// Whether `s` has the shape `Date.prototype.toJSON` writes:
+/// `YYYY-MM-DDTHH:MM:SS.sssZ`, or with a signed six-digit year.
+fn is_date_json(s: &str) -> bool {
+    const SHAPE: &[u8] = b"-DD-DDTDD:DD:DD.DDDZ";
+    let (year, rest) = match s.len() {
+        24 => s.as_bytes().split_at(4),
+        27 if s.starts_with(['+', '-']) => s.as_bytes()[1..].split_at(6),
+        _ => return false,
+    };
+    year.iter().all(u8::is_ascii_digit)
+        && rest.iter().zip(SHAPE).all(|(b, shape)| if *shape == b'D' { b.is_ascii_digit() } else { b == shape })
+}
+
 /// Rewrites numbers and key order into their JS form: an integral number that
 /// a double holds exactly becomes an integer, anything else a double.
 pub fn normalize(value: Value) -> Value {
@@ -301,6 +353,29 @@ mod tests {
     fn duplicate_keys_keep_the_last_value() {
         let v = parse_json(r#"{"a":1,"b":2,"a":3}"#).unwrap();
         assert_eq!(to_json_string(&v).unwrap(), r#"{"a":3,"b":2}"#);
+    }
+
+    #[test]
+    fn text_that_may_hide_a_non_json_value_is_not_trusted() {
+        let parsed = parse_js_text(r#"{"b":1.0,"a":[1e21,"x",true,{"k":18446744073709551615}],"1":2}"#).unwrap();
+        assert_eq!(to_json_string(&parsed).unwrap(), r#"{"1":2,"b":1,"a":[1e+21,"x",true,{"k":18446744073709552000}]}"#);
+        for untrusted in [
+            "null",
+            r#"{"payload":null}"#,
+            "[1,null]",
+            r#"{"m":{}}"#,
+            r#"{"u":{"0":1,"1":2}}"#,
+            r#"{"at":"1970-01-01T00:00:00.000Z"}"#,
+            r#"["+275760-09-13T00:00:00.000Z"]"#,
+            r#"{"s":"a\ud800b"}"#,
+            &format!("{}1{}", "[".repeat(129), "]".repeat(129)),
+            "{",
+        ] {
+            assert_eq!(parse_js_text(untrusted), None, "{untrusted}");
+        }
+        for trusted in [r#"{"at":"1970-01-01T00:00:00Z"}"#, r#"{"at":"1970-01-01 00:00:00.000Z"}"#, r#"{"a":{"1":0}}"#, "[]", r#""x""#, "0"] {
+            assert!(parse_js_text(trusted).is_some(), "{trusted}");
+        }
     }
 
     #[test]

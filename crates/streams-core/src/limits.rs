@@ -32,6 +32,8 @@ pub const REPLAY_PAGE_EVENTS: usize = 1000;
 /// The stored state is rewritten when a commit crosses a multiple of this
 /// many offsets; boot catches up over the rest (docs/architecture.md#storage).
 pub const STATE_SNAPSHOT_EVERY: u64 = 1000;
+/// Entries the state's `childPaths` keeps (docs/protocol.md#child-streams).
+pub const MAX_CHILD_PATHS: usize = 100;
 /// Largest integer a JS number holds exactly (2^53 − 1).
 pub const MAX_SAFE_INTEGER: u64 = 9_007_199_254_740_991;
 /// Deepest JSON nesting accepted in any value (serde_json's own parse limit).

@@ -140,6 +140,11 @@ impl MonotonicClock {
         }
     }
 
+    /// The latest time observed or handed out: the last event's `createdAt`.
+    pub fn last_ms(&self) -> f64 {
+        self.floor_ms.get()
+    }
+
     /// The time for the next event, given the wall clock.
     pub fn now(&self, wall_ms: f64) -> f64 {
         let now = if wall_ms.is_finite() { wall_ms.max(self.floor_ms.get()) } else { self.floor_ms.get() };

@@ -3,6 +3,7 @@
 
 use super::breaker::{BreakerConfig, BreakerEffect};
 use super::event::{types, Event};
+use super::limits::MAX_CHILD_PATHS;
 use super::name::immediate_child;
 use super::payload::{parse_core_payload, CorePayload};
 use super::state::{ConfiguredEventRef, ConnectionEntry, CoreState, ProcessorEntry, SubscriptionEntry};
@@ -88,7 +89,8 @@ fn apply(state: &mut CoreState, event: &Event, payload: CorePayload) -> Effect {
         CorePayload::MetadataUpdated { metadata } => state.metadata = metadata,
         CorePayload::ChildStreamCreated { child_path } => {
             if let Some(child) = immediate_child(&state.path, &child_path) {
-                if !state.child_paths.contains(&child) {
+                state.child_count += 1;
+                if state.child_paths.len() < MAX_CHILD_PATHS && !state.child_paths.contains(&child) {
                     state.child_paths.push(child);
                 }
             }
@@ -240,6 +242,18 @@ mod tests {
         let mut root = CoreState { path: "/".into(), ..CoreState::default() };
         reduce(&mut root, &event(1, types::CHILD_STREAM_CREATED, json!({"childPath": "/x/y"}), "2026-01-05T10:00:00.000Z")).unwrap();
         assert_eq!(root.child_paths, vec!["/x"]);
+    }
+
+    #[test]
+    fn child_paths_stop_at_a_hundred_and_child_count_counts_every_stream_below() {
+        let mut state = CoreState { path: "/p".into(), ..CoreState::default() };
+        for i in 0..150u64 {
+            let notice = event(i + 1, types::CHILD_STREAM_CREATED, json!({"childPath": format!("/p/c{i}/leaf")}), "2026-01-05T10:00:00.000Z");
+            reduce(&mut state, &notice).unwrap();
+        }
+        assert_eq!(state.child_paths.len(), 100);
+        assert_eq!((state.child_paths[0].as_str(), state.child_paths[99].as_str()), ("/p/c0", "/p/c99"));
+        assert_eq!(state.child_count, 150);
     }
 
     #[test]

@@ -1,14 +1,16 @@
 //! The one allowlist of stream methods, the surfaces each appears on, and the
 //! parsing of their arguments (docs/protocol.md#rpc-methods). Every surface — DO JS-RPC, the Worker
-//! entrypoint and HTTP — consults this enum and nothing else.
+//! entrypoint and HTTP — consults this enum and nothing else. A call's argument
+//! arrives as one JSON value and is parsed here once, into a `Call`.
 
 use serde_json::{Map, Value};
 
 use super::error::{StreamError, StreamResult};
-use super::event::trimmed_key;
+use super::event::{parse_committed_event, trimmed_key, Event};
 use super::limits::{DEFAULT_GET_EVENTS_LIMIT, MAX_GET_EVENTS_LIMIT, MAX_SAFE_INTEGER, MAX_WAIT_MS};
 use super::name::quote;
 use super::read::Start;
+use super::state::CoreState;
 use super::subscription::EventFilter;
 use super::time::parse_rfc3339_ms;
 
@@ -142,7 +144,7 @@ impl StreamMethod {
     }
 
     /// Checks the argument is an object (or absent) with only known keys.
-    pub fn arguments(self, arg: Option<Value>) -> StreamResult<Map<String, Value>> {
+    fn arguments(self, arg: Option<Value>) -> StreamResult<Map<String, Value>> {
         let map = match arg {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(map)) => map,
@@ -152,6 +154,64 @@ impl StreamMethod {
             return Err(StreamError::invalid_request(format!("unknown argument {}", quote(unknown))));
         }
         Ok(map)
+    }
+}
+
+/// A call with its arguments parsed and checked: what the object executes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Call {
+    Append(AppendArgs),
+    GetEvent(GetEventArgs),
+    GetEvents(GetEventsArgs),
+    RuntimeState,
+    /// The `reduce` preview: the event, and the state to reduce it into (the live one when absent).
+    Reduce(Box<Event>, Option<Box<CoreState>>),
+    Reset,
+    Kill,
+    RunIdleTeardownNow,
+    SimulateHibernation,
+    MemoryUsage,
+    NotifyChildStreamCreated { child_path: String },
+    DeleteStream,
+    /// The archive test hook: a clock for retention, and whether seals stop after their upload.
+    RunArchiveNow { now_ms: Option<f64>, hold_after_upload: bool },
+}
+
+impl Call {
+    /// Parses `method`'s argument (absent, or the JSON value the caller sent).
+    pub fn parse(method: StreamMethod, arg: Option<Value>) -> StreamResult<Self> {
+        let mut args = method.arguments(arg)?;
+        Ok(match method {
+            StreamMethod::Append | StreamMethod::AppendBatch => Self::Append(AppendArgs::parse(method, args)?),
+            StreamMethod::GetEvent => Self::GetEvent(GetEventArgs::parse(&args)?),
+            StreamMethod::GetEvents => Self::GetEvents(GetEventsArgs::parse(&args)?),
+            StreamMethod::RuntimeState => Self::RuntimeState,
+            StreamMethod::Reduce => {
+                let event = args.remove("event").ok_or_else(|| StreamError::invalid_request("event is required"))?;
+                let event = parse_committed_event(event).map_err(|d| StreamError::invalid_event(format!("event[0]: {d}")))?;
+                let state = match args.remove("coreProcessorState") {
+                    Some(supplied) => Some(Box::new(
+                        CoreState::from_value(supplied).map_err(|e| StreamError::invalid_request(format!("coreProcessorState: {e}")))?,
+                    )),
+                    None => None,
+                };
+                Self::Reduce(Box::new(event), state)
+            }
+            StreamMethod::Reset => Self::Reset,
+            StreamMethod::Kill => Self::Kill,
+            StreamMethod::RunIdleTeardownNow => Self::RunIdleTeardownNow,
+            StreamMethod::SimulateHibernation => Self::SimulateHibernation,
+            StreamMethod::MemoryUsage => Self::MemoryUsage,
+            StreamMethod::NotifyChildStreamCreated => match args.remove("childPath") {
+                Some(Value::String(child_path)) => Self::NotifyChildStreamCreated { child_path },
+                _ => return Err(StreamError::invalid_request("childPath must be a string")),
+            },
+            StreamMethod::DeleteStream => Self::DeleteStream,
+            StreamMethod::RunArchiveNow => Self::RunArchiveNow {
+                now_ms: args.get("nowMs").and_then(Value::as_f64),
+                hold_after_upload: args.get("holdAfterUpload").and_then(Value::as_bool).unwrap_or(false),
+            },
+        })
     }
 }
 
@@ -165,7 +225,7 @@ pub struct AppendArgs {
 }
 
 impl AppendArgs {
-    pub fn parse(method: StreamMethod, mut args: Map<String, Value>) -> StreamResult<Self> {
+    fn parse(method: StreamMethod, mut args: Map<String, Value>) -> StreamResult<Self> {
         let stream_path = method.take_stream_path(&mut args)?;
         let (events, single) = if method == StreamMethod::Append {
             (vec![args.remove("event").ok_or_else(|| StreamError::invalid_request("event is required"))?], true)
@@ -186,7 +246,7 @@ pub enum GetEventArgs {
 }
 
 impl GetEventArgs {
-    pub fn parse(args: &Map<String, Value>) -> StreamResult<Self> {
+    fn parse(args: &Map<String, Value>) -> StreamResult<Self> {
         match (args.get("offset"), args.get("idempotencyKey")) {
             (Some(offset), None) => Ok(Self::ByOffset(non_negative("offset", offset)?)),
             (None, Some(Value::String(key))) => {
@@ -209,7 +269,7 @@ pub struct GetEventsArgs {
 }
 
 impl GetEventsArgs {
-    pub fn parse(args: &Map<String, Value>) -> StreamResult<Self> {
+    fn parse(args: &Map<String, Value>) -> StreamResult<Self> {
         let starts = ["afterOffset", "sinceTime", "last"].into_iter().filter(|k| args.get(*k).is_some_and(|v| !v.is_null())).count();
         if starts > 1 {
             return Err(StreamError::invalid_request("getEvents takes at most one of afterOffset, sinceTime and last"));
@@ -280,10 +340,6 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn map(v: Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
-    }
-
     #[test]
     fn method_names_round_trip_and_hooks_stay_internal() {
         for m in StreamMethod::ALL {
@@ -301,15 +357,25 @@ mod tests {
 
     #[test]
     fn unknown_arguments_are_refused() {
-        let err = StreamMethod::GetEvents.arguments(Some(json!({"after": 1}))).unwrap_err();
+        let err = Call::parse(StreamMethod::GetEvents, Some(json!({"after": 1}))).unwrap_err();
         assert_eq!(err.to_string(), "invalid_request: unknown argument \"after\"");
-        assert!(StreamMethod::RuntimeState.arguments(None).unwrap().is_empty());
-        assert!(StreamMethod::Kill.arguments(Some(json!([]))).is_err());
+        assert_eq!(Call::parse(StreamMethod::RuntimeState, None).unwrap(), Call::RuntimeState);
+        assert_eq!(Call::parse(StreamMethod::Kill, Some(Value::Null)).unwrap(), Call::Kill);
+        for not_an_object in [json!([]), json!("x"), json!(5)] {
+            assert_eq!(Call::parse(StreamMethod::Kill, Some(not_an_object)).unwrap_err().message, "arguments must be an object");
+        }
+    }
+
+    fn get_events(v: Value) -> StreamResult<GetEventsArgs> {
+        match Call::parse(StreamMethod::GetEvents, Some(v))? {
+            Call::GetEvents(args) => Ok(args),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
     fn get_events_limits_are_checked() {
-        let parse = |v| GetEventsArgs::parse(&map(v));
+        let parse = get_events;
         let plain = |after, before, limit| GetEventsArgs { start: Start::After(after), before, limit, filter: EventFilter::default(), wait_ms: 0 };
         assert_eq!(parse(json!({})).unwrap(), plain(0, None, 100));
         assert_eq!(parse(json!({"limit": 0})).unwrap_err().message, "getEvents limit must be a positive integer.");
@@ -321,7 +387,7 @@ mod tests {
 
     #[test]
     fn get_events_by_time_tail_type_and_wait() {
-        let parse = |v| GetEventsArgs::parse(&map(v));
+        let parse = get_events;
         assert_eq!(parse(json!({"sinceTime": "1970-01-01T00:00:01Z"})).unwrap().start, Start::SinceMs(1000.0));
         assert_eq!(
             parse(json!({"sinceTime": "yesterday"})).unwrap_err().message,
@@ -348,18 +414,30 @@ mod tests {
 
     #[test]
     fn get_event_needs_exactly_one_selector() {
-        assert_eq!(GetEventArgs::parse(&map(json!({"offset": 3}))).unwrap(), GetEventArgs::ByOffset(3));
-        assert_eq!(GetEventArgs::parse(&map(json!({"idempotencyKey": " k "}))).unwrap(), GetEventArgs::ByIdempotencyKey("k".into()));
+        let parse = |v| Call::parse(StreamMethod::GetEvent, Some(v));
+        assert_eq!(parse(json!({"offset": 3})).unwrap(), Call::GetEvent(GetEventArgs::ByOffset(3)));
+        assert_eq!(parse(json!({"idempotencyKey": " k "})).unwrap(), Call::GetEvent(GetEventArgs::ByIdempotencyKey("k".into())));
         for bad in [json!({}), json!({"offset": 1, "idempotencyKey": "k"})] {
-            assert_eq!(GetEventArgs::parse(&map(bad)).unwrap_err().message, "getEvent requires exactly one of offset or idempotencyKey.");
+            assert_eq!(parse(bad).unwrap_err().message, "getEvent requires exactly one of offset or idempotencyKey.");
         }
     }
 
     #[test]
     fn append_arguments_become_a_batch() {
-        let one = AppendArgs::parse(StreamMethod::Append, map(json!({"event": {"type": "x"}, "streamPath": "c"}))).unwrap();
+        let Call::Append(one) = Call::parse(StreamMethod::Append, Some(json!({"event": {"type": "x"}, "streamPath": "c"}))).unwrap() else { panic!() };
         assert_eq!((one.events.len(), one.single, one.stream_path.as_deref()), (1, true, Some("c")));
-        assert!(AppendArgs::parse(StreamMethod::AppendBatch, map(json!({"events": {}}))).is_err());
-        assert!(AppendArgs::parse(StreamMethod::Append, map(json!({}))).is_err());
+        assert_eq!(Call::parse(StreamMethod::AppendBatch, Some(json!({"events": {}}))).unwrap_err().message, "events must be an array");
+        assert_eq!(Call::parse(StreamMethod::Append, Some(json!({}))).unwrap_err().message, "event is required");
+    }
+
+    #[test]
+    fn reduce_and_child_notice_arguments_are_checked() {
+        let parse = |m, v| Call::parse(m, Some(v)).unwrap_err().to_string();
+        assert_eq!(parse(StreamMethod::Reduce, json!({})), "invalid_request: event is required");
+        assert_eq!(parse(StreamMethod::Reduce, json!({"event": {"type": "x"}})), "invalid_event: event[0]: offset is required");
+        let event = json!({"type": "x", "offset": 1, "createdAt": "2026-01-05T10:00:00.000Z"});
+        assert!(parse(StreamMethod::Reduce, json!({"event": event, "coreProcessorState": 1})).starts_with("invalid_request: coreProcessorState: "));
+        assert!(matches!(Call::parse(StreamMethod::Reduce, Some(json!({"event": event}))), Ok(Call::Reduce(_, None))));
+        assert_eq!(parse(StreamMethod::NotifyChildStreamCreated, json!({"childPath": 1})), "invalid_request: childPath must be a string");
     }
 }

@@ -10,7 +10,7 @@ use super::limits::MAX_SAFE_INTEGER;
 use super::tiers::Retention;
 
 /// Bump whenever the reducer derives state differently (docs/operations.md#migrations-and-state-versions).
-pub const CORE_STATE_VERSION: i64 = 6;
+pub const CORE_STATE_VERSION: i64 = 7;
 
 const UNINITIALIZED: &str = "uninitialized";
 
@@ -29,7 +29,10 @@ pub struct CoreState {
     pub config: StreamConfig,
     pub event_count: u64,
     pub max_offset: u64,
+    /// The first `MAX_CHILD_PATHS` immediate children; the directory lists them all.
     pub child_paths: Vec<String>,
+    /// Streams created below this path, each counted once.
+    pub child_count: u64,
     pub paused: bool,
     pub pause_reason: Option<String>,
     pub processors_by_slug: IndexMap<String, ProcessorEntry>,
@@ -51,6 +54,7 @@ impl Default for CoreState {
             event_count: 0,
             max_offset: 0,
             child_paths: Vec::new(),
+            child_count: 0,
             paused: false,
             pause_reason: None,
             processors_by_slug: IndexMap::new(),
@@ -70,15 +74,15 @@ impl CoreState {
     /// Parses a state; `Err` names the first field of the wrong type.
     pub fn from_value(value: Value) -> Result<Self, String> {
         check_object_shapes(&value)?;
-        let state: Self = serde_json::from_value(value).map_err(|e| e.to_string())?;
-        // Offsets never pass MAX_SAFE_INTEGER, so neither may the counters:
-        // reducing one more event must not overflow.
-        for (field, n) in [("eventCount", state.event_count), ("maxOffset", state.max_offset)] {
-            if n > MAX_SAFE_INTEGER {
+        // Offsets never pass MAX_SAFE_INTEGER, so neither may the counters: reducing one more
+        // event must not overflow. Any other value (negative, fractional, not a number) gets the
+        // same message (docs/protocol.md#errors).
+        for field in ["eventCount", "maxOffset"] {
+            if value.get(field).is_some_and(|n| n.as_u64().is_none_or(|n| n > MAX_SAFE_INTEGER)) {
                 return Err(format!("{field} must be an integer from 0 to {MAX_SAFE_INTEGER}"));
             }
         }
-        Ok(state)
+        serde_json::from_value(value).map_err(|e| e.to_string())
     }
 
     pub fn from_json(json: &str) -> Result<Self, String> {
@@ -196,7 +200,7 @@ mod tests {
             CoreState::default().to_json(),
             concat!(
                 r#"{"namespace":"uninitialized","path":"uninitialized","createdAt":"uninitialized","streamId":null,"incarnationId":"uninitialized","#,
-                r#""metadata":{},"config":{"simulatedStorageSyncDelayMs":0},"eventCount":0,"maxOffset":0,"childPaths":[],"#,
+                r#""metadata":{},"config":{"simulatedStorageSyncDelayMs":0},"eventCount":0,"maxOffset":0,"childPaths":[],"childCount":0,"#,
                 r#""paused":false,"pauseReason":null,"processorsBySlug":{},"subscriptionsByKey":{},"connectionsByKey":{},"#,
                 r#""circuitBreaker":{"availableTokens":100000,"lastRefillAtMs":null,"burstCapacity":100000,"refillRatePerMinute":6000000}}"#
             )
@@ -210,11 +214,10 @@ mod tests {
         assert_eq!(partial.namespace, "uninitialized");
         assert_eq!(partial.circuit_breaker.available_tokens, 3.0);
         assert_eq!(partial.circuit_breaker.burst_capacity, 100_000.0);
-        assert!(CoreState::from_value(json!({"eventCount": "many"})).is_err());
         for field in ["eventCount", "maxOffset"] {
-            for n in [u64::MAX, MAX_SAFE_INTEGER + 1] {
+            for n in [json!(u64::MAX), json!(MAX_SAFE_INTEGER + 1), json!(-1), json!(1.5), json!("many"), json!(null)] {
                 let err = CoreState::from_value(json!({ field: n })).unwrap_err();
-                assert_eq!(err, format!("{field} must be an integer from 0 to 9007199254740991"));
+                assert_eq!(err, format!("{field} must be an integer from 0 to 9007199254740991"), "{n}");
             }
             assert!(CoreState::from_value(json!({ field: MAX_SAFE_INTEGER })).is_ok());
         }

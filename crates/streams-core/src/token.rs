@@ -139,11 +139,16 @@ impl Claims {
         }
     }
 
+    pub fn allow_namespace(&self, namespace: &str) -> StreamResult<()> {
+        if namespace != self.namespace {
+            return Err(forbidden(format!("token does not cover namespace {}", quote(namespace))));
+        }
+        Ok(())
+    }
+
     /// The namespace first, then the path, so the message names what is missing.
     pub fn allow_stream(&self, name: &StreamName) -> StreamResult<()> {
-        if name.namespace != self.namespace {
-            return Err(forbidden(format!("token does not cover namespace {}", quote(&name.namespace))));
-        }
+        self.allow_namespace(&name.namespace)?;
         if !self.paths.iter().any(|scope| scope.covers(&name.path)) {
             return Err(forbidden(format!("token does not cover path {}", quote(&name.path))));
         }
