@@ -9,7 +9,9 @@ const ENTRY: &str = include_str!("../src/entry.mjs");
 const RUNTIME_HANDLERS: [&str; 6] = ["fetch", "alarm", "webSocketMessage", "webSocketClose", "webSocketError", "constructor"];
 
 fn forwarded_methods() -> BTreeSet<String> {
-    let class_body = ENTRY.split("class Stream extends DurableObject").nth(1).expect("entry.mjs declares the Stream class");
+    let after_class = ENTRY.split("class Stream extends DurableObject").nth(1).expect("entry.mjs declares the Stream class");
+    // Only the Stream class: other classes of the module (the directory shard) follow its closing brace.
+    let class_body = after_class.split("\n}\n").next().unwrap_or(after_class);
     class_body
         .lines()
         .map(str::trim)
