@@ -109,8 +109,8 @@ impl Inner {
                     worker::console_error!("{IDLE_DEADLINE_KEY}: {err}");
                 }
             }
-            Effect::SetAlarm(at) => self.set_alarm(Some(at)),
-            Effect::DeleteAlarm => self.set_alarm(None),
+            // The machine's alarm shares the one alarm with socket expiries.
+            Effect::SetAlarm(_) | Effect::DeleteAlarm => self.arm_alarm(),
             Effect::Log(message) => worker::console_warn!("{message}"),
             Effect::FetchArchived => {
                 let inner = self.clone();
@@ -126,12 +126,6 @@ impl Inner {
                 });
             }
         }
-    }
-
-    /// The one alarm is shared with the archive (docs/architecture.md#storage-tiers).
-    fn set_alarm(&self, at: Option<f64>) {
-        self.tiering.borrow_mut().outbound_alarm = at;
-        self.arm_alarm();
     }
 
     // ---- inputs ----

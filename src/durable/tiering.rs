@@ -25,8 +25,6 @@ pub(super) struct Tiering {
     retry_at: Option<f64>,
     /// When retention next removes something by age.
     trim_at: Option<f64>,
-    /// What the outbound state machine wants the alarm at.
-    pub(super) outbound_alarm: Option<f64>,
     /// Whether the archive set the alarm (so it must reset it once it wants none).
     armed: bool,
 }
@@ -198,22 +196,10 @@ impl Inner {
         format!("streams/{stream_id}/{first:016}-{last:016}.segment")
     }
 
-    /// Sets the one alarm to the earliest of what outbound and the archive want.
-    pub(super) fn arm_alarm(&self) {
-        let at = {
-            let tiering = self.tiering.borrow();
-            [tiering.outbound_alarm, tiering.retry_at, tiering.trim_at].into_iter().flatten().reduce(f64::min)
-        };
-        let storage = self.ctx.storage();
-        wasm_bindgen_futures::spawn_local(async move {
-            let result = match at {
-                Some(at) => storage.set_alarm((at - js_sys::Date::now()).max(0.0) as i64).await,
-                None => storage.delete_alarm().await,
-            };
-            if let Err(err) = result {
-                worker::console_error!("alarm: {err}");
-            }
-        });
+    /// When the archive wants the alarm: a retry, or retention due by age.
+    pub(super) fn archive_alarm_at(&self) -> Option<f64> {
+        let tiering = self.tiering.borrow();
+        [tiering.retry_at, tiering.trim_at].into_iter().flatten().reduce(f64::min)
     }
 
     /// The alarm's share for the archive: a retry or a retention step due.
