@@ -14,6 +14,20 @@ use super::state::{CoreState, CORE_STATE_VERSION};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreError(pub String);
 
+/// Marks a read that must wait for data fetched from elsewhere (an archived
+/// segment): nothing is wrong, and the caller tries again once it is there.
+const PENDING: &str = "not loaded yet: ";
+
+impl StoreError {
+    pub fn pending(what: impl fmt::Display) -> Self {
+        Self(format!("{PENDING}{what}"))
+    }
+
+    pub fn is_pending(&self) -> bool {
+        self.0.starts_with(PENDING)
+    }
+}
+
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "storage: {}", self.0)
@@ -146,14 +160,16 @@ pub fn load_state<S: EventStore + ?Sized>(store: &S, warn: &mut dyn FnMut(String
 
 /// The state right after `offset`: the nearest snapshot at or below it,
 /// then at most `STATE_SNAPSHOT_EVERY` events replayed (the whole log when no
-/// snapshot is kept). Writes nothing.
+/// snapshot is kept). Writes nothing. The answer stops short of `offset`
+/// (its `max_offset` tells) when the replay meets removed events.
 pub fn state_at<S: EventStore + ?Sized>(store: &S, offset: u64, warn: &mut dyn FnMut(String)) -> Result<CoreState, StoreError> {
     let snapshot = store.snapshot_at_or_below(offset)?.and_then(|(at, json)| CoreState::from_json(&json).ok().filter(|s| s.max_offset == at));
     let mut state = snapshot.unwrap_or_default();
     let mut after = state.max_offset;
     while after < offset {
         let page = store.read_range(after, Some(offset + 1), REPLAY_PAGE_EVENTS, usize::MAX)?;
-        let Some(last) = page.last() else { break };
+        // A gap (events removed by retention) ends the replay short of `offset`.
+        let Some(last) = page.last().filter(|_| page[0].offset == after + 1) else { break };
         after = last.offset;
         for stored in &page {
             replay(&mut state, stored, warn);
