@@ -8,7 +8,7 @@
 //     and how many of the replay's frames had reached the socket when it answered (the replay
 //     yields between pages, so the append does not wait for the replay to end).
 //
-//   node bench/sockets.mjs [--root=<checkout>]   # these scenarios alone
+//   node bench/sockets.mjs [--root=<checkout>] [--appends=500] [--rounds=7]   # these scenarios alone
 //
 // `bench/run.mjs` runs it too. Appends are timed inside workerd by a small driver Worker (RPC to
 // the Stream DO), so Node's own overhead stays out; the sockets are `ws` clients in Node.
@@ -92,9 +92,9 @@ export async function runSockets({ root = REPO_ROOT, events = 30_000, appends = 
     const without = median(rates.plain);
     if (parked.some((f) => f.events.length > 0)) throw new Error("sockets bench: the filtered socket received events");
 
-    // 14: an append during a replay from offset 0.
+    // 14: an append during a replay from offset 0, and one on a warm stream with no socket.
     const idle = [];
-    for (let i = 0; i < 5; i++) idle.push((await drive({ op: "appends", name: "bench:/replay", n: 1, type: "app/y" })).ms);
+    for (let i = 0; i < 5; i++) idle.push((await drive({ op: "appends", name: "bench:/plain", n: 1, type: "app/y" })).ms);
     await drive({ op: "fill", name: "bench:/replay", n: replayEvents, type: "app/x" });
     const frames = [];
     let firstFrame;
@@ -133,6 +133,8 @@ export async function runSockets({ root = REPO_ROOT, events = 30_000, appends = 
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const { values } = parseArgs({ options: { root: { type: "string", default: REPO_ROOT } } });
-  console.log(JSON.stringify(await runSockets({ root: path.resolve(values.root) })));
+  const { values } = parseArgs({
+    options: { root: { type: "string", default: REPO_ROOT }, appends: { type: "string", default: "500" }, rounds: { type: "string", default: "7" } },
+  });
+  console.log(JSON.stringify(await runSockets({ root: path.resolve(values.root), appends: Number(values.appends), rounds: Number(values.rounds) })));
 }
