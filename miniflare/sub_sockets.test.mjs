@@ -66,7 +66,7 @@ test("a live key belongs to whoever opened it: another identity gets 409 subscri
   );
   assert.equal(mallory.status, 409);
   const refused = await openSubscriber(mf, stream, { subscriptionKey: "k" }, bearer(token({ sub: "mallory" }))).catch((e) => e);
-  assert.deepEqual(refused.json, { error: { code: "subscription_key_in_use", message: 'subscriptionKey "k" is held by another subscriber\'s live socket' } });
+  assert.deepEqual(refused.json, { error: { code: "subscription_key_in_use", message: `subscriptionKey "k" is held by another subscriber's live socket` } });
   // Server-Sent Events open the same socket inside, with the caller's identity.
   const { namespace, path } = splitName(stream);
   const sse = await mf.dispatchFetch(`http://localhost/api/streams/subscribe?namespace=${namespace}&path=${encodeURIComponent(path)}&subscriptionKey=k`, {
