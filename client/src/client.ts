@@ -2,7 +2,7 @@
 import { StreamError } from "./errors.js";
 import type { WebSocketConstructor } from "./link.js";
 import { Subscription, type SubscribeOptions } from "./subscribe.js";
-import { bindingTransport, httpTransport, type MethodName, type StreamsBinding, type Target, type Transport } from "./transport.js";
+import { bindingTransport, httpTransport, type MethodName, type StreamsBinding, type Target, type TokenSource, type Transport } from "./transport.js";
 import type { CoreState, EventInput, RuntimeState, StreamEvent, StreamTarget } from "./types.js";
 
 export const DEFAULT_NAMESPACE = "default";
@@ -15,8 +15,9 @@ interface CommonOptions {
 export interface HttpClientOptions extends CommonOptions {
   /** Where the Worker is served, e.g. `http://127.0.0.1:8787` (the routes are under `/api/streams/`). */
   baseUrl: string;
-  /** Sent as `Authorization: Bearer <token>`. */
-  token?: string;
+  /** Sent as `Authorization: Bearer <token>`. A function is asked for every request and every
+   * socket (re)connection, so expiring scoped tokens can be refreshed (see docs/client.md). */
+  token?: TokenSource;
   /** Default: the global `fetch`. */
   fetch?: typeof fetch;
   /** Default: the global `WebSocket`. Node 20 has none: pass `WebSocket` from the `ws` package. */
@@ -31,7 +32,7 @@ export interface BindingClientOptions extends CommonOptions {
   binding: StreamsBinding;
   /** Only for `subscribe()`: its socket goes through the Worker's public route, which checks the
    * API token when the Worker has one. Method calls never need it. */
-  token?: string;
+  token?: TokenSource;
 }
 
 export type StreamsClientOptions = HttpClientOptions | BindingClientOptions;

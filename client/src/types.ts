@@ -174,6 +174,7 @@ export type StreamErrorCode =
   | "offset_mismatch"
   | "stream_paused"
   | "subscriber_not_allowed"
+  | "subscription_key_in_use"
   | "trimmed"
   | "unauthorized";
 
@@ -193,7 +194,10 @@ export interface SubscriberBatch {
   streamId: string | null;
   events: StreamEvent[];
   streamMaxOffset: number;
-  state: CoreState;
+  /** The core state when the batch was read: on a socket's first batch and on every state-only
+   * (`events: false`) batch; absent otherwise (call `runtimeState` for it). Outbound
+   * `processEventBatch` arguments always carry it. */
+  state?: CoreState;
 }
 
 /** What an outbound subscriber implements. */

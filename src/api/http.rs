@@ -13,6 +13,7 @@ use super::auth::{Gate, ACCESS_TOKEN_PARAM};
 use super::target::{call_target, target_stream};
 use crate::wire::{error_response, json_response};
 use streams_core::access::{is_admin, Access};
+use streams_core::inbound::{SocketIdentity, IDENTITY_HEADER};
 use crate::directory::list_streams;
 use streams_core::directory::ListArgs;
 use streams_core::json::{parse_json, to_json_string, to_json_string_sized};
@@ -108,7 +109,8 @@ async fn serve(mut req: Request, env: &Env, gate: &Gate) -> Result<Response, Ref
         Route::Subscribe => {
             let name = target_stream(StreamMethod::GetEvents, query.get("namespace"), query.get("path"), None)?;
             access.allow_stream(&name)?;
-            subscribe(req, env, &name, &url).await
+            let identity = SocketIdentity::of(&access, bearer.as_deref().or(query_token));
+            subscribe(req, env, &name, &url, &identity).await
         }
         Route::ListStreams => {
             let mut args = query.arguments()?;
@@ -278,11 +280,12 @@ async fn call(env: &Env, name: &StreamName, method: StreamMethod, args: Map<Stri
     }
 }
 
-/// Forwards the upgrade request whole to the stream's DO at `/subscribe`.
-async fn subscribe(req: Request, env: &Env, name: &StreamName, url: &worker::Url) -> Result<Response, Refusal> {
+/// Forwards the upgrade request to the stream's DO at `/subscribe`, with the
+/// caller's socket identity in place of any the caller sent.
+async fn subscribe(req: Request, env: &Env, name: &StreamName, url: &worker::Url, identity: &SocketIdentity) -> Result<Response, Refusal> {
     if !is_upgrade(&req) {
         if wants_sse(&req) {
-            return super::sse::serve(&req, env, name, url).await;
+            return super::sse::serve(&req, env, name, url, identity).await;
         }
         return Err(StreamError::invalid_request("expected a WebSocket upgrade").into());
     }
@@ -291,8 +294,13 @@ async fn subscribe(req: Request, env: &Env, name: &StreamName, url: &worker::Url
         Refusal::from(StreamError::internal())
     };
     let target = format!("https://stream/subscribe?{}", without_access_token(url));
+    let headers = req.headers().clone();
+    headers.delete(IDENTITY_HEADER).map_err(internal)?;
+    if let Some(value) = identity.to_header() {
+        headers.set(IDENTITY_HEADER, &value).map_err(internal)?;
+    }
     let mut init = RequestInit::new();
-    init.with_method(Method::Get).with_headers(req.headers().clone());
+    init.with_method(Method::Get).with_headers(headers);
     let forwarded = Request::new_with_init(&target, &init).map_err(internal)?;
     let stub = stream_stub(env, name)?;
     stub.fetch_with_request(forwarded).await.map_err(internal)

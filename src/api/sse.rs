@@ -14,6 +14,7 @@ use worker::{Delay, Env, Headers, Method, Request, RequestInit, Response, WebSoc
 use super::auth::ACCESS_TOKEN_PARAM;
 use super::http::Refusal;
 use crate::stub::stream_stub;
+use streams_core::inbound::{SocketIdentity, IDENTITY_HEADER};
 use streams_core::sse::{close_event, frame_event, heartbeat, opening, resume_query, HEARTBEAT_MS};
 use streams_core::{StreamError, StreamName};
 
@@ -21,7 +22,9 @@ type Chunks = UnboundedSender<Result<Vec<u8>, worker::Error>>;
 
 /// Opens the stream's socket (a refusal, e.g. 410 `trimmed`, is answered
 /// before any event) and answers `text/event-stream` fed by it.
-pub(super) async fn serve(req: &Request, env: &Env, name: &StreamName, url: &worker::Url) -> Result<Response, Refusal> {
+/// The stream's socket carries the caller's identity, so the key rule and
+/// token expiry apply as to any socket (docs/access.md#subscription-keys).
+pub(super) async fn serve(req: &Request, env: &Env, name: &StreamName, url: &worker::Url, identity: &SocketIdentity) -> Result<Response, Refusal> {
     let internal = |e: worker::Error| {
         worker::console_error!("event stream: {e}");
         Refusal::from(StreamError::internal())
@@ -33,6 +36,9 @@ pub(super) async fn serve(req: &Request, env: &Env, name: &StreamName, url: &wor
     target.query_pairs_mut().extend_pairs(query);
     let headers = Headers::new();
     headers.set("upgrade", "websocket").map_err(internal)?;
+    if let Some(value) = identity.to_header() {
+        headers.set(IDENTITY_HEADER, &value).map_err(internal)?;
+    }
     let mut init = RequestInit::new();
     init.with_method(Method::Get).with_headers(headers);
     let forwarded = Request::new_with_init(target.as_str(), &init).map_err(internal)?;

@@ -151,6 +151,7 @@ impl worker::DurableObject for Stream {
             worker::console_error!("alarm: {err}");
         } else {
             self.inner.on_alarm();
+            self.inner.close_expired_sockets();
         }
         Response::empty()
     }

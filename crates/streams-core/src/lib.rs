@@ -10,6 +10,7 @@ pub mod chunk;
 pub mod directory;
 pub mod error;
 pub mod event;
+pub mod inbound;
 pub mod json;
 pub mod limits;
 pub mod name;

@@ -274,6 +274,11 @@ impl Outbound {
         self.take()
     }
 
+    /// When the machine wants the alarm (the platform may set it earlier for its own reasons).
+    pub fn alarm_at(&self) -> Option<f64> {
+        self.alarm_at
+    }
+
     /// Closes every outbound connection as `idle` (the alarm, or the test hook).
     pub fn idle_teardown(&mut self, now: f64) -> Vec<Effect> {
         self.teardown(now);

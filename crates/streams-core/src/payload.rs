@@ -40,16 +40,18 @@ pub enum DisconnectReason {
     DeliveryFailed,
     SubscriptionRemoved,
     Idle,
+    TokenExpired,
 }
 
 impl DisconnectReason {
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Replaced,
         Self::Unsubscribed,
         Self::RpcBroken,
         Self::DeliveryFailed,
         Self::SubscriptionRemoved,
         Self::Idle,
+        Self::TokenExpired,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -59,6 +61,7 @@ impl DisconnectReason {
             Self::DeliveryFailed => "delivery-failed",
             Self::SubscriptionRemoved => "subscription-removed",
             Self::Idle => "idle",
+            Self::TokenExpired => "token-expired",
         }
     }
 }
@@ -105,7 +108,7 @@ pub fn parse_core_payload(event_type: &str, payload: Option<&Value>) -> Result<C
             let reason = DisconnectReason::ALL
                 .into_iter()
                 .find(|r| Some(r.as_str()) == reason)
-                .ok_or("payload.reason must be one of replaced, unsubscribed, rpc-broken, delivery-failed, subscription-removed, idle")?;
+                .ok_or("payload.reason must be one of replaced, unsubscribed, rpc-broken, delivery-failed, subscription-removed, idle, token-expired")?;
             CorePayload::SubscriberDisconnected { subscription_key: p.subscription_key()?, reason }
         }
         types::ERROR_OCCURRED => {

@@ -682,7 +682,7 @@ fn check_payload(event_type: &str, payload: Option<&Value>, allowed: &[&str]) ->
         "subscriber-disconnected" => {
             let p = object()?;
             subscription_key(p)?;
-            let reasons = ["replaced", "unsubscribed", "rpc-broken", "delivery-failed", "subscription-removed", "idle"];
+            let reasons = ["replaced", "unsubscribed", "rpc-broken", "delivery-failed", "subscription-removed", "idle", "token-expired"];
             if !p.get("reason").and_then(Value::as_str).is_some_and(|r| reasons.contains(&r)) {
                 return Err(BAD);
             }
