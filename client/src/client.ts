@@ -63,6 +63,8 @@ export interface StreamsClient {
   reset(stream: StreamRef): Promise<void>;
   /** Restarts the stream's object (needs the admin token over HTTP). */
   kill(stream: StreamRef): Promise<void>;
+  /** Deletes the stream's events, archived segments, state and subscriptions (needs the admin token over HTTP). */
+  deleteStream(stream: StreamRef): Promise<void>;
   /** Every event after `afterOffset`, one page request at a time; ends when it has caught up. */
   events(stream: StreamRef, options?: EventsOptions): AsyncIterableIterator<StreamEvent>;
   /** Live batches over a WebSocket, exactly once and in order across reconnects. */
@@ -125,6 +127,10 @@ class Client implements StreamsClient {
 
   async kill(stream: StreamRef): Promise<void> {
     await this.#call("kill", stream);
+  }
+
+  async deleteStream(stream: StreamRef): Promise<void> {
+    await this.#call("deleteStream", stream);
   }
 
   async *events(stream: StreamRef, options: EventsOptions = {}): AsyncIterableIterator<StreamEvent> {

@@ -4,7 +4,7 @@ import { StreamError, fromHttpError, fromRpcError } from "./errors.js";
 import { socketLink, type Link, type LinkHandlers, type WebSocketConstructor, type WebSocketLike } from "./link.js";
 import type { StreamsService } from "./types.js";
 
-export type MethodName = "append" | "appendBatch" | "getEvent" | "getEvents" | "runtimeState" | "reduce" | "reset" | "kill";
+export type MethodName = "append" | "appendBatch" | "getEvent" | "getEvents" | "runtimeState" | "reduce" | "reset" | "kill" | "deleteStream";
 
 /** A stream, fully named. */
 export interface Target {

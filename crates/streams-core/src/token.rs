@@ -55,7 +55,9 @@ impl Op {
             | StreamMethod::RunIdleTeardownNow
             | StreamMethod::SimulateHibernation
             | StreamMethod::MemoryUsage
-            | StreamMethod::NotifyChildStreamCreated => None,
+            | StreamMethod::NotifyChildStreamCreated
+            | StreamMethod::DeleteStream
+            | StreamMethod::RunArchiveNow => None,
         }
     }
 }
