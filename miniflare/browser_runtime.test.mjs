@@ -139,9 +139,17 @@ test("kill() → the writer reconnects, nothing is lost, status back to subscrib
   await page.evaluate(() => store.appendBatch([{ type: "app/a" }, { type: "app/b" }]));
   await waitCaughtUp(page, p);
   const before = await snapshot(page);
+  // Every status the store passes through, recorded as it changes: the drop must be seen, however
+  // quickly the reconnect follows it.
+  await page.evaluate(() => {
+    window.statusesSeen = [];
+    store.subscribe(() => window.statusesSeen.at(-1) !== store.getSnapshot().status && window.statusesSeen.push(store.getSnapshot().status));
+  });
   await page.evaluate(() => store.kill());
-  await waitSnapshot(page, (s) => s.status !== "subscribed", undefined, 10_000).catch(() => {});
-  await waitSnapshot(page, (s) => s.status === "subscribed");
+  await page.waitForFunction(() => window.statusesSeen.includes("reconnecting") && store.getSnapshot().status === "subscribed", undefined, { timeout: 20_000, polling: 50 });
+  const statuses = await page.evaluate(() => window.statusesSeen);
+  assert.equal(statuses.at(-1), "subscribed", `statuses after kill: ${statuses}`);
+  assert.ok(statuses.indexOf("reconnecting") < statuses.lastIndexOf("subscribed"), `the connection dropped, then came back: ${statuses}`);
   await page.evaluate(() => store.append({ type: "app/after-kill" }));
   await waitCaughtUp(page, p);
   const after = await snapshot(page);

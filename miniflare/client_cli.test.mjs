@@ -140,9 +140,11 @@ test("tail follows a live stream: each appended event printed once, in order; --
     await http.client.append(p, { type: i % 3 === 2 ? "app/other" : "app/t", payload: { i } });
   }
   await http.client.appendBatch(p, Array.from({ length: 10 }, (_, i) => ({ type: "app/t", payload: { i: 30 + i } })));
-  const expected = [{ type: "app/before" }, ...Array.from({ length: 40 }, (_, i) => i).filter((i) => i >= 30 || i % 3 !== 2).map((i) => ({ type: "app/t", i }))];
+  // A last event after the rest: events arrive in order, so a duplicate of any earlier one would be
+  // printed before this one is.
+  await http.client.append(p, { type: "app/t", payload: { i: "last" } });
+  const expected = [{ type: "app/before" }, ...Array.from({ length: 40 }, (_, i) => i).filter((i) => i >= 30 || i % 3 !== 2).map((i) => ({ type: "app/t", i })), { type: "app/t", i: "last" }];
   await waitLines(expected.length);
-  await new Promise((r) => setTimeout(r, 200)); // a duplicate would show up by now
   child.kill("SIGTERM");
   const { code } = await exited;
   assert.equal(code, 0, `tail exit; stderr: ${stderr}`);

@@ -315,3 +315,69 @@ test("docs: committed files cite only what is in the repository (no outside docu
   }
   assert.deepEqual(offenders, []);
 });
+
+// ---- every documented limit and error message is exercised by a test
+
+/** Every test file's text: Miniflare and client tests, cargo integration tests, and the unit tests inside Rust sources. */
+function testTexts() {
+  const texts = [];
+  const walk = (dir, keep) => {
+    if (!fs.existsSync(dir)) return;
+    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+      const file = path.join(dir, entry.name);
+      if (entry.isDirectory()) walk(file, keep);
+      else if (keep(entry.name)) texts.push({ file: path.relative(REPO_ROOT, file), text: fs.readFileSync(file, "utf8") });
+    }
+  };
+  walk(path.join(REPO_ROOT, "miniflare"), (n) => n.endsWith(".test.mjs") && n !== "docs.test.mjs");
+  walk(path.join(REPO_ROOT, "client", "test"), (n) => n.endsWith(".test.mjs"));
+  for (const dir of ["tests", "crates/streams-core/tests"]) walk(path.join(REPO_ROOT, dir), (n) => n.endsWith(".rs"));
+  for (const { file, text } of sources) {
+    const at = text.indexOf("#[cfg(test)]");
+    if (at >= 0) texts.push({ file, text: text.slice(at) });
+  }
+  return texts;
+}
+
+test("docs: every MAX_* limit of the Rust code is exercised by a test (by name or by value)", () => {
+  const limits = [];
+  for (const { text } of sources) {
+    for (const [, name, expr] of text.matchAll(/pub const (MAX_[A-Z0-9_]+): [a-z0-9]+ = ([^;]+);/g)) {
+      const value = expr.replaceAll("_", "").split("*").reduce((product, factor) => product * Number(factor.trim()), 1);
+      if (Number.isFinite(value)) limits.push({ name, value });
+    }
+  }
+  assert.ok(limits.length >= 15, `found only ${limits.length} limits`);
+  const texts = testTexts();
+  const missing = [];
+  for (const { name, value } of limits) {
+    const spelled = String(value).replace(/\B(?=(\d{3})+(?!\d))/g, "_");
+    const mib = value % (1024 * 1024) === 0 ? value / (1024 * 1024) : null;
+    const forms = [new RegExp(`\\b${name}\\b`), new RegExp(`(?<![\\d_.])(${value}|${spelled})(?![\\d_])`)];
+    if (mib) forms.push(new RegExp(`\\b${mib} \\* 1024 \\* 1024\\b|\\b${mib} << 20\\b`));
+    if (!texts.some(({ text }) => forms.some((re) => re.test(text)))) missing.push(`${name} = ${value}`);
+  }
+  assert.deepEqual(missing, [], "limits no test mentions (by name or value)");
+});
+
+test("docs: every error message in the protocol's error table is exercised by a test", () => {
+  const table = markdownSection(protocol, "Errors");
+  const texts = testTexts();
+  const missing = [];
+  let checked = 0;
+  for (const row of table.split("\n").filter((line) => /^\| `[a-z_]+` \|/.test(line))) {
+    const messages = [...row.split("|")[3].matchAll(/`([^`]+)`/g)].map((m) => m[1]).filter((m) => !/^(reset|kill)$/.test(m));
+    for (const message of messages) {
+      checked++;
+      // The fixed text between placeholders (`<n>`, `<reason>`…): its longest piece must be in a test.
+      const piece = message
+        .split(/<[^>]+>|…/)
+        .map((p) => p.trim())
+        .sort((a, b) => b.length - a.length)[0];
+      if (!piece || piece.length < 6) continue;
+      if (!texts.some(({ text }) => text.includes(piece))) missing.push(message);
+    }
+  }
+  assert.ok(checked >= 30, `checked only ${checked} messages`);
+  assert.deepEqual(missing, [], "documented error messages no test exercises");
+});

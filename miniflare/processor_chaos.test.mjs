@@ -11,7 +11,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { call, uniqueName } from "./helpers/mf.mjs";
-import { prng, seedFor, callOn, readLog, sleep } from "./helpers/reliability.mjs";
+import { prng, seedFor, callOn, callWithRetry, readLog, sleep } from "./helpers/reliability.mjs";
 import { facts, waitForLog } from "./helpers/subscribers.mjs";
 import { seededBatchSizes, writeKeyed, injectAt, seededPoints } from "./helpers/subscription_faults.mjs";
 import { startWithProcessors, processorSubscription, processorStatus, tryHost, uniqueHostName } from "./helpers/processors.mjs";
@@ -80,9 +80,24 @@ test(`processor under seeded kills, aborts and ${PHASES - 1} runtime restarts: $
       await sleep(100);
     }
     const catchUpMs = Date.now() - started - writeMs;
-    await sleep(500); // nothing more is owed; a straggling redelivery must change nothing
+    // Nothing more is owed once the stream says so: its connection for "sum" has read everything and
+    // no re-dial is pending, so no straggling redelivery can come (docs/protocol.md#runtimestate).
+    for (const until = Date.now() + 60_000; ; await sleep(50)) {
+      const { outcome } = await callWithRetry(mf, "do", name, "runtimeState");
+      const rs = outcome.ok ? outcome.result : undefined;
+      const conn = rs?.runtime.connections.sum;
+      if (conn && conn.cursor >= rs.coreProcessorState.maxOffset && rs.runtime.redial.sum === undefined) break;
+      if (Date.now() >= until) assert.fail(`the "sum" connection never settled: ${JSON.stringify(rs?.runtime)}`);
+    }
     log = await readLog(mf, name);
     status = await processorStatus(mf, host, name, "counter");
+
+    // The faults landed: every kill that was accepted ended an incarnation, so the log holds a
+    // woken for the first boot and one after each landed kill (restarts and evictions add more).
+    const wokens = log.filter((e) => e.type === "events.iterate.com/stream/woken").length;
+    assert.ok(faults.streamKills >= 1, `no kill landed (${JSON.stringify(faults)})`);
+    assert.ok(faults.processorAborts >= 1, `no abort was injected (${JSON.stringify(faults)})`);
+    assert.ok(wokens >= 1 + faults.streamKills, `${wokens} woken events for ${faults.streamKills} landed kills`);
 
     const logInputs = log.filter((e) => e.type === "app/add");
     assert.deepEqual(logInputs.map((e) => e.offset), inputEvents.map((e) => e.offset).sort((a, b) => a - b), "each input once in the log");
@@ -100,7 +115,7 @@ test(`processor under seeded kills, aborts and ${PHASES - 1} runtime restarts: $
     let running = 0;
     for (const input of logInputs) {
       running += input.payload.n;
-      const out = byKey.get(`counter:sum:${input.offset}:0`);
+      const out = byKey.get(`counter:sum:${input.offset}:0`); // <slug>:<subscription key>:<input offset>:<n>
       assert.ok(out, `an output for input @${input.offset}`);
       assert.deepEqual(out.payload, { input: input.offset, total: running });
     }

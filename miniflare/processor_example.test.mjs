@@ -3,12 +3,11 @@
 // appended. The README's processor snippet is part of that file, so this test runs it too.
 import { before, after, test } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { startStreams, call, REPO_ROOT, COMPATIBILITY_DATE } from "./helpers/mf.mjs";
 import { bundledModules } from "./helpers/bundle.mjs";
+import { typeCheckExample } from "./helpers/examples.mjs";
 import { facts, waitFor, waitForLog } from "./helpers/subscribers.mjs";
 
 const EXAMPLE = path.join(REPO_ROOT, "examples", "processor");
@@ -54,19 +53,7 @@ test("the README's processor snippet is the example's code", () => {
 });
 
 test("the example type-checks (strict) against `wrangler types` of its wrangler.toml", () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "processor-example-"));
-  try {
-    const bin = (name) => path.join(REPO_ROOT, "node_modules", ".bin", name);
-    const types = path.join(dir, "worker-configuration.d.ts");
-    execFileSync(bin("wrangler"), ["types", types, "--config", path.join(EXAMPLE, "wrangler.toml")], { cwd: dir, stdio: "pipe" });
-    const tsconfig = path.join(dir, "tsconfig.json");
-    fs.writeFileSync(tsconfig, JSON.stringify({ extends: path.join(EXAMPLE, "tsconfig.json"), files: [SOURCE, types] }));
-    execFileSync(bin("tsc"), ["-p", tsconfig], { stdio: "pipe" });
-  } catch (e) {
-    assert.fail(`${e.message}\n${e.stdout ?? ""}${e.stderr ?? ""}`);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  typeCheckExample(EXAMPLE, SOURCE);
 });
 
 test("subscription.json wires a stream to the example's counter: totals exactly once, status over fetch", async () => {

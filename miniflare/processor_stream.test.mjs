@@ -9,7 +9,7 @@ import os from "node:os";
 import path from "node:path";
 import { call, uniqueName, splitName } from "./helpers/mf.mjs";
 import { S, readAll } from "./helpers/assertions.mjs";
-import { facts, waitFor, waitForLog, runtimeState, sleep } from "./helpers/subscribers.mjs";
+import { facts, waitFor, waitForLog, runtimeState } from "./helpers/subscribers.mjs";
 import { startWithProcessors, processorSubscription, processorStatus, waitForProcessor, callHost, uniqueHostName } from "./helpers/processors.mjs";
 
 let mf;
@@ -117,13 +117,15 @@ test("overlap: a slow batch cut off by kill() and the new connection's replay â†
   await call(mf, w.name, "append", { event: add(1) });
   await waitForProcessor(mf, w.host, w.name, "counter", (s) => s.state.count === 1);
   const before = await processorStatus(mf, w.host, w.name, "counter");
-  await call(mf, w.name, "appendBatch", { events: [add(10), add(100, { delayMs: 1500 }), add(1000)] });
-  await sleep(300); // the slow batch is now in onEvent
+  const batch = await call(mf, w.name, "appendBatch", { events: [add(10), add(100, { delayMs: 1500 }), add(1000)] });
+  const slow = batch[1].offset;
+  const ran = (list) => waitFor(() => callHost(mf, w.host, list, splitName(w.name)), (offsets) => offsets.includes(slow), { what: `${list} to include @${slow}`, timeoutMs: 15000 });
+  await ran("onEventOffsets"); // the slow batch is now in onEvent
   assert.equal(await call(mf, w.name, "kill"), undefined);
-  await sleep(100);
-  await call(mf, w.name, "append", { event: add(10000) }); // boots the stream, which re-dials and replays
+  // Boots the stream, which re-dials and replays (retried while the old incarnation shuts down).
+  await waitFor(() => call(mf, w.name, "append", { event: add(10000) }).catch(() => null), (r) => r !== null, { what: "the append after kill" });
   const st = await waitForProcessor(mf, w.host, w.name, "counter", (s) => s.state.count === 5, { timeoutMs: 15000 });
-  await sleep(1500); // the slow batch has finished by now; it must not have committed anything
+  await ran("onEventEndedOffsets"); // the slow batch has finished; it must not have committed anything
   const after = await processorStatus(mf, w.host, w.name, "counter");
   assert.deepEqual(after.state, st.state);
   assert.equal(after.state.total, 11111);

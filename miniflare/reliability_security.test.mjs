@@ -97,16 +97,16 @@ describe("security: no tokens configured", () => {
     await unchanged("DO fetch");
   });
 
-  test("the service entrypoint exposes exactly the eight public methods", async () => {
-    for (const m of ["runIdleTeardownNow", "simulateHibernation", "memoryUsage", "notifyChildStreamCreated", "readCoreProcessorState", "writeCoreProcessorState", "subscribeOutbound"]) {
+  test("the service entrypoint exposes exactly the nine public methods", async () => {
+    for (const m of ["runIdleTeardownNow", "simulateHibernation", "memoryUsage", "runArchiveNow", "notifyChildStreamCreated", "readCoreProcessorState", "writeCoreProcessorState", "subscribeOutbound"]) {
       const o = await callOn(mf, "service", name, m, {});
       assert.equal(o.ok, false, `${m} is callable on the entrypoint`);
     }
     await unchanged("entrypoint internals");
   });
 
-  test("HTTP reset/kill are refused (403) while STREAMS_ADMIN_TOKEN is unset, whatever the header", async () => {
-    for (const m of ["reset", "kill"]) {
+  test("HTTP reset/kill/deleteStream are refused (403) while STREAMS_ADMIN_TOKEN is unset, whatever the header", async () => {
+    for (const m of ["reset", "kill", "deleteStream"]) {
       for (const headers of [{}, { authorization: "Bearer " }, { authorization: "Bearer undefined" }, { authorization: "Bearer null" }]) {
         await expectHttp(mf, "POST", apiUrl(name, m), { headers, status: 403, code: "unauthorized", message: "admin token required" });
       }
@@ -203,11 +203,24 @@ describe("security: no tokens configured", () => {
     const ids = [];
     for (const [ns, p] of BAD_NAMES) ids.push([`${ns}:${p}`, await doIdOf(mf, `${ns}:${p}`)]);
     for (const n of ["t", "Bad", "t:", ":/x"]) ids.push([n, await doIdOf(mf, n)]);
+    // A positive control: a stream that was written has its file found and its rows counted here,
+    // so "no file" below really means "never touched".
+    const control = "t:/security-control";
+    assert.ok((await callOn(mf, "do", control, "append", { event: { type: "app/x" } })).ok);
+    const controlId = await doIdOf(mf, control);
     await mf.dispose();
     mf = undefined;
+    const controlFile = sqliteFileOf(dir, controlId);
+    assert.ok(controlFile, "the control stream's SQLite file is found");
+    const controlDb = await openSqlite(controlFile);
+    try {
+      assert.equal(controlDb.prepare("SELECT COUNT(*) AS n FROM events").get().n, 3, "the control stream's rows are counted (created, woken, app/x)");
+    } finally {
+      controlDb.close();
+    }
     for (const [doName, id] of ids) {
       const file = sqliteFileOf(dir, id);
-      if (!file) continue; // never touched
+      if (!file) continue; // never touched (the control above shows a touched one is found)
       const db = await openSqlite(file);
       try {
         const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('events', 'event_chunks', 'core_state')").all();

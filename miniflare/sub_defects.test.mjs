@@ -58,7 +58,7 @@ test("defect 2: reset while a dial is in flight: the late failure writes nothing
   await call(mf, name, "append", { event: echoSubscriptionEvent("rec", host) });
   await waitForEcho(mf, host, (h) => h.dials.length === 1, { what: "the dial in flight" });
   await call(mf, name, "reset");
-  await sleep(700); // the dial fails meanwhile
+  await waitForEcho(mf, host, (h) => h.dialsEnded === 1, { what: "the dial's failure" });
   const log = await waitFor(() => readAll(mf, name).catch(() => null), (l) => l !== null, { what: "the new life" });
   assert.deepEqual(log.map((e) => e.type), [S("created"), S("woken")]);
   const rs = await runtimeState(mf, name);

@@ -45,11 +45,13 @@ async function appendMany(name, n, { size = 100, type = (i) => "app/e" } = {}) {
   return out;
 }
 
-function assertFramesConsistent(sub, note) {
+/** The state rides on a socket's first frame and on every state-only frame (docs/protocol.md#websocket-frames). */
+function assertFramesConsistent(sub, note, { stateOnly = false } = {}) {
   for (const [i, f] of sub.frames.entries()) {
     assert.equal(f.type, "batch", `${note}: frame ${i} type`);
     assert.ok(Array.isArray(f.events), `${note}: frame ${i} events`);
-    assert.equal(f.state.maxOffset, f.streamMaxOffset, `${note}: frame ${i} state.maxOffset == streamMaxOffset`);
+    if (i === 0 || stateOnly) assert.equal(f.state.maxOffset, f.streamMaxOffset, `${note}: frame ${i} state.maxOffset == streamMaxOffset`);
+    else assert.ok(!("state" in f), `${note}: frame ${i} repeats the state`);
     assert.ok(f.events.length <= 100, `${note}: frame ${i} has ${f.events.length} events (> 100)`);
     for (const e of f.events) assert.ok(e.offset <= f.streamMaxOffset, `${note}: frame ${i} event ${e.offset} beyond streamMaxOffset`);
   }
@@ -79,7 +81,7 @@ test("replay 0 → the first batch starts at offset 1, no empty batch before it;
   assertFramesConsistent(sub, "item 56");
 });
 
-test("append, subscribe (replay 0), append → every batch has state.maxOffset == streamMaxOffset; the last state equals runtimeState().coreProcessorState", async () => {
+test("append, subscribe (replay 0), append → the first batch's state has maxOffset == streamMaxOffset, later batches carry none; the log arrives whole", async () => {
   const name = uniqueName();
   await appendMany(name, 3);
   const sub = await subscribe(name, { subscriptionKey: "k57", replayAfterOffset: 0 });
@@ -93,8 +95,10 @@ test("append, subscribe (replay 0), append → every batch has state.maxOffset =
   assert.equal(log.at(-2).offset, last, "nothing appended between the last input and the sentinel");
   assert.equal(log.at(-1).offset, marker.offset);
   assert.deepEqual(sub.events(), log, "the subscriber saw the whole log exactly once, in order");
-  const state = await coreState(mf, name);
-  assert.deepEqual(sub.lastFrame().state, state, "the last batch's state equals the current core state");
+  // A state-only socket opened now carries the current core state.
+  const states = await subscribe(name, { subscriptionKey: "k57-state", events: "false" });
+  await states.waitFor((s) => s.frames.length >= 1);
+  assert.deepEqual(states.frames[0].state, await coreState(mf, name), "the state-only batch's state equals the current core state");
 });
 
 test("live tail → an immediate first batch with [] or only subscriber-connected", async () => {
@@ -128,7 +132,7 @@ test("events=false&replayAfterOffset=0 → every batch is empty; the last has st
   await sub.waitForStreamMax(lastOffset);
   const [marker] = await appendSentinel(mf, name, [sub]);
   for (const f of sub.frames) assert.deepEqual(f.events, [], "state-only batches carry no events");
-  assertFramesConsistent(sub, "item 59");
+  assertFramesConsistent(sub, "item 59", { stateOnly: true });
   assert.equal(sub.lastFrame().streamMaxOffset, marker.offset);
   assert.equal(sub.lastFrame().state.maxOffset, marker.offset);
   // streamMaxOffset never goes backwards.

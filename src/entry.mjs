@@ -28,9 +28,11 @@ export class Stream extends DurableObject {
   reduce(arg) { return this.#inner.reduce(arg); }
   reset(arg) { return this.#inner.reset(arg); }
   kill(arg) { return this.#inner.kill(arg); }
+  deleteStream(arg) { return this.#inner.deleteStream(arg); }
   runIdleTeardownNow(arg) { return this.#inner.runIdleTeardownNow(arg); }
   simulateHibernation(arg) { return this.#inner.simulateHibernation(arg); }
   memoryUsage(arg) { return this.#inner.memoryUsage(arg); }
+  runArchiveNow(arg) { return this.#inner.runArchiveNow(arg); }
   notifyChildStreamCreated(arg) { return this.#inner.notifyChildStreamCreated(arg); }
 }
 

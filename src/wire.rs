@@ -14,7 +14,7 @@ pub fn status(code: ErrorCode) -> u16 {
         ErrorCode::SubscriberNotAllowed | ErrorCode::Forbidden => 403,
         ErrorCode::NotFound => 404,
         ErrorCode::MethodNotAllowed => 405,
-        ErrorCode::OffsetMismatch | ErrorCode::IdempotencyConflict => 409,
+        ErrorCode::OffsetMismatch | ErrorCode::IdempotencyConflict | ErrorCode::SubscriptionKeyInUse => 409,
         ErrorCode::Trimmed => 410,
         ErrorCode::EventTooLarge | ErrorCode::BatchTooLarge => 413,
         ErrorCode::StreamPaused => 423,

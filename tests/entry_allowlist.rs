@@ -9,7 +9,9 @@ const ENTRY: &str = include_str!("../src/entry.mjs");
 const RUNTIME_HANDLERS: [&str; 6] = ["fetch", "alarm", "webSocketMessage", "webSocketClose", "webSocketError", "constructor"];
 
 fn forwarded_methods() -> BTreeSet<String> {
-    let class_body = ENTRY.split("class Stream extends DurableObject").nth(1).expect("entry.mjs declares the Stream class");
+    let after_stream = ENTRY.split("class Stream extends DurableObject").nth(1).expect("entry.mjs declares the Stream class");
+    // Only the Stream class: other classes (the directory shards) have their own methods.
+    let class_body = after_stream.split("\nexport class ").next().unwrap_or(after_stream);
     class_body
         .lines()
         .map(str::trim)

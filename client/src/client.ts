@@ -2,7 +2,7 @@
 import { StreamError } from "./errors.js";
 import type { WebSocketConstructor } from "./link.js";
 import { Subscription, type SubscribeOptions } from "./subscribe.js";
-import { bindingTransport, httpTransport, type MethodName, type StreamsBinding, type Target, type Transport } from "./transport.js";
+import { bindingTransport, httpTransport, type MethodName, type StreamsBinding, type Target, type TokenSource, type Transport } from "./transport.js";
 import type { CoreState, EventInput, RuntimeState, StreamEvent, StreamTarget } from "./types.js";
 
 export const DEFAULT_NAMESPACE = "default";
@@ -15,8 +15,9 @@ interface CommonOptions {
 export interface HttpClientOptions extends CommonOptions {
   /** Where the Worker is served, e.g. `http://127.0.0.1:8787` (the routes are under `/api/streams/`). */
   baseUrl: string;
-  /** Sent as `Authorization: Bearer <token>`. */
-  token?: string;
+  /** Sent as `Authorization: Bearer <token>`. A function is asked for every request and every
+   * socket (re)connection, so expiring scoped tokens can be refreshed (see docs/client.md). */
+  token?: TokenSource;
   /** Default: the global `fetch`. */
   fetch?: typeof fetch;
   /** Default: the global `WebSocket`. Node 20 has none: pass `WebSocket` from the `ws` package. */
@@ -31,7 +32,7 @@ export interface BindingClientOptions extends CommonOptions {
   binding: StreamsBinding;
   /** Only for `subscribe()`: its socket goes through the Worker's public route, which checks the
    * API token when the Worker has one. Method calls never need it. */
-  token?: string;
+  token?: TokenSource;
 }
 
 export type StreamsClientOptions = HttpClientOptions | BindingClientOptions;
@@ -62,6 +63,8 @@ export interface StreamsClient {
   reset(stream: StreamRef): Promise<void>;
   /** Restarts the stream's object (needs the admin token over HTTP). */
   kill(stream: StreamRef): Promise<void>;
+  /** Deletes the stream's events, archived segments, state and subscriptions (needs the admin token over HTTP). */
+  deleteStream(stream: StreamRef): Promise<void>;
   /** Every event after `afterOffset`, one page request at a time; ends when it has caught up. */
   events(stream: StreamRef, options?: EventsOptions): AsyncIterableIterator<StreamEvent>;
   /** Live batches over a WebSocket, exactly once and in order across reconnects. */
@@ -124,6 +127,10 @@ class Client implements StreamsClient {
 
   async kill(stream: StreamRef): Promise<void> {
     await this.#call("kill", stream);
+  }
+
+  async deleteStream(stream: StreamRef): Promise<void> {
+    await this.#call("deleteStream", stream);
   }
 
   async *events(stream: StreamRef, options: EventsOptions = {}): AsyncIterableIterator<StreamEvent> {

@@ -62,6 +62,7 @@ export function exitStatus(code: ErrorCode): number {
     case "offset_mismatch":
     case "idempotency_conflict":
     case "subscription_replaced":
+    case "subscription_key_in_use":
       return EXIT.conflict;
     case "stream_paused":
       return EXIT.paused;

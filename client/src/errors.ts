@@ -30,6 +30,7 @@ const SERVER_CODES: ReadonlySet<string> = new Set<StreamErrorCode>([
   "offset_mismatch",
   "stream_paused",
   "subscriber_not_allowed",
+  "subscription_key_in_use",
   "unauthorized",
 ]);
 

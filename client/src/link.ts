@@ -23,6 +23,9 @@ export interface Link {
 
 /** The close code the server uses when another socket takes the subscription key. */
 export const CLOSE_REPLACED = 4001;
+/** The close code the server uses when the socket's scoped token expired: reconnecting with a
+ * fresh token (a token function) continues the subscription. */
+export const CLOSE_TOKEN_EXPIRED = 4002;
 
 /** What the client needs of a WebSocket: the standard surface (browsers, workerd, undici, `ws`). */
 export interface WebSocketLike {

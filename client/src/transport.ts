@@ -4,7 +4,7 @@ import { StreamError, fromHttpError, fromRpcError } from "./errors.js";
 import { socketLink, type Link, type LinkHandlers, type WebSocketConstructor, type WebSocketLike } from "./link.js";
 import type { StreamsService } from "./types.js";
 
-export type MethodName = "append" | "appendBatch" | "getEvent" | "getEvents" | "runtimeState" | "reduce" | "reset" | "kill";
+export type MethodName = "append" | "appendBatch" | "getEvent" | "getEvents" | "runtimeState" | "reduce" | "reset" | "kill" | "deleteStream";
 
 /** A stream, fully named. */
 export interface Target {
@@ -18,6 +18,52 @@ export interface SocketParams {
   replayAfterOffset?: number;
   eventTypes?: readonly string[];
   events?: boolean;
+}
+
+/**
+ * A bearer token, or a function that returns the current one. A function is called for every
+ * request and every socket (re)connection, so it can hand out a refreshed token; a socket closed
+ * with 4002 (its token expired) reconnects with the next one.
+ */
+export type TokenSource = string | (() => string | undefined | Promise<string | undefined>);
+
+/** The token to send now; a failing token function is a `network` error (worth retrying). */
+export async function currentToken(source: TokenSource | undefined): Promise<string | undefined> {
+  if (typeof source !== "function") return source;
+  try {
+    return await source();
+  } catch (e) {
+    throw new StreamError("network", `the token function failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
+}
+
+/**
+ * A link whose socket opens once `open` (which may wait for a token function) settles; a failure
+ * to open is reported as a close, retryable unless it is a refusal (4xx).
+ */
+function deferredLink(handlers: LinkHandlers, open: () => Promise<Link | undefined>): Link {
+  let link: Link | undefined;
+  let closed = false;
+  open().then(
+    (opened) => {
+      if (closed) opened?.close();
+      else link = opened;
+    },
+    (e: unknown) => {
+      if (closed) return;
+      const error = e instanceof StreamError ? e : new StreamError("network", String(e), { cause: e });
+      const reason = `subscribe failed: ${error.message}`;
+      const fatal = error.status !== undefined && error.status >= 400 && error.status < 500;
+      handlers.close(fatal ? { code: 1006, reason, fatal: error } : { code: 1006, reason });
+    },
+  );
+  return {
+    send: (text) => link?.send(text),
+    close: () => {
+      closed = true;
+      link?.close();
+    },
+  };
 }
 
 export interface Transport {
@@ -42,7 +88,7 @@ function socketQuery(target: Target, params: SocketParams): URLSearchParams {
 
 export interface HttpTransportOptions {
   baseUrl: string;
-  token?: string | undefined;
+  token?: TokenSource | undefined;
   fetch?: typeof fetch | undefined;
   WebSocket?: WebSocketConstructor | undefined;
   /** Send the socket's token as `?access_token=` instead of a header (default: in browsers). */
@@ -55,7 +101,22 @@ const IN_BROWSER = typeof (globalThis as { document?: unknown }).document !== "u
 export function httpTransport(options: HttpTransportOptions): Transport {
   const base = new URL(options.baseUrl.endsWith("/") ? options.baseUrl : `${options.baseUrl}/`);
   const doFetch = options.fetch ?? globalThis.fetch?.bind(globalThis);
-  const headers: Record<string, string> = options.token ? { authorization: `Bearer ${options.token}` } : {};
+  const authorization = (token: string | undefined): Record<string, string> => (token ? { authorization: `Bearer ${token}` } : {});
+
+  const openSocket = (target: Target, params: SocketParams, handlers: LinkHandlers, token: string | undefined): Link => {
+    const WS = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+    if (!WS) throw new StreamError("network", "no WebSocket available: pass a `WebSocket` constructor (e.g. from the `ws` package)");
+    const query = socketQuery(target, params);
+    const inQuery = options.tokenInQuery ?? IN_BROWSER;
+    if (token && inQuery) query.set("access_token", token);
+    const url = new URL(`api/streams/subscribe?${query}`, base);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    // `ws` and undici take headers as the second argument; browsers cannot send any.
+    const socket = token && !inQuery ? new WS(url.href, { headers: authorization(token) }) : new WS(url.href);
+    const link = socketLink(socket, handlers);
+    watchRefusal(socket, handlers, link);
+    return link;
+  };
 
   return {
     async call(method, target, args) {
@@ -63,6 +124,7 @@ export function httpTransport(options: HttpTransportOptions): Transport {
       const url = new URL(`api/streams/${method}`, base);
       url.searchParams.set("namespace", target.namespace);
       url.searchParams.set("path", target.path);
+      const headers = authorization(await currentToken(options.token));
       let response: Response;
       let text: string;
       try {
@@ -85,18 +147,9 @@ export function httpTransport(options: HttpTransportOptions): Transport {
     },
 
     dial(target, params, handlers) {
-      const WS = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
-      if (!WS) throw new StreamError("network", "no WebSocket available: pass a `WebSocket` constructor (e.g. from the `ws` package)");
-      const query = socketQuery(target, params);
-      const inQuery = options.tokenInQuery ?? IN_BROWSER;
-      if (options.token && inQuery) query.set("access_token", options.token);
-      const url = new URL(`api/streams/subscribe?${query}`, base);
-      url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
-      // `ws` and undici take headers as the second argument; browsers cannot send any.
-      const socket = options.token && !inQuery ? new WS(url.href, { headers }) : new WS(url.href);
-      const link = socketLink(socket, handlers);
-      watchRefusal(socket, handlers, link);
-      return link;
+      const token = options.token;
+      if (typeof token !== "function") return openSocket(target, params, handlers, token);
+      return deferredLink(handlers, async () => openSocket(target, params, handlers, await currentToken(token)));
     },
   };
 }
@@ -126,9 +179,7 @@ function watchRefusal(socket: WebSocketLike, handlers: LinkHandlers, link: Link)
   });
 }
 
-export function bindingTransport(binding: StreamsBinding, { token }: { token?: string | undefined } = {}): Transport {
-  // Sockets go through the Worker's fetch handler, which checks the API token when one is set.
-  const headers: Record<string, string> = { upgrade: "websocket", ...(token ? { authorization: `Bearer ${token}` } : {}) };
+export function bindingTransport(binding: StreamsBinding, { token }: { token?: TokenSource | undefined } = {}): Transport {
   return {
     async call(method, target, args) {
       try {
@@ -141,38 +192,24 @@ export function bindingTransport(binding: StreamsBinding, { token }: { token?: s
     },
 
     dial(target, params, handlers) {
-      let link: Link | undefined;
-      let closed = false;
-      const pending: Link = {
-        send: (text) => link?.send(text),
-        close: () => {
-          closed = true;
-          link?.close();
-        },
-      };
-      binding.fetch(`https://streams/api/streams/subscribe?${socketQuery(target, params)}`, { headers }).then(
-        async (response) => {
-          const socket = (response as { webSocket?: (WebSocketLike & { accept(): void }) | null }).webSocket;
-          if (response.status !== 101 || !socket) {
-            const error = fromHttpError(response.status, await response.text().catch(() => ""));
-            if (closed) return;
-            const reason = `upgrade refused with HTTP ${response.status}`;
-            const fatal = response.status >= 400 && response.status < 500;
-            handlers.close(fatal ? { code: 1006, reason, fatal: error } : { code: 1006, reason: `${reason}: ${error.message}` });
-            return;
-          }
-          socket.accept();
-          if (closed) {
-            socket.close(1000, "client closed");
-            return;
-          }
-          link = socketLink(socket, handlers, { alreadyOpen: true });
-        },
-        (e: unknown) => {
-          if (!closed) handlers.close({ code: 1006, reason: `subscribe failed: ${fromRpcError(e).message}` });
-        },
-      );
-      return pending;
+      // Sockets go through the Worker's fetch handler, which checks the API token when one is set.
+      return deferredLink(handlers, async () => {
+        const bearer = await currentToken(token);
+        const headers: Record<string, string> = { upgrade: "websocket", ...(bearer ? { authorization: `Bearer ${bearer}` } : {}) };
+        let response: Response;
+        try {
+          response = await binding.fetch(`https://streams/api/streams/subscribe?${socketQuery(target, params)}`, { headers });
+        } catch (e) {
+          throw new StreamError("network", fromRpcError(e).message, { cause: e });
+        }
+        const socket = (response as { webSocket?: (WebSocketLike & { accept(): void }) | null }).webSocket;
+        if (response.status !== 101 || !socket) {
+          const error = fromHttpError(response.status, await response.text().catch(() => ""));
+          throw response.status >= 400 && response.status < 500 ? error : new StreamError(error.code, `upgrade refused with HTTP ${response.status}: ${error.message}`);
+        }
+        socket.accept();
+        return socketLink(socket, handlers, { alreadyOpen: true });
+      });
     },
   };
 }

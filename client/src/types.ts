@@ -90,7 +90,19 @@ export interface RuntimeState {
     /** `lastError`: why the last dial or delivery failed (docs/protocol.md#runtimestate). */
     redial: { [subscriptionKey: string]: { failures: number; retryAt: string; lastError?: { code: string; message: string } } };
     idleTeardownAt: string | null;
+    /** Where the log is: the first kept offset, and each storage tier's size. */
+    storage: StorageFigures;
   };
+}
+
+/** `runtime.storage`: the first offset retention kept, the SQLite hot tier and the R2 archive. */
+export interface StorageFigures {
+  firstOffset: number;
+  hotEvents: number;
+  hotBytes: number;
+  archivedSegments: number;
+  archivedEvents: number;
+  archivedBytes: number;
 }
 
 /** Which stream: `namespace` defaults to "default". */
@@ -112,6 +124,7 @@ export interface StreamsService {
   reduce(args: StreamTarget & { event: StreamEvent; coreProcessorState?: Partial<CoreState> }): Promise<CoreState>;
   reset(args: StreamTarget): Promise<void>;
   kill(args: StreamTarget): Promise<void>;
+  deleteStream(args: StreamTarget): Promise<void>;
   listStreams(args?: ListStreamsOptions): Promise<StreamList>;
 }
 
@@ -174,6 +187,7 @@ export type StreamErrorCode =
   | "offset_mismatch"
   | "stream_paused"
   | "subscriber_not_allowed"
+  | "subscription_key_in_use"
   | "trimmed"
   | "unauthorized";
 
@@ -193,7 +207,10 @@ export interface SubscriberBatch {
   streamId: string | null;
   events: StreamEvent[];
   streamMaxOffset: number;
-  state: CoreState;
+  /** The core state when the batch was read: on a socket's first batch and on every state-only
+   * (`events: false`) batch; absent otherwise (call `runtimeState` for it). Outbound
+   * `processEventBatch` arguments always carry it. */
+  state?: CoreState;
 }
 
 /** What an outbound subscriber implements. */

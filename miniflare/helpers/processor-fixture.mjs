@@ -11,7 +11,8 @@
 // `ClientProcessors` is the same host appending through createStreamsClient({binding}) instead of
 // the bare service binding; `FlakyProcessors` appends through a client whose calls fail with the
 // code given to `failAppendsWith(code)` (`network`, `protocol`, `timeout`; `null` heals it).
-// `onEventOffsets({namespace, path})` lists the input offsets `onEvent` ran for in this isolate. The worker's fetch handler makes calls on either DO and returns JSON
+// `onEventOffsets({namespace, path})` lists the input offsets `onEvent` ran for in this isolate,
+// `onEventEndedOffsets` those whose `onEvent` has returned or thrown (tests wait on them, not on sleeps). The worker's fetch handler makes calls on either DO and returns JSON
 // outcomes, so error messages survive (POST {name, method, arg, viaClient?}); abort() restarts
 // the object.
 import { DurableObject } from "cloudflare:workers";
@@ -22,6 +23,8 @@ import { createStreamsClient, StreamError } from "../../client/src/index.ts";
 const attempts = new Map();
 /** Input offsets onEvent ran for, per "<namespace>:<path>", in this isolate. */
 const onEventRuns = new Map();
+/** Input offsets whose onEvent has returned or thrown, per "<namespace>:<path>", in this isolate. */
+const onEventEnds = new Map();
 
 function counter(version) {
   return defineProcessor({
@@ -41,8 +44,12 @@ function counter(version) {
     async onEvent({ event, state, append, namespace, path }) {
       const runs = `${namespace}:${path}`;
       onEventRuns.set(runs, [...(onEventRuns.get(runs) ?? []), event.offset]);
-      if (event.payload.delayMs) await new Promise((resolve) => setTimeout(resolve, event.payload.delayMs));
-      await append({ type: "app/summed", payload: { input: event.offset, total: state.total } });
+      try {
+        if (event.payload.delayMs) await new Promise((resolve) => setTimeout(resolve, event.payload.delayMs));
+        await append({ type: "app/summed", payload: { input: event.offset, total: state.total } });
+      } finally {
+        onEventEnds.set(runs, [...(onEventEnds.get(runs) ?? []), event.offset]);
+      }
     },
   });
 }
@@ -53,6 +60,29 @@ const tally = defineProcessor({
   eventTypes: ["app/add", "app/mul"],
   initialState: {},
   reduce: (state, event) => ({ ...state, [event.type]: (state[event.type] ?? 0) + 1 }),
+});
+
+/**
+ * edge (EdgeProcessors only): the documented edges of a processor (docs/processors.md). It halts
+ * after 2 failures, not the default 3. Payload: nonJson → reduce returns undefined (not JSON);
+ * stateBytes n → the state holds a string of n bytes; appendWith {idempotencyKey?, offset?} →
+ * onEvent's append is given them.
+ */
+const edge = defineProcessor({
+  slug: "edge",
+  version: "1",
+  eventTypes: ["app/edge"],
+  maxConsecutiveFailures: 2,
+  initialState: { count: 0 },
+  reduce(state, event) {
+    if (event.payload?.nonJson) return undefined;
+    const next = { count: state.count + 1 };
+    if (event.payload?.stateBytes) next.blob = "x".repeat(event.payload.stateBytes);
+    return next;
+  },
+  async onEvent({ event, append }) {
+    if (event.payload?.appendWith) await append({ type: "app/edge-out", ...event.payload.appendWith });
+  },
 });
 
 /** The host's table as it was before `handled_through`, with one row at checkpoint 5 for default:/legacy. */
@@ -104,6 +134,10 @@ export class Processors extends DurableObject {
     return onEventRuns.get(`${namespace}:${path}`) ?? [];
   }
 
+  onEventEndedOffsets({ namespace, path }) {
+    return onEventEnds.get(`${namespace}:${path}`) ?? [];
+  }
+
   abort() {
     this.ctx.abort("processor host aborted by the test");
   }
@@ -117,6 +151,11 @@ export class ClientProcessors extends Processors {
 }
 
 export class LegacyProcessors extends Processors {}
+
+/** A host of the `edge` processor alone. */
+export class EdgeProcessors extends Processors {
+  host = new ProcessorHost(this.ctx, { processors: [edge], streams: this.env.STREAMS, log: () => {} });
+}
 
 /** The same host, appending through a client that fails with a chosen client code until healed. */
 export class FlakyProcessors extends Processors {
@@ -149,10 +188,10 @@ export class FlakyProcessors extends Processors {
 
 export default {
   async fetch(request, env) {
-    const { name, method, arg, viaClient, flaky, legacy } = await request.json();
+    const { name, method, arg, viaClient, flaky, legacy, edge } = await request.json();
     let outcome;
     try {
-      const ns = legacy ? env.LEGACY_PROCESSORS : flaky ? env.FLAKY_PROCESSORS : viaClient ? env.CLIENT_PROCESSORS : env.PROCESSORS;
+      const ns = edge ? env.EDGE_PROCESSORS : legacy ? env.LEGACY_PROCESSORS : flaky ? env.FLAKY_PROCESSORS : viaClient ? env.CLIENT_PROCESSORS : env.PROCESSORS;
       outcome = { ok: true, result: await ns.getByName(name)[method](arg) };
     } catch (e) {
       outcome = { ok: false, error: String(e?.message ?? e) };

@@ -24,6 +24,7 @@ export function startWithProcessors({ persistDir, counterVersion, bindings = {},
           CLIENT_PROCESSORS: { className: "ClientProcessors", useSQLite: true },
           FLAKY_PROCESSORS: { className: "FlakyProcessors", useSQLite: true },
           LEGACY_PROCESSORS: { className: "LegacyProcessors", useSQLite: true },
+          EDGE_PROCESSORS: { className: "EdgeProcessors", useSQLite: true },
         },
         serviceBindings: { STREAMS: "streams" },
         bindings: counterVersion ? { COUNTER_VERSION: counterVersion } : {},
@@ -36,11 +37,11 @@ export function startWithProcessors({ persistDir, counterVersion, bindings = {},
 /**
  * `env.PROCESSORS.getByName(host)[method](arg)` as {ok, result} | {ok:false, error}
  * (`{viaClient: true}`: the ClientProcessors host instead; `{flaky: true}`: FlakyProcessors;
- * `{legacy: true}`: LegacyProcessors).
+ * `{legacy: true}`: LegacyProcessors; `{edge: true}`: EdgeProcessors).
  */
-export async function tryHost(mf, host, method, arg, { viaClient = false, flaky = false, legacy = false } = {}) {
+export async function tryHost(mf, host, method, arg, { viaClient = false, flaky = false, legacy = false, edge = false } = {}) {
   const worker = await mf.getWorker("processors");
-  const res = await worker.fetch("http://processors/", { method: "POST", body: JSON.stringify({ name: host, method, arg, viaClient, flaky, legacy }) });
+  const res = await worker.fetch("http://processors/", { method: "POST", body: JSON.stringify({ name: host, method, arg, viaClient, flaky, legacy, edge }) });
   return res.json();
 }
 

@@ -1,6 +1,7 @@
 // RecordingHost: an outbound subscriber for the delivery tests, loaded in place of EchoHost
 // (`startStreams({echoScriptPath})`, same class name and binding). It appends nothing; it records
-// every dial and every batch it receives (without the state, to stay small) and can be told to
+// every dial and every batch it receives (without the state, to stay small), counts the dials that
+// have answered (`dialsEnded`), and can be told to
 // refuse dials, fail the next N batches, or answer dials and batches slowly.
 import { DurableObject } from "cloudflare:workers";
 
@@ -30,9 +31,16 @@ export class EchoHost extends DurableObject {
     const { streamRuntimeState, ...rest } = args;
     host.dials.push({ ...rest, keys: Object.keys(args), stateStreamId: streamRuntimeState?.coreProcessorState?.streamId });
     await this.#save(host);
-    if (host.dialDelayMs) await new Promise((resolve) => setTimeout(resolve, host.dialDelayMs));
-    if (host.failDials) throw new Error("recording host refuses dials");
-    return host.reply;
+    try {
+      if (host.dialDelayMs) await new Promise((resolve) => setTimeout(resolve, host.dialDelayMs));
+      if (host.failDials) throw new Error("recording host refuses dials");
+      return host.reply;
+    } finally {
+      // How many dials have answered (or failed): tests wait on this, not on a sleep.
+      const after = await this.#load();
+      after.dialsEnded = (after.dialsEnded ?? 0) + 1;
+      await this.#save(after);
+    }
   }
 
   async processEventBatch(args) {

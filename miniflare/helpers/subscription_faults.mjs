@@ -196,12 +196,14 @@ export function seededPoints(rand, n, lo, hi) {
   return Array.from({ length: n }, () => lo + rand.int(hi - lo)).sort((a, b) => a - b);
 }
 
-/** Frame-shape problems of one connection (docs/protocol.md#subscriptions). */
+/** Frame-shape problems of one connection (docs/protocol.md#subscriptions): the state on its first batch only. */
 export function frameProblems(sub) {
   const problems = [];
+  const first = sub.frames.findIndex((f) => f.type === "batch");
   for (const [i, f] of sub.frames.entries()) {
     if (f.type !== "batch") continue;
-    if (f.state?.maxOffset !== f.streamMaxOffset) problems.push(`frame ${i}: state.maxOffset ${f.state?.maxOffset} != streamMaxOffset ${f.streamMaxOffset}`);
+    if (i === first && f.state?.maxOffset !== f.streamMaxOffset) problems.push(`frame ${i}: state.maxOffset ${f.state?.maxOffset} != streamMaxOffset ${f.streamMaxOffset}`);
+    if (i !== first && "state" in f) problems.push(`frame ${i} repeats the state`);
     if (f.events.length > 100) problems.push(`frame ${i}: ${f.events.length} events`);
     for (const e of f.events) if (e.offset > f.streamMaxOffset) problems.push(`frame ${i}: event ${e.offset} beyond streamMaxOffset ${f.streamMaxOffset}`);
   }

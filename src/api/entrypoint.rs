@@ -56,6 +56,10 @@ pub async fn reset(arg: JsValue) -> Result<JsValue, JsValue> {
 pub async fn kill(arg: JsValue) -> Result<JsValue, JsValue> {
     forward(StreamMethod::Kill, arg).await
 }
+#[wasm_bindgen(js_name = deleteStream)]
+pub async fn delete_stream(arg: JsValue) -> Result<JsValue, JsValue> {
+    forward(StreamMethod::DeleteStream, arg).await
+}
 
 /// `{namespace? = "default", prefix?, after?, limit? = 100}` → `{streams, next}` (docs/protocol.md#liststreams).
 #[wasm_bindgen(js_name = listStreams)]

@@ -13,6 +13,7 @@ use super::auth::{Gate, ACCESS_TOKEN_PARAM};
 use super::target::{call_target, target_stream};
 use crate::wire::{error_response, json_response};
 use streams_core::access::{is_admin, Access};
+use streams_core::inbound::{SocketIdentity, IDENTITY_HEADER};
 use crate::directory::list_streams;
 use streams_core::directory::ListArgs;
 use streams_core::json::{parse_json, to_json_string, to_json_string_sized};
@@ -46,7 +47,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
     gate.with_cors(response, origin.as_deref())
 }
 
-struct Refusal {
+pub(super) struct Refusal {
     error: StreamError,
     status: Option<u16>,
     allow: Option<&'static str>,
@@ -82,7 +83,7 @@ async fn serve(mut req: Request, env: &Env, gate: &Gate) -> Result<Response, Ref
     // Browsers cannot set headers on a WebSocket, so only that route reads a
     // token from the query.
     let on_socket_route = url.path().strip_prefix(ROUTE_PREFIX) == Some(SUBSCRIBE);
-    if on_socket_route && is_upgrade(&req) {
+    if on_socket_route && (is_upgrade(&req) || wants_sse(&req)) {
         gate.check_upgrade_origin(origin.as_deref())?;
     }
     let bearer = bearer_token(req.headers());
@@ -108,7 +109,8 @@ async fn serve(mut req: Request, env: &Env, gate: &Gate) -> Result<Response, Ref
         Route::Subscribe => {
             let name = target_stream(StreamMethod::GetEvents, query.get("namespace"), query.get("path"), None)?;
             access.allow_stream(&name)?;
-            subscribe(req, env, &name, &url).await
+            let identity = SocketIdentity::of(&access, bearer.as_deref().or(query_token));
+            subscribe(req, env, &name, &url, &identity).await
         }
         Route::ListStreams => {
             let mut args = query.arguments()?;
@@ -278,9 +280,13 @@ async fn call(env: &Env, name: &StreamName, method: StreamMethod, args: Map<Stri
     }
 }
 
-/// Forwards the upgrade request whole to the stream's DO at `/subscribe`.
-async fn subscribe(req: Request, env: &Env, name: &StreamName, url: &worker::Url) -> Result<Response, Refusal> {
+/// Forwards the upgrade request to the stream's DO at `/subscribe`, with the
+/// caller's socket identity in place of any the caller sent.
+async fn subscribe(req: Request, env: &Env, name: &StreamName, url: &worker::Url, identity: &SocketIdentity) -> Result<Response, Refusal> {
     if !is_upgrade(&req) {
+        if wants_sse(&req) {
+            return super::sse::serve(&req, env, name, url, identity).await;
+        }
         return Err(StreamError::invalid_request("expected a WebSocket upgrade").into());
     }
     let internal = |e: worker::Error| {
@@ -288,11 +294,20 @@ async fn subscribe(req: Request, env: &Env, name: &StreamName, url: &worker::Url
         Refusal::from(StreamError::internal())
     };
     let target = format!("https://stream/subscribe?{}", without_access_token(url));
+    let headers = req.headers().clone();
+    headers.delete(IDENTITY_HEADER).map_err(internal)?;
+    if let Some(value) = identity.to_header() {
+        headers.set(IDENTITY_HEADER, &value).map_err(internal)?;
+    }
     let mut init = RequestInit::new();
-    init.with_method(Method::Get).with_headers(req.headers().clone());
+    init.with_method(Method::Get).with_headers(headers);
     let forwarded = Request::new_with_init(&target, &init).map_err(internal)?;
     let stub = stream_stub(env, name)?;
     stub.fetch_with_request(forwarded).await.map_err(internal)
+}
+
+fn wants_sse(req: &Request) -> bool {
+    streams_core::sse::wants_event_stream(req.headers().get("accept").ok().flatten().as_deref())
 }
 
 fn is_upgrade(req: &Request) -> bool {

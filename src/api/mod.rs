@@ -3,4 +3,5 @@
 mod auth;
 mod entrypoint;
 mod http;
+mod sse;
 mod target;

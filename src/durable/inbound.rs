@@ -1,23 +1,26 @@
-//! Inbound subscribers: hibernatable WebSockets whose cursor lives in the
-//! socket attachment, so delivery survives a wake with no gap and no
-//! duplicate (docs/protocol.md#subscriptions, #inbound-subscribers).
+//! Inbound subscribers, executed: hibernatable WebSockets whose whole state
+//! is their attachment (docs/protocol.md#subscriptions, #inbound-subscribers).
+//! Every decision — who may take a key, what each pump step sends or only
+//! stores, when a replay yields, when a token's socket closes — is the core's
+//! `inbound` machine; this file holds the sockets, sends, stores and closes.
 
 use std::rc::Rc;
 
-use serde_json::{json, Value};
+use serde_json::Value;
+use wasm_bindgen::closure::Closure;
 use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::JsFuture;
 use worker::{Request, Response, State, WebSocket, WebSocketIncomingMessage, WebSocketPair};
 
-use super::{now_iso, random_uuid, Inner};
-use streams_core::payload::DisconnectReason;
-use streams_core::state::Direction;
-use streams_core::subscription::{batch_frame, configured_key_error, next_batch, Recipient, SocketAttachment, SubscribeParams};
+use super::{now_iso, random_uuid, set_timeout, Incarnation, Inner};
+use streams_core::inbound::{
+    admit, next_expiry, step, SocketAttachment, SocketIdentity, Step, Upgrade, CLOSE_NORMAL, CLOSE_REPLACED, CLOSE_TOKEN_EXPIRED, IDENTITY_HEADER,
+};
 use streams_core::limits::MAX_BATCH_EVENTS;
-use streams_core::{types, EventInput, Origin, StreamError, StreamResult};
-
-const CLOSE_NORMAL: u16 = 1000;
-const CLOSE_REPLACED: u16 = 4001;
+use streams_core::outbound::Snapshot;
+use streams_core::payload::DisconnectReason;
+use streams_core::subscription::SubscribeParams;
+use streams_core::{EventInput, Origin, StreamError, StreamResult};
 
 /// `{"type":"ping"}` is answered by the runtime without waking the object.
 pub(super) fn answer_pings(ctx: &State) {
@@ -36,34 +39,27 @@ impl Inner {
         let url = req.url().map_err(|_| StreamError::invalid_request("invalid URL"))?;
         let query: Vec<(String, String)> = url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
         let params = SubscribeParams::parse(&query)?;
-        let state = self.state()?;
-        let key = params.subscription_key.clone().unwrap_or_else(random_uuid);
-        if state.subscriptions_by_key.contains_key(&key) {
-            return Err(configured_key_error(&key));
+        let identity = SocketIdentity::from_header(req.headers().get(IDENTITY_HEADER).ok().flatten().as_deref())?;
+        let upgrade = Upgrade { identity, random_key: random_uuid(), connection_id: random_uuid(), now_iso: now_iso() };
+        let open = self.open_sockets();
+        let live: Vec<SocketAttachment> = open.iter().map(|(_, a)| a.clone()).collect();
+        let admission = self.with_state(|state| admit(&params, upgrade, state, &live))??;
+        let attachment = admission.attachment;
+        self.ensure_kept(attachment.cursor + 1)?;
+        for (ws, held) in &open {
+            if admission.replaces.contains(&held.connection_id) {
+                self.close_socket(ws, DisconnectReason::Replaced, Some((CLOSE_REPLACED, "replaced")));
+            }
         }
-        let attachment = SocketAttachment {
-            subscription_key: key.clone(),
-            connection_id: random_uuid(),
-            cursor: params.start_cursor(&state),
-            event_types: params.filter.clone(),
-            events: params.events,
-            initial_push_owed: true,
-            started_at: now_iso(),
-            batches_sent: 0,
-            events_sent: 0,
-            last_delivered_at: None,
-            closed: false,
-        };
-        attachment.check_size()?;
-        self.replace_connection(&key);
+        self.close_outbound(&attachment.subscription_key, DisconnectReason::Replaced);
         let pair = WebSocketPair::new().map_err(|_| StreamError::internal())?;
         self.may_have_sockets.set(true);
         self.ctx.accept_web_socket(&pair.server);
         pair.server.serialize_attachment(&attachment).map_err(|_| StreamError::internal())?;
-        self.append_presence(EventInput::system(
-            types::SUBSCRIBER_CONNECTED,
-            json!({"subscriptionKey": key, "direction": Direction::Inbound.as_str()}),
-        ));
+        if attachment.expires_at_ms.is_some() {
+            self.arm_alarm();
+        }
+        self.append_presence(attachment.connected_fact());
         Response::from_websocket(pair.client).map_err(|_| StreamError::internal())
     }
 
@@ -83,16 +79,7 @@ impl Inner {
     /// again, all in one commit (in batches of the append limit).
     pub(super) fn reannounce_sockets(self: &Rc<Self>) {
         self.may_have_sockets.set(!self.ctx.get_websockets().is_empty());
-        let facts: Vec<EventInput> = self
-            .open_sockets()
-            .into_iter()
-            .map(|(_, attachment)| {
-                EventInput::system(
-                    types::SUBSCRIBER_CONNECTED,
-                    json!({"subscriptionKey": attachment.subscription_key, "direction": Direction::Inbound.as_str()}),
-                )
-            })
-            .collect();
+        let facts: Vec<EventInput> = self.open_sockets().iter().map(|(_, a)| a.connected_fact()).collect();
         let mut facts = facts.into_iter().peekable();
         while facts.peek().is_some() {
             let batch: Vec<EventInput> = facts.by_ref().take(MAX_BATCH_EVENTS).collect();
@@ -114,43 +101,59 @@ impl Inner {
             let inner = self.clone();
             let generation = self.generation.get();
             wasm_bindgen_futures::spawn_local(async move {
-                // Each step is synchronous and re-reads the attachment and
-                // the state, so the pump sees every commit made meanwhile.
-                while inner.generation.get() == generation && inner.pump_socket_once(&ws) {
-                    let _ = JsFuture::from(js_sys::Promise::resolve(&JsValue::UNDEFINED)).await;
+                // Each step re-reads the attachment and the state, so the pump
+                // sees every commit made meanwhile. Between steps of a
+                // catch-up it yields a whole task, so other calls run.
+                while inner.generation.get() == generation {
+                    if !inner.pump_socket_once(&ws) {
+                        // A replay that reached an archived segment fetches it and goes on.
+                        match inner.fetch_missing().await {
+                            Ok(true) => continue,
+                            Ok(false) => break,
+                            Err(err) => {
+                                worker::console_error!("inbound replay: {err}");
+                                break;
+                            }
+                        }
+                    }
+                    next_task().await;
                 }
                 inner.pumping.borrow_mut().remove(&attachment.connection_id);
             });
         }
     }
 
-    /// Sends the next batch; `false` when nothing is owed or the socket is gone.
-    fn pump_socket_once(&self, ws: &WebSocket) -> bool {
+    /// Runs one step of the socket's pump; `true` when another is owed.
+    fn pump_socket_once(self: &Rc<Self>, ws: &WebSocket) -> bool {
         let Ok(Some(mut attachment)) = ws.deserialize_attachment::<SocketAttachment>() else { return false };
-        if attachment.closed {
-            return false;
-        }
-        let mut pump = attachment.pump_cursor();
-        let frame = self.with_state_json(|state, state_json| {
-            let batch = next_batch(&self.store, state, &mut pump)?;
-            let to = Recipient { subscription_key: &attachment.subscription_key, connection_id: &attachment.connection_id };
-            Ok::<_, streams_core::StoreError>(batch.map(|batch| (batch_frame(to, state, &batch, &state_json.of(state)), batch.events.len())))
-        });
-        let (frame, count) = match frame {
-            Ok(Ok(Some(frame))) => frame,
-            Ok(Ok(None)) | Err(_) => return false,
+        let now = js_sys::Date::now();
+        let stepped = self.with_state_json(|state, json| step(&mut attachment, &self.store, Snapshot { state, json }, now, &now_iso()));
+        let step = match stepped {
+            Ok(Ok(step)) => step,
             Ok(Err(err)) => {
-                worker::console_error!("inbound pump: {err}");
+                if !err.is_pending() {
+                    worker::console_error!("inbound pump: {err}");
+                }
                 return false;
             }
+            Err(_) => return false,
         };
-        if let Err(err) = ws.send_with_str(frame) {
-            worker::console_warn!("inbound send to {}: {err}", attachment.subscription_key);
-            return false;
+        match &step {
+            Step::Idle => return false,
+            Step::Expire => {
+                self.close_socket(ws, DisconnectReason::TokenExpired, Some((CLOSE_TOKEN_EXPIRED, "token-expired")));
+                return false;
+            }
+            Step::Advance { .. } => {}
+            Step::Send { frame, .. } => {
+                if let Err(err) = ws.send_with_str(frame) {
+                    worker::console_warn!("inbound send to {}: {err}", attachment.subscription_key);
+                    return false;
+                }
+            }
         }
-        attachment.record(&pump, count, now_iso());
         match ws.serialize_attachment(&attachment) {
-            Ok(()) => true,
+            Ok(()) => step.more(),
             Err(err) => {
                 worker::console_error!("inbound attachment of {}: {err}", attachment.subscription_key);
                 false
@@ -180,19 +183,10 @@ impl Inner {
         }
         attachment.closed = true;
         let _ = ws.serialize_attachment(&attachment);
-        self.append_presence(EventInput::system(
-            types::SUBSCRIBER_DISCONNECTED,
-            json!({"subscriptionKey": attachment.subscription_key, "reason": reason.as_str()}),
-        ));
+        self.append_presence(attachment.disconnected_fact(reason));
         if let Some((code, text)) = close {
             let _ = ws.close(Some(code), Some(text));
         }
-    }
-
-    /// Closes whatever holds `key` now, inbound or outbound, as `replaced`.
-    pub(super) fn replace_connection(self: &Rc<Self>, key: &str) {
-        self.replace_inbound(key);
-        self.close_outbound(key, DisconnectReason::Replaced);
     }
 
     /// Closes the socket that holds `key`, if one does, as `replaced`.
@@ -213,15 +207,53 @@ impl Inner {
 
     /// `runtime.connections` entries for the open sockets.
     pub(super) fn socket_reports(&self) -> Vec<(String, Value)> {
-        self.open_sockets()
-            .into_iter()
-            .map(|(_, a)| {
-                let mut report = json!({"direction": "inbound", "startedAt": a.started_at, "cursor": a.cursor, "batchesSent": a.batches_sent, "eventsSent": a.events_sent});
-                if let Some(at) = a.last_delivered_at {
-                    report["lastDeliveredAt"] = Value::String(at);
-                }
-                (a.subscription_key, report)
-            })
-            .collect()
+        self.open_sockets().into_iter().map(|(_, a)| (a.subscription_key.clone(), a.report())).collect()
     }
+
+    // ---- token expiry (docs/protocol.md#websocket-frames) ----
+
+    /// The alarm: closes the sockets whose token expired, with 4002.
+    pub(super) fn close_expired_sockets(self: &Rc<Self>) {
+        let now = js_sys::Date::now();
+        for (ws, attachment) in self.open_sockets() {
+            if attachment.expired(now) {
+                self.close_socket(&ws, DisconnectReason::TokenExpired, Some((CLOSE_TOKEN_EXPIRED, "token-expired")));
+            }
+        }
+        self.arm_alarm();
+    }
+
+    /// Sets the one alarm to whichever comes first: the outbound machine's
+    /// (back-off, idle teardown), the first socket token's expiry, or the
+    /// archive's (a retry, retention by age; docs/architecture.md#storage-tiers).
+    pub(super) fn arm_alarm(&self) {
+        let outbound = match &*self.incarnation.borrow() {
+            Incarnation::Running(rt) => rt.outbound.alarm_at(),
+            _ => return,
+        };
+        let sockets = if self.may_have_sockets.get() { self.open_sockets() } else { Vec::new() };
+        let at = outbound.into_iter().chain(next_expiry(sockets.iter().map(|(_, a)| a))).chain(self.archive_alarm_at()).reduce(f64::min);
+        let storage = self.ctx.storage();
+        wasm_bindgen_futures::spawn_local(async move {
+            let result = match at {
+                Some(at) => storage.set_alarm((at - js_sys::Date::now()).max(0.0) as i64).await,
+                None => storage.delete_alarm().await,
+            };
+            if let Err(err) = result {
+                worker::console_error!("alarm: {err}");
+            }
+        });
+    }
+}
+
+/// Resolves on a later task (a timer), not a microtask: calls waiting for
+/// the object run first.
+async fn next_task() {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        let resolve = Closure::once_into_js(move || {
+            let _ = resolve.call0(&JsValue::UNDEFINED);
+        });
+        set_timeout(&resolve, 0);
+    });
+    let _ = JsFuture::from(promise).await;
 }

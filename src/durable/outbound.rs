@@ -109,23 +109,23 @@ impl Inner {
                     worker::console_error!("{IDLE_DEADLINE_KEY}: {err}");
                 }
             }
-            Effect::SetAlarm(at) => self.set_alarm(Some(at)),
-            Effect::DeleteAlarm => self.set_alarm(None),
+            // The machine's alarm shares the one alarm with socket expiries.
+            Effect::SetAlarm(_) | Effect::DeleteAlarm => self.arm_alarm(),
             Effect::Log(message) => worker::console_warn!("{message}"),
-        }
-    }
-
-    fn set_alarm(&self, at: Option<f64>) {
-        let storage = self.ctx.storage();
-        wasm_bindgen_futures::spawn_local(async move {
-            let result = match at {
-                Some(at) => storage.set_alarm((at - js_sys::Date::now()).max(0.0) as i64).await,
-                None => storage.delete_alarm().await,
-            };
-            if let Err(err) = result {
-                worker::console_error!("alarm: {err}");
+            Effect::FetchArchived => {
+                let inner = self.clone();
+                wasm_bindgen_futures::spawn_local(async move {
+                    match inner.fetch_missing().await {
+                        Ok(true) => {
+                            let store = inner.store.clone();
+                            inner.drive(|machine, at, now| machine.pump_now(at, now, &store));
+                        }
+                        Ok(false) => {}
+                        Err(err) => worker::console_error!("outbound replay: {err}"),
+                    }
+                });
             }
-        });
+        }
     }
 
     // ---- inputs ----

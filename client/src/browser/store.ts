@@ -8,7 +8,7 @@
 import { StreamError } from "../errors.js";
 import { socketLink, type Link, type LinkHandlers, type WebSocketConstructor } from "../link.js";
 import { Reconnector, type ConnectionStatus } from "../reconnect.js";
-import { httpTransport, type MethodName, type Transport } from "../transport.js";
+import { currentToken, httpTransport, type MethodName, type Transport } from "../transport.js";
 import type { RuntimeState, SubscriberBatch } from "../types.js";
 import { FollowerLink, type ChannelLike, type ChannelMessage, type FollowerOp, type LeaderStatus } from "./channel.js";
 import { requestWriterLock, type LockManagerLike, type WriterLock } from "./election.js";
@@ -297,7 +297,8 @@ export class SharedStream {
     let link: Link | undefined;
     let ended = false;
     void this.#serial(() => this.#prepare(epoch))
-      .then(() => {
+      .then(() => currentToken(this.#options.token))
+      .then((token) => {
         if (ended || this.#core?.epoch !== epoch) return;
         const url = new URL("api/streams/subscribe", withSlash(this.#options.baseUrl ?? this.#platform.origin));
         url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
@@ -305,7 +306,7 @@ export class SharedStream {
         url.searchParams.set("path", this.path);
         url.searchParams.set("subscriptionKey", `browser:${this.#platform.subscriberId()}`);
         url.searchParams.set("replayAfterOffset", String(this.#mirror.checkpoint));
-        if (this.#options.token) url.searchParams.set("access_token", this.#options.token);
+        if (token) url.searchParams.set("access_token", token);
         this.#set({ subscribedAfterOffset: this.#mirror.checkpoint });
         link = socketLink(new this.#platform.WebSocket(url.href), handlers);
       })

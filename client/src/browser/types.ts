@@ -1,6 +1,7 @@
 // The public interface of the browser runtime (`@streams/client/browser`) and the React
 // bindings (`@streams/client/react`): a live, self-healing SQLite mirror of one stream.
 
+import type { TokenSource } from "../transport.js";
 import type { EventInput, Json, StreamEvent } from "../types.js";
 
 export type { Json };
@@ -46,8 +47,10 @@ export interface OpenStreamOptions {
   /** Default "default". */
   namespace?: string;
   path: string;
-  /** A bearer token (API or scoped token): `Authorization: Bearer` on HTTP, `access_token` on the socket. */
-  token?: string;
+  /** A bearer token (API or scoped token): `Authorization: Bearer` on HTTP, `access_token` on the
+   * socket. A function is asked again for every request and every reconnection, so a socket closed
+   * because its token expired (4002) comes back with a fresh one. Scoped tokens should carry `sub`. */
+  token?: TokenSource;
   /** The admin token for `reset()`/`kill()`, sent in the header only (default: `token`). */
   adminToken?: string;
   /** "opfs" (default) keeps the mirror across reloads when the OPFS SAH-pool VFS is available, else memory. */

@@ -6,6 +6,8 @@ import type { EventInput, StreamEvent } from "../types.js";
 import { appendTo, type Announcement, type BatchArgs, type DialArgs, type DialReply, type StreamsAppender } from "./wire.js";
 
 const ERROR_OCCURRED = "events.iterate.com/stream/error-occurred";
+/** The largest state JSON, in UTF-8 bytes: a Durable Object's SQLite row limit (docs/processors.md#defineprocessoroptions). */
+export const MAX_STATE_BYTES = 2_000_000;
 
 export interface ProcessorHostOptions {
   /** Each with its own state type; the host only moves states through JSON. */
@@ -293,6 +295,11 @@ export class ProcessorHost {
       }
       const json = JSON.stringify(state);
       if (json === undefined) throw new TypeError(`reduce of "${key.slug}" returned a value that is not JSON`);
+      // Checked here, not left to SQLite: a local runtime stores bigger rows than the platform does.
+      const stateBytes = json.length * 3 > MAX_STATE_BYTES ? new TextEncoder().encode(json).byteLength : json.length;
+      if (stateBytes > MAX_STATE_BYTES) {
+        throw new TypeError(`reduce of "${key.slug}" returned a state of ${stateBytes} bytes of JSON; the limit is ${MAX_STATE_BYTES}`);
+      }
       committed = this.#store.transaction(() => {
         const now = this.#store.read(key);
         if (!now || now.connectionId !== row.connectionId || now.checkpoint !== row.checkpoint || now.version !== row.version) return undefined;

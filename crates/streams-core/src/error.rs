@@ -20,12 +20,13 @@ pub enum ErrorCode {
     OffsetMismatch,
     StreamPaused,
     SubscriberNotAllowed,
+    SubscriptionKeyInUse,
     Trimmed,
     Unauthorized,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 17] = [
         Self::BatchTooLarge,
         Self::EventTooLarge,
         Self::Forbidden,
@@ -40,6 +41,7 @@ impl ErrorCode {
         Self::OffsetMismatch,
         Self::StreamPaused,
         Self::SubscriberNotAllowed,
+        Self::SubscriptionKeyInUse,
         Self::Trimmed,
         Self::Unauthorized,
     ];
@@ -60,6 +62,7 @@ impl ErrorCode {
             Self::OffsetMismatch => "offset_mismatch",
             Self::StreamPaused => "stream_paused",
             Self::SubscriberNotAllowed => "subscriber_not_allowed",
+            Self::SubscriptionKeyInUse => "subscription_key_in_use",
             Self::Trimmed => "trimmed",
             Self::Unauthorized => "unauthorized",
         }

@@ -57,6 +57,8 @@ pub enum Effect {
     SaveIdleDeadline(Option<f64>),
     SetAlarm(f64),
     DeleteAlarm,
+    /// A batch needs archived events fetched first; call `pump_now` once they are.
+    FetchArchived,
     /// Log a warning.
     Log(String),
 }
@@ -274,6 +276,11 @@ impl Outbound {
         self.take()
     }
 
+    /// When the machine wants the alarm (the platform may set it earlier for its own reasons).
+    pub fn alarm_at(&self) -> Option<f64> {
+        self.alarm_at
+    }
+
     /// Closes every outbound connection as `idle` (the alarm, or the test hook).
     pub fn idle_teardown(&mut self, now: f64) -> Vec<Effect> {
         self.teardown(now);
@@ -407,6 +414,12 @@ impl Outbound {
         )));
     }
 
+    /// Hands out the next batch of every idle connection (after archived events were fetched).
+    pub fn pump_now<S: EventStore + ?Sized>(&mut self, at: Snapshot<'_>, now: f64, store: &S) -> Vec<Effect> {
+        self.pump_all(at, now, store);
+        self.take()
+    }
+
     fn pump_all<S: EventStore + ?Sized>(&mut self, at: Snapshot<'_>, now: f64, store: &S) {
         let keys: Vec<String> = self.connections().map(|(key, _)| key.to_owned()).collect();
         for key in keys {
@@ -424,6 +437,7 @@ impl Outbound {
                 self.out.push(Effect::Deliver { key: key.to_owned(), tag, batch, state_json: at.json.of(at.state) });
             }
             Ok(None) => {}
+            Err(err) if err.is_pending() => self.out.push(Effect::FetchArchived),
             Err(err) => {
                 self.close(key, DisconnectReason::DeliveryFailed);
                 self.failure(key, "reading the next batch", Failure { code: "internal".into(), message: err.to_string() }, now);
@@ -632,6 +646,7 @@ mod tests {
                     Effect::SetAlarm(at) => self.alarm = Some(at),
                     Effect::DeleteAlarm => self.alarm = None,
                     Effect::ReplaceInbound { .. } | Effect::Forget { .. } | Effect::Log(_) => {}
+                    Effect::FetchArchived => panic!("an in-memory store never defers a read"),
                 }
             }
         }

@@ -14,6 +14,20 @@ use super::state::{CoreState, CORE_STATE_VERSION};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreError(pub String);
 
+/// Marks a read that must wait for data fetched from elsewhere (an archived
+/// segment): nothing is wrong, and the caller tries again once it is there.
+const PENDING: &str = "not loaded yet: ";
+
+impl StoreError {
+    pub fn pending(what: impl fmt::Display) -> Self {
+        Self(format!("{PENDING}{what}"))
+    }
+
+    pub fn is_pending(&self) -> bool {
+        self.0.starts_with(PENDING)
+    }
+}
+
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "storage: {}", self.0)

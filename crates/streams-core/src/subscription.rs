@@ -7,8 +7,8 @@ use serde_json::{json, Map, Value};
 
 use super::error::{StreamError, StreamResult};
 use super::event::Event;
-use super::json::{raw_array, to_json_string, RawObject};
-use super::limits::{MAX_ATTACHMENT_BYTES, MAX_DELIVERY_BYTES, MAX_DELIVERY_EVENTS, MAX_SAFE_INTEGER, MAX_SUBSCRIPTION_KEY_BYTES};
+use super::json::{raw_array, RawObject};
+use super::limits::{MAX_DELIVERY_BYTES, MAX_DELIVERY_EVENTS, MAX_SAFE_INTEGER, MAX_SUBSCRIPTION_KEY_BYTES};
 use super::name::quote;
 use super::state::{CoreState, SubscriptionEntry};
 use super::store::{EventStore, StoreError, StoredEvent};
@@ -72,6 +72,18 @@ impl Batch {
 /// The next batch for `pump`, advancing its cursor past everything read,
 /// filtered or not; `None` when nothing is owed.
 pub fn next_batch<S: EventStore + ?Sized>(store: &S, state: &CoreState, pump: &mut PumpCursor) -> Result<Option<Batch>, StoreError> {
+    next_batch_within(store, state, pump, usize::MAX)
+}
+
+/// `next_batch`, reading at most `max_pages` pages: a filter that matches
+/// nothing in them leaves `None` with the cursor moved past what was read,
+/// so the caller can store it and yield before scanning on.
+pub fn next_batch_within<S: EventStore + ?Sized>(
+    store: &S,
+    state: &CoreState,
+    pump: &mut PumpCursor,
+    max_pages: usize,
+) -> Result<Option<Batch>, StoreError> {
     let stream_max_offset = state.max_offset;
     let after_offset = pump.delivered_through;
     if !pump.events {
@@ -81,7 +93,10 @@ pub fn next_batch<S: EventStore + ?Sized>(store: &S, state: &CoreState, pump: &m
         }
         return Ok(None);
     }
-    loop {
+    for _ in 0..max_pages.max(1) {
+        if pump.cursor >= stream_max_offset && !pump.initial_push_owed {
+            return Ok(None);
+        }
         let page = store.read_range(pump.cursor, None, MAX_DELIVERY_EVENTS, MAX_DELIVERY_BYTES)?;
         let Some(last) = page.last() else {
             if pump.initial_push_owed {
@@ -99,6 +114,7 @@ pub fn next_batch<S: EventStore + ?Sized>(store: &S, state: &CoreState, pump: &m
         }
         return Ok(Some(pump.hand_out(after_offset, events, stream_max_offset)));
     }
+    Ok(None)
 }
 
 impl PumpCursor {
@@ -188,48 +204,6 @@ impl SubscribeParams {
     }
 }
 
-/// What an inbound socket keeps across hibernation (≤ 2048 bytes as JSON).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SocketAttachment {
-    pub subscription_key: String,
-    /// Made at accept; every frame of this socket carries it.
-    #[serde(default)]
-    pub connection_id: String,
-    pub cursor: u64,
-    pub event_types: EventFilter,
-    pub events: bool,
-    pub initial_push_owed: bool,
-    pub started_at: String,
-    pub batches_sent: u64,
-    pub events_sent: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_delivered_at: Option<String>,
-    pub closed: bool,
-}
-
-impl SocketAttachment {
-    pub fn check_size(&self) -> StreamResult<()> {
-        match to_json_string(self) {
-            Ok(json) if json.len() <= MAX_ATTACHMENT_BYTES => Ok(()),
-            _ => Err(StreamError::invalid_request("subscription parameters are too large")),
-        }
-    }
-
-    pub fn pump_cursor(&self) -> PumpCursor {
-        PumpCursor { cursor: self.cursor, delivered_through: self.cursor, events: self.events, filter: self.event_types.clone(), initial_push_owed: self.initial_push_owed }
-    }
-
-    /// Records a sent batch of `events` events.
-    pub fn record(&mut self, pump: &PumpCursor, events: usize, now_iso: String) {
-        self.cursor = pump.cursor;
-        self.initial_push_owed = pump.initial_push_owed;
-        self.batches_sent += 1;
-        self.events_sent += events as u64;
-        self.last_delivered_at = Some(now_iso);
-    }
-}
-
 /// Who a batch is for: the identity fields every delivered batch carries
 /// beside its offsets (inbound frames and outbound deliveries alike).
 #[derive(Debug, Clone, Copy)]
@@ -241,8 +215,8 @@ pub struct Recipient<'a> {
 
 impl Recipient<'_> {
     /// `subscriptionKey`, `streamId`, `connectionId`, `afterOffset`,
-    /// `throughOffset`, `events`, `streamMaxOffset`, `state`.
-    fn batch_fields(&self, object: &mut RawObject, state: &CoreState, batch: &Batch, state_json: &str) {
+    /// `throughOffset`, `events`, `streamMaxOffset` and, when given, `state`.
+    fn batch_fields(&self, object: &mut RawObject, state: &CoreState, batch: &Batch, state_json: Option<&str>) {
         object
             .value("subscriptionKey", self.subscription_key)
             .value("streamId", &state.stream_id)
@@ -250,13 +224,17 @@ impl Recipient<'_> {
             .value("afterOffset", &batch.after_offset)
             .value("throughOffset", &batch.through_offset)
             .raw("events", batch.events_json())
-            .value("streamMaxOffset", &batch.stream_max_offset)
-            .raw("state", state_json.to_owned());
+            .value("streamMaxOffset", &batch.stream_max_offset);
+        if let Some(state_json) = state_json {
+            object.raw("state", state_json.to_owned());
+        }
     }
 }
 
-/// `{"type":"batch",…}`, the inbound frame.
-pub fn batch_frame(to: Recipient<'_>, state: &CoreState, batch: &Batch, state_json: &str) -> String {
+/// `{"type":"batch",…}`, the frame of a WebSocket (and of a Server-Sent
+/// Events stream): `state_json` where the protocol carries the state
+/// (docs/protocol.md#websocket-frames).
+pub fn batch_frame(to: Recipient<'_>, state: &CoreState, batch: &Batch, state_json: Option<&str>) -> String {
     let mut frame = RawObject::default();
     frame.value("type", "batch");
     to.batch_fields(&mut frame, state, batch, state_json);
@@ -304,7 +282,7 @@ pub fn delivery_arguments(
 ) -> String {
     let mut args = RawObject::default();
     args.value("namespace", &state.namespace).value("path", &state.path);
-    to.batch_fields(&mut args, state, batch, state_json);
+    to.batch_fields(&mut args, state, batch, Some(state_json));
     if let Some(extra) = shallow_merge {
         args.merge(extra);
     }
@@ -597,7 +575,7 @@ mod tests {
             assert_eq!(v["path"], "/overridden");
             assert_eq!(v.as_object().unwrap().keys().position(|k| k == "path"), Some(1), "an overridden key keeps its place");
         }
-        let frame: Value = serde_json::from_str(&batch_frame(TO, &state, &batch, &state.to_json())).unwrap();
+        let frame: Value = serde_json::from_str(&batch_frame(TO, &state, &batch, Some(&state.to_json()))).unwrap();
         assert_eq!(frame["streamId"], "s-}\"{");
         assert_eq!(frame["type"], "batch");
     }

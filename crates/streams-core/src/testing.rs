@@ -36,6 +36,8 @@ pub struct MemStore {
     state: RefCell<Option<(i64, String)>>,
     pub fail_commits: Cell<bool>,
     pub commits: Cell<u32>,
+    /// Events returned by `read_range`, to bound what a reader scans.
+    pub rows_read: Cell<usize>,
     /// How many point reads (`event_at`) were made.
     pub point_reads: Cell<u32>,
 }
@@ -96,6 +98,7 @@ impl EventStore for MemStore {
             bytes += json.len();
             out.push(StoredEvent { offset, json: json.clone() });
         }
+        self.rows_read.set(self.rows_read.get() + out.len());
         Ok(out)
     }
 

@@ -55,7 +55,9 @@ impl Op {
             | StreamMethod::RunIdleTeardownNow
             | StreamMethod::SimulateHibernation
             | StreamMethod::MemoryUsage
-            | StreamMethod::NotifyChildStreamCreated => None,
+            | StreamMethod::NotifyChildStreamCreated
+            | StreamMethod::DeleteStream
+            | StreamMethod::RunArchiveNow => None,
         }
     }
 }
@@ -116,6 +118,9 @@ pub struct Claims {
     /// `exp`, in seconds since the epoch.
     pub expires_at: f64,
     pub not_before: Option<f64>,
+    /// `sub`: who the token was minted for; sockets opened with tokens of one
+    /// subject may replace each other (docs/access.md#subscription-keys).
+    pub subject: Option<String>,
 }
 
 impl Claims {
@@ -218,7 +223,9 @@ fn parse_claims(claims: &Map<String, Value>) -> Result<Claims, String> {
         .into_iter()
         .map(|op| Op::parse(op).ok_or_else(|| format!("unknown op {}; expected \"read\", \"append\" or \"configure\"", quote(op))))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Claims { namespace, paths, ops, expires_at, not_before })
+    // A `sub` that is not a non-empty string names no one: the token itself is the identity.
+    let subject = claims.get("sub").and_then(Value::as_str).filter(|sub| !sub.is_empty()).map(str::to_owned);
+    Ok(Claims { namespace, paths, ops, expires_at, not_before, subject })
 }
 
 fn non_empty_strings<'a>(claims: &'a Map<String, Value>, name: &str) -> Result<Vec<&'a str>, String> {

@@ -23,6 +23,8 @@ pub const MAX_TYPE_BYTES: usize = 256;
 pub const MAX_KEY_BYTES: usize = 1024;
 pub const MAX_SUBSCRIPTION_KEY_BYTES: usize = 256;
 pub const MAX_DEPTH: usize = 128;
+/// `childPaths` keeps the first this many immediate children (docs/protocol.md#child-streams).
+pub const MAX_CHILD_PATHS: usize = 100;
 pub const TRIP_REASON: &str = "circuit breaker tripped: burst rate limit exceeded";
 
 fn sys(x: &str) -> String {
@@ -63,6 +65,7 @@ pub struct State {
     pub event_count: u64,
     pub max_offset: u64,
     pub child_paths: Vec<String>,
+    pub child_count: u64,
     pub paused: bool,
     pub pause_reason: Option<String>,
     pub processors: Ordered,
@@ -89,6 +92,7 @@ impl Default for State {
             event_count: 0,
             max_offset: 0,
             child_paths: vec![],
+            child_count: 0,
             paused: false,
             pause_reason: None,
             processors: Ordered::default(),
@@ -121,6 +125,7 @@ impl State {
         m.insert("eventCount".into(), json!(self.event_count));
         m.insert("maxOffset".into(), json!(self.max_offset));
         m.insert("childPaths".into(), json!(self.child_paths));
+        m.insert("childCount".into(), json!(self.child_count));
         m.insert("paused".into(), json!(self.paused));
         m.insert("pauseReason".into(), json!(self.pause_reason));
         m.insert("processorsBySlug".into(), self.processors.json());
@@ -203,7 +208,8 @@ impl State {
             "child-stream-created" => {
                 let child = p.trimmed("childPath").ok_or("child-stream-created.childPath")?;
                 if let Some(immediate) = immediate_child(&next.path, &child) {
-                    if !next.child_paths.contains(&immediate) {
+                    next.child_count += 1;
+                    if next.child_paths.len() < MAX_CHILD_PATHS && !next.child_paths.contains(&immediate) {
                         next.child_paths.push(immediate);
                     }
                 }
@@ -676,7 +682,7 @@ fn check_payload(event_type: &str, payload: Option<&Value>, allowed: &[&str]) ->
         "subscriber-disconnected" => {
             let p = object()?;
             subscription_key(p)?;
-            let reasons = ["replaced", "unsubscribed", "rpc-broken", "delivery-failed", "subscription-removed", "idle"];
+            let reasons = ["replaced", "unsubscribed", "rpc-broken", "delivery-failed", "subscription-removed", "idle", "token-expired"];
             if !p.get("reason").and_then(Value::as_str).is_some_and(|r| reasons.contains(&r)) {
                 return Err(BAD);
             }

@@ -9,6 +9,7 @@ use streams_core::chunk::{chunks, ChunkSummary};
 use streams_core::json::raw_array;
 use streams_core::limits::EVENT_CHUNK_SIZE;
 use streams_core::store::{StoreError, StoredEvent};
+use streams_core::tiers::Tier;
 use streams_core::CORE_STATE_VERSION;
 
 use super::{as_u64, blob, corrupt, js_int, SqlStore, Statement};
@@ -115,12 +116,12 @@ impl SqlStore {
 
     /// Up to `wanted` events after `after` and before `before` as a JS array,
     /// parsed from the text SQLite joined without that text ever being copied
-    /// into wasm. `None` unless this table alone holds the page
+    /// into wasm. `None` unless the hot tier alone holds the page
     /// from `after + 1` on, every event inline, in one SQL value: other pages
     /// take `read_range`. `group_concat … ORDER BY` fixes the order, and the
     /// array's length is checked against the count.
     pub fn page_js(&self, after: u64, before: u64, wanted: usize) -> Result<Option<JsValue>, StoreError> {
-        if self.inner.legacy.get() {
+        if self.inner.legacy.get() || self.tier(after + 1) != Tier::Hot {
             return Ok(None);
         }
         // An error here is the text being too big for one value.
