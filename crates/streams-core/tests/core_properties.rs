@@ -440,6 +440,7 @@ proptest! {
     /// rebuild and a load of the snapshot equal to the model's state.
     #[test]
     fn plan_append_agrees_with_the_model(
+        breaker in prop::option::of((1u64..6, prop::sample::select(vec![1u64, 7, 60, 600, 6000]))),
         batches in prop::collection::vec(arb_batch(), 1..8),
         clock_steps in prop::collection::vec(-5_000i64..60_000, 6),
     ) {
@@ -447,7 +448,9 @@ proptest! {
         let mut model = model_booted(T0);
         let allowed = vec!["ECHO_HOST".to_owned()];
         let mut now = T0;
-        for (b, (by_stream, raw)) in batches.iter().enumerate() {
+        // Half the cases start with a small breaker, so refills, deficits and trips are common.
+        let configure = breaker.map(|(burst, rate)| (false, vec![json!({"type": types::CONFIGURED, "payload": {"config": {"circuitBreaker": {"burstCapacity": burst, "refillRatePerMinute": rate}}}})]));
+        for (b, (by_stream, raw)) in configure.iter().chain(batches.iter()).enumerate() {
             now += clock_steps[b % clock_steps.len()] as f64; // the clock may go backwards
             let clock = move || now;
             let (origin, writer) = if *by_stream { (Origin::Stream, Writer::Stream) } else { (Origin::Caller, Writer::Caller) };
