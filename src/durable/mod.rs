@@ -24,14 +24,14 @@ use worker::{durable_object, Env, Request, Response, State, WebSocket, WebSocket
 use crate::directory;
 use crate::wire::error_response;
 use streams_core::directory::{next_report, DirectoryEntry, ReportStep};
-use streams_core::limits::MAX_GET_EVENTS_BYTES;
+use streams_core::limits::{MAX_GET_EVENTS_BYTES, MAX_SAFE_INTEGER};
 use streams_core::name::{ancestors, resolve_stream_path};
 use streams_core::read::{created_at_ms, read_page, window, MonotonicClock, Start};
 use streams_core::reducer::reduce;
 use streams_core::rpc::{AppendArgs, Call, GetEventArgs, GetEventsArgs, StreamMethod};
 use streams_core::state::StateJson;
 use streams_core::json::json_len;
-use streams_core::store::{snapshot_due, stored_name, AssumeNewKeys, StoredEvent};
+use streams_core::store::{snapshot_due, state_at, stored_name, AssumeNewKeys, StoredEvent};
 use streams_core::time::iso_from_ms;
 use streams_core::{
     child_notice, load_state, plan_append, plan_inputs, types, AppendContext, AppendPlan, CoreState, ErrorCode, Event, EventInput, EventStore,
@@ -204,6 +204,10 @@ impl Stream {
     pub fn get_events(&self, arg: JsValue) -> Result<JsValue, JsValue> {
         self.call(StreamMethod::GetEvents, arg)
     }
+    #[wasm_bindgen(js_name = getState)]
+    pub fn get_state(&self, arg: JsValue) -> Result<JsValue, JsValue> {
+        self.call(StreamMethod::GetState, arg)
+    }
     #[wasm_bindgen(js_name = runtimeState)]
     pub fn runtime_state(&self, arg: JsValue) -> Result<JsValue, JsValue> {
         self.call(StreamMethod::RuntimeState, arg)
@@ -295,6 +299,7 @@ impl Inner {
             Call::Append(args) => return self.append_rpc(method, args),
             Call::GetEvent(args) => self.get_event_rpc(args),
             Call::GetEvents(args) => return self.get_events_rpc(args),
+            Call::GetState(at_offset) => self.get_state_rpc(at_offset),
             Call::RuntimeState => from_json_text(&self.runtime_state_json()?),
             Call::Reduce(event, state) => self.reduce_rpc(&event, state),
             Call::Reset => {
@@ -648,9 +653,9 @@ impl Inner {
     /// empty page waits for commits until it has an event, its window is
     /// complete or the time is up (docs/protocol.md#long-poll).
     fn get_events_rpc(self: &Rc<Self>, args: GetEventsArgs) -> StreamResult<Reply> {
-        let (events, settled) = self.events_page(&args)?;
+        let (page, settled) = self.events_page(&args)?;
         if settled || args.wait_ms == 0 {
-            return events_js(&events).map(Reply::Now);
+            return Ok(Reply::Now(page));
         }
         let inner = self.clone();
         let deadline = js_sys::Date::now() + args.wait_ms as f64;
@@ -662,9 +667,9 @@ impl Inner {
                         return events_js(&[]);
                     }
                     inner.next_commit(remaining).await;
-                    let (events, settled) = inner.events_page(&args)?;
+                    let (page, settled) = inner.events_page(&args)?;
                     if settled {
-                        return events_js(&events);
+                        return Ok(page);
                     }
                 }
             }
@@ -672,20 +677,25 @@ impl Inner {
         ))
     }
 
-    /// The page `args` ask for, and whether it is final (an event, or a
-    /// window with nothing left to wait for).
-    fn events_page(&self, args: &GetEventsArgs) -> StreamResult<(Vec<StoredEvent>, bool)> {
+    /// The page `args` ask for as a JS array, and whether it is final (an
+    /// event, or a window with nothing left to wait for). An unfiltered page
+    /// goes from SQLite to JS as one string when it can (`page_js`).
+    fn events_page(&self, args: &GetEventsArgs) -> StreamResult<(JsValue, bool)> {
         let max = self.with_state(|state| state.max_offset)?;
         let first = self.store.first_offset();
         if let Start::After(after) = args.start {
             self.ensure_kept(after + 1)?;
         }
-        self.read(|store| {
-            let window = window(store, args.start, args.before, args.limit, first, max)?;
-            let events = read_page(store, &window, &args.filter, MAX_GET_EVENTS_BYTES)?;
-            let settled = !events.is_empty() || window.is_complete(max);
-            Ok((events, settled))
-        })
+        let window = self.read(|store| window(store, args.start, args.before, args.limit, first, max))?;
+        if args.filter.0.is_none() {
+            let before = window.before.unwrap_or(MAX_SAFE_INTEGER);
+            if let Some(page) = self.read(|store| store.page_js(window.after, before, window.limit))? {
+                return Ok((page, true));
+            }
+        }
+        let events = self.read(|store| read_page(store, &window, &args.filter, MAX_GET_EVENTS_BYTES))?;
+        let settled = !events.is_empty() || window.is_complete(max);
+        Ok((events_js(&events)?, settled))
     }
 
     /// Resolves at the next commit or after `ms`, whichever comes first.
@@ -708,6 +718,25 @@ impl Inner {
         for resolve in self.commit_waiters.take() {
             let _ = resolve.call0(&JsValue::UNDEFINED);
         }
+    }
+
+    /// The state right after `at_offset` (docs/protocol.md#getstate): the current one when absent.
+    fn get_state_rpc(&self, at_offset: Option<u64>) -> StreamResult<JsValue> {
+        let (max, current) = self.with_state(|state| (state.max_offset, state.to_json()))?;
+        let at = match at_offset {
+            None => return from_json_text(&current),
+            Some(at) if at == max => return from_json_text(&current),
+            Some(at) if at > max => return Err(StreamError::new(ErrorCode::NotFound, format!("No stream event found at offset {at}."))),
+            Some(at) => at,
+        };
+        self.ensure_kept(at + 1)?;
+        let name = self.name()?;
+        let state = self.read(|store| state_at(store, at, &mut |w| worker::console_warn!("{}: {w}", name.do_name())))?;
+        if state.max_offset != at {
+            // The replay from the nearest snapshot met events retention removed.
+            self.ensure_kept(state.max_offset + 1)?;
+        }
+        from_json_text(&state.to_json())
     }
 
     fn get_event_rpc(&self, args: GetEventArgs) -> StreamResult<JsValue> {
