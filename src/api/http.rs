@@ -133,6 +133,9 @@ async fn serve(mut req: Request, env: &Env, gate: &Gate) -> Result<Response, Ref
                 let path = name_part(&query, &mut args, "path")?;
                 let name = target_stream(method, namespace.as_deref(), path.as_deref(), stream_path.as_deref())?;
                 access.allow_control_events(method, &args)?;
+                if access.summarizes_hits(method) {
+                    args.insert("summarizeHits".to_owned(), Value::Bool(true));
+                }
                 (name, args, body_bytes)
             };
             access.allow_stream(&name)?;
@@ -192,7 +195,7 @@ impl Query {
         for (key, value) in &self.0 {
             match key.as_str() {
                 "namespace" | "path" => {}
-                "offset" | "afterOffset" | "beforeOffset" | "limit" | "last" | "waitMs" => {
+                "offset" | "afterOffset" | "beforeOffset" | "limit" | "last" | "waitMs" | "atOffset" => {
                     let number = value.parse::<u64>().ok().filter(|_| value.bytes().all(|b| b.is_ascii_digit()));
                     args.insert(key.clone(), number.map_or_else(|| Value::String(value.clone()), Value::from));
                 }
