@@ -70,6 +70,15 @@ test("the stream browser pages through the directory with its cursor", async () 
   const namespace = `dir${Math.random().toString(36).slice(2, 8)}`;
   const paths = Array.from({ length: DIRECTORY_PAGE_SIZE + 5 }, (_, i) => `/many/s${String(i).padStart(3, "0")}`);
   for (const path of paths) await v.api(path, "append", { event: FIRST_EVENT }, { namespace });
+  // The directory reports a stream at its first commit and its max offset a moment later: wait
+  // until it lists every stream at offset 3 before paging.
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const listing = await (await fetch(`${v.origin}/api/streams/listStreams?${new URLSearchParams({ namespace, prefix: "/many/", limit: "1000" })}`)).json();
+    if (listing.streams.length === paths.length && listing.streams.every((s) => s.maxOffset === 3)) break;
+    assert.ok(Date.now() < deadline, `the directory is not fresh: ${JSON.stringify(listing).slice(0, 300)}`);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
   const page = await v.open(`/streams?${new URLSearchParams({ namespace, prefix: "/many/" })}`);
   // A directory page may hold fewer than the limit and still have a next: follow it to the end.
   await page.getByTestId("stream-list-next").waitFor({ timeout: 20_000 });
