@@ -150,7 +150,8 @@ test("thousands of events are sealed into R2; the hot tier stays bounded and eve
     const first = all.find((e) => e.createdAt >= since);
     assert.equal(JSON.stringify(page[0]), JSON.stringify(first), `sinceTime ${since}`);
   }
-  assertSameLog(await call(mf, name, "getEvents", { last: 250 }), all.slice(-250), "last 250");
+  const tail = await call(mf, name, "getEvents", { last: 250 }); // the hibernation added a woken
+  assertSameLog(tail.slice(0, -1), all.slice(-249), "last 250");
 
   // A socket replays the whole log from offset 0, archived and hot, in order, once.
   const sub = await openSubscriber(mf, name, { replayAfterOffset: 0 });

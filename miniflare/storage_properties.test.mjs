@@ -163,13 +163,17 @@ async function verify(m, note) {
   const booted = await callOn(mf, "do", m.name, "runtimeState");
   assert.ok(booted.ok, `${note}: boot failed: ${booted.error}`);
   const state = booted.result.coreProcessorState;
-  // Before the first kept offset the log is what was read before retention removed it.
+  // Retention only ever moves the first kept offset forward, over events an earlier read saw
+  // (the boot's own retention step may have moved it again); before it, the log is what was read.
+  const firstOffset = booted.result.runtime.storage.firstOffset;
+  assert.ok(firstOffset >= m.firstOffset && firstOffset <= m.prefix.length + 1, `${note}: the first kept offset ${firstOffset}`);
+  m.firstOffset = firstOffset;
   const kept = m.firstOffset > 1 ? await readAfter(m.name, m.firstOffset - 1) : await readLog(mf, m.name);
   const log = [...m.prefix.slice(0, m.firstOffset - 1), ...kept];
   const texts = log.map(bytesOf);
   log.forEach((event, i) => assert.equal(event.offset, i + 1, `${note}: gap-free offsets`));
   for (const [offset, json] of m.acked) assert.equal(texts[offset - 1], json, `${note}: acknowledged event @${offset} reads back byte-identical`);
-  assert.equal(booted.result.runtime.storage.firstOffset, m.firstOffset, `${note}: the first kept offset`);
+  m.prefix = log;
   const unacked = log.filter((e) => !m.acked.has(e.offset));
   assert.deepEqual(unacked.map((e) => e.type), unacked.map((e) => (e.offset === 1 ? S("created") : S("woken"))), `${note}: only created and woken besides what was acknowledged`);
   assert.ok(log.slice(m.verified.length).some((e) => e.type === S("woken")), `${note}: the boot appended a woken`);
@@ -226,8 +230,8 @@ async function settleArchive(m, note, arg = {}) {
 
 /** Retention by count: events before the first kept offset read as trimmed, the rest as acknowledged. */
 async function retain(m, note) {
+  await kill(m, note);
   await verify(m, `${note}: before retention`);
-  m.prefix = await readLog(mf, m.name);
   const maxEvents = 1 + m.r.int(Math.max(1, Math.floor(m.maxOffset / 2)));
   const configure = { input: { type: S("configured"), payload: { config: { retention: { maxEvents } } } } };
   m.acknowledge([configure], [await must(m.name, "append", { event: configure.input })], `${note}: configure retention`);
@@ -315,6 +319,12 @@ async function runSeed(m, t) {
       const items = Array.from({ length: 500 + r.int(500) }, (_, i) => m.input(m.maxOffset + 1 + i, { bytes: 80 + r.int(120), keyChance: 0.1, reuseChance: 0 }));
       m.acknowledge(items, await must(m.name, "appendBatch", { events: items.map((x) => x.input) }), `${note}: bulk batch`);
       stats.bulkEvents += items.length;
+      // A kill between a segment's upload and the deletion of its rows, at least once a seed.
+      await settleArchive(m, note, { holdAfterUpload: true });
+      await kill(m, note);
+      await verify(m, `${note}: after kill() with a seal held after its upload`);
+      await settleArchive(m, `${note}: resuming the held seal`);
+      stats.heldSeals += 1;
     }
     if (anchors.has(step) || roll < 0.5) {
       const item = m.input(m.maxOffset + 1, anchors.has(step) ? { bytes: anchors.get(step), reuseChance: 0 } : {});

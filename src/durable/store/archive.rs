@@ -81,13 +81,24 @@ impl SqlStore {
         }
         let (hot_count, hot_bytes) = self.hot_size()?;
         let archived_keys = first_cell(self.rows("SELECT EXISTS (SELECT 1 FROM archived_keys)", &[])?).is_some_and(|n| as_u64(&n) > 0);
-        *self.tiers() = Tiers { first_offset, segments, object_keys, hot_count, hot_bytes, archived_keys, cache: Vec::new(), miss: None };
+        // The cache survives: segments are immutable, and a boot that failed on a
+        // miss boots again with what was fetched (`forget_cache` after a reset).
+        let mut tiers = self.tiers();
+        let (cache, miss) = (std::mem::take(&mut tiers.cache), tiers.miss.take());
+        *tiers = Tiers { first_offset, segments, object_keys, hot_count, hot_bytes, archived_keys, cache, miss };
         Ok(())
     }
 
     fn hot_size(&self) -> Result<(u64, u64), StoreError> {
         let rows = self.rows(r#"SELECT count(*), COALESCE(sum(COALESCE(length(CAST(json AS BLOB)), byte_length)), 0) FROM events"#, &[])?;
         Ok(rows.first().map_or((0, 0), |row| (as_u64(&row.get(0)), as_u64(&row.get(1)))))
+    }
+
+    /// Drops every cached segment: the offsets are about to mean other events (`reset`).
+    pub(super) fn forget_cache(&self) {
+        let mut tiers = self.tiers();
+        tiers.cache.clear();
+        tiers.miss = None;
     }
 
     /// Counts a commit's events into the hot tier's size.

@@ -204,6 +204,7 @@ impl SqlStore {
         })?;
         self.inner.state_rows.set(Some(0));
         self.inner.legacy.set(false);
+        self.forget_cache();
         self.load_tiers()
     }
 
