@@ -184,8 +184,8 @@ export const COMMANDS: Record<string, Command> = {
     },
   },
   token: {
-    usage: "token <path-scope>... --ops read,append,configure --ttl <seconds> [--secret-env <VAR>]   (signs with $STREAMS_JWT_SECRET; prints the token)",
-    options: { ops: { type: "string" }, ttl: { type: "string" }, "secret-env": { type: "string" } },
+    usage: "token <path-scope>... --ops read,append,configure --ttl <seconds> [--sub <who>] [--secret-env <VAR>]   (signs with $STREAMS_JWT_SECRET; prints the token)",
+    options: { ops: { type: "string" }, ttl: { type: "string" }, sub: { type: "string" }, "secret-env": { type: "string" } },
     async run(ctx) {
       if (ctx.positionals.length === 0) throw new UsageError("expected at least one path scope, e.g. /agents/a1 or /agents/a1/**");
       const ops = typeof ctx.values.ops === "string" ? ctx.values.ops.split(",").map((op) => op.trim()) : [];
@@ -197,7 +197,8 @@ export const COMMANDS: Record<string, Command> = {
       const secret = process.env[secretEnv];
       if (!secret) throw new UsageError(`$${secretEnv} is not set`);
       const ns = typeof ctx.values.namespace === "string" ? ctx.values.namespace : DEFAULT_NAMESPACE;
-      ctx.out(await mintToken({ secret, ns, paths: ctx.positionals, ops: ops as TokenOp[], ttlSeconds }));
+      const sub = typeof ctx.values.sub === "string" ? { sub: ctx.values.sub } : {};
+      ctx.out(await mintToken({ secret, ns, paths: ctx.positionals, ops: ops as TokenOp[], ttlSeconds, ...sub }));
     },
   },
 };

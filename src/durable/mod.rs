@@ -24,7 +24,7 @@ use worker::{durable_object, Env, Request, Response, State, WebSocket, WebSocket
 use crate::directory;
 use crate::wire::error_response;
 use streams_core::directory::{next_report, DirectoryEntry, ReportStep};
-use streams_core::limits::MAX_GET_EVENTS_BYTES;
+use streams_core::limits::{MAX_GET_EVENTS_BYTES, MAX_SAFE_INTEGER};
 use streams_core::name::{ancestors, resolve_stream_path};
 use streams_core::read::{created_at_ms, read_page, window, MonotonicClock, Start};
 use streams_core::reducer::reduce;
@@ -648,9 +648,9 @@ impl Inner {
     /// empty page waits for commits until it has an event, its window is
     /// complete or the time is up (docs/protocol.md#long-poll).
     fn get_events_rpc(self: &Rc<Self>, args: GetEventsArgs) -> StreamResult<Reply> {
-        let (events, settled) = self.events_page(&args)?;
+        let (page, settled) = self.events_page(&args)?;
         if settled || args.wait_ms == 0 {
-            return events_js(&events).map(Reply::Now);
+            return Ok(Reply::Now(page));
         }
         let inner = self.clone();
         let deadline = js_sys::Date::now() + args.wait_ms as f64;
@@ -662,9 +662,9 @@ impl Inner {
                         return events_js(&[]);
                     }
                     inner.next_commit(remaining).await;
-                    let (events, settled) = inner.events_page(&args)?;
+                    let (page, settled) = inner.events_page(&args)?;
                     if settled {
-                        return events_js(&events);
+                        return Ok(page);
                     }
                 }
             }
@@ -672,20 +672,25 @@ impl Inner {
         ))
     }
 
-    /// The page `args` ask for, and whether it is final (an event, or a
-    /// window with nothing left to wait for).
-    fn events_page(&self, args: &GetEventsArgs) -> StreamResult<(Vec<StoredEvent>, bool)> {
+    /// The page `args` ask for as a JS array, and whether it is final (an
+    /// event, or a window with nothing left to wait for). An unfiltered page
+    /// goes from SQLite to JS as one string when it can (`page_js`).
+    fn events_page(&self, args: &GetEventsArgs) -> StreamResult<(JsValue, bool)> {
         let max = self.with_state(|state| state.max_offset)?;
         let first = self.store.first_offset();
         if let Start::After(after) = args.start {
             self.ensure_kept(after + 1)?;
         }
-        self.read(|store| {
-            let window = window(store, args.start, args.before, args.limit, first, max)?;
-            let events = read_page(store, &window, &args.filter, MAX_GET_EVENTS_BYTES)?;
-            let settled = !events.is_empty() || window.is_complete(max);
-            Ok((events, settled))
-        })
+        let window = self.read(|store| window(store, args.start, args.before, args.limit, first, max))?;
+        if args.filter.0.is_none() {
+            let before = window.before.unwrap_or(MAX_SAFE_INTEGER);
+            if let Some(page) = self.read(|store| store.page_js(window.after, before, window.limit))? {
+                return Ok((page, true));
+            }
+        }
+        let events = self.read(|store| read_page(store, &window, &args.filter, MAX_GET_EVENTS_BYTES))?;
+        let settled = !events.is_empty() || window.is_complete(max);
+        Ok((events_js(&events)?, settled))
     }
 
     /// Resolves at the next commit or after `ms`, whichever comes first.

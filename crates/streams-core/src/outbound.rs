@@ -742,6 +742,37 @@ mod tests {
         }
     }
 
+    /// docs/protocol.md#re-dial-back-off: the alarm wakes the stream for the first 10 consecutive
+    /// failures only; after that a retry waits for the next trigger (a domain append) once its
+    /// retry time has passed.
+    #[test]
+    fn the_alarm_stops_after_ten_failed_redials_and_a_domain_append_retries() {
+        let mut w = World::new();
+        w.commit(vec![configured("k")]);
+        for failures in 1..=10u32 {
+            assert_eq!(w.dials.len(), 1, "dial {failures} started");
+            w.resolve_dial(0, false);
+            assert_eq!(w.rows["k"].failures, failures);
+            if failures < 10 {
+                assert_eq!(w.alarm, Some(w.rows["k"].retry_at_ms), "failure {failures}: the alarm is set for the retry");
+                w.fire_alarm();
+            }
+        }
+        // The 10th failure's retry still has the alarm; the 11th does not.
+        assert_eq!(w.alarm, Some(w.rows["k"].retry_at_ms));
+        w.fire_alarm();
+        w.resolve_dial(0, false);
+        assert_eq!(w.rows["k"].failures, 11);
+        assert_eq!(w.alarm, None, "no alarm after the 11th failure");
+        assert!(w.dials.is_empty());
+        // A domain append before the retry time does not dial; one after it does.
+        w.commit(vec![EventInput::system("app/early", json!({}))]);
+        assert!(w.dials.is_empty(), "not before retryAt");
+        w.now = w.rows["k"].retry_at_ms;
+        w.commit(vec![EventInput::system("app/late", json!({}))]);
+        assert_eq!(w.dials.len(), 1, "the next trigger after retryAt dials");
+    }
+
     #[derive(Debug, Clone)]
     enum Step {
         Append(u8),

@@ -24,7 +24,7 @@ use streams_core::limits::MAX_SAFE_INTEGER;
 use streams_core::store::{EventStore, NewEvent, StoreError, StoredEvent, StoredState};
 use streams_core::tiers::Tier;
 
-use hot::{Row, INLINE_ROWS_PER_INSERT, SELECT_BY_KEY, SELECT_BY_OFFSET};
+use hot::{Row, SELECT_BY_KEY, SELECT_BY_OFFSET};
 use migration::{DROP_LEGACY_CHUNKS, DROP_LEGACY_EVENTS};
 
 const SCHEMA: [&str; 5] = [
@@ -71,8 +71,6 @@ struct Connection {
     storage: DurableStorage,
     /// Statement texts as JS strings, so a call does not re-encode its SQL.
     queries: RefCell<HashMap<&'static str, JsString>>,
-    /// The multi-row INSERT for n inline events, at index n − 1.
-    inserts: RefCell<Vec<JsString>>,
     /// How many `core_state` rows exist, when known: an unchanged count lets a
     /// commit overwrite them in place instead of deleting first.
     state_rows: Cell<Option<usize>>,
@@ -91,7 +89,6 @@ impl SqlStore {
             sql: storage.sql(),
             storage,
             queries: RefCell::default(),
-            inserts: RefCell::default(),
             state_rows: Cell::default(),
             legacy: Cell::new(false),
             tiers: RefCell::default(),
@@ -336,7 +333,7 @@ impl EventStore for SqlStore {
 
     fn commit(&self, events: &[NewEvent<'_>], state_json: Option<&str>) -> Result<(), StoreError> {
         let rows: Vec<Row<'_>> = events.iter().map(|e| Row { offset: e.offset, key: e.idempotency_key, bytes: e.json.as_bytes(), text: Some(e.json) }).collect();
-        let mut statements = Vec::with_capacity(events.len().div_ceil(INLINE_ROWS_PER_INSERT) + 2);
+        let mut statements = Vec::with_capacity(3);
         self.push_events(&mut statements, &rows);
         self.commit_state(statements, state_json)?;
         self.count_hot(events.len() as u64, events.iter().map(|e| e.json.len() as u64).sum());
