@@ -21,7 +21,7 @@ after(() => stopPersistedStreams(mf, persistDir));
 const rand = () => Math.random().toString(36).slice(2, 10);
 const freshNamespace = () => `s${rand()}`;
 const freshPath = () => `/svc-${rand()}`;
-const PUBLIC = ["append", "appendBatch", "getEvent", "getEvents", "runtimeState", "reduce", "reset", "kill", "deleteStream"];
+const PUBLIC = ["append", "appendBatch", "getEvent", "getEvents", "getState", "runtimeState", "reduce", "reset", "kill", "deleteStream"];
 
 
 /** tryCallService, retrying only the shutting-down window (docs/protocol.md#kill-and-reset) after kill/reset. */

@@ -6,13 +6,15 @@
 #
 #   bash scripts/mutants.sh              # property tests only (a minute or two per mutant)
 #   bash scripts/mutants.sh --miniflare  # also the Miniflare model tests (a wasm build per mutant)
+#   bash scripts/mutants.sh [--miniflare] <name>  # one mutant
 #
 # Exit 0 when every mutant was caught; 1 when one survived or did not apply.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$PWD"
 MINIFLARE=0
-[ "${1:-}" = "--miniflare" ] && MINIFLARE=1
+[ "${1:-}" = "--miniflare" ] && MINIFLARE=1 && shift
+ONLY="${1:-}" # a mutant's name: run that one alone
 
 # name | file | perl substitution (must change the file)
 MUTANTS=(
@@ -21,13 +23,14 @@ MUTANTS=(
   # S/paused and S/resumed no longer refill the bucket.
   "pause-does-not-refill|crates/streams-core/src/reducer.rs|s{(CorePayload::Paused \{ reason \} => \{\n(?:.*\n){2}\s*)return Effect::Refill;}{\$1return Effect::Free;}"
   # A notice about a grandchild (or deeper) is dropped instead of recording the immediate child.
-  "child-paths-forgets-deeper-notices|crates/streams-core/src/reducer.rs|s{if !state\.child_paths\.contains\(&child\) \{}{if !state.child_paths.contains(&child) && child == child_path.as_str() \{}"
+  "child-paths-forgets-deeper-notices|crates/streams-core/src/reducer.rs|s{!state\.child_paths\.contains\(&child\) \{}{!state.child_paths.contains(&child) && child == child_path.as_str() \{}"
 )
 
 export CARGO_TARGET_DIR="$ROOT/target/mutants"
 survived=0
 for spec in "${MUTANTS[@]}"; do
   IFS='|' read -r name file subst <<<"$spec"
+  [ -n "$ONLY" ] && [ "$name" != "$ONLY" ] && continue
   dir="$(mktemp -d /tmp/streams-mutant-XXXXXX)"
   git worktree add --quiet --detach "$dir" HEAD
   before="$(sha1sum "$dir/$file")"

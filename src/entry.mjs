@@ -24,6 +24,7 @@ export class Stream extends DurableObject {
   appendBatch(arg) { return this.#inner.appendBatch(arg); }
   getEvent(arg) { return this.#inner.getEvent(arg); }
   getEvents(arg) { return this.#inner.getEvents(arg); }
+  getState(arg) { return this.#inner.getState(arg); }
   runtimeState(arg) { return this.#inner.runtimeState(arg); }
   reduce(arg) { return this.#inner.reduce(arg); }
   reset(arg) { return this.#inner.reset(arg); }

@@ -31,7 +31,7 @@ use streams_core::reducer::reduce;
 use streams_core::rpc::{AppendArgs, Call, GetEventArgs, GetEventsArgs, StreamMethod};
 use streams_core::state::StateJson;
 use streams_core::json::json_len;
-use streams_core::store::{snapshot_due, stored_name, AssumeNewKeys, StoredEvent};
+use streams_core::store::{snapshot_due, state_at, stored_name, AssumeNewKeys, StoredEvent};
 use streams_core::time::iso_from_ms;
 use streams_core::{
     child_notice, load_state, plan_append, plan_inputs, types, AppendContext, AppendPlan, CoreState, ErrorCode, Event, EventInput, EventStore,
@@ -204,6 +204,10 @@ impl Stream {
     pub fn get_events(&self, arg: JsValue) -> Result<JsValue, JsValue> {
         self.call(StreamMethod::GetEvents, arg)
     }
+    #[wasm_bindgen(js_name = getState)]
+    pub fn get_state(&self, arg: JsValue) -> Result<JsValue, JsValue> {
+        self.call(StreamMethod::GetState, arg)
+    }
     #[wasm_bindgen(js_name = runtimeState)]
     pub fn runtime_state(&self, arg: JsValue) -> Result<JsValue, JsValue> {
         self.call(StreamMethod::RuntimeState, arg)
@@ -295,6 +299,7 @@ impl Inner {
             Call::Append(args) => return self.append_rpc(method, args),
             Call::GetEvent(args) => self.get_event_rpc(args),
             Call::GetEvents(args) => return self.get_events_rpc(args),
+            Call::GetState(at_offset) => self.get_state_rpc(at_offset),
             Call::RuntimeState => from_json_text(&self.runtime_state_json()?),
             Call::Reduce(event, state) => self.reduce_rpc(&event, state),
             Call::Reset => {
@@ -713,6 +718,25 @@ impl Inner {
         for resolve in self.commit_waiters.take() {
             let _ = resolve.call0(&JsValue::UNDEFINED);
         }
+    }
+
+    /// The state right after `at_offset` (docs/protocol.md#getstate): the current one when absent.
+    fn get_state_rpc(&self, at_offset: Option<u64>) -> StreamResult<JsValue> {
+        let (max, current) = self.with_state(|state| (state.max_offset, state.to_json()))?;
+        let at = match at_offset {
+            None => return from_json_text(&current),
+            Some(at) if at == max => return from_json_text(&current),
+            Some(at) if at > max => return Err(StreamError::new(ErrorCode::NotFound, format!("No stream event found at offset {at}."))),
+            Some(at) => at,
+        };
+        self.ensure_kept(at + 1)?;
+        let name = self.name()?;
+        let state = self.read(|store| state_at(store, at, &mut |w| worker::console_warn!("{}: {w}", name.do_name())))?;
+        if state.max_offset != at {
+            // The replay from the nearest snapshot met events retention removed.
+            self.ensure_kept(state.max_offset + 1)?;
+        }
+        from_json_text(&state.to_json())
     }
 
     fn get_event_rpc(&self, args: GetEventArgs) -> StreamResult<JsValue> {

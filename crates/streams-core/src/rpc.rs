@@ -20,6 +20,7 @@ pub enum StreamMethod {
     AppendBatch,
     GetEvent,
     GetEvents,
+    GetState,
     RuntimeState,
     Reduce,
     Reset,
@@ -41,11 +42,12 @@ pub enum HttpAccess {
 }
 
 impl StreamMethod {
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 15] = [
         Self::Append,
         Self::AppendBatch,
         Self::GetEvent,
         Self::GetEvents,
+        Self::GetState,
         Self::RuntimeState,
         Self::Reduce,
         Self::Reset,
@@ -64,6 +66,7 @@ impl StreamMethod {
             Self::AppendBatch => "appendBatch",
             Self::GetEvent => "getEvent",
             Self::GetEvents => "getEvents",
+            Self::GetState => "getState",
             Self::RuntimeState => "runtimeState",
             Self::Reduce => "reduce",
             Self::Reset => "reset",
@@ -100,7 +103,7 @@ impl StreamMethod {
 
     pub fn http(self) -> HttpAccess {
         match self {
-            Self::GetEvent | Self::GetEvents | Self::RuntimeState => HttpAccess::GetOrPost,
+            Self::GetEvent | Self::GetEvents | Self::GetState | Self::RuntimeState => HttpAccess::GetOrPost,
             Self::Append | Self::AppendBatch | Self::Reduce | Self::Reset | Self::Kill | Self::DeleteStream => HttpAccess::Post,
             Self::RunIdleTeardownNow | Self::SimulateHibernation | Self::MemoryUsage | Self::NotifyChildStreamCreated | Self::RunArchiveNow => HttpAccess::Unreachable,
         }
@@ -136,6 +139,7 @@ impl StreamMethod {
             Self::AppendBatch => &["streamPath", "events"],
             Self::GetEvent => &["offset", "idempotencyKey"],
             Self::GetEvents => &["afterOffset", "beforeOffset", "limit", "sinceTime", "last", "eventTypes", "waitMs"],
+            Self::GetState => &["atOffset"],
             Self::Reduce => &["event", "coreProcessorState"],
             Self::NotifyChildStreamCreated => &["childPath"],
             Self::RunArchiveNow => &["nowMs", "holdAfterUpload"],
@@ -163,6 +167,8 @@ pub enum Call {
     Append(AppendArgs),
     GetEvent(GetEventArgs),
     GetEvents(GetEventsArgs),
+    /// The state right after this offset; the current state when `None`.
+    GetState(Option<u64>),
     RuntimeState,
     /// The `reduce` preview: the event, and the state to reduce it into (the live one when absent).
     Reduce(Box<Event>, Option<Box<CoreState>>),
@@ -185,6 +191,10 @@ impl Call {
             StreamMethod::Append | StreamMethod::AppendBatch => Self::Append(AppendArgs::parse(method, args)?),
             StreamMethod::GetEvent => Self::GetEvent(GetEventArgs::parse(&args)?),
             StreamMethod::GetEvents => Self::GetEvents(GetEventsArgs::parse(&args)?),
+            StreamMethod::GetState => match args.get("atOffset") {
+                None | Some(Value::Null) => Self::GetState(None),
+                Some(v) => Self::GetState(Some(non_negative("atOffset", v)?)),
+            },
             StreamMethod::RuntimeState => Self::RuntimeState,
             StreamMethod::Reduce => {
                 let event = args.remove("event").ok_or_else(|| StreamError::invalid_request("event is required"))?;
@@ -346,7 +356,7 @@ mod tests {
             assert_eq!(StreamMethod::from_js_name(m.js_name()), Some(m));
         }
         let public: Vec<_> = StreamMethod::ALL.into_iter().filter(|m| m.on_entrypoint()).map(StreamMethod::js_name).collect();
-        assert_eq!(public, ["append", "appendBatch", "getEvent", "getEvents", "runtimeState", "reduce", "reset", "kill", "deleteStream"]);
+        assert_eq!(public, ["append", "appendBatch", "getEvent", "getEvents", "getState", "runtimeState", "reduce", "reset", "kill", "deleteStream"]);
         for hook in [StreamMethod::RunIdleTeardownNow, StreamMethod::SimulateHibernation, StreamMethod::MemoryUsage, StreamMethod::RunArchiveNow, StreamMethod::NotifyChildStreamCreated] {
             assert_eq!(hook.http(), HttpAccess::Unreachable);
         }

@@ -271,7 +271,7 @@ impl SqlStore {
             (self.query(r#"DELETE FROM events WHERE "offset" BETWEEN ? AND ?"#), range()),
             (self.query("DELETE FROM runtime_meta WHERE key = ?"), [JsValue::from_str(PENDING_SEAL_KEY)].iter().collect()),
         ];
-        self.commit_state(statements, Some(state_json))?;
+        self.commit_state(statements, Some(state_json), None)?;
         self.load_tiers()
     }
 
@@ -296,12 +296,17 @@ impl SqlStore {
             (self.query(r#"DELETE FROM event_chunks WHERE "offset" < ?"#), before()),
             (self.query(r#"DELETE FROM events WHERE "offset" < ?"#), before()),
             (self.query(r#"DELETE FROM archived_keys WHERE "offset" < ?"#), before()),
+            // Snapshots older than the one getState needs at the first kept offset (docs/protocol.md#getstate).
+            (
+                self.query("DELETE FROM state_history WHERE at_offset < (SELECT COALESCE(MAX(at_offset), 0) FROM state_history WHERE at_offset < ?)"),
+                before(),
+            ),
             (
                 self.query("INSERT OR REPLACE INTO runtime_meta (key, value) VALUES (?, ?)"),
                 [JsValue::from_str(FIRST_OFFSET_KEY), JsValue::from_str(&plan.first_offset.to_string())].iter().collect(),
             ),
         ];
-        self.commit_state(statements, Some(state_json))?;
+        self.commit_state(statements, Some(state_json), None)?;
         self.load_tiers()
     }
 

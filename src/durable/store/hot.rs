@@ -5,14 +5,14 @@
 use js_sys::{Array, Uint8Array};
 use wasm_bindgen::JsValue;
 
-use streams_core::chunk::{chunks, ChunkSummary};
+use streams_core::chunk::{chunks, reassemble, ChunkSummary};
 use streams_core::json::raw_array;
 use streams_core::limits::EVENT_CHUNK_SIZE;
 use streams_core::store::{StoreError, StoredEvent};
 use streams_core::tiers::Tier;
 use streams_core::CORE_STATE_VERSION;
 
-use super::{as_u64, blob, corrupt, js_int, SqlStore, Statement};
+use super::{as_u64, blob, corrupt, first_cell, js_int, SqlStore, Statement};
 use crate::js::parse_in_js;
 
 /// The joined JSON of the events one `INSERT_FROM_JSON` writes stays under
@@ -60,15 +60,32 @@ impl SqlStore {
         }
     }
 
-    pub(super) fn commit_state(&self, mut statements: Vec<Statement>, state_json: Option<&str>) -> Result<(), StoreError> {
+    /// Commits `statements` with the state, when given; a snapshot that
+    /// follows a commit's last offset is also kept in the history.
+    pub(super) fn commit_state(&self, mut statements: Vec<Statement>, state_json: Option<&str>, at_offset: Option<u64>) -> Result<(), StoreError> {
         if let Some(json) = state_json {
             self.push_state(&mut statements, json);
+            if let Some(at) = at_offset {
+                for (index, chunk) in chunks(json.as_bytes()).into_iter().enumerate() {
+                    let row = [js_int(at), js_int(index as u64), JsValue::from_f64(CORE_STATE_VERSION as f64), Uint8Array::from(chunk).into()];
+                    statements.push((self.query(INSERT_HISTORY), row.iter().collect()));
+                }
+            }
         }
         self.run_all(statements)?;
         if let Some(json) = state_json {
             self.inner.state_rows.set(Some(chunks(json.as_bytes()).len()));
         }
         Ok(())
+    }
+
+    /// The newest snapshot of this state version at or below `offset`.
+    pub(super) fn history_at_or_below(&self, offset: u64) -> Result<Option<(u64, String)>, StoreError> {
+        let version = JsValue::from_f64(CORE_STATE_VERSION as f64);
+        let Some(at) = first_cell(self.rows(SELECT_HISTORY_AT, &[js_int(offset), version.clone()])?) else { return Ok(None) };
+        let slices = self.rows(SELECT_HISTORY_CHUNKS, &[at.clone(), version])?.into_iter().map(|r| blob(&r.get(0))).collect::<Option<Vec<_>>>();
+        let json = slices.and_then(|s| reassemble(s).ok());
+        Ok(json.map(|json| (as_u64(&at), json)))
     }
 
     /// The event in the row matched by `query` (by offset or by key), its
@@ -335,6 +352,9 @@ const INSERT_FROM_JSON: &str = r#"INSERT INTO events ("offset", idempotency_key,
 const INSERT_CHUNKED: &str = r#"INSERT INTO events ("offset", idempotency_key, chunk_count, byte_length, checksum) VALUES (?, ?, ?, ?, ?)"#;
 const INSERT_CHUNK: &str = r#"INSERT INTO event_chunks ("offset", chunk_index, chunk_bytes) VALUES (?, ?, ?)"#;
 const DELETE_STATE: &str = "DELETE FROM core_state";
+const INSERT_HISTORY: &str = "INSERT OR REPLACE INTO state_history (at_offset, chunk_index, version, chunk_bytes) VALUES (?, ?, ?, ?)";
+const SELECT_HISTORY_AT: &str = "SELECT at_offset FROM state_history WHERE at_offset <= ? AND version = ? ORDER BY at_offset DESC LIMIT 1";
+const SELECT_HISTORY_CHUNKS: &str = "SELECT chunk_bytes FROM state_history WHERE at_offset = ? AND version = ? ORDER BY chunk_index";
 const INSERT_STATE: &str = "INSERT OR REPLACE INTO core_state (chunk_index, version, chunk_bytes) VALUES (?, ?, ?)";
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ use streams_core::tiers::Tier;
 use hot::{Row, SELECT_BY_KEY, SELECT_BY_OFFSET};
 use migration::{DROP_LEGACY_CHUNKS, DROP_LEGACY_EVENTS};
 
-const SCHEMA: [&str; 5] = [
+const SCHEMA: [&str; 6] = [
     // `json` holds an event of at most one slice; a bigger one has NULL there
     // and its slices in `event_chunks`, described by the three columns after it.
     r#"CREATE TABLE IF NOT EXISTS events ("offset" INTEGER PRIMARY KEY, idempotency_key TEXT, json TEXT, chunk_count INTEGER, byte_length INTEGER, checksum INTEGER)"#,
@@ -35,6 +35,8 @@ const SCHEMA: [&str; 5] = [
     r#"CREATE TABLE IF NOT EXISTS event_chunks ("offset" INTEGER NOT NULL REFERENCES events("offset"), chunk_index INTEGER NOT NULL, chunk_bytes BLOB NOT NULL, PRIMARY KEY ("offset", chunk_index)) WITHOUT ROWID"#,
     r#"CREATE TABLE IF NOT EXISTS core_state (chunk_index INTEGER PRIMARY KEY, version INTEGER NOT NULL, chunk_bytes BLOB NOT NULL)"#,
     r#"CREATE TABLE IF NOT EXISTS runtime_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"#,
+    // Every state snapshot, kept by the offset it follows, for `getState({atOffset})`.
+    r#"CREATE TABLE IF NOT EXISTS state_history (at_offset INTEGER NOT NULL, chunk_index INTEGER NOT NULL, version INTEGER NOT NULL, chunk_bytes BLOB NOT NULL, PRIMARY KEY (at_offset, chunk_index)) WITHOUT ROWID"#,
 ];
 
 #[wasm_bindgen]
@@ -194,7 +196,7 @@ impl SqlStore {
     /// Deletes every row of every table, and the first layout's tables (`reset`).
     pub fn delete_everything(&self) -> Result<(), StoreError> {
         self.transaction(|store| {
-            for statement in ["DELETE FROM event_chunks", "DELETE FROM events", "DELETE FROM core_state", "DELETE FROM runtime_meta", "DELETE FROM segments", "DELETE FROM archived_keys", DROP_LEGACY_CHUNKS, DROP_LEGACY_EVENTS] {
+            for statement in ["DELETE FROM event_chunks", "DELETE FROM events", "DELETE FROM core_state", "DELETE FROM state_history", "DELETE FROM runtime_meta", "DELETE FROM segments", "DELETE FROM archived_keys", DROP_LEGACY_CHUNKS, DROP_LEGACY_EVENTS] {
                 store.exec(statement, &[])?;
             }
             Ok(())
@@ -335,7 +337,7 @@ impl EventStore for SqlStore {
         let rows: Vec<Row<'_>> = events.iter().map(|e| Row { offset: e.offset, key: e.idempotency_key, bytes: e.json.as_bytes(), text: Some(e.json) }).collect();
         let mut statements = Vec::with_capacity(3);
         self.push_events(&mut statements, &rows);
-        self.commit_state(statements, state_json)?;
+        self.commit_state(statements, state_json, events.last().map(|e| e.offset))?;
         self.count_hot(events.len() as u64, events.iter().map(|e| e.json.len() as u64).sum());
         Ok(())
     }
@@ -345,7 +347,11 @@ impl EventStore for SqlStore {
     }
 
     fn write_state(&self, state_json: &str) -> Result<(), StoreError> {
-        self.commit_state(Vec::new(), Some(state_json))
+        self.commit_state(Vec::new(), Some(state_json), None)
+    }
+
+    fn snapshot_at_or_below(&self, offset: u64) -> Result<Option<(u64, String)>, StoreError> {
+        self.history_at_or_below(offset)
     }
 }
 
