@@ -70,7 +70,9 @@ if (new Set(CODES.map((c) => c.label)).size !== CODES.length) throw new Error("-
  * Markers are Rust function names (the wasm name section of build-profile/) or JS glue names.
  */
 const PHASES = [
-  { key: "args", title: "argument conversion (JS object → serde_json, src/js.rs arguments_to_json)", marker: /streams::js::arguments_to_json/ },
+  // Before the one-crossing change: a walk of the JS object (arguments_to_json); after it,
+  // argument_json: JSON.stringify, one copy of the text into wasm, one parse.
+  { key: "args", title: "argument into JSON (src/js.rs: walk of the JS object → JSON.stringify + one copy + one parse)", marker: /streams::js::argument(s_to)?_json/ },
   // plan_append is inlined into its caller; any other core function counts here too (phaseOf).
   { key: "plan", title: "validation, planning, reduction (core plan_append)", marker: /streams_core::append::plan_(append|inputs)/ },
   { key: "stateJson", title: "state JSON for the commit (CoreState::to_json)", marker: /streams_core::state::CoreState::to_json/ },

@@ -108,6 +108,9 @@ test("`streams token` prints a token the Worker accepts; the secret comes from t
   assert.equal((await read(tok, "cli", "/c/x")).status, 200);
   const other = await run(process.execPath, [CLI, "token", "/c", "--ops", "read", "--ttl", "90", "--secret-env", "MY_SECRET"], { env: { ...process.env, MY_SECRET: SECRET } });
   assert.equal(claimsOf(other.stdout.trim()).ns, "default");
+  assert.equal(claimsOf(other.stdout.trim()).sub, undefined);
+  const owned = await run(process.execPath, [CLI, "token", "/c", "--ops", "read", "--ttl", "90", "--sub", "user-7"], { env });
+  assert.equal(claimsOf(owned.stdout.trim()).sub, "user-7", "--sub names who the token is for");
   for (const [args, secret, status, message] of [
     [["token", "/c", "--ops", "read", "--ttl", "90"], undefined, 2, /\$STREAMS_JWT_SECRET is not set/],
     [["token", "--ops", "read", "--ttl", "90"], SECRET, 2, /expected at least one path scope/],

@@ -305,6 +305,35 @@ test("a 700 KiB \"x\" payload round-trips exactly", async () => {
   assert.deepEqual(await call(mf, name, "getEvents", { afterOffset: ev.offset - 1 }), [ev]);
 });
 
+// A batch is written as one INSERT over a JSON array per ~1 MiB of inline events, with each row's
+// offset and key read back out of its own JSON (docs/architecture.md#storage): keys with escapes,
+// several such statements and a chunked event between them must all land exactly.
+test("a batch over 1 MiB of inline JSON, a chunked event inside it and keys with escapes: every event reads back exactly by offset, page and key", async () => {
+  const name = uniqueName();
+  const keys = ['q"uote', "back\\slash", "nul\u0000byte", "astral \u{1F600}", "tab\tand\nnewline", "  trimmed  "];
+  const big = (c) => c.repeat(450 * 1024);
+  const events = [
+    { type: "app/inline", payload: big("a") },
+    ...keys.map((k, i) => ({ type: "app/keyed", idempotencyKey: k, payload: { i, s: "é\u2028\"\\\u0001", n: [1e21, 0.1, -0, 5e-324] } })),
+    { type: "app/inline", payload: big("b") },
+    { type: "app/chunked", payload: "c".repeat(600 * 1024) },
+    { type: "app/inline", payload: big("d") },
+    { type: "app/last", metadata: { "1": 1, b: { z: null } } },
+  ];
+  const committed = await call(mf, name, "appendBatch", { events });
+  assert.equal(committed.length, events.length);
+  assertContiguous(committed.map((e) => e.offset), committed[0].offset);
+  const log = await readAll(mf, name);
+  assert.deepEqual(log.slice(-events.length), committed);
+  for (const ev of committed) assert.deepEqual(await call(mf, name, "getEvent", { offset: ev.offset }), ev);
+  for (const ev of committed.filter((e) => e.idempotencyKey !== undefined)) {
+    assert.deepEqual(await call(mf, name, "getEvent", { idempotencyKey: ev.idempotencyKey }), ev, JSON.stringify(ev.idempotencyKey));
+  }
+  assert.equal(committed.find((e) => e.type === "app/keyed" && e.payload.i === 5).idempotencyKey, "trimmed");
+  const again = await call(mf, name, "appendBatch", { events: keys.map((k) => ({ type: "app/keyed", idempotencyKey: k })) });
+  assert.deepEqual(again, committed.filter((e) => e.type === "app/keyed"), "every key is found again: nothing new");
+});
+
 test("a 5 MiB event (multi-byte characters across chunk boundaries) round-trips exactly", async () => {
   const name = uniqueName();
   const unit = "abc€😀é\u0001\"\\x"; // 1+1+1+3+4+2+1+1+1+1 UTF-8 bytes, some escaped in JSON

@@ -93,7 +93,8 @@ test("a fresh stream boots with created@1 {namespace, path} and woken@2 (UUID v4
     burstCapacity: 100000,
     refillRatePerMinute: 6000000,
   });
-  assert.deepEqual(rs.runtime, { connections: {}, redial: {}, idleTeardownAt: null });
+  const storage = { firstOffset: 1, hotEvents: 2, hotBytes: Buffer.byteLength(JSON.stringify(created)) + Buffer.byteLength(JSON.stringify(woken)), archivedSegments: 0, archivedEvents: 0, archivedBytes: 0 };
+  assert.deepEqual(rs.runtime, { connections: {}, redial: {}, idleTeardownAt: null, storage });
 
   // Reads after boot append nothing.
   assert.deepEqual(await readAll(mf, name), events);

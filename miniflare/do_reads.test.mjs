@@ -110,7 +110,7 @@ test("runtimeState has exactly {coreProcessorState, runtime}; reads never append
   await assertUnchanged(mf, name, snap);
   const rs = await call(mf, name, "runtimeState");
   assert.deepEqual(Object.keys(rs), ["coreProcessorState", "runtime"]);
-  assert.deepEqual(Object.keys(rs.runtime), ["connections", "redial", "idleTeardownAt"]);
+  assert.deepEqual(Object.keys(rs.runtime), ["connections", "redial", "idleTeardownAt", "storage"]);
   assert.deepEqual(rs.coreProcessorState, snap.state);
   const all = await readAll(mf, name);
   assert.equal(rs.coreProcessorState.maxOffset, all.at(-1).offset);

@@ -127,7 +127,7 @@ test("errors of the target stream come back unchanged", async () => {
 
 // The methods of docs/protocol.md#rpc-methods plus the stream-to-stream child notice (keyed by the receiver, so that callers
 // never need a reserved idempotency key).
-const SPEC_METHODS = ["append", "appendBatch", "getEvent", "getEvents", "runtimeState", "reduce", "reset", "kill", "runIdleTeardownNow", "simulateHibernation", "memoryUsage", "notifyChildStreamCreated"];
+const SPEC_METHODS = ["append", "appendBatch", "getEvent", "getEvents", "getState", "runtimeState", "reduce", "reset", "kill", "runIdleTeardownNow", "simulateHibernation", "memoryUsage", "runArchiveNow", "deleteStream", "notifyChildStreamCreated"];
 const RUNTIME_HANDLERS = ["constructor", "fetch", "alarm", "webSocketMessage", "webSocketClose", "webSocketError"];
 
 test("the methods of src/entry.mjs equal the Rust allowlist and the documented table", () => {

@@ -212,6 +212,6 @@ test(`load: ${WRITERS} concurrent writers × ${EVENTS_PER_WRITER} events on one 
     lost: 0,
     duplicates: domain.length - keys.size,
   };
+  // How long the load phase took is reported above, never asserted: speed is the bench's business.
   t.diagnostic(`load summary ${JSON.stringify(summary)}`);
-  assert.ok(writeMs < 120_000, `load phase took ${writeMs} ms`);
 });

@@ -97,16 +97,16 @@ describe("security: no tokens configured", () => {
     await unchanged("DO fetch");
   });
 
-  test("the service entrypoint exposes exactly the eight public methods", async () => {
-    for (const m of ["runIdleTeardownNow", "simulateHibernation", "memoryUsage", "notifyChildStreamCreated", "readCoreProcessorState", "writeCoreProcessorState", "subscribeOutbound"]) {
+  test("the service entrypoint exposes exactly the nine public methods", async () => {
+    for (const m of ["runIdleTeardownNow", "simulateHibernation", "memoryUsage", "runArchiveNow", "notifyChildStreamCreated", "readCoreProcessorState", "writeCoreProcessorState", "subscribeOutbound"]) {
       const o = await callOn(mf, "service", name, m, {});
       assert.equal(o.ok, false, `${m} is callable on the entrypoint`);
     }
     await unchanged("entrypoint internals");
   });
 
-  test("HTTP reset/kill are refused (403) while STREAMS_ADMIN_TOKEN is unset, whatever the header", async () => {
-    for (const m of ["reset", "kill"]) {
+  test("HTTP reset/kill/deleteStream are refused (403) while STREAMS_ADMIN_TOKEN is unset, whatever the header", async () => {
+    for (const m of ["reset", "kill", "deleteStream"]) {
       for (const headers of [{}, { authorization: "Bearer " }, { authorization: "Bearer undefined" }, { authorization: "Bearer null" }]) {
         await expectHttp(mf, "POST", apiUrl(name, m), { headers, status: 403, code: "unauthorized", message: "admin token required" });
       }

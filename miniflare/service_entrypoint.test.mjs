@@ -1,4 +1,4 @@
-// The Worker entrypoint through a service binding (env.STREAMS.<method>): the eight methods,
+// The Worker entrypoint through a service binding (env.STREAMS.<method>): the nine methods,
 // the default namespace, streamPath resolution, errors, and what is absent
 // (docs/protocol.md#streampath, #errors, #service-binding).
 import { before, after, test } from "node:test";
@@ -21,7 +21,7 @@ after(() => stopPersistedStreams(mf, persistDir));
 const rand = () => Math.random().toString(36).slice(2, 10);
 const freshNamespace = () => `s${rand()}`;
 const freshPath = () => `/svc-${rand()}`;
-const EIGHT = ["append", "appendBatch", "getEvent", "getEvents", "runtimeState", "reduce", "reset", "kill"];
+const PUBLIC = ["append", "appendBatch", "getEvent", "getEvents", "getState", "runtimeState", "reduce", "reset", "kill", "deleteStream"];
 
 
 /** tryCallService, retrying only the shutting-down window (docs/protocol.md#kill-and-reset) after kill/reset. */
@@ -34,7 +34,7 @@ async function tryServiceAfterKill(method, arg) {
   }
 }
 
-test("a client worker calls all eight entrypoint methods; namespace defaults to `default`", async () => {
+test("a client worker calls all nine entrypoint methods; namespace defaults to `default`", async () => {
   const p = freshPath();
   const name = `default:${p}`;
 
@@ -81,6 +81,14 @@ test("a client worker calls all eight entrypoint methods; namespace defaults to 
   assert.equal(afterReset.ok, true, JSON.stringify(afterReset));
   assert.deepEqual(afterReset.result.map((e) => [e.offset, e.type]), [[1, S("created")], [2, S("woken")]], "reset → a fresh stream");
 
+  await callService(mf, "append", { path: p, event: { type: "app/doomed" } });
+  const before = afterReset.result[0].payload.streamId;
+  assertUndefined(await tryCallService(mf, "deleteStream", { path: p }));
+  const afterDelete = await tryServiceAfterKill("getEvents", { path: p });
+  assert.equal(afterDelete.ok, true, JSON.stringify(afterDelete));
+  assert.deepEqual(afterDelete.result.map((e) => [e.offset, e.type]), [[1, S("created")], [2, S("woken")]], "deleteStream → a fresh stream");
+  assert.notEqual(afterDelete.result[0].payload.streamId, before, "a new life");
+
   // An explicit namespace works the same way.
   const ns = freshNamespace();
   const explicit = await callService(mf, "append", { namespace: ns, path: "/x", event: { type: "app/x" } });
@@ -113,14 +121,14 @@ test("runIdleTeardownNow (and every other non-public name) is absent from the en
   assert.equal(await doHasFiles(mf, persistDir, `default:${p}`), false, "no stream was touched");
 });
 
-test("the built entrypoint class has exactly the eight methods, listStreams and fetch", () => {
+test("the built entrypoint class has exactly the nine public methods, listStreams and fetch", () => {
   const src = fs.readFileSync(path.join(REPO_ROOT, "build", "index.js"), "utf8");
   const alias = /import\s*\{\s*WorkerEntrypoint\s+as\s+([\w$]+)\s*\}\s*from\s*"cloudflare:workers"/.exec(src)?.[1];
   assert.ok(alias, "build/index.js imports WorkerEntrypoint");
   const cls = new RegExp(`var ([\\w$]+)=class extends ${alias.replace("$", "\\$")}\\{\\}`).exec(src)?.[1];
   assert.ok(cls, "build/index.js defines the entrypoint class");
   const methods = [...src.matchAll(new RegExp(`(?<![\\w$])${cls.replace("$", "\\$")}\\.prototype\\.([\\w$]+)=`, "g"))].map((m) => m[1]);
-  assert.deepEqual([...methods].sort(), [...EIGHT, "listStreams", "fetch"].sort());
+  assert.deepEqual([...methods].sort(), [...PUBLIC, "listStreams", "fetch"].sort());
 });
 
 test("service append({path:/p, streamPath:/q, event}) lands on /q; /p gets no woken (never touched)", async () => {
@@ -171,7 +179,7 @@ test("relative streamPaths resolve against `path`; escaping the root → invalid
 test("entrypoint errors follow docs/protocol.md#errors and are checked before any DO is touched", async () => {
   const ns = freshNamespace();
   const nsMsg = 'invalid namespace "Bad": must match ^[a-z0-9][a-z0-9_-]{0,62}$';
-  for (const method of EIGHT) {
+  for (const method of PUBLIC) {
     const extra = method === "append" ? { event: { type: "app/x" } } : method === "appendBatch" ? { events: [] } : {};
     assertError(await tryCallService(mf, method, { namespace: "Bad", path: "/x", ...extra }), "invalid_namespace", nsMsg, method);
     assertError(await tryCallService(mf, method, { namespace: ns, ...extra }), "invalid_path", "path is required", method);

@@ -6,13 +6,15 @@
 #
 #   bash scripts/mutants.sh              # property tests only (a minute or two per mutant)
 #   bash scripts/mutants.sh --miniflare  # also the Miniflare model tests (a wasm build per mutant)
+#   bash scripts/mutants.sh [--miniflare] <name>  # one mutant
 #
 # Exit 0 when every mutant was caught; 1 when one survived or did not apply.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$PWD"
 MINIFLARE=0
-[ "${1:-}" = "--miniflare" ] && MINIFLARE=1
+[ "${1:-}" = "--miniflare" ] && MINIFLARE=1 && shift
+ONLY="${1:-}" # a mutant's name: run that one alone
 
 # name | file | perl substitution (must change the file)
 MUTANTS=(
@@ -21,13 +23,14 @@ MUTANTS=(
   # S/paused and S/resumed no longer refill the bucket.
   "pause-does-not-refill|crates/streams-core/src/reducer.rs|s{(CorePayload::Paused \{ reason \} => \{\n(?:.*\n){2}\s*)return Effect::Refill;}{\$1return Effect::Free;}"
   # A notice about a grandchild (or deeper) is dropped instead of recording the immediate child.
-  "child-paths-forgets-deeper-notices|crates/streams-core/src/reducer.rs|s{if !state\.child_paths\.contains\(&child\) \{}{if !state.child_paths.contains(&child) && child == child_path.as_str() \{}"
+  "child-paths-forgets-deeper-notices|crates/streams-core/src/reducer.rs|s{!state\.child_paths\.contains\(&child\) \{}{!state.child_paths.contains(&child) && child == child_path.as_str() \{}"
 )
 
 export CARGO_TARGET_DIR="$ROOT/target/mutants"
 survived=0
 for spec in "${MUTANTS[@]}"; do
   IFS='|' read -r name file subst <<<"$spec"
+  [ -n "$ONLY" ] && [ "$name" != "$ONLY" ] && continue
   dir="$(mktemp -d /tmp/streams-mutant-XXXXXX)"
   git worktree add --quiet --detach "$dir" HEAD
   before="$(sha1sum "$dir/$file")"
@@ -42,11 +45,16 @@ for spec in "${MUTANTS[@]}"; do
       caught+=("core_properties ($(grep -m1 -oE 'differs from the model: [^"]{0,120}|the model (accepts|refuses)[^"]{0,80}|breaker trip: [^"]{0,80}|result\[[0-9]+\][^"]{0,80}' "$dir/cargo.log" || echo failed))")
     fi
     if [ "$MINIFLARE" = 1 ]; then
-      ln -s "$ROOT/node_modules" "$dir/node_modules"
-      [ -d "$ROOT/client/node_modules" ] && ln -s "$ROOT/client/node_modules" "$dir/client/node_modules"
+      # Hard-linked copies, never symlinks: an `npm ci` in the throw-away tree then only unlinks its
+      # own names and cannot empty this checkout's node_modules.
+      cp -al "$ROOT/node_modules" "$dir/node_modules"
+      cp --remove-destination "$ROOT/node_modules/.package-lock.json" "$dir/node_modules/.package-lock.json"
+      touch "$dir/node_modules/.package-lock.json" # current for bootstrap.sh, so no npm ci runs at all
       if (cd "$dir" && bash scripts/build.sh >"$dir/build.log" 2>&1); then
         for t in miniflare/reliability_model.test.mjs miniflare/storage_properties.test.mjs; do
-          (cd "$dir" && node --test "$t" >"$dir/mf.log" 2>&1) || caught+=("$t")
+          if ! (cd "$dir" && node --test "$t" >"$dir/mf.log" 2>&1); then
+            caught+=("$t ($(grep -m1 -oE "differs from the model[^'\"]{0,120}|the breaker must trip[^'\"]{0,80}|a breaker trip at offset[^'\"]{0,60}|error: '[^']{0,120}" "$dir/mf.log" || echo failed))")
+          fi
         done
       else
         caught+=("(the wasm build failed: see $dir/build.log)")

@@ -24,13 +24,16 @@ export class Stream extends DurableObject {
   appendBatch(arg) { return this.#inner.appendBatch(arg); }
   getEvent(arg) { return this.#inner.getEvent(arg); }
   getEvents(arg) { return this.#inner.getEvents(arg); }
+  getState(arg) { return this.#inner.getState(arg); }
   runtimeState(arg) { return this.#inner.runtimeState(arg); }
   reduce(arg) { return this.#inner.reduce(arg); }
   reset(arg) { return this.#inner.reset(arg); }
   kill(arg) { return this.#inner.kill(arg); }
+  deleteStream(arg) { return this.#inner.deleteStream(arg); }
   runIdleTeardownNow(arg) { return this.#inner.runIdleTeardownNow(arg); }
   simulateHibernation(arg) { return this.#inner.simulateHibernation(arg); }
   memoryUsage(arg) { return this.#inner.memoryUsage(arg); }
+  runArchiveNow(arg) { return this.#inner.runArchiveNow(arg); }
   notifyChildStreamCreated(arg) { return this.#inner.notifyChildStreamCreated(arg); }
 }
 

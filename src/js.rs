@@ -5,6 +5,7 @@
 
 use js_sys::{Array, JsString, Object, Reflect};
 use serde_json::{Map, Value};
+use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
 
 use streams_core::json::{js_key_order, number_value, parse_js_text, raw_array};
@@ -203,6 +204,21 @@ pub fn arguments_to_json(arg: &JsValue) -> Result<Option<Value>, StreamError> {
         map.insert(name, value);
     }
     Ok(Some(Value::Object(map)))
+}
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_namespace = JSON, js_name = parse, catch)]
+    fn json_parse(text: &JsValue) -> Result<JsValue, JsValue>;
+}
+
+/// `JSON.parse` of a JS string that never enters wasm (e.g. a page SQLite
+/// joined); `None` when it is not a string or not JSON.
+pub fn parse_in_js(text: &JsValue) -> Option<JsValue> {
+    if !text.is_string() {
+        return None;
+    }
+    json_parse(text).ok()
 }
 
 /// Parses JSON text this crate wrote into a JS value.

@@ -4,6 +4,7 @@ use worker::Env;
 
 use streams_core::outbound::Timing;
 use streams_core::subscriber::parse_binding_allowlist;
+use streams_core::tiers::SegmentLimits;
 
 const DEFAULT_IDLE_TEARDOWN_MS: f64 = 300_000.0;
 const DEFAULT_REDIAL_BASE_MS: f64 = 1000.0;
@@ -16,6 +17,8 @@ pub struct Settings {
     pub idle_teardown_ms: f64,
     pub redial_base_ms: f64,
     pub redial_max_ms: f64,
+    /// When the hot tier is sealed into a segment (with `STREAMS_ARCHIVE` bound).
+    pub segment_limits: SegmentLimits,
 }
 
 impl Settings {
@@ -30,6 +33,10 @@ impl Settings {
             idle_teardown_ms: positive_ms(env, "STREAM_IDLE_TEARDOWN_MS", DEFAULT_IDLE_TEARDOWN_MS),
             redial_base_ms: positive_ms(env, "STREAM_REDIAL_BASE_MS", DEFAULT_REDIAL_BASE_MS),
             redial_max_ms: positive_ms(env, "STREAM_REDIAL_MAX_MS", DEFAULT_REDIAL_MAX_MS),
+            segment_limits: SegmentLimits {
+                max_events: positive_integer(env, "STREAMS_SEGMENT_EVENTS", SegmentLimits::default().max_events),
+                max_bytes: positive_integer(env, "STREAMS_SEGMENT_BYTES", SegmentLimits::default().max_bytes),
+            },
         }
     }
 }
@@ -46,6 +53,18 @@ fn positive_ms(env: &Env, name: &str, default: f64) -> f64 {
         Ok(ms) if ms.is_finite() && ms > 0.0 => ms,
         _ => {
             worker::console_warn!("{name}={raw:?} is not a positive finite number; using {default}");
+            default
+        }
+    }
+}
+
+/// A positive integer; anything else falls back, with a warning.
+fn positive_integer(env: &Env, name: &str, default: u64) -> u64 {
+    let Some(raw) = text(env, name) else { return default };
+    match raw.trim().parse::<u64>() {
+        Ok(n) if n > 0 => n,
+        _ => {
+            worker::console_warn!("{name}={raw:?} is not a positive integer; using {default}");
             default
         }
     }

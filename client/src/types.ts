@@ -90,7 +90,19 @@ export interface RuntimeState {
     /** `lastError`: why the last dial or delivery failed (docs/protocol.md#runtimestate). */
     redial: { [subscriptionKey: string]: { failures: number; retryAt: string; lastError?: { code: string; message: string } } };
     idleTeardownAt: string | null;
+    /** Where the log is: the first kept offset, and each storage tier's size. */
+    storage: StorageFigures;
   };
+}
+
+/** `runtime.storage`: the first offset retention kept, the SQLite hot tier and the R2 archive. */
+export interface StorageFigures {
+  firstOffset: number;
+  hotEvents: number;
+  hotBytes: number;
+  archivedSegments: number;
+  archivedEvents: number;
+  archivedBytes: number;
 }
 
 /** Which stream: `namespace` defaults to "default". */
@@ -108,10 +120,12 @@ export interface StreamsService {
   appendBatch(args: StreamTarget & { streamPath?: string; events: EventInput[] }): Promise<StreamEvent[]>;
   getEvent(args: StreamTarget & ({ offset: number } | { idempotencyKey: string })): Promise<StreamEvent | undefined>;
   getEvents(args: StreamTarget & GetEventsOptions): Promise<StreamEvent[]>;
+  getState(args: StreamTarget & { atOffset?: number }): Promise<CoreState>;
   runtimeState(args: StreamTarget): Promise<RuntimeState>;
   reduce(args: StreamTarget & { event: StreamEvent; coreProcessorState?: Partial<CoreState> }): Promise<CoreState>;
   reset(args: StreamTarget): Promise<void>;
   kill(args: StreamTarget): Promise<void>;
+  deleteStream(args: StreamTarget): Promise<void>;
   listStreams(args?: ListStreamsOptions): Promise<StreamList>;
 }
 

@@ -2,7 +2,7 @@
 //! takes `{namespace? = "default", path, ...DO args}`, validates the names and
 //! resolves `streamPath` here, then calls the target stream directly. Every
 //! free `#[wasm_bindgen]` function becomes an entrypoint method, so this file
-//! exports exactly the eight public stream methods and `listStreams`, nothing else.
+//! exports exactly the ten public stream methods and `listStreams`, nothing else.
 
 use js_sys::{Object, Reflect};
 use wasm_bindgen::prelude::wasm_bindgen;
@@ -40,6 +40,10 @@ pub async fn get_event(arg: JsValue) -> Result<JsValue, JsValue> {
 pub async fn get_events(arg: JsValue) -> Result<JsValue, JsValue> {
     forward(StreamMethod::GetEvents, arg).await
 }
+#[wasm_bindgen(js_name = getState)]
+pub async fn get_state(arg: JsValue) -> Result<JsValue, JsValue> {
+    forward(StreamMethod::GetState, arg).await
+}
 #[wasm_bindgen(js_name = runtimeState)]
 pub async fn runtime_state(arg: JsValue) -> Result<JsValue, JsValue> {
     forward(StreamMethod::RuntimeState, arg).await
@@ -55,6 +59,10 @@ pub async fn reset(arg: JsValue) -> Result<JsValue, JsValue> {
 #[wasm_bindgen]
 pub async fn kill(arg: JsValue) -> Result<JsValue, JsValue> {
     forward(StreamMethod::Kill, arg).await
+}
+#[wasm_bindgen(js_name = deleteStream)]
+pub async fn delete_stream(arg: JsValue) -> Result<JsValue, JsValue> {
+    forward(StreamMethod::DeleteStream, arg).await
 }
 
 /// `{namespace? = "default", prefix?, after?, limit? = 100}` → `{streams, next}` (docs/protocol.md#liststreams).

@@ -192,7 +192,7 @@ impl Query {
         for (key, value) in &self.0 {
             match key.as_str() {
                 "namespace" | "path" => {}
-                "offset" | "afterOffset" | "beforeOffset" | "limit" | "last" | "waitMs" => {
+                "offset" | "afterOffset" | "beforeOffset" | "limit" | "last" | "waitMs" | "atOffset" => {
                     let number = value.parse::<u64>().ok().filter(|_| value.bytes().all(|b| b.is_ascii_digit()));
                     args.insert(key.clone(), number.map_or_else(|| Value::String(value.clone()), Value::from));
                 }

@@ -45,6 +45,7 @@ impl Inner {
         let live: Vec<SocketAttachment> = open.iter().map(|(_, a)| a.clone()).collect();
         let admission = self.with_state(|state| admit(&params, upgrade, state, &live))??;
         let attachment = admission.attachment;
+        self.ensure_kept(attachment.cursor + 1)?;
         for (ws, held) in &open {
             if admission.replaces.contains(&held.connection_id) {
                 self.close_socket(ws, DisconnectReason::Replaced, Some((CLOSE_REPLACED, "replaced")));
@@ -103,7 +104,18 @@ impl Inner {
                 // Each step re-reads the attachment and the state, so the pump
                 // sees every commit made meanwhile. Between steps of a
                 // catch-up it yields a whole task, so other calls run.
-                while inner.generation.get() == generation && inner.pump_socket_once(&ws) {
+                while inner.generation.get() == generation {
+                    if !inner.pump_socket_once(&ws) {
+                        // A replay that reached an archived segment fetches it and goes on.
+                        match inner.fetch_missing().await {
+                            Ok(true) => continue,
+                            Ok(false) => break,
+                            Err(err) => {
+                                worker::console_error!("inbound replay: {err}");
+                                break;
+                            }
+                        }
+                    }
                     next_task().await;
                 }
                 inner.pumping.borrow_mut().remove(&attachment.connection_id);
@@ -119,7 +131,9 @@ impl Inner {
         let step = match stepped {
             Ok(Ok(step)) => step,
             Ok(Err(err)) => {
-                worker::console_error!("inbound pump: {err}");
+                if !err.is_pending() {
+                    worker::console_error!("inbound pump: {err}");
+                }
                 return false;
             }
             Err(_) => return false,
@@ -210,14 +224,15 @@ impl Inner {
     }
 
     /// Sets the one alarm to whichever comes first: the outbound machine's
-    /// (back-off, idle teardown) or the first socket token's expiry.
+    /// (back-off, idle teardown), the first socket token's expiry, or the
+    /// archive's (a retry, retention by age; docs/architecture.md#storage-tiers).
     pub(super) fn arm_alarm(&self) {
         let outbound = match &*self.incarnation.borrow() {
             Incarnation::Running(rt) => rt.outbound.alarm_at(),
             _ => return,
         };
         let sockets = if self.may_have_sockets.get() { self.open_sockets() } else { Vec::new() };
-        let at = outbound.into_iter().chain(next_expiry(sockets.iter().map(|(_, a)| a))).reduce(f64::min);
+        let at = outbound.into_iter().chain(next_expiry(sockets.iter().map(|(_, a)| a))).chain(self.archive_alarm_at()).reduce(f64::min);
         let storage = self.ctx.storage();
         wasm_bindgen_futures::spawn_local(async move {
             let result = match at {

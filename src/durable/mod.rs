@@ -6,6 +6,7 @@
 mod inbound;
 mod outbound;
 mod store;
+mod tiering;
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
@@ -23,14 +24,14 @@ use worker::{durable_object, Env, Request, Response, State, WebSocket, WebSocket
 use crate::directory;
 use crate::wire::error_response;
 use streams_core::directory::{next_report, DirectoryEntry, ReportStep};
-use streams_core::limits::MAX_GET_EVENTS_BYTES;
+use streams_core::limits::{MAX_GET_EVENTS_BYTES, MAX_SAFE_INTEGER};
 use streams_core::name::{ancestors, resolve_stream_path};
-use streams_core::read::{created_at_ms, read_page, window, MonotonicClock};
+use streams_core::read::{created_at_ms, read_page, window, MonotonicClock, Start};
 use streams_core::reducer::reduce;
 use streams_core::rpc::{AppendArgs, Call, GetEventArgs, GetEventsArgs, StreamMethod};
 use streams_core::state::StateJson;
 use streams_core::json::json_len;
-use streams_core::store::{snapshot_due, stored_name, AssumeNewKeys, StoredEvent};
+use streams_core::store::{snapshot_due, state_at, stored_name, AssumeNewKeys, StoredEvent};
 use streams_core::time::iso_from_ms;
 use streams_core::{
     child_notice, load_state, plan_append, plan_inputs, types, AppendContext, AppendPlan, CoreState, ErrorCode, Event, EventInput, EventStore,
@@ -41,7 +42,7 @@ use crate::settings::Settings;
 use crate::stub::call_stream;
 use outbound::Links;
 use streams_core::outbound::{CommitSummary, Outbound};
-pub use store::SqlStore;
+pub use store::{ArchiveBucket, SqlStore};
 use store::is_duplicate_key;
 
 const SHUTTING_DOWN: &str = "stream incarnation is shutting down; retry";
@@ -98,6 +99,9 @@ pub(crate) struct Inner {
     pumping: RefCell<BTreeSet<String>>,
     /// Commits made by this object, for the `simulateHibernation` report.
     commits: Cell<u64>,
+    /// The `STREAMS_ARCHIVE` bucket, when bound (docs/operations.md#the-archive).
+    archive: Option<ArchiveBucket>,
+    tiering: RefCell<tiering::Tiering>,
     /// `createdAt` for new events: never behind the last one written.
     clock: Rc<MonotonicClock>,
     now_ms: Box<dyn Fn() -> f64>,
@@ -113,6 +117,7 @@ impl worker::DurableObject for Stream {
         console_error_panic_hook::set_once();
         let store = SqlStore::new(&ctx.storage());
         let settings = Settings::from_env(&env);
+        let archive = ArchiveBucket::bound(&env);
         inbound::answer_pings(&ctx);
         let clock = Rc::new(MonotonicClock::default());
         let stream_clock = clock.clone();
@@ -126,6 +131,8 @@ impl worker::DurableObject for Stream {
             may_have_sockets: Cell::new(true),
             pumping: RefCell::default(),
             commits: Cell::new(0),
+            archive,
+            tiering: RefCell::default(),
             clock,
             now_ms: Box::new(move || stream_clock.now(js_sys::Date::now())),
             commit_waiters: RefCell::default(),
@@ -152,6 +159,7 @@ impl worker::DurableObject for Stream {
         } else {
             self.inner.on_alarm();
             self.inner.close_expired_sockets();
+            self.inner.on_alarm_tiering();
         }
         Response::empty()
     }
@@ -196,6 +204,10 @@ impl Stream {
     pub fn get_events(&self, arg: JsValue) -> Result<JsValue, JsValue> {
         self.call(StreamMethod::GetEvents, arg)
     }
+    #[wasm_bindgen(js_name = getState)]
+    pub fn get_state(&self, arg: JsValue) -> Result<JsValue, JsValue> {
+        self.call(StreamMethod::GetState, arg)
+    }
     #[wasm_bindgen(js_name = runtimeState)]
     pub fn runtime_state(&self, arg: JsValue) -> Result<JsValue, JsValue> {
         self.call(StreamMethod::RuntimeState, arg)
@@ -221,6 +233,14 @@ impl Stream {
     pub fn memory_usage(&self, arg: JsValue) -> Result<JsValue, JsValue> {
         self.call(StreamMethod::MemoryUsage, arg)
     }
+    #[wasm_bindgen(js_name = deleteStream)]
+    pub fn delete_stream(&self, arg: JsValue) -> Result<JsValue, JsValue> {
+        self.call(StreamMethod::DeleteStream, arg)
+    }
+    #[wasm_bindgen(js_name = runArchiveNow)]
+    pub fn run_archive_now(&self, arg: JsValue) -> Result<JsValue, JsValue> {
+        self.call(StreamMethod::RunArchiveNow, arg)
+    }
     #[wasm_bindgen(js_name = notifyChildStreamCreated)]
     pub fn notify_child_stream_created(&self, arg: JsValue) -> Result<JsValue, JsValue> {
         self.call(StreamMethod::NotifyChildStreamCreated, arg)
@@ -230,10 +250,16 @@ impl Stream {
 impl Stream {
     /// Answers synchronously unless the method has to wait (a forwarded call,
     /// `reset`): a promise would cost every call a task and a microtask.
+    /// A call whose read needed an archived segment not yet cached answers
+    /// later: the segment is fetched and the call runs again (docs/architecture.md#storage-tiers).
     fn call(&self, method: StreamMethod, arg: JsValue) -> Result<JsValue, JsValue> {
-        match self.inner.handle(method, arg) {
+        match self.inner.handle(method, arg.clone()) {
             Ok(Reply::Now(value)) => Ok(value),
             Ok(Reply::Later(pending)) => Ok(future_to_promise(async move { pending.await.map_err(|e| to_js_error(&e)) }).into()),
+            Err(err) if self.inner.store.has_miss() => {
+                let inner = self.inner.clone();
+                Ok(future_to_promise(async move { inner.handle_after_fetching(method, arg, err).await.map_err(|e| to_js_error(&e)) }).into())
+            }
             Err(err) => Err(to_js_error(&err)),
         }
     }
@@ -247,20 +273,62 @@ enum Reply {
 }
 
 impl Inner {
+    /// Fetches what the call's reads missed and runs it again, a bounded number of times.
+    async fn handle_after_fetching(self: &Rc<Self>, method: StreamMethod, arg: JsValue, mut err: StreamError) -> StreamResult<JsValue> {
+        const ATTEMPTS: usize = 16;
+        for _ in 0..ATTEMPTS {
+            if !self.fetch_missing().await? {
+                return Err(err);
+            }
+            match self.handle(method, arg.clone()) {
+                Ok(Reply::Now(value)) => return Ok(value),
+                Ok(Reply::Later(pending)) => return pending.await,
+                Err(again) => err = again,
+            }
+        }
+        Err(err)
+    }
+
     fn handle(self: &Rc<Self>, method: StreamMethod, arg: JsValue) -> StreamResult<Reply> {
         if method.is_test_hook() && !self.settings.test_hooks {
             return Err(StreamError::new(ErrorCode::NotFound, "test hooks are disabled"));
         }
         self.ensure_booted()?;
+        self.store.take_miss();
         let value = match Call::parse(method, argument_json(&arg)?)? {
             Call::Append(args) => return self.append_rpc(method, args),
             Call::GetEvent(args) => self.get_event_rpc(args),
             Call::GetEvents(args) => return self.get_events_rpc(args),
+            Call::GetState(at_offset) => self.get_state_rpc(at_offset),
             Call::RuntimeState => from_json_text(&self.runtime_state_json()?),
             Call::Reduce(event, state) => self.reduce_rpc(&event, state),
             Call::Reset => {
                 let inner = self.clone();
                 return Ok(Reply::Later(async move { inner.reset_storage().await.map(|()| JsValue::UNDEFINED) }.boxed_local()));
+            }
+            Call::DeleteStream => {
+                let inner = self.clone();
+                return Ok(Reply::Later(
+                    async move {
+                        inner.delete_archive().await?;
+                        inner.reset_storage().await.map(|()| JsValue::UNDEFINED)
+                    }
+                    .boxed_local(),
+                ));
+            }
+            Call::RunArchiveNow { now_ms, hold_after_upload } => {
+                let inner = self.clone();
+                let held = if hold_after_upload { self.store.set_meta(tiering::HOLD_AFTER_UPLOAD_KEY, "1") } else { self.store.delete_meta(tiering::HOLD_AFTER_UPLOAD_KEY) };
+                held.map_err(log_internal)?;
+                return Ok(Reply::Later(
+                    async move {
+                        inner.tiering_idle().await;
+                        let outcome = inner.run_tiering(now_ms).await;
+                        let report = json!({"storage": inner.storage_report(), "error": outcome.err()});
+                        from_json_text(&report.to_string())
+                    }
+                    .boxed_local(),
+                ));
             }
             Call::Kill => {
                 self.end_incarnation();
@@ -331,6 +399,10 @@ impl Inner {
         }
         self.reannounce_sockets();
         self.continue_migration();
+        // A seal or a deletion a restart interrupted resumes; retention catches up.
+        if self.archive.is_some() || self.with_state(|s| s.config.retention.is_some()).unwrap_or(false) {
+            self.start_tiering(None);
+        }
         Ok(())
     }
 
@@ -434,6 +506,7 @@ impl Inner {
         let [input] = inputs else { return false };
         input.get("idempotencyKey").is_some_and(Value::is_string)
             && !self.store.migration_pending()
+            && !self.store.has_archived_keys()
             && json_len(input).is_ok_and(|n| n <= SMALL_INPUT_BYTES)
     }
 
@@ -502,6 +575,12 @@ impl Inner {
         self.report_to_directory_soon();
         let summary = CommitSummary::of(plan.events.iter().map(|p| (p.event.event_type.as_str(), p.event.payload_object())));
         self.outbound_after_commit(&summary);
+        let archived_or_retained = self.archive.is_some() || self.with_state(|s| s.config.retention.is_some()).unwrap_or(false);
+        if archived_or_retained && plan.events.iter().any(|p| p.event.event_type == types::CONFIGURED) {
+            self.start_tiering(None);
+        } else {
+            self.after_commit_tiering();
+        }
     }
 
     /// Tells `/` and each proper prefix about this new stream (docs/protocol.md#child-streams).
@@ -574,9 +653,9 @@ impl Inner {
     /// empty page waits for commits until it has an event, its window is
     /// complete or the time is up (docs/protocol.md#long-poll).
     fn get_events_rpc(self: &Rc<Self>, args: GetEventsArgs) -> StreamResult<Reply> {
-        let (events, settled) = self.events_page(&args)?;
+        let (page, settled) = self.events_page(&args)?;
         if settled || args.wait_ms == 0 {
-            return events_js(&events).map(Reply::Now);
+            return Ok(Reply::Now(page));
         }
         let inner = self.clone();
         let deadline = js_sys::Date::now() + args.wait_ms as f64;
@@ -588,9 +667,9 @@ impl Inner {
                         return events_js(&[]);
                     }
                     inner.next_commit(remaining).await;
-                    let (events, settled) = inner.events_page(&args)?;
+                    let (page, settled) = inner.events_page(&args)?;
                     if settled {
-                        return events_js(&events);
+                        return Ok(page);
                     }
                 }
             }
@@ -598,16 +677,25 @@ impl Inner {
         ))
     }
 
-    /// The page `args` ask for, and whether it is final (an event, or a
-    /// window with nothing left to wait for).
-    fn events_page(&self, args: &GetEventsArgs) -> StreamResult<(Vec<StoredEvent>, bool)> {
+    /// The page `args` ask for as a JS array, and whether it is final (an
+    /// event, or a window with nothing left to wait for). An unfiltered page
+    /// goes from SQLite to JS as one string when it can (`page_js`).
+    fn events_page(&self, args: &GetEventsArgs) -> StreamResult<(JsValue, bool)> {
         let max = self.with_state(|state| state.max_offset)?;
-        self.read(|store| {
-            let window = window(store, args.start, args.before, args.limit, 1, max)?;
-            let events = read_page(store, &window, &args.filter, MAX_GET_EVENTS_BYTES)?;
-            let settled = !events.is_empty() || window.is_complete(max);
-            Ok((events, settled))
-        })
+        let first = self.store.first_offset();
+        if let Start::After(after) = args.start {
+            self.ensure_kept(after + 1)?;
+        }
+        let window = self.read(|store| window(store, args.start, args.before, args.limit, first, max))?;
+        if args.filter.0.is_none() {
+            let before = window.before.unwrap_or(MAX_SAFE_INTEGER);
+            if let Some(page) = self.read(|store| store.page_js(window.after, before, window.limit))? {
+                return Ok((page, true));
+            }
+        }
+        let events = self.read(|store| read_page(store, &window, &args.filter, MAX_GET_EVENTS_BYTES))?;
+        let settled = !events.is_empty() || window.is_complete(max);
+        Ok((events_js(&events)?, settled))
     }
 
     /// Resolves at the next commit or after `ms`, whichever comes first.
@@ -632,9 +720,29 @@ impl Inner {
         }
     }
 
+    /// The state right after `at_offset` (docs/protocol.md#getstate): the current one when absent.
+    fn get_state_rpc(&self, at_offset: Option<u64>) -> StreamResult<JsValue> {
+        let (max, current) = self.with_state(|state| (state.max_offset, state.to_json()))?;
+        let at = match at_offset {
+            None => return from_json_text(&current),
+            Some(at) if at == max => return from_json_text(&current),
+            Some(at) if at > max => return Err(StreamError::new(ErrorCode::NotFound, format!("No stream event found at offset {at}."))),
+            Some(at) => at,
+        };
+        self.ensure_kept(at + 1)?;
+        let name = self.name()?;
+        let state = self.read(|store| state_at(store, at, &mut |w| worker::console_warn!("{}: {w}", name.do_name())))?;
+        if state.max_offset != at {
+            // The replay from the nearest snapshot met events retention removed.
+            self.ensure_kept(state.max_offset + 1)?;
+        }
+        from_json_text(&state.to_json())
+    }
+
     fn get_event_rpc(&self, args: GetEventArgs) -> StreamResult<JsValue> {
         match args {
-            GetEventArgs::ByOffset(offset) => match self.read(|s| s.event_at(offset))? {
+            // Offset 0 never exists: it is not_found, not trimmed.
+            GetEventArgs::ByOffset(offset) => match self.ensure_kept(offset.max(1)).and_then(|()| self.read(|s| s.event_at(offset)))? {
                 Some(event) => from_json_text(&event.json),
                 None => Err(StreamError::new(ErrorCode::NotFound, format!("No stream event found at offset {offset}."))),
             },
@@ -653,6 +761,7 @@ impl Inner {
             // A teardown is pending only while a connection is live; a passed
             // deadline kept as the dormancy marker is not one.
             "idleTeardownAt": self.pending_idle_teardown().and_then(iso_from_ms),
+            "storage": self.storage_report(),
         });
         Ok(format!(r#"{{"coreProcessorState":{},"runtime":{}}}"#, state.to_json(), runtime))
     }
@@ -730,8 +839,11 @@ fn now_iso() -> String {
     iso_from_ms(js_sys::Date::now()).unwrap_or_default()
 }
 
+/// A read that waits for an archived segment is not logged: the call runs again once it is fetched.
 fn log_internal(err: streams_core::StoreError) -> StreamError {
-    worker::console_error!("{err}");
+    if !err.is_pending() {
+        worker::console_error!("{err}");
+    }
     StreamError::internal()
 }
 

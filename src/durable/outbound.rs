@@ -112,6 +112,19 @@ impl Inner {
             // The machine's alarm shares the one alarm with socket expiries.
             Effect::SetAlarm(_) | Effect::DeleteAlarm => self.arm_alarm(),
             Effect::Log(message) => worker::console_warn!("{message}"),
+            Effect::FetchArchived => {
+                let inner = self.clone();
+                wasm_bindgen_futures::spawn_local(async move {
+                    match inner.fetch_missing().await {
+                        Ok(true) => {
+                            let store = inner.store.clone();
+                            inner.drive(|machine, at, now| machine.pump_now(at, now, &store));
+                        }
+                        Ok(false) => {}
+                        Err(err) => worker::console_error!("outbound replay: {err}"),
+                    }
+                });
+            }
         }
     }
 

@@ -57,6 +57,8 @@ pub enum Effect {
     SaveIdleDeadline(Option<f64>),
     SetAlarm(f64),
     DeleteAlarm,
+    /// A batch needs archived events fetched first; call `pump_now` once they are.
+    FetchArchived,
     /// Log a warning.
     Log(String),
 }
@@ -412,6 +414,12 @@ impl Outbound {
         )));
     }
 
+    /// Hands out the next batch of every idle connection (after archived events were fetched).
+    pub fn pump_now<S: EventStore + ?Sized>(&mut self, at: Snapshot<'_>, now: f64, store: &S) -> Vec<Effect> {
+        self.pump_all(at, now, store);
+        self.take()
+    }
+
     fn pump_all<S: EventStore + ?Sized>(&mut self, at: Snapshot<'_>, now: f64, store: &S) {
         let keys: Vec<String> = self.connections().map(|(key, _)| key.to_owned()).collect();
         for key in keys {
@@ -429,6 +437,7 @@ impl Outbound {
                 self.out.push(Effect::Deliver { key: key.to_owned(), tag, batch, state_json: at.json.of(at.state) });
             }
             Ok(None) => {}
+            Err(err) if err.is_pending() => self.out.push(Effect::FetchArchived),
             Err(err) => {
                 self.close(key, DisconnectReason::DeliveryFailed);
                 self.failure(key, "reading the next batch", Failure { code: "internal".into(), message: err.to_string() }, now);
@@ -637,6 +646,7 @@ mod tests {
                     Effect::SetAlarm(at) => self.alarm = Some(at),
                     Effect::DeleteAlarm => self.alarm = None,
                     Effect::ReplaceInbound { .. } | Effect::Forget { .. } | Effect::Log(_) => {}
+                    Effect::FetchArchived => panic!("an in-memory store never defers a read"),
                 }
             }
         }
@@ -730,6 +740,37 @@ mod tests {
             }
             panic!("the world did not settle");
         }
+    }
+
+    /// docs/protocol.md#re-dial-back-off: the alarm wakes the stream for the first 10 consecutive
+    /// failures only; after that a retry waits for the next trigger (a domain append) once its
+    /// retry time has passed.
+    #[test]
+    fn the_alarm_stops_after_ten_failed_redials_and_a_domain_append_retries() {
+        let mut w = World::new();
+        w.commit(vec![configured("k")]);
+        for failures in 1..=10u32 {
+            assert_eq!(w.dials.len(), 1, "dial {failures} started");
+            w.resolve_dial(0, false);
+            assert_eq!(w.rows["k"].failures, failures);
+            if failures < 10 {
+                assert_eq!(w.alarm, Some(w.rows["k"].retry_at_ms), "failure {failures}: the alarm is set for the retry");
+                w.fire_alarm();
+            }
+        }
+        // The 10th failure's retry still has the alarm; the 11th does not.
+        assert_eq!(w.alarm, Some(w.rows["k"].retry_at_ms));
+        w.fire_alarm();
+        w.resolve_dial(0, false);
+        assert_eq!(w.rows["k"].failures, 11);
+        assert_eq!(w.alarm, None, "no alarm after the 11th failure");
+        assert!(w.dials.is_empty());
+        // A domain append before the retry time does not dial; one after it does.
+        w.commit(vec![EventInput::system("app/early", json!({}))]);
+        assert!(w.dials.is_empty(), "not before retryAt");
+        w.now = w.rows["k"].retry_at_ms;
+        w.commit(vec![EventInput::system("app/late", json!({}))]);
+        assert_eq!(w.dials.len(), 1, "the next trigger after retryAt dials");
     }
 
     #[derive(Debug, Clone)]

@@ -6,17 +6,18 @@ use serde_json::{Map, Value};
 
 use super::breaker::BreakerConfig;
 use super::event::types;
-use super::limits::MAX_SUBSCRIPTION_KEY_BYTES;
+use super::limits::{MAX_SAFE_INTEGER, MAX_SUBSCRIPTION_KEY_BYTES};
 use super::name::quote;
 use super::state::Direction;
 use super::subscriber::{parse_descriptor, CallableSubscriber};
+use super::tiers::Retention;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum CorePayload {
     /// `stream_id` is absent on streams created before it existed.
     Created { namespace: String, path: String, stream_id: Option<String> },
     Woken { incarnation_id: String },
-    Configured { simulated_storage_sync_delay_ms: Option<u64>, circuit_breaker: Option<BreakerConfig> },
+    Configured { simulated_storage_sync_delay_ms: Option<u64>, circuit_breaker: Option<BreakerConfig>, retention: Option<Retention> },
     MetadataUpdated { metadata: Map<String, Value> },
     ChildStreamCreated { child_path: String },
     /// `subscriber` is `Err` for a shape this runtime cannot dial: append
@@ -150,7 +151,21 @@ fn configured(p: &Fields<'_>) -> Result<CorePayload, String> {
             })
         }
     };
-    Ok(CorePayload::Configured { simulated_storage_sync_delay_ms, circuit_breaker })
+    let retention = match config.0.get("retention") {
+        None => None,
+        Some(v) => {
+            let r = Fields(v.as_object().ok_or("payload.config.retention must be an object")?, "payload.config.retention");
+            if let Some(unknown) = r.0.keys().find(|k| !matches!(k.as_str(), "maxEvents" | "maxAgeSeconds")) {
+                return Err(format!("payload.config.retention: unknown key \"{unknown}\""));
+            }
+            let limit = |name: &str| match r.0.get(name) {
+                None => Ok(None),
+                Some(n) => n.as_u64().filter(|n| (1..=MAX_SAFE_INTEGER).contains(n)).map(Some).ok_or_else(|| format!("payload.config.retention.{name} must be a positive integer")),
+            };
+            Some(Retention { max_events: limit("maxEvents")?, max_age_seconds: limit("maxAgeSeconds")? })
+        }
+    };
+    Ok(CorePayload::Configured { simulated_storage_sync_delay_ms, circuit_breaker, retention })
 }
 
 /// An object's fields, with the prefix used to name them in messages.

@@ -74,7 +74,10 @@ fn apply(state: &mut CoreState, event: &Event, payload: CorePayload) -> Effect {
             state.connections_by_key.clear();
             return Effect::Free;
         }
-        CorePayload::Configured { simulated_storage_sync_delay_ms, circuit_breaker } => {
+        CorePayload::Configured { simulated_storage_sync_delay_ms, circuit_breaker, retention } => {
+            if retention.is_some() {
+                state.config.retention = retention;
+            }
             if let Some(ms) = simulated_storage_sync_delay_ms {
                 state.config.simulated_storage_sync_delay_ms = ms;
             }

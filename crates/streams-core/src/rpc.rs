@@ -20,6 +20,7 @@ pub enum StreamMethod {
     AppendBatch,
     GetEvent,
     GetEvents,
+    GetState,
     RuntimeState,
     Reduce,
     Reset,
@@ -28,6 +29,8 @@ pub enum StreamMethod {
     SimulateHibernation,
     MemoryUsage,
     NotifyChildStreamCreated,
+    DeleteStream,
+    RunArchiveNow,
 }
 
 /// Which HTTP verbs reach a method on the public API.
@@ -39,11 +42,12 @@ pub enum HttpAccess {
 }
 
 impl StreamMethod {
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 15] = [
         Self::Append,
         Self::AppendBatch,
         Self::GetEvent,
         Self::GetEvents,
+        Self::GetState,
         Self::RuntimeState,
         Self::Reduce,
         Self::Reset,
@@ -52,6 +56,8 @@ impl StreamMethod {
         Self::SimulateHibernation,
         Self::MemoryUsage,
         Self::NotifyChildStreamCreated,
+        Self::DeleteStream,
+        Self::RunArchiveNow,
     ];
 
     pub fn js_name(self) -> &'static str {
@@ -60,6 +66,7 @@ impl StreamMethod {
             Self::AppendBatch => "appendBatch",
             Self::GetEvent => "getEvent",
             Self::GetEvents => "getEvents",
+            Self::GetState => "getState",
             Self::RuntimeState => "runtimeState",
             Self::Reduce => "reduce",
             Self::Reset => "reset",
@@ -68,6 +75,8 @@ impl StreamMethod {
             Self::SimulateHibernation => "simulateHibernation",
             Self::MemoryUsage => "memoryUsage",
             Self::NotifyChildStreamCreated => "notifyChildStreamCreated",
+            Self::DeleteStream => "deleteStream",
+            Self::RunArchiveNow => "runArchiveNow",
         }
     }
 
@@ -77,7 +86,7 @@ impl StreamMethod {
 
     /// Internal hooks: DO JS-RPC only, and only with `STREAMS_TEST_HOOKS=1`.
     pub fn is_test_hook(self) -> bool {
-        matches!(self, Self::RunIdleTeardownNow | Self::SimulateHibernation | Self::MemoryUsage)
+        matches!(self, Self::RunIdleTeardownNow | Self::SimulateHibernation | Self::MemoryUsage | Self::RunArchiveNow)
     }
 
     /// Stream-to-stream: a new stream tells an ancestor about itself. DO
@@ -94,15 +103,15 @@ impl StreamMethod {
 
     pub fn http(self) -> HttpAccess {
         match self {
-            Self::GetEvent | Self::GetEvents | Self::RuntimeState => HttpAccess::GetOrPost,
-            Self::Append | Self::AppendBatch | Self::Reduce | Self::Reset | Self::Kill => HttpAccess::Post,
-            Self::RunIdleTeardownNow | Self::SimulateHibernation | Self::MemoryUsage | Self::NotifyChildStreamCreated => HttpAccess::Unreachable,
+            Self::GetEvent | Self::GetEvents | Self::GetState | Self::RuntimeState => HttpAccess::GetOrPost,
+            Self::Append | Self::AppendBatch | Self::Reduce | Self::Reset | Self::Kill | Self::DeleteStream => HttpAccess::Post,
+            Self::RunIdleTeardownNow | Self::SimulateHibernation | Self::MemoryUsage | Self::NotifyChildStreamCreated | Self::RunArchiveNow => HttpAccess::Unreachable,
         }
     }
 
     /// Over HTTP these need the admin token.
     pub fn needs_admin(self) -> bool {
-        matches!(self, Self::Reset | Self::Kill)
+        matches!(self, Self::Reset | Self::Kill | Self::DeleteStream)
     }
 
     /// Only the appends take a `streamPath` (docs/protocol.md#streampath); elsewhere it goes on
@@ -130,9 +139,11 @@ impl StreamMethod {
             Self::AppendBatch => &["streamPath", "events"],
             Self::GetEvent => &["offset", "idempotencyKey"],
             Self::GetEvents => &["afterOffset", "beforeOffset", "limit", "sinceTime", "last", "eventTypes", "waitMs"],
+            Self::GetState => &["atOffset"],
             Self::Reduce => &["event", "coreProcessorState"],
             Self::NotifyChildStreamCreated => &["childPath"],
-            Self::RuntimeState | Self::Reset | Self::Kill | Self::RunIdleTeardownNow | Self::SimulateHibernation | Self::MemoryUsage => &[],
+            Self::RunArchiveNow => &["nowMs", "holdAfterUpload"],
+            Self::RuntimeState | Self::Reset | Self::Kill | Self::DeleteStream | Self::RunIdleTeardownNow | Self::SimulateHibernation | Self::MemoryUsage => &[],
         }
     }
 
@@ -156,6 +167,8 @@ pub enum Call {
     Append(AppendArgs),
     GetEvent(GetEventArgs),
     GetEvents(GetEventsArgs),
+    /// The state right after this offset; the current state when `None`.
+    GetState(Option<u64>),
     RuntimeState,
     /// The `reduce` preview: the event, and the state to reduce it into (the live one when absent).
     Reduce(Box<Event>, Option<Box<CoreState>>),
@@ -165,6 +178,9 @@ pub enum Call {
     SimulateHibernation,
     MemoryUsage,
     NotifyChildStreamCreated { child_path: String },
+    DeleteStream,
+    /// The archive test hook: a clock for retention, and whether seals stop after their upload.
+    RunArchiveNow { now_ms: Option<f64>, hold_after_upload: bool },
 }
 
 impl Call {
@@ -175,6 +191,10 @@ impl Call {
             StreamMethod::Append | StreamMethod::AppendBatch => Self::Append(AppendArgs::parse(method, args)?),
             StreamMethod::GetEvent => Self::GetEvent(GetEventArgs::parse(&args)?),
             StreamMethod::GetEvents => Self::GetEvents(GetEventsArgs::parse(&args)?),
+            StreamMethod::GetState => match args.get("atOffset") {
+                None | Some(Value::Null) => Self::GetState(None),
+                Some(v) => Self::GetState(Some(non_negative("atOffset", v)?)),
+            },
             StreamMethod::RuntimeState => Self::RuntimeState,
             StreamMethod::Reduce => {
                 let event = args.remove("event").ok_or_else(|| StreamError::invalid_request("event is required"))?;
@@ -195,6 +215,11 @@ impl Call {
             StreamMethod::NotifyChildStreamCreated => match args.remove("childPath") {
                 Some(Value::String(child_path)) => Self::NotifyChildStreamCreated { child_path },
                 _ => return Err(StreamError::invalid_request("childPath must be a string")),
+            },
+            StreamMethod::DeleteStream => Self::DeleteStream,
+            StreamMethod::RunArchiveNow => Self::RunArchiveNow {
+                now_ms: args.get("nowMs").and_then(Value::as_f64),
+                hold_after_upload: args.get("holdAfterUpload").and_then(Value::as_bool).unwrap_or(false),
             },
         })
     }
@@ -331,8 +356,8 @@ mod tests {
             assert_eq!(StreamMethod::from_js_name(m.js_name()), Some(m));
         }
         let public: Vec<_> = StreamMethod::ALL.into_iter().filter(|m| m.on_entrypoint()).map(StreamMethod::js_name).collect();
-        assert_eq!(public, ["append", "appendBatch", "getEvent", "getEvents", "runtimeState", "reduce", "reset", "kill"]);
-        for hook in [StreamMethod::RunIdleTeardownNow, StreamMethod::SimulateHibernation, StreamMethod::MemoryUsage, StreamMethod::NotifyChildStreamCreated] {
+        assert_eq!(public, ["append", "appendBatch", "getEvent", "getEvents", "getState", "runtimeState", "reduce", "reset", "kill", "deleteStream"]);
+        for hook in [StreamMethod::RunIdleTeardownNow, StreamMethod::SimulateHibernation, StreamMethod::MemoryUsage, StreamMethod::RunArchiveNow, StreamMethod::NotifyChildStreamCreated] {
             assert_eq!(hook.http(), HttpAccess::Unreachable);
         }
         for internal in ["readCoreProcessorState", "writeCoreProcessorState", "subscribeOutbound", "fetch", "constructor"] {

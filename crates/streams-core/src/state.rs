@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 use super::breaker::{BreakerConfig, BreakerState};
 use super::json::to_json_string;
 use super::limits::MAX_SAFE_INTEGER;
+use super::tiers::Retention;
 
 /// Bump whenever the reducer derives state differently (docs/operations.md#migrations-and-state-versions).
 pub const CORE_STATE_VERSION: i64 = 7;
@@ -124,6 +125,8 @@ pub struct StreamConfig {
     pub simulated_storage_sync_delay_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub circuit_breaker: Option<BreakerConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Retention>,
 }
 
 

@@ -14,6 +14,20 @@ use super::state::{CoreState, CORE_STATE_VERSION};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreError(pub String);
 
+/// Marks a read that must wait for data fetched from elsewhere (an archived
+/// segment): nothing is wrong, and the caller tries again once it is there.
+const PENDING: &str = "not loaded yet: ";
+
+impl StoreError {
+    pub fn pending(what: impl fmt::Display) -> Self {
+        Self(format!("{PENDING}{what}"))
+    }
+
+    pub fn is_pending(&self) -> bool {
+        self.0.starts_with(PENDING)
+    }
+}
+
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "storage: {}", self.0)
@@ -60,6 +74,12 @@ pub trait EventStore {
     fn commit(&self, events: &[NewEvent<'_>], state_json: Option<&str>) -> Result<(), StoreError>;
     /// Replaces the state rows alone, atomically.
     fn write_state(&self, state_json: &str) -> Result<(), StoreError>;
+    /// The newest kept snapshot of the state right after an offset at or
+    /// below `offset`: that offset and the state's JSON (docs/protocol.md#getstate).
+    /// A store that keeps no history has none.
+    fn snapshot_at_or_below(&self, _offset: u64) -> Result<Option<(u64, String)>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// A store whose idempotency lookups all miss. Planning against it suits a
@@ -136,6 +156,26 @@ pub fn load_state<S: EventStore + ?Sized>(store: &S, warn: &mut dyn FnMut(String
         store.write_state(&state.to_json())?;
     }
     Ok((state, kind))
+}
+
+/// The state right after `offset`: the nearest snapshot at or below it,
+/// then at most `STATE_SNAPSHOT_EVERY` events replayed (the whole log when no
+/// snapshot is kept). Writes nothing. The answer stops short of `offset`
+/// (its `max_offset` tells) when the replay meets removed events.
+pub fn state_at<S: EventStore + ?Sized>(store: &S, offset: u64, warn: &mut dyn FnMut(String)) -> Result<CoreState, StoreError> {
+    let snapshot = store.snapshot_at_or_below(offset)?.and_then(|(at, json)| CoreState::from_json(&json).ok().filter(|s| s.max_offset == at));
+    let mut state = snapshot.unwrap_or_default();
+    let mut after = state.max_offset;
+    while after < offset {
+        let page = store.read_range(after, Some(offset + 1), REPLAY_PAGE_EVENTS, usize::MAX)?;
+        // A gap (events removed by retention) ends the replay short of `offset`.
+        let Some(last) = page.last().filter(|_| page[0].offset == after + 1) else { break };
+        after = last.offset;
+        for stored in &page {
+            replay(&mut state, stored, warn);
+        }
+    }
+    Ok(state)
 }
 
 /// The stream's name as its own `S/created` fact records it: how an object
@@ -262,6 +302,25 @@ mod tests {
         assert_eq!(state.namespace, "t");
         assert_eq!(state.child_paths, vec!["/a/b"]);
         assert_eq!(warnings.len(), 1);
+    }
+
+    #[test]
+    fn the_state_at_an_offset_starts_from_the_nearest_snapshot() {
+        let store = MemStore::default();
+        let mut events = log();
+        for offset in 4..=2500 {
+            events.push(event(offset, "app/x", json!({"n": offset}), "2026-01-05T10:00:01.000Z"));
+        }
+        store.put_events(&events);
+        for at in [0, 1, 3, 999, 1000, 1001, 2500] {
+            assert_eq!(state_at(&store, at, &mut |_| {}).unwrap(), full_reduce(&events[..at as usize]), "at {at}");
+        }
+        store.put_snapshot(&full_reduce(&events[..2000]));
+        store.put_snapshot(&full_reduce(&events[..1000]));
+        let at = state_at(&store, 2400, &mut |_| {}).unwrap();
+        assert_eq!(at, full_reduce(&events[..2400]));
+        assert_eq!(*store.snapshots_read.borrow(), vec![2000], "the nearest snapshot at or below 2400");
+        assert_eq!(state_at(&store, 1500, &mut |_| {}).unwrap(), full_reduce(&events[..1500]));
     }
 
     #[test]

@@ -40,6 +40,9 @@ pub struct MemStore {
     pub rows_read: Cell<usize>,
     /// How many point reads (`event_at`) were made.
     pub point_reads: Cell<u32>,
+    /// Kept state snapshots by the offset they follow; the offsets read from it.
+    snapshots: RefCell<BTreeMap<u64, String>>,
+    pub snapshots_read: RefCell<Vec<u64>>,
 }
 
 impl MemStore {
@@ -61,6 +64,11 @@ impl MemStore {
 
     pub fn put_state_rows(&self, version: i64, json: &str) {
         *self.state.borrow_mut() = Some((version, json.to_owned()));
+    }
+
+    /// Keeps `state` as the snapshot right after its `maxOffset`.
+    pub fn put_snapshot(&self, state: &crate::CoreState) {
+        self.snapshots.borrow_mut().insert(state.max_offset, state.to_json());
     }
 
     pub fn state_rows(&self) -> Option<(i64, String)> {
@@ -145,5 +153,13 @@ impl EventStore for MemStore {
     fn write_state(&self, state_json: &str) -> Result<(), StoreError> {
         *self.state.borrow_mut() = Some((CORE_STATE_VERSION, state_json.to_owned()));
         Ok(())
+    }
+
+    fn snapshot_at_or_below(&self, offset: u64) -> Result<Option<(u64, String)>, StoreError> {
+        let found = self.snapshots.borrow().range(..=offset).next_back().map(|(at, json)| (*at, json.clone()));
+        if let Some((at, _)) = &found {
+            self.snapshots_read.borrow_mut().push(*at);
+        }
+        Ok(found)
     }
 }

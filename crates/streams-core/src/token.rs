@@ -46,7 +46,7 @@ impl Op {
     /// The operation a method needs; `None` when no scoped token can call it.
     pub fn for_method(method: StreamMethod) -> Option<Self> {
         match method {
-            StreamMethod::GetEvent | StreamMethod::GetEvents | StreamMethod::RuntimeState | StreamMethod::Reduce => {
+            StreamMethod::GetEvent | StreamMethod::GetEvents | StreamMethod::GetState | StreamMethod::RuntimeState | StreamMethod::Reduce => {
                 Some(Self::Read)
             }
             StreamMethod::Append | StreamMethod::AppendBatch => Some(Self::Append),
@@ -55,7 +55,9 @@ impl Op {
             | StreamMethod::RunIdleTeardownNow
             | StreamMethod::SimulateHibernation
             | StreamMethod::MemoryUsage
-            | StreamMethod::NotifyChildStreamCreated => None,
+            | StreamMethod::NotifyChildStreamCreated
+            | StreamMethod::DeleteStream
+            | StreamMethod::RunArchiveNow => None,
         }
     }
 }

@@ -244,6 +244,38 @@ fn arb_event_input() -> impl Strategy<Value = Value> {
     prop_oneof![30 => shaped, 1 => arb_json()]
 }
 
+/// What the stream writes itself (presence and wakes), so the model checks connections and
+/// processor announcements too: mostly valid, now and then a payload it must refuse.
+fn arb_stream_input() -> impl Strategy<Value = Value> {
+    let key = prop::sample::select(vec!["echo", "k", " ui "]);
+    let descriptor = prop_oneof![
+        Just(None),
+        Just(Some(json!({"processor": {"announcement": {"slug": "p1", "version": "1", "consumes": ["*"]}}}))),
+        Just(Some(json!({"processor": {"slug": " p2 ", "version": "2"}, "description": "wrapped"}))),
+        Just(Some(json!({"incarnationId": "i-9"}))),
+        Just(Some(json!({"processor": {"slug": "", "version": "1"}}))),
+    ];
+    prop_oneof![
+        4 => (key.clone(), prop::sample::select(vec!["inbound", "outbound", "sideways"]), descriptor).prop_map(|(k, d, sub)| {
+            let mut p = json!({"subscriptionKey": k, "direction": d});
+            if let Some(sub) = sub {
+                p["subscriber"] = sub;
+            }
+            json!({"type": types::SUBSCRIBER_CONNECTED, "payload": p})
+        }),
+        3 => (key, prop::sample::select(vec!["replaced", "rpc-broken", "idle", "nope"])).prop_map(|(k, r)| json!({"type": types::SUBSCRIBER_DISCONNECTED, "payload": {"subscriptionKey": k, "reason": r}})),
+        1 => Just(json!({"type": types::WOKEN, "payload": {"incarnationId": "i-2"}})),
+    ]
+}
+
+/// A batch, and whether the stream itself appends it (presence, wakes) rather than a caller.
+fn arb_batch() -> impl Strategy<Value = (bool, Vec<Value>)> {
+    prop_oneof![
+        5 => prop::collection::vec(arb_event_input(), 0..6).prop_map(|b| (false, b)),
+        1 => prop::collection::vec(arb_stream_input(), 1..4).prop_map(|b| (true, b)),
+    ]
+}
+
 /// A committed event (for `reduce`): well-formed envelopes around core-shaped payloads.
 fn arb_committed_event() -> impl Strategy<Value = Value> {
     (
@@ -408,24 +440,28 @@ proptest! {
     /// rebuild and a load of the snapshot equal to the model's state.
     #[test]
     fn plan_append_agrees_with_the_model(
-        batches in prop::collection::vec(prop::collection::vec(arb_event_input(), 0..6), 1..8),
+        breaker in prop::option::of((1u64..6, prop::sample::select(vec![1u64, 7, 60, 600, 6000]))),
+        batches in prop::collection::vec(arb_batch(), 1..8),
         clock_steps in prop::collection::vec(-5_000i64..60_000, 6),
     ) {
         let (store, mut state) = booted(T0);
         let mut model = model_booted(T0);
         let allowed = vec!["ECHO_HOST".to_owned()];
         let mut now = T0;
-        for (b, raw) in batches.iter().enumerate() {
+        // Half the cases start with a small breaker, so refills, deficits and trips are common.
+        let configure = breaker.map(|(burst, rate)| (false, vec![json!({"type": types::CONFIGURED, "payload": {"config": {"circuitBreaker": {"burstCapacity": burst, "refillRatePerMinute": rate}}}})]));
+        for (b, (by_stream, raw)) in configure.iter().chain(batches.iter()).enumerate() {
             now += clock_steps[b % clock_steps.len()] as f64; // the clock may go backwards
             let clock = move || now;
-            let ctx = AppendContext { now_ms: &clock, allowed_bindings: &allowed, origin: Origin::Caller };
+            let (origin, writer) = if *by_stream { (Origin::Stream, Writer::Stream) } else { (Origin::Caller, Writer::Caller) };
+            let ctx = AppendContext { now_ms: &clock, allowed_bindings: &allowed, origin };
             let inputs: Vec<Value> = raw.iter().map(through_boundary).collect();
             let state_before = state.clone();
             let store_before = store.snapshot();
             let commits_before = store.commits.get();
 
             let result = plan_append(&state, inputs.clone(), &store, &ctx);
-            let predicted = model.append(&inputs, now, Writer::Caller, &["ECHO_HOST"]);
+            let predicted = model.append(&inputs, now, writer, &["ECHO_HOST"]);
             prop_assert_eq!(&state, &state_before);
             prop_assert_eq!(&store.snapshot(), &store_before, "planning wrote to the store");
             prop_assert_eq!(store.commits.get(), commits_before);

@@ -2,47 +2,41 @@
 //! `event_chunks`), page and point reads, and the state snapshot in `core_state`
 //! (docs/architecture.md#storage).
 
-use js_sys::{Array, JsString, Uint8Array};
+use js_sys::{Array, Uint8Array};
 use wasm_bindgen::JsValue;
 
-use streams_core::chunk::{chunks, ChunkSummary};
+use streams_core::chunk::{chunks, reassemble, ChunkSummary};
+use streams_core::json::raw_array;
 use streams_core::limits::EVENT_CHUNK_SIZE;
 use streams_core::store::{StoreError, StoredEvent};
+use streams_core::tiers::Tier;
 use streams_core::CORE_STATE_VERSION;
 
-use super::{as_u64, blob, corrupt, js_int, SqlStore, Statement};
+use super::{as_u64, blob, corrupt, first_cell, js_int, SqlStore, Statement};
+use crate::js::parse_in_js;
 
-/// Bound parameters per statement (the platform's limit) and so rows per
-/// multi-row INSERT of inline events, three parameters each.
-const MAX_PARAMETERS: usize = 100;
-pub(super) const INLINE_ROWS_PER_INSERT: usize = MAX_PARAMETERS / 3;
+/// The joined JSON of the events one `INSERT_FROM_JSON` writes stays under
+/// this, well under the platform's 2 MB cap on a bound value; an inline event
+/// is at most one slice (`EVENT_CHUNK_SIZE`), so a group always fits one.
+const INSERT_TEXT_BYTES: usize = 1024 * 1024;
 /// A capped page read concatenates at most this much JSON in one SQL value:
 /// well under the platform's 2 MB cap on a value (`SQLITE_TOOBIG`).
 const PAGE_TEXT_BYTES: usize = 1024 * 1024;
 
 impl SqlStore {
-    /// The multi-row INSERT of `n` inline events.
-    fn insert_inline(&self, n: usize) -> JsString {
-        let mut inserts = self.inner.inserts.borrow_mut();
-        while inserts.len() < n {
-            let rows = vec!["(?, ?, ?)"; inserts.len() + 1].join(", ");
-            inserts.push(JsString::from(format!(r#"INSERT INTO events ("offset", idempotency_key, json) VALUES {rows}"#)));
-        }
-        inserts[n - 1].clone()
-    }
-
-    /// Statements that insert events: inline ones several to a statement,
-    /// bigger ones (or bytes that are not UTF-8) as a described row plus slices.
+    /// Statements that insert events: one inline event with three bindings;
+    /// more as one statement per ~1 MiB of their JSON, bound as one text (a
+    /// JSON array) that SQLite splits; bigger events (or bytes that are not
+    /// UTF-8) as a described row plus slices.
     pub(super) fn push_events(&self, statements: &mut Vec<Statement>, events: &[Row<'_>]) {
         let inline: Vec<(&Row<'_>, &str)> = events.iter().filter_map(|row| Some((row, row.inline_text()?))).collect();
-        for group in inline.chunks(INLINE_ROWS_PER_INSERT) {
-            let bindings = Array::new();
-            for (row, text) in group {
-                bindings.push(&js_int(row.offset));
-                bindings.push(&row.key.map_or(JsValue::NULL, JsValue::from_str));
-                bindings.push(&JsValue::from_str(text));
+        if let [(row, text)] = inline[..] {
+            let bindings = [js_int(row.offset), row.key.map_or(JsValue::NULL, JsValue::from_str), JsValue::from_str(text)];
+            statements.push((self.query(INSERT_ONE), bindings.iter().collect()));
+        } else {
+            for joined in json_arrays(inline.iter().map(|(_, text)| *text), INSERT_TEXT_BYTES) {
+                statements.push((self.query(INSERT_FROM_JSON), std::iter::once(JsValue::from_str(&joined)).collect()));
             }
-            statements.push((self.insert_inline(group.len()), bindings));
         }
         for row in events.iter().filter(|row| row.inline_text().is_none()) {
             let summary = ChunkSummary::of(row.bytes);
@@ -66,15 +60,32 @@ impl SqlStore {
         }
     }
 
-    pub(super) fn commit_state(&self, mut statements: Vec<Statement>, state_json: Option<&str>) -> Result<(), StoreError> {
+    /// Commits `statements` with the state, when given; a snapshot that
+    /// follows a commit's last offset is also kept in the history.
+    pub(super) fn commit_state(&self, mut statements: Vec<Statement>, state_json: Option<&str>, at_offset: Option<u64>) -> Result<(), StoreError> {
         if let Some(json) = state_json {
             self.push_state(&mut statements, json);
+            if let Some(at) = at_offset {
+                for (index, chunk) in chunks(json.as_bytes()).into_iter().enumerate() {
+                    let row = [js_int(at), js_int(index as u64), JsValue::from_f64(CORE_STATE_VERSION as f64), Uint8Array::from(chunk).into()];
+                    statements.push((self.query(INSERT_HISTORY), row.iter().collect()));
+                }
+            }
         }
         self.run_all(statements)?;
         if let Some(json) = state_json {
             self.inner.state_rows.set(Some(chunks(json.as_bytes()).len()));
         }
         Ok(())
+    }
+
+    /// The newest snapshot of this state version at or below `offset`.
+    pub(super) fn history_at_or_below(&self, offset: u64) -> Result<Option<(u64, String)>, StoreError> {
+        let version = JsValue::from_f64(CORE_STATE_VERSION as f64);
+        let Some(at) = first_cell(self.rows(SELECT_HISTORY_AT, &[js_int(offset), version.clone()])?) else { return Ok(None) };
+        let slices = self.rows(SELECT_HISTORY_CHUNKS, &[at.clone(), version])?.into_iter().map(|r| blob(&r.get(0))).collect::<Option<Vec<_>>>();
+        let json = slices.and_then(|s| reassemble(s).ok());
+        Ok(json.map(|json| (as_u64(&at), json)))
     }
 
     /// The event in the row matched by `query` (by offset or by key), its
@@ -118,6 +129,26 @@ impl SqlStore {
             }
         }
         Ok(events)
+    }
+
+    /// Up to `wanted` events after `after` and before `before` as a JS array,
+    /// parsed from the text SQLite joined without that text ever being copied
+    /// into wasm. `None` unless the hot tier alone holds the page
+    /// from `after + 1` on, every event inline, in one SQL value: other pages
+    /// take `read_range`. `group_concat … ORDER BY` fixes the order, and the
+    /// array's length is checked against the count.
+    pub fn page_js(&self, after: u64, before: u64, wanted: usize) -> Result<Option<JsValue>, StoreError> {
+        if self.inner.legacy.get() || self.tier(after + 1) != Tier::Hot {
+            return Ok(None);
+        }
+        // An error here is the text being too big for one value.
+        let Ok(rows) = self.rows(SELECT_PAGE_ARRAY, &[js_int(after), js_int(before), js_int(wanted as u64)]) else { return Ok(None) };
+        let Some(row) = rows.into_iter().next() else { return Ok(None) };
+        let count = as_u64(&row.get(0));
+        if count == 0 || as_u64(&row.get(1)) != count || as_u64(&row.get(2)) != after + 1 {
+            return Ok(None);
+        }
+        Ok(parse_in_js(&row.get(3)).filter(|page| Array::is_array(page) && Array::from(page).length() as u64 == count))
     }
 
     /// Up to `wanted` events after `after`: the whole page as one string when
@@ -168,6 +199,27 @@ impl SqlStore {
         }
         Ok(Page { more: !(events.len() == fetched && fetched < wanted) && !events.is_empty(), events })
     }
+}
+
+/// The texts as JSON arrays of at most `max_bytes` each (a text longer than
+/// that alone in its own), in order.
+fn json_arrays<'a>(texts: impl Iterator<Item = &'a str>, max_bytes: usize) -> Vec<String> {
+    let mut arrays = Vec::new();
+    let mut group: Vec<&str> = Vec::new();
+    let mut bytes = 1;
+    for text in texts {
+        if !group.is_empty() && bytes + text.len() + 1 > max_bytes {
+            arrays.push(raw_array(group.iter().copied()));
+            group.clear();
+            bytes = 1;
+        }
+        bytes += text.len() + 1;
+        group.push(text);
+    }
+    if !group.is_empty() {
+        arrays.push(raw_array(group.iter().copied()));
+    }
+    arrays
 }
 
 /// An event to write: its bytes, and the same as text when they are UTF-8.
@@ -290,9 +342,19 @@ const SELECT_WHOLE_PAGE: &str = r#"SELECT count(*), sum(typeof(json) = 'text'), 
 /// within the first ?4 bytes of inline JSON (−1: not inline), and that JSON
 /// joined by commas.
 const SELECT_CAPPED_PAGE: &str = r#"SELECT count(*), group_concat(CASE WHEN upto <= ?4 THEN "offset" || ' ' || len END, ','), group_concat(CASE WHEN upto <= ?4 AND len >= 0 THEN json END, ',') FROM (SELECT "offset", json, len, sum(max(len, 0)) OVER (ORDER BY "offset" ROWS UNBOUNDED PRECEDING) AS upto FROM (SELECT "offset", json, CASE WHEN typeof(json) = 'text' THEN length(CAST(json AS BLOB)) ELSE -1 END AS len FROM events WHERE "offset" > ?1 AND "offset" < ?2 ORDER BY "offset" LIMIT ?3))"#;
+/// `SELECT_WHOLE_PAGE` as one JSON array in offset order, and the first offset.
+const SELECT_PAGE_ARRAY: &str = r#"SELECT count(*), sum(typeof(json) = 'text'), min("offset"), '[' || group_concat(json, ',' ORDER BY "offset") || ']' FROM (SELECT "offset", json FROM events WHERE "offset" > ?1 AND "offset" < ?2 ORDER BY "offset" LIMIT ?3)"#;
+const INSERT_ONE: &str = r#"INSERT INTO events ("offset", idempotency_key, json) VALUES (?, ?, ?)"#;
+/// Every event of `?`, a JSON array of committed events, as a row: its offset
+/// and key read from its own JSON, and its text exactly as written (SQLite
+/// keeps a JSON element's text as it was, escapes and number forms included).
+const INSERT_FROM_JSON: &str = r#"INSERT INTO events ("offset", idempotency_key, json) SELECT value ->> 'offset', value ->> 'idempotencyKey', value FROM json_each(?)"#;
 const INSERT_CHUNKED: &str = r#"INSERT INTO events ("offset", idempotency_key, chunk_count, byte_length, checksum) VALUES (?, ?, ?, ?, ?)"#;
 const INSERT_CHUNK: &str = r#"INSERT INTO event_chunks ("offset", chunk_index, chunk_bytes) VALUES (?, ?, ?)"#;
 const DELETE_STATE: &str = "DELETE FROM core_state";
+const INSERT_HISTORY: &str = "INSERT OR REPLACE INTO state_history (at_offset, chunk_index, version, chunk_bytes) VALUES (?, ?, ?, ?)";
+const SELECT_HISTORY_AT: &str = "SELECT at_offset FROM state_history WHERE at_offset <= ? AND version = ? ORDER BY at_offset DESC LIMIT 1";
+const SELECT_HISTORY_CHUNKS: &str = "SELECT chunk_bytes FROM state_history WHERE at_offset = ? AND version = ? ORDER BY chunk_index";
 const INSERT_STATE: &str = "INSERT OR REPLACE INTO core_state (chunk_index, version, chunk_bytes) VALUES (?, ?, ?)";
 
 #[cfg(test)]
@@ -307,6 +369,14 @@ mod tests {
                 PageEntry::Elsewhere(o) => (*o, None),
             })
             .collect()
+    }
+
+    #[test]
+    fn events_are_grouped_into_json_arrays_of_a_bounded_size() {
+        assert_eq!(json_arrays(["{}", "{}", "{}"].into_iter(), 100), vec!["[{},{},{}]"]);
+        assert_eq!(json_arrays(["{\"a\":1}", "{}", "{}"].into_iter(), 10), vec!["[{\"a\":1}]", "[{},{}]"]);
+        assert_eq!(json_arrays(["{\"long\":1}", "{}"].into_iter(), 4), vec!["[{\"long\":1}]", "[{}]"]);
+        assert!(json_arrays(std::iter::empty(), 10).is_empty());
     }
 
     #[test]

@@ -3,8 +3,11 @@
 //! tiers together. The tiers each have a file: `hot` (event rows and the state snapshot in SQLite)
 //! and `migration` (the first layout, read until moved). This module is the only place that knows the SQL.
 
+mod archive;
 mod hot;
 mod migration;
+
+pub use archive::ArchiveBucket;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -19,11 +22,12 @@ use worker::Storage;
 use streams_core::chunk::reassemble;
 use streams_core::limits::MAX_SAFE_INTEGER;
 use streams_core::store::{EventStore, NewEvent, StoreError, StoredEvent, StoredState};
+use streams_core::tiers::Tier;
 
-use hot::{Row, INLINE_ROWS_PER_INSERT, SELECT_BY_KEY, SELECT_BY_OFFSET};
+use hot::{Row, SELECT_BY_KEY, SELECT_BY_OFFSET};
 use migration::{DROP_LEGACY_CHUNKS, DROP_LEGACY_EVENTS};
 
-const SCHEMA: [&str; 5] = [
+const SCHEMA: [&str; 6] = [
     // `json` holds an event of at most one slice; a bigger one has NULL there
     // and its slices in `event_chunks`, described by the three columns after it.
     r#"CREATE TABLE IF NOT EXISTS events ("offset" INTEGER PRIMARY KEY, idempotency_key TEXT, json TEXT, chunk_count INTEGER, byte_length INTEGER, checksum INTEGER)"#,
@@ -31,6 +35,8 @@ const SCHEMA: [&str; 5] = [
     r#"CREATE TABLE IF NOT EXISTS event_chunks ("offset" INTEGER NOT NULL REFERENCES events("offset"), chunk_index INTEGER NOT NULL, chunk_bytes BLOB NOT NULL, PRIMARY KEY ("offset", chunk_index)) WITHOUT ROWID"#,
     r#"CREATE TABLE IF NOT EXISTS core_state (chunk_index INTEGER PRIMARY KEY, version INTEGER NOT NULL, chunk_bytes BLOB NOT NULL)"#,
     r#"CREATE TABLE IF NOT EXISTS runtime_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"#,
+    // Every state snapshot, kept by the offset it follows, for `getState({atOffset})`.
+    r#"CREATE TABLE IF NOT EXISTS state_history (at_offset INTEGER NOT NULL, chunk_index INTEGER NOT NULL, version INTEGER NOT NULL, chunk_bytes BLOB NOT NULL, PRIMARY KEY (at_offset, chunk_index)) WITHOUT ROWID"#,
 ];
 
 #[wasm_bindgen]
@@ -67,14 +73,14 @@ struct Connection {
     storage: DurableStorage,
     /// Statement texts as JS strings, so a call does not re-encode its SQL.
     queries: RefCell<HashMap<&'static str, JsString>>,
-    /// The multi-row INSERT for n inline events, at index n − 1.
-    inserts: RefCell<Vec<JsString>>,
     /// How many `core_state` rows exist, when known: an unchanged count lets a
     /// commit overwrite them in place instead of deleting first.
     state_rows: Cell<Option<usize>>,
     /// Whether the first layout's tables (`events_v1`, `event_chunks_v1`) still
     /// hold events not yet moved (docs/operations.md#migrations-and-state-versions).
     legacy: Cell<bool>,
+    /// The first kept offset, the segments, the hot tier's size, the segment cache.
+    tiers: RefCell<archive::Tiers>,
 }
 
 impl SqlStore {
@@ -85,9 +91,9 @@ impl SqlStore {
             sql: storage.sql(),
             storage,
             queries: RefCell::default(),
-            inserts: RefCell::default(),
             state_rows: Cell::default(),
             legacy: Cell::new(false),
+            tiers: RefCell::default(),
         };
         Self { inner: Rc::new(connection) }
     }
@@ -97,11 +103,11 @@ impl SqlStore {
     /// migration empties and drops.
     pub fn create_schema(&self) -> Result<(), StoreError> {
         self.rename_first_layout()?;
-        for ddl in SCHEMA {
+        for ddl in SCHEMA.into_iter().chain(archive::ARCHIVE_SCHEMA) {
             self.exec(ddl, &[])?;
         }
         self.inner.legacy.set(self.table_exists("events_v1")?);
-        Ok(())
+        self.load_tiers()
     }
 
     /// Whether the tables exist, asked without creating them.
@@ -190,20 +196,65 @@ impl SqlStore {
     /// Deletes every row of every table, and the first layout's tables (`reset`).
     pub fn delete_everything(&self) -> Result<(), StoreError> {
         self.transaction(|store| {
-            for statement in ["DELETE FROM event_chunks", "DELETE FROM events", "DELETE FROM core_state", "DELETE FROM runtime_meta", DROP_LEGACY_CHUNKS, DROP_LEGACY_EVENTS] {
+            for statement in ["DELETE FROM event_chunks", "DELETE FROM events", "DELETE FROM core_state", "DELETE FROM state_history", "DELETE FROM runtime_meta", "DELETE FROM segments", "DELETE FROM archived_keys", DROP_LEGACY_CHUNKS, DROP_LEGACY_EVENTS] {
                 store.exec(statement, &[])?;
             }
             Ok(())
         })?;
         self.inner.state_rows.set(Some(0));
         self.inner.legacy.set(false);
-        Ok(())
+        self.load_tiers()
+    }
+
+    /// `read_range` over the archive: events after `after` from the cached
+    /// segments that hold them, then the hot tier. A page stops at a segment
+    /// that is not cached once it holds an event; a page that would start in
+    /// one fails as a miss, which the caller resolves by fetching it.
+    fn tiered_range(&self, mut after: u64, before: u64, limit: usize, max_bytes: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut page: Vec<StoredEvent> = Vec::new();
+        let mut bytes = 0usize;
+        while page.len() < limit && after + 1 < before {
+            let index = match self.tier(after + 1) {
+                Tier::Trimmed => return Err(StoreError(format!("offset {} was removed by retention", after + 1))),
+                Tier::Hot => break,
+                Tier::Archived(index) => index,
+            };
+            let (info, events) = match self.cached_segment(index) {
+                Ok(found) => found,
+                Err(miss) if page.is_empty() => return Err(miss),
+                Err(_) => {
+                    self.take_miss();
+                    return Ok(page);
+                }
+            };
+            for event in events.iter().skip((after + 1 - info.first) as usize) {
+                if page.len() == limit || event.offset >= before || (!page.is_empty() && bytes + event.json.len() > max_bytes) {
+                    return Ok(page);
+                }
+                bytes += event.json.len();
+                after = event.offset;
+                page.push(event.clone());
+            }
+            after = after.max(info.last);
+        }
+        if page.len() == limit || after + 1 >= before {
+            return Ok(page);
+        }
+        let hot = self.log_range(after, before, limit - page.len(), max_bytes.saturating_sub(bytes).max(1))?;
+        for event in hot {
+            if !page.is_empty() && bytes + event.json.len() > max_bytes {
+                break;
+            }
+            bytes += event.json.len();
+            page.push(event);
+        }
+        Ok(page)
     }
 }
 
 impl EventStore for SqlStore {
     fn max_offset(&self) -> Result<u64, StoreError> {
-        let log = first_cell(self.rows(r#"SELECT COALESCE(MAX("offset"), 0) FROM events"#, &[])?).map_or(0, |n| as_u64(&n));
+        let log = first_cell(self.rows(r#"SELECT COALESCE(MAX("offset"), 0) FROM events"#, &[])?).map_or(0, |n| as_u64(&n)).max(self.archived_max());
         if !self.inner.legacy.get() {
             return Ok(log);
         }
@@ -214,7 +265,7 @@ impl EventStore for SqlStore {
     fn read_range(&self, after: u64, before: Option<u64>, limit: usize, max_bytes: usize) -> Result<Vec<StoredEvent>, StoreError> {
         let before = before.unwrap_or(MAX_SAFE_INTEGER);
         if !self.inner.legacy.get() {
-            return self.log_range(after, before, limit, max_bytes);
+            return self.tiered_range(after, before, limit, max_bytes);
         }
         // Mid-migration an offset is in one layout or the other: merge both.
         let mut merged = self.log_range(after, before, limit, usize::MAX)?;
@@ -233,6 +284,14 @@ impl EventStore for SqlStore {
     }
 
     fn event_at(&self, offset: u64) -> Result<Option<StoredEvent>, StoreError> {
+        match self.tier(offset) {
+            Tier::Trimmed => return Ok(None),
+            Tier::Archived(index) => {
+                let (info, events) = self.cached_segment(index)?;
+                return Ok(events.get((offset - info.first) as usize).cloned());
+            }
+            Tier::Hot => {}
+        }
         match self.event_where(SELECT_BY_OFFSET, js_int(offset))? {
             None if self.inner.legacy.get() => self.legacy_event(r#"SELECT "offset" FROM events_v1 WHERE "offset" = ?"#, js_int(offset)),
             found => Ok(found),
@@ -240,6 +299,9 @@ impl EventStore for SqlStore {
     }
 
     fn event_by_idempotency_key(&self, key: &str) -> Result<Option<StoredEvent>, StoreError> {
+        if let Some(offset) = self.archived_key_offset(key)? {
+            return self.event_at(offset);
+        }
         match self.event_where(SELECT_BY_KEY, key.into())? {
             None if self.inner.legacy.get() => self.legacy_event(r#"SELECT "offset" FROM events_v1 WHERE idempotency_key = ?"#, key.into()),
             found => Ok(found),
@@ -269,13 +331,19 @@ impl EventStore for SqlStore {
 
     fn commit(&self, events: &[NewEvent<'_>], state_json: Option<&str>) -> Result<(), StoreError> {
         let rows: Vec<Row<'_>> = events.iter().map(|e| Row { offset: e.offset, key: e.idempotency_key, bytes: e.json.as_bytes(), text: Some(e.json) }).collect();
-        let mut statements = Vec::with_capacity(events.len().div_ceil(INLINE_ROWS_PER_INSERT) + 2);
+        let mut statements = Vec::with_capacity(3);
         self.push_events(&mut statements, &rows);
-        self.commit_state(statements, state_json)
+        self.commit_state(statements, state_json, events.last().map(|e| e.offset))?;
+        self.count_hot(events.len() as u64, events.iter().map(|e| e.json.len() as u64).sum());
+        Ok(())
     }
 
     fn write_state(&self, state_json: &str) -> Result<(), StoreError> {
-        self.commit_state(Vec::new(), Some(state_json))
+        self.commit_state(Vec::new(), Some(state_json), None)
+    }
+
+    fn snapshot_at_or_below(&self, offset: u64) -> Result<Option<(u64, String)>, StoreError> {
+        self.history_at_or_below(offset)
     }
 }
 

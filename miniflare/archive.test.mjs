@@ -1,0 +1,330 @@
+// Sealed segments in R2, transparent reads, retention and deleteStream (docs/architecture.md#storage-tiers,
+// docs/operations.md#the-archive, docs/protocol.md#retention). Real DO SQLite and Miniflare's local R2
+// bucket, with a small STREAMS_SEGMENT_EVENTS so thousands of events make dozens of segments. The
+// R2-failure test binds STREAMS_ARCHIVE through a wrapper that throws while a marker object exists.
+import { before, after, test } from "node:test";
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { startStreams, call, tryCall, callMany, callService, http, uniqueName, splitName } from "./helpers/mf.mjs";
+import { S } from "./helpers/assertions.mjs";
+import { openSubscriber, subscribeRaw, echoSubscriptionEvent, echoInput, inspectEcho, uniqueEchoName, waitFor, sleep, ECHO_INPUT } from "./helpers/subscribers.mjs";
+
+const SEGMENT_EVENTS = 100;
+const FAIL_MARKER = "__streams_test_fail__";
+// STREAMS_ARCHIVE → a wrapper over the real local bucket REAL that throws while FAIL_MARKER exists.
+const FAULTY_ARCHIVE = {
+  name: "faulty-archive",
+  modules: [
+    {
+      type: "ESModule",
+      path: "faulty-archive.mjs",
+      contents: `
+        export default function (env) {
+          const real = env.REAL;
+          const check = async () => { if (await real.head(${JSON.stringify(FAIL_MARKER)})) throw new Error("R2 is unavailable (test)"); };
+          return {
+            async put(key, value, options) { await check(); return real.put(key, value, options); },
+            async get(key, options) { await check(); return real.get(key, options); },
+            async delete(key) { await check(); return real.delete(key); },
+            async list(options) { await check(); return real.list(options); },
+          };
+        }`,
+    },
+  ],
+  r2Buckets: { REAL: "archive-bucket" },
+};
+
+let dir;
+let mf;
+const start = () =>
+  startStreams({
+    bindings: { STREAMS_SEGMENT_EVENTS: String(SEGMENT_EVENTS), STREAM_REDIAL_BASE_MS: "100", STREAM_REDIAL_MAX_MS: "400" },
+    streams: { wrappedBindings: { STREAMS_ARCHIVE: { scriptName: "faulty-archive" } } },
+    workers: [FAULTY_ARCHIVE],
+    miniflare: { durableObjectsPersist: path.join(dir, "do"), r2Persist: path.join(dir, "r2") },
+  });
+
+before(async () => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), "streams-archive-"));
+  mf = await start();
+});
+after(async () => {
+  await mf?.dispose();
+  if (dir) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+const bucket = () => mf.getR2Bucket("REAL", "faulty-archive");
+async function objectKeys(prefix = "streams/") {
+  const listed = await (await bucket()).list({ prefix });
+  return listed.objects.map((o) => o.key).sort();
+}
+const storage = async (name) => (await call(mf, name, "runtimeState")).runtime.storage;
+const streamId = async (name) => (await call(mf, name, "runtimeState")).coreProcessorState.streamId;
+
+/** Runs the archive's background steps until nothing is due; returns the storage figures. */
+async function settle(name, arg = {}) {
+  let last;
+  for (let i = 0; i < 200; i++) {
+    const report = await call(mf, name, "runArchiveNow", arg);
+    if (report.error) return report;
+    if (last && JSON.stringify(report.storage) === JSON.stringify(last.storage)) return report;
+    last = report;
+  }
+  throw new Error("the archive never settled");
+}
+
+/** Appends `count` events in batches; some keyed, some over the 512 KiB slice size. Returns the committed events. */
+async function appendMany(name, count, { tag = "e", big = [] } = {}) {
+  const committed = [];
+  for (let i = 0; i < count; ) {
+    const n = Math.min(200, count - i);
+    const events = Array.from({ length: n }, (_, j) => {
+      const k = i + j;
+      const event = { type: "app/item", payload: { k, tag, text: big.includes(k) ? "λ".repeat(300_000) : `item ${k} "quoted", {braces}` } };
+      if (k % 7 === 0) event.idempotencyKey = `${tag}-key-${k}`;
+      return event;
+    });
+    committed.push(...(await call(mf, name, "appendBatch", { events })));
+    i += n;
+  }
+  return committed;
+}
+
+async function readAllPages(name, limit = 1000) {
+  const events = [];
+  let afterOffset = 0;
+  for (;;) {
+    const page = await call(mf, name, "getEvents", { afterOffset, limit });
+    if (page.length === 0) return events;
+    events.push(...page);
+    afterOffset = page.at(-1).offset;
+  }
+}
+
+function assertSameLog(actual, expected, note) {
+  assert.equal(actual.length, expected.length, `${note}: count`);
+  for (let i = 0; i < expected.length; i++) {
+    assert.equal(JSON.stringify(actual[i]), JSON.stringify(expected[i]), `${note}: offset ${expected[i].offset}`);
+  }
+}
+
+test("thousands of events are sealed into R2; the hot tier stays bounded and every read sees the same events", async () => {
+  const name = uniqueName("archive");
+  const committed = await appendMany(name, 3000, { big: [1234] });
+  const { storage: figures } = await settle(name);
+  const all = await readAllPages(name);
+  const maxOffset = all.at(-1).offset;
+  assert.ok(figures.archivedSegments >= 25, `sealed: ${JSON.stringify(figures)}`);
+  assert.ok(figures.hotEvents < SEGMENT_EVENTS, `the hot tier holds less than one segment: ${JSON.stringify(figures)}`);
+  assert.equal(figures.archivedEvents + figures.hotEvents, maxOffset, "every offset is in exactly one tier");
+  assert.equal(figures.firstOffset, 1);
+  assert.equal((await objectKeys(`streams/${await streamId(name)}/`)).length, figures.archivedSegments, "one object per segment");
+
+  // getEvents paging (full and small pages) returns the committed bytes, in order, once.
+  const byOffset = new Map(all.map((e) => [e.offset, e]));
+  assertSameLog(committed, committed.map((e) => byOffset.get(e.offset)), "getEvents");
+  assert.deepEqual(all.map((e) => e.offset), Array.from({ length: maxOffset }, (_, i) => i + 1));
+  assertSameLog(await readAllPages(name, 37), all, "pages of 37");
+
+  // getEvent by offset for every event, and by idempotency key for the archived keyed ones.
+  for (let i = 0; i < all.length; i += 250) {
+    const outcomes = await callMany(mf, name, all.slice(i, i + 250).map((e) => ({ method: "getEvent", arg: { offset: e.offset } })));
+    outcomes.forEach((o, j) => assert.equal(JSON.stringify(o.result), JSON.stringify(all[i + j]), `getEvent ${all[i + j].offset}`));
+  }
+  const keyed = committed.filter((e) => e.idempotencyKey).slice(0, 40);
+  for (const event of keyed) {
+    assert.equal(JSON.stringify(await call(mf, name, "getEvent", { idempotencyKey: event.idempotencyKey })), JSON.stringify(event));
+  }
+  // De-duplication still covers archived events: a repeat returns the original, appends nothing.
+  const repeat = await call(mf, name, "append", { event: { type: "app/item", payload: { other: true }, idempotencyKey: keyed[0].idempotencyKey } });
+  assert.equal(JSON.stringify(repeat), JSON.stringify(keyed[0]));
+  assert.equal((await readAllPages(name)).length, maxOffset, "the repeat appended nothing");
+
+  // A socket replays the whole log from offset 0, archived and hot, in order, once.
+  const sub = await openSubscriber(mf, name, { replayAfterOffset: 0 });
+  await sub.waitForOffset(maxOffset, { timeoutMs: 20000 });
+  sub.close();
+  assertSameLog(sub.events().filter((e) => e.offset <= maxOffset), all, "socket replay");
+});
+
+test("an outbound subscriber replays archived events", async () => {
+  const name = uniqueName("archive-out");
+  const inputs = [];
+  for (let i = 0; i < 3; i++) {
+    inputs.push(...(await call(mf, name, "appendBatch", { events: Array.from({ length: 150 }, (_, j) => echoInput({ n: i * 150 + j })) })));
+  }
+  const { storage: figures } = await settle(name);
+  assert.ok(figures.archivedSegments >= 4, JSON.stringify(figures));
+  const echo = uniqueEchoName();
+  await call(mf, name, "append", { event: echoSubscriptionEvent("echo", echo) });
+  const seen = await waitFor(() => inspectEcho(mf, echo), (s) => s.delivered.length >= inputs.length, { timeoutMs: 30000, what: "every archived input delivered" });
+  assert.deepEqual(seen.delivered, inputs.map((e) => e.offset), "each input once, in order");
+  assert.equal(inputs[0].type, ECHO_INPUT);
+});
+
+test("a kill and a full restart between the upload and the row deletion resume without loss or duplicate", async () => {
+  const name = uniqueName("archive-crash");
+  await call(mf, name, "runArchiveNow", { holdAfterUpload: true });
+  const committed = await appendMany(name, 250, { tag: "c" });
+  const held = await settle(name, { holdAfterUpload: true });
+  assert.equal(held.storage.archivedSegments, 0, "nothing recorded: the seal stops after its upload");
+  const id = await streamId(name);
+  const uploaded = await objectKeys(`streams/${id}/`);
+  assert.equal(uploaded.length, 1, `the first segment was uploaded: ${uploaded}`);
+
+  await tryCall(mf, name, "kill");
+  await waitFor(() => tryCall(mf, name, "runtimeState"), (o) => o.ok, { what: "boot after kill" });
+  await mf.dispose();
+  mf = await start();
+  await settle(name, { holdAfterUpload: true });
+  assert.deepEqual(await objectKeys(`streams/${id}/`), uploaded, "the resumed seal wrote the same object again");
+
+  const { storage: figures } = await settle(name);
+  assert.equal(figures.archivedSegments, 2);
+  const all = await readAllPages(name);
+  const byOffset = new Map(all.map((e) => [e.offset, e]));
+  assertSameLog(committed.map((e) => byOffset.get(e.offset)), committed, "after the resumed seal");
+  assert.deepEqual(all.map((e) => e.offset), Array.from({ length: all.length }, (_, i) => i + 1), "no gap, no duplicate");
+  assert.equal((await objectKeys(`streams/${id}/`)).length, 2);
+});
+
+test("while R2 fails appends go on, the failure is retried with back-off, and sealing recovers", async () => {
+  const name = uniqueName("archive-fail");
+  await call(mf, name, "runtimeState");
+  await (await bucket()).put(FAIL_MARKER, "1");
+  let committed;
+  try {
+    committed = await appendMany(name, 350, { tag: "f" });
+    const failed = await call(mf, name, "runArchiveNow");
+    assert.match(failed.error ?? "", /R2 is unavailable/, "the failure is reported");
+    assert.equal(failed.storage.archivedSegments, 0);
+    assert.equal(failed.storage.hotEvents, committed.at(-1).offset, "every event stays in SQLite");
+    assert.deepEqual((await readAllPages(name)).map((e) => e.offset).at(-1), committed.at(-1).offset);
+  } finally {
+    await (await bucket()).delete(FAIL_MARKER);
+  }
+  // The alarm retries without any call.
+  const figures = await waitFor(() => storage(name), (s) => s.archivedSegments === 3, { timeoutMs: 15000, what: "sealing after R2 recovered" });
+  assert.ok(figures.hotEvents < SEGMENT_EVENTS);
+  const all = await readAllPages(name);
+  const byOffset = new Map(all.map((e) => [e.offset, e]));
+  assertSameLog(committed.map((e) => byOffset.get(e.offset)), committed, "after recovery");
+});
+
+test("a damaged or missing segment is internal for its events, never another event", async () => {
+  const name = uniqueName("archive-damage");
+  await appendMany(name, 250, { tag: "d" });
+  await settle(name);
+  const keys = await objectKeys(`streams/${await streamId(name)}/`);
+  const r2 = await bucket();
+  const second = await (await r2.get(keys[1])).arrayBuffer();
+  await r2.put(keys[0], second); // segment 1 now holds segment 2's bytes
+  await r2.delete(keys[1]);
+  await call(mf, name, "simulateHibernation"); // an empty cache
+  for (const offset of [1, 50, 150]) {
+    const o = await tryCall(mf, name, "getEvent", { offset });
+    assert.equal(o.ok, false);
+    assert.equal(o.error, "internal: internal error", `offset ${offset}`);
+  }
+  const hot = await call(mf, name, "getEvent", { offset: 240 });
+  assert.equal(hot.offset, 240, "hot events still read");
+});
+
+test("retention by count removes whole segments from SQLite and R2; reads before the first kept offset are trimmed", async () => {
+  const name = uniqueName("archive-count");
+  await appendMany(name, 520, { tag: "r" });
+  await settle(name);
+  const before = await call(mf, name, "runtimeState");
+  await call(mf, name, "append", { event: { type: S("configured"), payload: { config: { retention: { maxEvents: 230 } } } } });
+  const { storage: figures } = await settle(name);
+  const state = (await call(mf, name, "runtimeState")).coreProcessorState;
+  const maxOffset = state.maxOffset;
+  assert.ok(figures.firstOffset > 1, JSON.stringify(figures));
+  assert.equal((figures.firstOffset - 1) % SEGMENT_EVENTS, 0, "whole segments");
+  assert.ok(maxOffset - figures.firstOffset + 1 >= 230, "never fewer than asked");
+  assert.ok(maxOffset - figures.firstOffset + 1 < 230 + SEGMENT_EVENTS, "no whole segment more than needed");
+  assert.equal(state.eventCount, before.coreProcessorState.eventCount + 1, "the state stays exact");
+  assert.deepEqual(state.config.retention, { maxEvents: 230 });
+  const kept = await objectKeys(`streams/${state.streamId}/`);
+  assert.equal(kept.length, figures.archivedSegments, "removed segments are deleted from R2");
+
+  const first = figures.firstOffset;
+  const message = `Offset ${first - 1} was removed by retention; the first kept offset is ${first}.`;
+  assert.deepEqual(await tryCall(mf, name, "getEvent", { offset: first - 1 }), { ok: false, error: `trimmed: ${message}`, name: "Error" });
+  assert.equal((await tryCall(mf, name, "getEvents", { afterOffset: first - 2 })).error, `trimmed: ${message}`);
+  assert.equal((await call(mf, name, "getEvents", { afterOffset: first - 1, limit: 1 }))[0].offset, first, "from the first kept offset on");
+  const { namespace, path: p } = splitName(name);
+  const q = new URLSearchParams({ namespace, path: p, offset: String(first - 1) });
+  const viaHttp = await http(mf, "GET", `/api/streams/getEvent?${q}`);
+  assert.equal(viaHttp.status, 410);
+  assert.deepEqual(viaHttp.json, { error: { code: "trimmed", message } });
+  const refused = await subscribeRaw(mf, name, { replayAfterOffset: first - 2 });
+  assert.equal(refused.status, 410, "a socket replay from a trimmed offset is refused before the upgrade");
+  assert.equal(refused.json.error.code, "trimmed");
+  const sub = await openSubscriber(mf, name, { replayAfterOffset: first - 1 });
+  await sub.waitForOffset(maxOffset, { timeoutMs: 10000 });
+  sub.close();
+  assert.equal(sub.events()[0].offset, first);
+});
+
+test("retention by age removes what is older than the limit, by the alarm within the limit's time", async () => {
+  const name = uniqueName("archive-age");
+  const old = await appendMany(name, 230, { tag: "old" });
+  await sleep(30);
+  await appendMany(name, 10, { tag: "new" });
+  await settle(name);
+  await call(mf, name, "append", { event: { type: S("configured"), payload: { config: { retention: { maxAgeSeconds: 3600 } } } } });
+  // A test clock: an hour after the last old event, only the old ones (two segments and hot rows) go.
+  const nowMs = Date.parse(old.at(-1).createdAt) + 3600_000;
+  const { storage: figures } = await settle(name, { nowMs });
+  assert.equal(figures.firstOffset, old.at(-1).offset + 1, JSON.stringify(figures));
+  assert.equal((await tryCall(mf, name, "getEvent", { offset: old.at(-1).offset })).error.split(":")[0], "trimmed");
+
+  // The real clock, through the alarm: a one-second limit removes everything older.
+  const quick = uniqueName("archive-age-alarm");
+  await appendMany(quick, 120, { tag: "q" });
+  await call(mf, quick, "append", { event: { type: S("configured"), payload: { config: { retention: { maxAgeSeconds: 1 } } } } });
+  const last = (await call(mf, quick, "runtimeState")).coreProcessorState.maxOffset;
+  const trimmed = await waitFor(() => storage(quick), (s) => s.firstOffset === last + 1, { timeoutMs: 10000, what: "the alarm's retention step" });
+  assert.equal(trimmed.archivedSegments + trimmed.hotEvents, 0);
+});
+
+test("retention without an archive removes hot rows", async () => {
+  const plain = await startStreams();
+  try {
+    const name = uniqueName("plain-count");
+    await call(plain, name, "append", { event: { type: S("configured"), payload: { config: { retention: { maxEvents: 50 } } } } });
+    for (let i = 0; i < 3; i++) await call(plain, name, "appendBatch", { events: Array.from({ length: 60 }, () => ({ type: "app/x" })) });
+    const figures = await waitFor(() => call(plain, name, "runtimeState"), (s) => s.runtime.storage.hotEvents === 50, { what: "hot rows trimmed" }).then((s) => s.runtime.storage);
+    assert.equal(figures.archivedSegments, 0);
+    assert.equal(figures.firstOffset, 183 - 50 + 1);
+    assert.equal((await tryCall(plain, name, "getEvent", { offset: 1 })).error, `trimmed: Offset 1 was removed by retention; the first kept offset is ${figures.firstOffset}.`);
+    const bad = await tryCall(plain, name, "append", { event: { type: S("configured"), payload: { config: { retention: { maxEvents: 0 } } } } });
+    assert.equal(bad.error, "invalid_event: event[0]: payload.config.retention.maxEvents must be a positive integer");
+  } finally {
+    await plain.dispose();
+  }
+});
+
+test("deleteStream removes the events, the segments in R2, the state and the sockets; the next write starts a new life", async () => {
+  const name = uniqueName("archive-delete");
+  await appendMany(name, 250, { tag: "x" });
+  await settle(name);
+  const id = await streamId(name);
+  assert.equal((await objectKeys(`streams/${id}/`)).length, 2);
+  const { namespace, path: streamPath } = splitName(name);
+  const listed = () => callService(mf, "listStreams", { namespace, prefix: streamPath }).then((page) => page.streams.map((s) => s.path));
+  await waitFor(listed, (paths) => paths.includes(streamPath), { what: "the stream in the directory" });
+  const sub = await openSubscriber(mf, name, {});
+  await call(mf, name, "deleteStream");
+  assert.deepEqual(await listed(), [], "deleteStream removes the stream from the directory");
+  await sub.waitForClose();
+  assert.equal(sub.closeEvent.code, 1012);
+  assert.deepEqual(await objectKeys(`streams/${id}/`), [], "the segments are gone from R2");
+  const fresh = await waitFor(() => tryCall(mf, name, "runtimeState"), (o) => o.ok, { what: "the next life" });
+  assert.notEqual(fresh.result.coreProcessorState.streamId, id);
+  assert.equal(fresh.result.runtime.storage.archivedSegments, 0);
+  assert.deepEqual((await call(mf, name, "getEvents", {})).map((e) => e.type), [S("created"), S("woken")]);
+});
