@@ -151,3 +151,27 @@ test("long-poll with eventTypes waits past commits of other types for a match", 
   assert.equal(res.status, 200);
   assert.deepEqual(offsets(res.json), [5]);
 });
+
+test("over a trimmed range: sinceTime and last start at the first kept offset; afterOffset, atOffset and Last-Event-ID before it are trimmed", async () => {
+  const name = uniqueName();
+  await call(mf, name, "append", { event: { type: "events.iterate.com/stream/configured", payload: { config: { retention: { maxEvents: 50 } } } } });
+  for (let i = 0; i < 3; i++) await call(mf, name, "appendBatch", { events: Array.from({ length: 60 }, () => ({ type: "app/x" })) });
+  let first;
+  for (let i = 0; i < 200 && !(first > 1); i++) {
+    first = (await call(mf, name, "runtimeState")).runtime.storage.firstOffset;
+    if (!(first > 1)) await sleep(25);
+  }
+  assert.ok(first > 1, "retention removed the oldest events");
+  const message = (n) => `trimmed: Offset ${n} was removed by retention; the first kept offset is ${first}.`;
+  assert.equal((await call(mf, name, "getEvents", { sinceTime: "2000-01-01T00:00:00Z", limit: 1 }))[0].offset, first, "a time before the kept events");
+  const tail = await call(mf, name, "getEvents", { last: 1000 });
+  assert.equal(tail[0].offset, first, "a tail longer than what is kept");
+  const { namespace, path } = splitName(name);
+  assert.equal((await tryCallService(mf, "getEvents", { namespace, path, afterOffset: first - 2 })).error, message(first - 1));
+  assert.equal((await tryCallService(mf, "getState", { namespace, path, atOffset: first - 2 })).error, message(first - 1));
+  const sse = await mf.dispatchFetch(`http://localhost/api/streams/subscribe?${new URLSearchParams({ namespace, path })}`, {
+    headers: { accept: "text/event-stream", "last-event-id": String(first - 2) },
+  });
+  assert.equal(sse.status, 410, "refused before the stream starts");
+  assert.equal((await sse.json()).error.message, message(first - 1).replace("trimmed: ", ""));
+});

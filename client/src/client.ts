@@ -3,7 +3,7 @@ import { StreamError } from "./errors.js";
 import type { WebSocketConstructor } from "./link.js";
 import { Subscription, type SubscribeOptions } from "./subscribe.js";
 import { bindingTransport, httpTransport, type MethodName, type StreamsBinding, type Target, type TokenSource, type Transport } from "./transport.js";
-import type { CoreState, EventInput, RuntimeState, StreamEvent, StreamTarget } from "./types.js";
+import type { CoreState, EventInput, GetEventsOptions, ListStreamsOptions, RuntimeState, StreamEvent, StreamList, StreamTarget } from "./types.js";
 
 export const DEFAULT_NAMESPACE = "default";
 
@@ -55,7 +55,12 @@ export interface StreamsClient {
   appendBatch(stream: StreamRef, events: EventInput[], options?: { streamPath?: string }): Promise<StreamEvent[]>;
   /** By offset (`not_found` when there is none) or by idempotency key (`undefined` when there is none). */
   getEvent(stream: StreamRef, by: { offset: number } | { idempotencyKey: string }): Promise<StreamEvent | undefined>;
-  getEvents(stream: StreamRef, range?: { afterOffset?: number; beforeOffset?: number | null; limit?: number }): Promise<StreamEvent[]>;
+  /** A page by offset, time (`sinceTime`), tail (`last`) or type, optionally long-polled (`waitMs`). */
+  getEvents(stream: StreamRef, range?: GetEventsOptions): Promise<StreamEvent[]>;
+  /** The core state right after `atOffset` (the current state without it). */
+  getState(stream: StreamRef, options?: { atOffset?: number }): Promise<CoreState>;
+  /** The directory, page by page (each a `{streams, next}`), following `next` until it is null. */
+  listStreams(options?: Omit<ListStreamsOptions, "after">): AsyncIterableIterator<StreamList>;
   runtimeState(stream: StreamRef): Promise<RuntimeState>;
   /** The state `event` would reduce to, from the current state or from `coreProcessorState`. */
   reduce(stream: StreamRef, event: StreamEvent, options?: { coreProcessorState?: Partial<CoreState> }): Promise<CoreState>;
@@ -109,8 +114,25 @@ class Client implements StreamsClient {
     return this.#call("getEvent", stream, { ...by });
   }
 
-  getEvents(stream: StreamRef, range: { afterOffset?: number; beforeOffset?: number | null; limit?: number } = {}): Promise<StreamEvent[]> {
+  getEvents(stream: StreamRef, range: GetEventsOptions = {}): Promise<StreamEvent[]> {
     return this.#call("getEvents", stream, { ...range });
+  }
+
+  getState(stream: StreamRef, options: { atOffset?: number } = {}): Promise<CoreState> {
+    return this.#call("getState", stream, { ...options });
+  }
+
+  async *listStreams(options: Omit<ListStreamsOptions, "after"> = {}): AsyncIterableIterator<StreamList> {
+    let after: string | null = null;
+    do {
+      const args: Record<string, string | number> = { namespace: options.namespace ?? this.namespace };
+      if (options.prefix !== undefined) args.prefix = options.prefix;
+      if (options.limit !== undefined) args.limit = options.limit;
+      if (after !== null) args.after = after;
+      const page = (await this.#transport.listStreams(args)) as StreamList;
+      yield page;
+      after = page.next;
+    } while (after !== null);
   }
 
   runtimeState(stream: StreamRef): Promise<RuntimeState> {

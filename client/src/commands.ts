@@ -131,8 +131,8 @@ export const COMMANDS: Record<string, Command> = {
     },
   },
   get: {
-    usage: "get <path> [--offset <n> | --key <idempotencyKey> | --from <n> --before <n>]",
-    options: { offset: { type: "string" }, key: { type: "string" }, from: { type: "string" }, before: { type: "string" } },
+    usage: "get <path> [--offset <n> | --key <idempotencyKey> | --from <n> --before <n> | --since <10m|ISO time> | --last <n>]",
+    options: { offset: { type: "string" }, key: { type: "string" }, from: { type: "string" }, before: { type: "string" }, since: { type: "string" }, last: { type: "string" } },
     async run(ctx) {
       const path = onePath(ctx);
       const client = await ctx.client();
@@ -143,6 +143,19 @@ export const COMMANDS: Record<string, Command> = {
         const event = await client.getEvent(path, offset !== undefined ? { offset } : { idempotencyKey: String(key) });
         if (event === undefined) throw new StreamError("not_found", `no event with idempotency key ${JSON.stringify(key)}`);
         ctx.out(JSON.stringify(event));
+        return;
+      }
+      const last = integer(ctx.values, "last");
+      if (last !== undefined) {
+        for (const event of await client.getEvents(path, { last })) ctx.out(JSON.stringify(event));
+        return;
+      }
+      if (typeof ctx.values.since === "string") {
+        // The first page by time, then onward by offset.
+        const first = await client.getEvents(path, { sinceTime: sinceTime(ctx.values.since), limit: 1000 });
+        for (const event of first) ctx.out(JSON.stringify(event));
+        const after = first.at(-1)?.offset;
+        if (after !== undefined) for await (const event of client.events(path, { afterOffset: after })) ctx.out(JSON.stringify(event));
         return;
       }
       const range: { afterOffset?: number; beforeOffset?: number } = {};
@@ -176,11 +189,24 @@ export const COMMANDS: Record<string, Command> = {
     },
   },
   state: {
-    usage: "state <path>",
-    options: {},
+    usage: "state <path> [--at <offset>]   (without --at: runtimeState; with it: the core state right after that offset)",
+    options: { at: { type: "string" } },
     async run(ctx) {
       const path = onePath(ctx);
-      ctx.out(JSON.stringify(await (await ctx.client()).runtimeState(path)));
+      const at = integer(ctx.values, "at");
+      const client = await ctx.client();
+      ctx.out(JSON.stringify(at === undefined ? await client.runtimeState(path) : await client.getState(path, { atOffset: at })));
+    },
+  },
+  ls: {
+    usage: "ls [prefix] [--limit <n>]   (the directory: one JSON line per stream, sorted by path)",
+    options: { limit: { type: "string" } },
+    async run(ctx) {
+      if (ctx.positionals.length > 1) throw new UsageError("expected at most one prefix");
+      const limit = integer(ctx.values, "limit");
+      const client = await ctx.client();
+      const pages = client.listStreams({ ...(ctx.positionals[0] ? { prefix: ctx.positionals[0] } : {}), ...(limit ? { limit } : {}) });
+      for await (const page of pages) for (const stream of page.streams) ctx.out(JSON.stringify(stream));
     },
   },
   token: {
@@ -202,6 +228,14 @@ export const COMMANDS: Record<string, Command> = {
     },
   },
 };
+
+/** `--since`: an ISO time, or an age such as `90s`, `10m`, `2h`, `1d` before now. */
+function sinceTime(text: string): string {
+  const age = /^(\d+)([smhd])$/.exec(text.trim());
+  if (!age) return text;
+  const unit = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[age[2] as "s" | "m" | "h" | "d"];
+  return new Date(Date.now() - Number(age[1]) * unit).toISOString();
+}
 
 function help(): string {
   return [

@@ -4,7 +4,7 @@ import { StreamError, fromHttpError, fromRpcError } from "./errors.js";
 import { socketLink, type Link, type LinkHandlers, type WebSocketConstructor, type WebSocketLike } from "./link.js";
 import type { StreamsService } from "./types.js";
 
-export type MethodName = "append" | "appendBatch" | "getEvent" | "getEvents" | "runtimeState" | "reduce" | "reset" | "kill" | "deleteStream";
+export type MethodName = "append" | "appendBatch" | "getEvent" | "getEvents" | "getState" | "runtimeState" | "reduce" | "reset" | "kill" | "deleteStream";
 
 /** A stream, fully named. */
 export interface Target {
@@ -69,6 +69,8 @@ function deferredLink(handlers: LinkHandlers, open: () => Promise<Link | undefin
 export interface Transport {
   /** One method call; rejects with a StreamError. `undefined` results stay `undefined`. */
   call(method: MethodName, target: Target, args: Record<string, unknown>): Promise<unknown>;
+  /** One page of the directory (docs/protocol.md#liststreams). */
+  listStreams(args: Record<string, string | number>): Promise<unknown>;
   /** Opens one subscription socket. Failures are reported through `handlers.close`. */
   dial(target: Target, params: SocketParams, handlers: LinkHandlers): Link;
 }
@@ -146,6 +148,22 @@ export function httpTransport(options: HttpTransportOptions): Transport {
       }
     },
 
+    async listStreams(args) {
+      if (!doFetch) throw new StreamError("network", "no fetch available: pass `fetch` to createStreamsClient");
+      const url = new URL("api/streams/listStreams", base);
+      for (const [key, value] of Object.entries(args)) url.searchParams.set(key, String(value));
+      let response: Response;
+      let text: string;
+      try {
+        response = await doFetch(url, { headers: authorization(await currentToken(options.token)) });
+        text = await response.text();
+      } catch (e) {
+        throw new StreamError("network", `listStreams ${url.host}: ${e instanceof Error ? causeText(e) : String(e)}`, { cause: e });
+      }
+      if (!response.ok) throw fromHttpError(response.status, text);
+      return JSON.parse(text) as unknown;
+    },
+
     dial(target, params, handlers) {
       const token = options.token;
       if (typeof token !== "function") return openSocket(target, params, handlers, token);
@@ -186,6 +204,15 @@ export function bindingTransport(binding: StreamsBinding, { token }: { token?: T
         // Reflect.apply: an RPC stub would read `.call` as a remote method.
         const fn = binding[method] as (arg: unknown) => Promise<unknown>;
         return await Reflect.apply(fn, binding, [{ namespace: target.namespace, path: target.path, ...args }]);
+      } catch (e) {
+        throw fromRpcError(e);
+      }
+    },
+
+    async listStreams(args) {
+      try {
+        const fn = binding.listStreams as (arg: unknown) => Promise<unknown>;
+        return await Reflect.apply(fn, binding, [args]);
       } catch (e) {
         throw fromRpcError(e);
       }

@@ -120,6 +120,7 @@ export interface StreamsService {
   appendBatch(args: StreamTarget & { streamPath?: string; events: EventInput[] }): Promise<StreamEvent[]>;
   getEvent(args: StreamTarget & ({ offset: number } | { idempotencyKey: string })): Promise<StreamEvent | undefined>;
   getEvents(args: StreamTarget & GetEventsOptions): Promise<StreamEvent[]>;
+  getState(args: StreamTarget & { atOffset?: number }): Promise<CoreState>;
   runtimeState(args: StreamTarget): Promise<RuntimeState>;
   reduce(args: StreamTarget & { event: StreamEvent; coreProcessorState?: Partial<CoreState> }): Promise<CoreState>;
   reset(args: StreamTarget): Promise<void>;
