@@ -326,5 +326,8 @@ test("deleteStream removes the events, the segments in R2, the state and the soc
   const fresh = await waitFor(() => tryCall(mf, name, "runtimeState"), (o) => o.ok, { what: "the next life" });
   assert.notEqual(fresh.result.coreProcessorState.streamId, id);
   assert.equal(fresh.result.runtime.storage.archivedSegments, 0);
-  assert.deepEqual((await call(mf, name, "getEvents", {})).map((e) => e.type), [S("created"), S("woken")]);
+  // A read creates nothing (docs/protocol.md#reads-create-nothing); the next write starts the new life.
+  assert.deepEqual(await call(mf, name, "getEvents", {}), []);
+  await call(mf, name, "append", { event: { type: "app/next-life" } });
+  assert.deepEqual((await call(mf, name, "getEvents", {})).map((e) => e.type), [S("created"), S("woken"), "app/next-life"]);
 });

@@ -30,7 +30,7 @@ test("a scoped token opens the mirror; the admin token (header only) resets it",
   await waitSnapshot(page, (s, o) => s.checkpoint >= o, ev.offset);
   const before = await snapshot(page);
   await page.evaluate(() => store.reset());
-  await waitSnapshot(page, (s, id) => s.status === "subscribed" && s.streamId !== id && s.clearVersion === 1, before.streamId);
+  await waitSnapshot(page, (s, id) => s.status === "subscribed" && s.streamId !== null && s.streamId !== id && s.clearVersion === 1, before.streamId);
   const server = await h.allEvents(p);
   await waitSnapshot(page, (s, n) => s.checkpoint >= n, server.at(-1).offset);
   const local = await page.evaluate(() => streams.rows(store, "SELECT offset FROM events ORDER BY offset"));

@@ -94,7 +94,8 @@ test("append → the row is in the mirror and in a query; reload keeps the mirro
   const page = await h.newPage();
   const p = freshPath("append");
   await openStore(page, p);
-  await waitSnapshot(page, (s) => s.status === "subscribed" && s.role === "leader");
+  // The stream's identity arrives with the first batch: the subscription creates the stream.
+  await waitSnapshot(page, (s) => s.status === "subscribed" && s.role === "leader" && s.streamId !== null);
   const first = await snapshot(page);
   assert.equal(first.storage.kind, "opfs");
   assert.match(first.streamId, /^[0-9a-f-]{36}$/);
@@ -171,7 +172,7 @@ test("reset() → the mirror is discarded and rebuilt from the new life; old row
   await waitCaughtUp(page, p);
   const before = await snapshot(page);
   await page.evaluate(() => store.reset());
-  await waitSnapshot(page, (s, id) => s.status === "subscribed" && s.streamId !== id && s.clearVersion === 1, before.streamId);
+  await waitSnapshot(page, (s, id) => s.status === "subscribed" && s.streamId !== null && s.streamId !== id && s.clearVersion === 1, before.streamId);
   await waitCaughtUp(page, p);
   assert.deepEqual(await rows(page, "SELECT * FROM events WHERE type = 'app/old-life'"), []);
   const firstRow = await rows(page, "SELECT offset, type FROM events ORDER BY offset LIMIT 1");

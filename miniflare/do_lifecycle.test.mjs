@@ -50,6 +50,10 @@ async function sqliteBytesOf(name) {
 test("a fresh stream boots with created@1 {namespace, path} and woken@2 (UUID v4)", async () => {
   const name = uniqueName();
   const { namespace, path: p } = splitName(name);
+  // A read creates nothing (docs/protocol.md#reads-create-nothing); a call that writes boots it,
+  // here a test hook that writes nothing else.
+  assert.deepEqual(await call(mf, name, "getEvents", {}), []);
+  await call(mf, name, "runIdleTeardownNow");
   const events = await call(mf, name, "getEvents", {});
   assert.equal(events.length, 2);
   const [created, woken] = events;
@@ -100,11 +104,11 @@ test("a fresh stream boots with created@1 {namespace, path} and woken@2 (UUID v4
   assert.deepEqual(await readAll(mf, name), events);
 });
 
-test("the first call being runtimeState or an append also boots created@1, woken@2", async () => {
+test("a first call being runtimeState creates nothing; an append boots created@1, woken@2", async () => {
   const a = uniqueName();
-  const st = await coreState(mf, a);
-  assert.equal(st.maxOffset, 2);
-  assert.deepEqual((await readAll(mf, a)).map((e) => [e.offset, e.type]), [[1, S("created")], [2, S("woken")]]);
+  const st = (await call(mf, a, "runtimeState")).coreProcessorState;
+  assert.equal(st.maxOffset, 0);
+  assert.deepEqual(await call(mf, a, "getEvents", {}), [], "reads create nothing (docs/protocol.md#reads-create-nothing)");
 
   const b = uniqueName();
   const ev = await call(mf, b, "append", { event: { type: "app/first" } });
@@ -183,7 +187,10 @@ test("3 appends, then reset() → the log is [created@1, woken@2] and runtime.re
 
   assertUndefined(await tryCall(mf, name, "reset"), "reset() resolves with undefined");
 
-  const events = await callAfterKill(mf, name, "getEvents", {});
+  // Nothing is left, and a read creates nothing; the next write boots a fresh stream.
+  assert.deepEqual(await callAfterKill(mf, name, "getEvents", {}), []);
+  await call(mf, name, "runIdleTeardownNow");
+  const events = await call(mf, name, "getEvents", {});
   assert.deepEqual(events.map((e) => [e.offset, e.type]), [[1, S("created")], [2, S("woken")]]);
   assertCreatedPayload(events[0].payload, { namespace, path: p });
   assert.notEqual(events[1].payload.incarnationId, oldBoot[1].payload.incarnationId, "a new incarnation");
@@ -214,7 +221,7 @@ test("getByName(\"Bad:/x\").getEvents({}) → invalid_namespace, every call fail
 
   // Control: a valid stream's SQLite holds the schema; the broken one holds none.
   const good = uniqueName();
-  await call(mf, good, "getEvents", {});
+  await call(mf, good, "append", { event: { type: "app/x" } });
   assert.match(await sqliteBytesOf(good), /event_chunks/, "control: a valid stream has its schema on disk");
   const badBytes = await sqliteBytesOf(bad);
   assert.doesNotMatch(badBytes, /CREATE TABLE/i, "the broken stream wrote no schema");
@@ -234,7 +241,7 @@ test("invalid paths in the DO name → invalid_path, nothing is written", async 
   // A DO name over 1024 bytes: workerd does not pass it as ctx.id.name, so the DO sees no name
   // (docs/protocol.md#naming-and-paths); the entrypoint/HTTP reject such paths before any DO is touched.
   const long = `t:/${"a".repeat(1023)}`;
-  assertError(await tryCall(mf, long, "getEvents", {}), "internal", "ctx.id.name is falsey - this should never happen", "1024-byte path");
+  assertError(await tryCall(mf, long, "getEvents", {}), "invalid_request", "this call reached the stream without its name (by id, or by a name over 1024 bytes) and the stream does not exist yet; call it by name (getByName or idFromName)", "1024-byte path");
   assert.doesNotMatch(await sqliteBytesOf(long), /CREATE TABLE/i);
   // ns:/a:b splits on the first ":" → path "/a:b" → invalid.
   assertError(await tryCall(mf, "ns:/a:b", "getEvents", {}), "invalid_path", /^invalid path "\/a:b": /);
@@ -245,18 +252,19 @@ test("valid unusual names boot normally (1024-byte DO name, root, ~ . _ - segmen
   // "t:" + a 1022-byte path is the longest DO name workerd passes as ctx.id.name (1024 bytes).
   for (const p of [`/${rand}`.padEnd(1022, "z"), `/${rand}/b-c/d.e~f_g`]) {
     const name = `t:${p}`;
-    const events = await call(mf, name, "getEvents", {});
+    const events = await readAll(mf, name);
     assertCreatedPayload(events[0].payload, { namespace: "t", path: p });
   }
   const rootName = `r${rand}:/`;
-  const rootEvents = await call(mf, rootName, "getEvents", {});
+  const rootEvents = await readAll(mf, rootName);
   assertCreatedPayload(rootEvents[0].payload, { namespace: `r${rand}`, path: "/" });
 });
 
 test("touching /a/b/c → childPaths [\"/a\"] on /, [\"/a/b\"] on /a, [\"/a/b/c\"] on /a/b", async () => {
   // A namespace of its own so "/" is not shared with other tests.
   const ns = `c${Math.random().toString(36).slice(2, 10)}`;
-  await call(mf, `${ns}:/a/b/c`, "getEvents", {});
+  // An append creates the stream (a read would create nothing: docs/protocol.md#reads-create-nothing).
+  await call(mf, `${ns}:/a/b/c`, "append", { event: { type: "app/x" } });
   const expected = { "/": ["/a"], "/a": ["/a/b"], "/a/b": ["/a/b/c"] };
   for (const [p, childPaths] of Object.entries(expected)) {
     await pollUntil(
@@ -290,10 +298,10 @@ test("touching /a/b/c → childPaths [\"/a\"] on /, [\"/a/b\"] on /a, [\"/a/b/c\
 
 test("a new stream's own notice does not go to itself, and the root gets none for itself", async () => {
   const ns = `c${Math.random().toString(36).slice(2, 10)}`;
-  await call(mf, `${ns}:/`, "getEvents", {});
+  await call(mf, `${ns}:/`, "runIdleTeardownNow");
   // Sentinel: a child created afterwards; once its notice is in, a notice about the root itself
   // would be too.
-  await call(mf, `${ns}:/sentinel`, "getEvents", {});
+  await call(mf, `${ns}:/sentinel`, "runIdleTeardownNow");
   const rootEvents = await pollUntil(
     () => readAll(mf, `${ns}:/`),
     (events) => events.some((e) => e.type === S("child-stream-created")),

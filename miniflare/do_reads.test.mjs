@@ -22,6 +22,7 @@ test("limit 0 → `getEvents limit must be a positive integer.`; 1001 → `…at
   await expectError(mf, name, "getEvents", { limit: 1.5 }, "invalid_request", "getEvents limit must be a positive integer.");
   await expectError(mf, name, "getEvents", { limit: 1001 }, "invalid_request", "getEvents limit must be at most 1000.");
   await expectError(mf, name, "getEvents", { limit: 1e9 }, "invalid_request", "getEvents limit must be at most 1000.");
+  await readAll(mf, name); // boots the stream: created@1, woken@2
   assert.equal((await call(mf, name, "getEvents", { limit: 1 })).length, 1);
   assert.equal((await call(mf, name, "getEvents", { limit: 1000 })).length, 2);
 });
@@ -60,6 +61,7 @@ test("getEvent({offset:999}) → not_found with the exact message; an unknown ke
   await expectError(mf, name, "getEvent", { offset: 3 }, "not_found", "No stream event found at offset 3.");
   assertUndefined(await tryCall(mf, name, "getEvent", { idempotencyKey: "nope" }), "unknown key → undefined");
   assertUndefined(await tryCall(mf, name, "getEvent", { idempotencyKey: "  nope  " }));
+  await readAll(mf, name); // boots the stream: created@1, woken@2
   const first = await call(mf, name, "getEvent", { offset: 1 });
   assert.equal(first.offset, 1);
   const ev = await call(mf, name, "append", { event: { type: "app/k", idempotencyKey: "known" } });

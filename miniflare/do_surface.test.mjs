@@ -249,9 +249,11 @@ test("without STREAMS_TEST_HOOKS (or with a value other than \"1\") the hooks â†
       await expectError(off, name, "simulateHibernation", undefined, "not_found", "test hooks are disabled", `STREAMS_TEST_HOOKS=${value}`);
       await expectError(off, name, "runIdleTeardownNow", {}, "not_found", "test hooks are disabled");
       await expectError(off, name, "memoryUsage", undefined, "not_found", "test hooks are disabled");
-      // The public methods work and the refused hooks changed nothing.
+      // The refused hooks created nothing (and a read creates nothing either); the public methods work.
+      assert.deepEqual(await call(off, name, "getEvents", {}), []);
+      await call(off, name, "append", { event: { type: "app/x" } });
       const events = await call(off, name, "getEvents", {});
-      assert.deepEqual(typesOf(events), [S("created"), S("woken")]);
+      assert.deepEqual(typesOf(events), [S("created"), S("woken"), "app/x"]);
       await expectError(off, name, "simulateHibernation", undefined, "not_found", "test hooks are disabled");
       assert.deepEqual(await call(off, name, "getEvents", {}), events, "no re-boot happened");
     } finally {

@@ -70,7 +70,7 @@ test("a planted breaker key can no longer turn the trip into a silent idempotenc
 
 test("the stream's own child notices still carry their reserved keys and deduplicate", async () => {
   const ns = `h${Math.random().toString(36).slice(2, 10)}`;
-  await call(mf, `${ns}:/p/c`, "getEvents", {});
+  await call(mf, `${ns}:/p/c`, "runIdleTeardownNow"); // creates it (a read would create nothing)
   for (const [ancestor, key] of [["/p", "child-stream-created:/p:/p/c"], ["/", "child-stream-created:/:/p/c"]]) {
     const notices = await pollUntil(
       async () => (await readAll(mf, `${ns}:${ancestor}`)).filter((e) => e.type === S("child-stream-created") && e.payload.childPath === "/p/c"),

@@ -127,7 +127,7 @@ test("path/namespace injection (%2F, .., :, 2000-byte values, bad escapes) is re
   }
   // Control: a valid stream in the same namespace is created on disk, and notifies its root.
   const control = `${ns}:/control`;
-  await call(mf, control, "getEvents", {});
+  await call(mf, control, "runIdleTeardownNow"); // a call that creates it (a read would not)
   assert.equal(await doHasFiles(mf, persistDir, control), true, "control: a touched stream has files");
   const root = await waitFor(
     () => readAll(mf, `${ns}:/`),
@@ -225,7 +225,7 @@ test("a body over 16 MiB → 413 batch_too_large; exactly 16 MiB is read", async
   exact[exact.length - 1] = 0x7d;
   const ok = await http(mf, "POST", `/api/streams/runtimeState?${q(name)}`, { body: exact });
   assert.equal(ok.status, 200, ok.text.slice(0, 300));
-  assert.equal(ok.json.coreProcessorState.maxOffset, 2);
+  assert.equal(ok.json.coreProcessorState.maxOffset, 0, "every refused append left the stream unwritten");
 });
 
 test("malformed JSON, non-object JSON and unknown argument names → 400 invalid_request, nothing written", async () => {
@@ -443,7 +443,7 @@ test("append on /p with streamPath /q lands on /q; /p is never woken", async () 
   );
   // Sentinel: a stream created after the calls above; once the root has heard of it, it would have
   // heard of /p too, had /p been woken.
-  await call(mf, `${ns}:/sentinel`, "getEvents", {});
+  await call(mf, `${ns}:/sentinel`, "runIdleTeardownNow"); // created (a read would not create it)
   await waitFor(
     () => readAll(mf, `${ns}:/`),
     (events) => events.some((e) => e.type === S("child-stream-created") && e.payload.childPath === "/sentinel"),
@@ -552,7 +552,9 @@ test("STREAMS_ADMIN_TOKEN: wrong or missing → 403; Bearer <admin> → 200 null
     assert.equal(reset.text, "null");
     const outcome = await tryCallAfterKill(m, name, "getEvents", {});
     assert.equal(outcome.ok, true, JSON.stringify(outcome));
-    assert.deepEqual(outcome.result.map((e) => [e.offset, e.type]), [[1, S("created")], [2, S("woken")]], "a fresh stream after reset");
+    assert.deepEqual(outcome.result, [], "nothing left after reset (and a read creates nothing)");
+    await call(m, name, "runIdleTeardownNow");
+    assert.deepEqual((await readAll(m, name)).map((e) => [e.offset, e.type]), [[1, S("created")], [2, S("woken")]], "a fresh stream after reset");
 
     const kill = await http(m, "POST", `/api/streams/kill?${q(name)}`, { headers: { authorization: "Bearer adm" } });
     assert.equal(kill.status, 200, kill.text);
@@ -582,7 +584,7 @@ test("with both tokens, the admin token also passes the API check; the API token
     const reset = await http(m, "POST", `/api/streams/reset?${q(name)}`, { headers: { authorization: "Bearer adm" } });
     assert.equal(reset.status, 200, reset.text);
     const outcome = await tryCallAfterKill(m, name, "getEvents", {});
-    assert.deepEqual(outcome.result.map((e) => e.offset), [1, 2]);
+    assert.deepEqual(outcome.result, [], "reset left nothing, and a read creates nothing");
   } finally {
     await m.dispose();
   }

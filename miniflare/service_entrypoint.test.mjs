@@ -79,15 +79,16 @@ test("a client worker calls all nine entrypoint methods; namespace defaults to `
   assertUndefined(await tryCallService(mf, "reset", { path: p }));
   const afterReset = await tryServiceAfterKill("getEvents", { path: p });
   assert.equal(afterReset.ok, true, JSON.stringify(afterReset));
-  assert.deepEqual(afterReset.result.map((e) => [e.offset, e.type]), [[1, S("created")], [2, S("woken")]], "reset → a fresh stream");
+  assert.deepEqual(afterReset.result, [], "reset → nothing left (and a read creates nothing)");
 
   await callService(mf, "append", { path: p, event: { type: "app/doomed" } });
-  const before = afterReset.result[0].payload.streamId;
+  const before = (await callService(mf, "runtimeState", { path: p })).coreProcessorState.streamId;
   assertUndefined(await tryCallService(mf, "deleteStream", { path: p }));
   const afterDelete = await tryServiceAfterKill("getEvents", { path: p });
   assert.equal(afterDelete.ok, true, JSON.stringify(afterDelete));
-  assert.deepEqual(afterDelete.result.map((e) => [e.offset, e.type]), [[1, S("created")], [2, S("woken")]], "deleteStream → a fresh stream");
-  assert.notEqual(afterDelete.result[0].payload.streamId, before, "a new life");
+  assert.deepEqual(afterDelete.result, [], "deleteStream → nothing left (and a read creates nothing)");
+  await callService(mf, "append", { path: p, event: { type: "app/reborn" } });
+  assert.notEqual((await callService(mf, "runtimeState", { path: p })).coreProcessorState.streamId, before, "the next write starts a new life");
 
   // An explicit namespace works the same way.
   const ns = freshNamespace();
@@ -148,7 +149,7 @@ test("service append({path:/p, streamPath:/q, event}) lands on /q; /p gets no wo
   );
   // Sentinel: a stream created after the calls above; once the root has heard of it, it would have
   // heard of /p too, had /p been woken.
-  await callService(mf, "getEvents", { namespace: ns, path: "/sentinel" });
+  await callService(mf, "append", { namespace: ns, path: "/sentinel", event: { type: "app/sentinel" } }); // a read would create nothing
   await waitFor(
     () => readAll(mf, `${ns}:/`),
     (events) => events.some((e) => e.type === S("child-stream-created") && e.payload.childPath === "/sentinel"),
@@ -236,7 +237,7 @@ test("entrypoint: no token checks — reset and kill work even when both HTTP to
       if (outcome.ok || outcome.error !== SHUTTING_DOWN) break;
       await sleep(20);
     } while (Date.now() < deadline);
-    assert.deepEqual(outcome.result.map((e) => e.offset), [1, 2]);
+    assert.deepEqual(outcome.result, [], "reset left nothing (and a read creates nothing)");
     assertUndefined(await tryCallService(m, "kill", { path: p }));
   } finally {
     await m.dispose();

@@ -234,6 +234,8 @@ async function restart(m) {
 /** One seed: STEPS random operations on its own stream, verifying after each boot. */
 async function runSeed(m, t) {
   const r = m.r;
+  // A read creates nothing (docs/protocol.md#reads-create-nothing): a test hook boots the new stream.
+  await callOn(mf, "do", m.name, "runIdleTeardownNow");
   await verify(m, "first boot");
   // Sizes every seed meets once, at random steps (the 8 MiB maximum only on the first seed).
   const anchorSizes = [CHUNK - 1, CHUNK, CHUNK + 1, 0, ...(m.seed === SEEDS[0] ? [MAX_EVENT_BYTES] : [])];

@@ -1,6 +1,7 @@
 // The developer commands as a new user runs them: `wrangler deploy --dry-run` from a fresh clone
 // (its [build] is the project's own offline build script), and `npm run dev` (a start with nothing
-// changed builds nothing; SIGTERM or SIGINT to it stops wrangler and workerd and frees the port).
+// changed builds nothing; SIGTERM or SIGINT to it stops wrangler and workerd and frees the port; it
+// serves the viewer with its security headers).
 import { before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
@@ -129,27 +130,41 @@ async function waitFor(what, check, timeoutMs) {
   }
 }
 
+/**
+ * `npm run dev` on a free port with its own storage, in its own process group (so that everything
+ * it started can be found afterwards); resolves once the API answers without a token.
+ */
+async function startDev() {
+  const port = await freePort();
+  const persist = fs.mkdtempSync(path.join(os.tmpdir(), "streams-dev-"));
+  const dev = spawn("npm", ["run", "dev", "--", "--port", String(port), "--persist-to", persist], {
+    cwd: REPO_ROOT,
+    detached: true,
+    stdio: ["ignore", "pipe", "pipe"],
+    env: process.env,
+  });
+  let log = "";
+  dev.stdout.on("data", (d) => (log += d));
+  dev.stderr.on("data", (d) => (log += d));
+  try {
+    await waitFor(`npm run dev on port ${port}`, async () => {
+      if (dev.exitCode !== null) assert.fail(`npm run dev exited early:\n${log}`);
+      const res = await fetch(`http://127.0.0.1:${port}/api/streams/runtimeState?path=/dev-check`).catch(() => null);
+      return res?.status === 200;
+    }, 120_000);
+  } catch (e) {
+    for (const [pid] of processGroup(dev.pid)) process.kill(pid, "SIGKILL");
+    fs.rmSync(persist, { recursive: true, force: true });
+    throw e;
+  }
+  return { port, persist, dev, logged: () => log };
+}
+
 for (const signal of ["SIGTERM", "SIGINT"]) {
   test(`npm run dev with nothing changed builds nothing, and ${signal} to it stops wrangler and workerd and frees the port`, async () => {
-    const port = await freePort();
-    const persist = fs.mkdtempSync(path.join(os.tmpdir(), "streams-dev-"));
-    // Its own process group, so that everything it started can be found afterwards.
-    const dev = spawn("npm", ["run", "dev", "--", "--port", String(port), "--persist-to", persist], {
-      cwd: REPO_ROOT,
-      detached: true,
-      stdio: ["ignore", "pipe", "pipe"],
-      env: process.env,
-    });
-    let log = "";
-    dev.stdout.on("data", (d) => (log += d));
-    dev.stderr.on("data", (d) => (log += d));
+    const { port, persist, dev, logged } = await startDev();
     const group = dev.pid;
     try {
-      await waitFor(`npm run dev on port ${port}`, async () => {
-        if (dev.exitCode !== null) assert.fail(`npm run dev exited early:\n${log}`);
-        const res = await fetch(`http://127.0.0.1:${port}/api/streams/runtimeState?path=/dev-check`).catch(() => null);
-        return res?.status === 200;
-      }, 120_000);
       // Over-limit streamed uploads get the Worker's own 413 through wrangler's proxy, which
       // answers a POST whose upload breaks off with a plain-text 503 "Your worker restarted
       // mid-request": the Worker reads such a body to its end before refusing it.
@@ -159,6 +174,7 @@ for (const signal of ["SIGTERM", "SIGINT"]) {
         assert.equal(res.status, 413, `${bytes} bytes: ${text}`);
         assert.equal(JSON.parse(text).error.code, "batch_too_large");
       }
+      const log = logged();
       assert.match(log, /build\.sh: worker up to date/, log);
       assert.doesNotMatch(log, /Compiling to Wasm|wasm-opt/, `a start with nothing changed must not build:\n${log}`);
       const running = processGroup(group).map(([, cmd]) => cmd);
@@ -174,3 +190,36 @@ for (const signal of ["SIGTERM", "SIGINT"]) {
     }
   });
 }
+
+test("npm run dev serves the viewer page with its security headers and no inline script, and the API open for local development", async () => {
+  const { port, persist, dev } = await startDev();
+  const origin = `http://127.0.0.1:${port}`;
+  try {
+    for (const page of ["/", "/split", "/?path=/demo"]) {
+      const res = await fetch(origin + page);
+      const html = await res.text();
+      assert.equal(res.status, 200, page);
+      assert.match(res.headers.get("content-type") ?? "", /text\/html/, page);
+      const csp = res.headers.get("content-security-policy") ?? "";
+      const directives = Object.fromEntries(csp.split(";").map((d) => d.trim().split(/\s+/)).filter((d) => d[0]).map(([name, ...values]) => [name, values]));
+      assert.deepEqual(directives["script-src"], ["'self'", "'wasm-unsafe-eval'"], `${page}: ${csp}`);
+      assert.deepEqual(directives["frame-ancestors"], ["'none'"], `${page}: ${csp}`);
+      assert.equal(res.headers.get("x-content-type-options"), "nosniff", page);
+      assert.equal(res.headers.get("referrer-policy"), "no-referrer", page);
+      // Every script the page loads comes from a file of this origin.
+      const scripts = [...html.matchAll(/<script\b([^>]*)>([\s\S]*?)<\/script>/gi)];
+      assert.ok(scripts.length > 0, page);
+      for (const [, attributes, body] of scripts) {
+        assert.equal(body.trim(), "", `${page}: inline script`);
+        assert.match(attributes, /\bsrc="\/[^"/]/, `${page}: a script from another origin: ${attributes}`);
+      }
+      assert.doesNotMatch(html, /\son[a-z]+\s*=/i, `${page}: an inline event handler`);
+    }
+    const asset = await fetch(`${origin}/assets/viewer.js`);
+    assert.equal(asset.status, 200);
+    assert.equal(asset.headers.get("x-content-type-options"), "nosniff");
+  } finally {
+    for (const [pid] of processGroup(dev.pid)) process.kill(pid, "SIGKILL");
+    fs.rmSync(persist, { recursive: true, force: true });
+  }
+});

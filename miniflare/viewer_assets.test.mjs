@@ -53,9 +53,9 @@ test("the bundles: the app, the mirror worker and sqlite3.wasm with its content 
 });
 
 test("/api/* is the API, even where an asset has the same name; other paths reach the Worker's 404", async () => {
-  const events = await get("/api/streams/getEvents?path=/viewer-assets");
+  const events = await get("/api/streams/runtimeState?path=/viewer-assets");
   assert.equal(events.status, 200);
-  assert.equal((await events.json())[0].type, "events.iterate.com/stream/created");
+  assert.equal((await events.json()).coreProcessorState.path, "/viewer-assets");
   const unknown = await get("/api/index.html");
   assert.equal(unknown.status, 404);
   assert.equal((await unknown.json()).error.code, "not_found");

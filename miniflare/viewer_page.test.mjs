@@ -403,6 +403,32 @@ describe("routes, feed and state", () => {
     assert.equal((await page.getByTestId("state-redial-cause").textContent()).trim(), `${runtime.lastError.code}: ${runtime.lastError.message}`);
   });
 
+  test("the state view shows the state right after a chosen offset, and goes back to the current one", async () => {
+    const { page, path } = await v.openStream({ view: "state" });
+    await v.api(path, "append", { event: { type: "events.iterate.com/stream/paused", payload: { reason: "for the test" } } });
+    await waitForMatch(page, "stream-state", /"paused": true/);
+    await page.getByTestId("state-at-offset").fill("3");
+    await page.getByTestId("state-at-offset-show").click();
+    assert.equal(new URL(page.url()).searchParams.get("at"), "3");
+    await waitForMatch(page, "stream-state", /"maxOffset": 3,/);
+    assert.match(await page.getByTestId("stream-state").textContent(), /"paused": false/);
+    await page.reload();
+    await waitForMatch(page, "stream-state", /"maxOffset": 3,/);
+    await page.getByTestId("state-at-offset-current").click();
+    await waitForMatch(page, "stream-state", /"paused": true/);
+    assert.equal(new URL(page.url()).searchParams.get("at"), null);
+  });
+
+  test("state view: the storage figures of runtime.storage", async () => {
+    const { page, path: p } = await v.openStream({ view: "state" });
+    await waitForText(page, "event-count", FRESH_COUNT);
+    await waitForText(page, "storage-first-offset", "1");
+    await waitForMatch(page, "storage-hot", /^4 events, \d+(\.\d)? (B|KiB)$/);
+    const storage = (await v.api(p, "runtimeState")).runtime.storage;
+    assert.equal(storage.hotEvents, 4);
+    assert.match(await page.getByTestId("storage-archived").textContent(), new RegExp(`^${storage.archivedEvents} events in ${storage.archivedSegments} segments?, `));
+  });
+
   test("the root path and the Worker's own routes stay reachable", async () => {
     await v.api("/", "append", { event: FIRST_EVENT });
     const page = await v.open(`/?path=%2F&view=state`);

@@ -78,7 +78,7 @@ if [ ! -e node_modules/.bin/streams ]; then
 fi
 
 # ---- the viewer page (its stamp lives in build/: everything in viewer/dist is served) ----
-viewer_digest="$(inputs_digest "viewer" viewer/src viewer/index.html viewer/build.mjs viewer/tsconfig.json \
+viewer_digest="$(inputs_digest "viewer" viewer/src viewer/index.html viewer/_headers viewer/build.mjs viewer/tsconfig.json \
   client/src client/bundle-browser.mjs package-lock.json)"
 if [ -f viewer/dist/index.html ] && up_to_date build/.viewer-inputs "$viewer_digest"; then
   echo "build.sh: viewer up to date"

@@ -21,6 +21,8 @@ export async function buildViewer({ outdir = VIEWER_DIST } = {}) {
   });
   const page = fs.readFileSync(path.join(VIEWER, "index.html"));
   for (const name of PAGES) fs.writeFileSync(path.join(outdir, name), page);
+  // The asset server's security headers (Content-Security-Policy & co.): docs/access.md#the-viewer-page.
+  fs.copyFileSync(path.join(VIEWER, "_headers"), path.join(outdir, "_headers"));
   return outdir;
 }
 

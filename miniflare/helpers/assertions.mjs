@@ -42,8 +42,20 @@ export function assertUndefined(outcome, note) {
   assert.deepEqual(outcome, { ok: true, hasResult: false }, note);
 }
 
-/** Every event of the stream, in order (pages through getEvents). */
+/**
+ * Reads create nothing (docs/protocol.md#reads-create-nothing), but the tests written before that
+ * look at a stream as a read used to leave it: created@1, woken@2. So `readAll` and `coreState`
+ * first boot a stream that holds nothing, with a test hook that writes nothing else (a stream
+ * with no events has no connection to tear down). Without the test hooks they only read.
+ */
+export async function bootIfUnwritten(mf, name) {
+  const state = await tryCall(mf, name, "runtimeState");
+  if (state.ok && state.result.coreProcessorState.eventCount === 0) await tryCall(mf, name, "runIdleTeardownNow");
+}
+
+/** Every event of the stream, in order (pages through getEvents); boots a never-written stream first. */
 export async function readAll(mf, name) {
+  await bootIfUnwritten(mf, name);
   const out = [];
   for (;;) {
     const after = out.length ? out[out.length - 1].offset : 0;
@@ -53,8 +65,9 @@ export async function readAll(mf, name) {
   }
 }
 
-/** runtimeState().coreProcessorState */
+/** runtimeState().coreProcessorState; boots a never-written stream first. */
 export async function coreState(mf, name) {
+  await bootIfUnwritten(mf, name);
   return (await call(mf, name, "runtimeState")).coreProcessorState;
 }
 

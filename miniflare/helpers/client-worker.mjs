@@ -4,6 +4,8 @@
 // calls from here and get JSON back. POST a JSON body:
 //   {target:"do", name, method, arg?}            -> env.STREAM.getByName(name)[method](arg)
 //   {target:"service", method, arg?}             -> env.STREAMS[method](arg)
+//   {target:"do-by-id", name, method, arg?}      -> the same object reached by id only (no name):
+//                                                   env.STREAM.get(idFromString(idFromName(name)))
 //   {target:"do"|"service", name?, methods:[{method, arg?}, ...]}
 //                                                -> all calls concurrently (Promise.all, one stub),
 //                                                   body is an array of outcomes
@@ -39,6 +41,10 @@ function targetOf(env, body) {
   if (body.target === "do") {
     if (typeof body.name !== "string") throw new Error("client-worker: `name` is required for target \"do\"");
     return env.STREAM.getByName(body.name);
+  }
+  if (body.target === "do-by-id") {
+    if (typeof body.name !== "string") throw new Error("client-worker: `name` is required for target \"do-by-id\"");
+    return env.STREAM.get(env.STREAM.idFromString(env.STREAM.idFromName(body.name).toString()));
   }
   if (body.target === "service") return env.STREAMS;
   throw new Error(`client-worker: unknown target ${JSON.stringify(body.target)}`);

@@ -180,6 +180,11 @@ export function tryCall(mf, name, method, ...arg) {
   return postClient(mf, withArg({ target: "do", name, method }, arg));
 }
 
+/** Raw outcome of the call on the object of `name` reached by id only, so it gets no name from the runtime. */
+export function tryCallById(mf, name, method, ...arg) {
+  return postClient(mf, withArg({ target: "do-by-id", name, method }, arg));
+}
+
 /** Raw outcome of `env.STREAMS[method](arg)` (the Worker entrypoint through a service binding). */
 export function tryCallService(mf, method, ...arg) {
   return postClient(mf, withArg({ target: "service", method }, arg));

@@ -155,6 +155,14 @@ export async function doIdOf(mf, name) {
   return ns.idFromName(name).toString();
 }
 
+/** The tables a stream's DO holds under a persistence dir (the runtime's own `_cf_*` left out): [] when it stored nothing. */
+export async function storedTables(mf, dir, name) {
+  const file = sqliteFileOf(dir, await doIdOf(mf, name));
+  if (!file) return [];
+  const tables = (await openSqlite(file)).prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all();
+  return tables.map((t) => t.name).filter((t) => !t.startsWith("_cf_"));
+}
+
 /** The `<id>.sqlite` file of a stream's DO under a persistence dir, or undefined. */
 export function sqliteFileOf(dir, id) {
   return filesStartingWith(dir, id).find((p) => p.endsWith(".sqlite"));

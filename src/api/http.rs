@@ -133,6 +133,9 @@ async fn serve(mut req: Request, env: &Env, gate: &Gate) -> Result<Response, Ref
                 let path = name_part(&query, &mut args, "path")?;
                 let name = target_stream(method, namespace.as_deref(), path.as_deref(), stream_path.as_deref())?;
                 access.allow_control_events(method, &args)?;
+                if access.summarizes_hits(method) {
+                    args.insert("summarizeHits".to_owned(), Value::Bool(true));
+                }
                 (name, args, body_bytes)
             };
             access.allow_stream(&name)?;

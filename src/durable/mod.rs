@@ -33,6 +33,7 @@ use streams_core::state::StateJson;
 use streams_core::json::json_len;
 use streams_core::store::{snapshot_due, state_at, stored_name, AssumeNewKeys, StoredEvent};
 use streams_core::time::iso_from_ms;
+use streams_core::unwritten::{check_first_append, event_not_found, on_unwritten, runtime_state_json, OnUnwritten};
 use streams_core::{
     child_notice, load_state, plan_append, plan_inputs, types, AppendContext, AppendPlan, CoreState, ErrorCode, Event, EventInput, EventStore,
     Origin, StreamError, StreamName, StreamResult,
@@ -46,7 +47,7 @@ pub use store::{ArchiveBucket, SqlStore};
 use store::is_duplicate_key;
 
 const SHUTTING_DOWN: &str = "stream incarnation is shutting down; retry";
-const NO_NAME: &str = "ctx.id.name is falsey - this should never happen";
+const NAMELESS: &str = "this call reached the stream without its name (by id, or by a name over 1024 bytes) and the stream does not exist yet; call it by name (getByName or idFromName)";
 
 #[wasm_bindgen]
 extern "C" {
@@ -293,9 +294,25 @@ impl Inner {
         if method.is_test_hook() && !self.settings.test_hooks {
             return Err(StreamError::new(ErrorCode::NotFound, "test hooks are disabled"));
         }
-        self.ensure_booted()?;
-        self.store.take_miss();
-        let value = match Call::parse(method, argument_json(&arg)?)? {
+        let call = match self.unwritten_name()? {
+            // Never written: a read is answered from nothing, a refused append refused before
+            // anything is written (docs/protocol.md#reads-create-nothing).
+            Some(name) => {
+                let call = Call::parse(method, argument_json(&arg)?)?;
+                if let Some(reply) = self.answer_unwritten(&name, &call)? {
+                    return Ok(reply);
+                }
+                self.ensure_booted()?;
+                self.store.take_miss();
+                call
+            }
+            None => {
+                self.ensure_booted()?;
+                self.store.take_miss();
+                Call::parse(method, argument_json(&arg)?)?
+            }
+        };
+        let value = match call {
             Call::Append(args) => return self.append_rpc(method, args),
             Call::GetEvent(args) => self.get_event_rpc(args),
             Call::GetEvents(args) => return self.get_events_rpc(args),
@@ -331,7 +348,7 @@ impl Inner {
                 ));
             }
             Call::Kill => {
-                self.end_incarnation();
+                self.end_incarnation("kill requested");
                 Ok(JsValue::UNDEFINED)
             }
             Call::RunIdleTeardownNow => {
@@ -368,12 +385,10 @@ impl Inner {
             Incarnation::ShuttingDown => return Err(StreamError::new(ErrorCode::Internal, SHUTTING_DOWN)),
             Incarnation::NotBooted => {}
         }
-        let name = match self.ctx.id().name() {
-            // An invalid name of its own is permanent: nothing is ever written.
-            Some(name) => StreamName::parse(&name).inspect_err(|err| *self.incarnation.borrow_mut() = Incarnation::Broken(err.clone()))?,
+        let name = match self.own_name()? {
+            Some(name) => name,
             // A call without the name (e.g. through another process's dev
-            // registry) is refused on its own, unless the stream exists and
-            // so knows its name; it never creates the stream or poisons it.
+            // registry) works when the stream exists and so knows its name.
             None => self.stored_name()?,
         };
         self.store.create_schema().map_err(log_internal)?;
@@ -428,15 +443,93 @@ impl Inner {
         set_timeout(&step, 0);
     }
 
+    /// The name the runtime gave this object (`None`: reached by id, or by a
+    /// name over 1024 bytes). An invalid name is permanent: every call fails
+    /// and nothing is ever written.
+    fn own_name(&self) -> StreamResult<Option<StreamName>> {
+        let Some(name) = self.ctx.id().name() else { return Ok(None) };
+        StreamName::parse(&name).map(Some).inspect_err(|err| *self.incarnation.borrow_mut() = Incarnation::Broken(err.clone()))
+    }
+
     /// The name recorded in this object's own `S/created`, without creating anything.
     fn stored_name(&self) -> StreamResult<StreamName> {
-        let nameless = || StreamError::new(ErrorCode::Internal, NO_NAME);
         if !self.store.has_schema().map_err(log_internal)? {
-            return Err(nameless());
+            return Err(self.refuse_nameless());
         }
         // The stream exists: bring a first-layout database to the current one before reading it.
         self.store.create_schema().map_err(log_internal)?;
-        stored_name(&self.store).map_err(log_internal)?.ok_or_else(nameless)
+        match stored_name(&self.store).map_err(log_internal)? {
+            Some(name) => Ok(name),
+            None => Err(self.refuse_nameless()),
+        }
+    }
+
+    /// A nameless call on an object that holds no stream can be neither
+    /// answered nor turned into a stream, and the runtime gives this instance
+    /// no name for as long as it lives: it ends, so that the next call, by
+    /// name, starts a new instance that has one (docs/protocol.md#naming-and-paths).
+    fn refuse_nameless(&self) -> StreamError {
+        self.end_incarnation("nameless call on a stream that does not exist");
+        StreamError::invalid_request(NAMELESS)
+    }
+
+    /// The name of this object while it holds no stream (never written, or
+    /// reset) and has not booted; `None` once it exists. A nameless object
+    /// holding no stream is refused here.
+    fn unwritten_name(&self) -> StreamResult<Option<StreamName>> {
+        if !matches!(&*self.incarnation.borrow(), Incarnation::NotBooted) || self.store.has_schema().map_err(log_internal)? {
+            return Ok(None);
+        }
+        match self.own_name()? {
+            Some(name) => Ok(Some(name)),
+            None => Err(self.refuse_nameless()),
+        }
+    }
+
+    /// A call on a never-written stream, decided by the core: a read is
+    /// answered from nothing and a refused first append is refused, both
+    /// writing nothing; `None`: boot (create the stream) and serve it.
+    /// Every read, those added later included, is decided in `on_unwritten`.
+    fn answer_unwritten(self: &Rc<Self>, name: &StreamName, call: &Call) -> StreamResult<Option<Reply>> {
+        match call {
+            Call::Append(args) if args.stream_path.is_none() => {
+                check_first_append(name, args.events.clone(), &self.append_context(Origin::Caller))?;
+                Ok(None)
+            }
+            Call::GetEvents(args) if args.wait_ms > 0 => Ok(Some(self.long_poll_unwritten(args.clone()))),
+            _ => match on_unwritten(call, name)? {
+                OnUnwritten::Create => Ok(None),
+                OnUnwritten::Answer(None) => Ok(Some(Reply::Now(JsValue::UNDEFINED))),
+                OnUnwritten::Answer(Some(json)) => Ok(Some(Reply::Now(from_json_text(&json)?))),
+            },
+        }
+    }
+
+    /// A long-poll on a never-written stream waits, creating nothing, for the
+    /// first commit (which creates it), then reads as on any stream with the
+    /// time left; `[]` when the time runs out first.
+    fn long_poll_unwritten(self: &Rc<Self>, mut args: GetEventsArgs) -> Reply {
+        let inner = self.clone();
+        let deadline = js_sys::Date::now() + args.wait_ms as f64;
+        Reply::Later(
+            async move {
+                loop {
+                    let remaining = deadline - js_sys::Date::now();
+                    if remaining <= 0.0 {
+                        return from_json_text("[]");
+                    }
+                    inner.next_commit(remaining).await;
+                    if matches!(&*inner.incarnation.borrow(), Incarnation::Running(_)) {
+                        args.wait_ms = (deadline - js_sys::Date::now()).max(0.0) as u64;
+                        return match inner.get_events_rpc(args)? {
+                            Reply::Now(value) => Ok(value),
+                            Reply::Later(pending) => pending.await,
+                        };
+                    }
+                }
+            }
+            .boxed_local(),
+        )
     }
 
     fn name(&self) -> StreamResult<StreamName> {
@@ -466,13 +559,23 @@ impl Inner {
                 } else {
                     ("events", Value::Array(args.events))
                 };
-                let arg = from_json_text(&Value::Object(Map::from_iter([(key.to_owned(), events)])).to_string())?;
+                let mut forwarded = Map::from_iter([(key.to_owned(), events)]);
+                if args.summarize_hits {
+                    forwarded.insert("summarizeHits".to_owned(), Value::Bool(true));
+                }
+                let arg = from_json_text(&Value::Object(forwarded).to_string())?;
                 let (env, target) = (self.env.clone(), name.sibling(target));
                 return Ok(Reply::Later(async move { call_stream(&env, &target, method, Some(&arg)).await }.boxed_local()));
             }
         }
         let plan = self.append_values(args.events)?;
-        let results = plan.results();
+        let summarized;
+        let results: Vec<&str> = if args.summarize_hits {
+            summarized = plan.results_summarizing_hits();
+            summarized.iter().map(AsRef::as_ref).collect()
+        } else {
+            plan.results()
+        };
         let reply = if args.single {
             from_json_text(results.first().copied().unwrap_or("null"))
         } else {
@@ -744,7 +847,7 @@ impl Inner {
             // Offset 0 never exists: it is not_found, not trimmed.
             GetEventArgs::ByOffset(offset) => match self.ensure_kept(offset.max(1)).and_then(|()| self.read(|s| s.event_at(offset)))? {
                 Some(event) => from_json_text(&event.json),
-                None => Err(StreamError::new(ErrorCode::NotFound, format!("No stream event found at offset {offset}."))),
+                None => Err(event_not_found(offset)),
             },
             GetEventArgs::ByIdempotencyKey(key) => match self.read(|s| s.event_by_idempotency_key(&key))? {
                 Some(StoredEvent { json, .. }) => from_json_text(&json),
@@ -763,7 +866,7 @@ impl Inner {
             "idleTeardownAt": self.pending_idle_teardown().and_then(iso_from_ms),
             "storage": self.storage_report(),
         });
-        Ok(format!(r#"{{"coreProcessorState":{},"runtime":{}}}"#, state.to_json(), runtime))
+        Ok(runtime_state_json(&state, &runtime))
     }
 
     /// A pure preview: nothing is persisted and no side effect runs.
@@ -779,7 +882,7 @@ impl Inner {
     // ---- kill and reset (docs/protocol.md#kill-and-reset) ----
 
     /// Replies first; the abort follows on the next turn of the event loop.
-    fn end_incarnation(&self) {
+    fn end_incarnation(&self, reason: &str) {
         *self.incarnation.borrow_mut() = Incarnation::ShuttingDown;
         self.generation.set(self.generation.get() + 1);
         self.wake_long_polls();
@@ -794,7 +897,7 @@ impl Inner {
             .ok()
             .and_then(|f| f.dyn_into::<js_sys::Function>().ok());
         match abort {
-            Some(abort) => set_timeout(abort.bind1(ctx, &JsValue::from_str("kill requested")).as_ref(), 0),
+            Some(abort) => set_timeout(abort.bind1(ctx, &JsValue::from_str(reason)).as_ref(), 0),
             None => worker::console_error!("ctx.abort is unavailable; the incarnation stays shut down"),
         }
     }
@@ -818,7 +921,7 @@ impl Inner {
         if let Some((name, stream_id)) = reset_life.filter(|_| deleted.is_ok()) {
             directory::forget(&self.env, &name.namespace, &name.path, stream_id.as_deref()).await;
         }
-        self.end_incarnation();
+        self.end_incarnation("kill requested");
         deleted
     }
 }

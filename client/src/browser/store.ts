@@ -379,7 +379,12 @@ export class SharedStream {
     if (!core || !db || this.#closed || core.epoch !== epoch) return;
     this.#set({ serverMaxOffset: batch.streamMaxOffset });
     const streamId = batch.streamId ?? null;
-    if (streamId !== this.#mirror.streamId) {
+    const empty = this.#mirror.streamId === null && this.#mirror.checkpoint === 0 && this.#mirror.localCount === 0;
+    if (streamId !== this.#mirror.streamId && empty && batch.afterOffset === 0) {
+      // The stream did not exist yet when this mirror was prepared (reads create nothing,
+      // docs/protocol.md#reads-create-nothing): the subscription created it, and this is its life.
+      await this.#discard(streamId, "fresh");
+    } else if (streamId !== this.#mirror.streamId) {
       await this.#discard(streamId, "stream changed");
       core.restart("the stream was reset");
       return;

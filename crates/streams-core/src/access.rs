@@ -74,6 +74,14 @@ impl Access {
         }
     }
 
+    /// Whether an append by this principal answers idempotency hits with
+    /// summaries: without `read`, a hit must not reveal another writer's
+    /// event (docs/access.md#operations).
+    pub fn summarizes_hits(&self, method: StreamMethod) -> bool {
+        matches!(method, StreamMethod::Append | StreamMethod::AppendBatch)
+            && matches!(self, Self::Scoped(claims) if !claims.ops.contains(&Op::Read))
+    }
+
     pub fn allow_namespace(&self, namespace: &str) -> StreamResult<()> {
         match self {
             Self::Full => Ok(()),

@@ -2,9 +2,10 @@
 //! limits and the reduction into a working copy of the state (docs/architecture.md#the-append-path, steps
 //! 0–2). Nothing here writes: the adapter commits the plan in one transaction.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::error::{ErrorCode, StreamError, StreamResult};
 use super::event::{parse_event_input, types, Event, EventInput, COMMITTED_EXTRA_BYTES};
@@ -82,6 +83,19 @@ impl AppendPlan {
             .collect()
     }
 
+    /// `results`, with each hit on an event stored before this call cut to
+    /// its summary (`hit_summary`): an append-only principal learns nothing
+    /// it did not write. A hit on an event of this same batch is its own.
+    pub fn results_summarizing_hits(&self) -> Vec<Cow<'_, str>> {
+        self.slots
+            .iter()
+            .map(|slot| match slot {
+                Slot::New(i) => Cow::Borrowed(self.events[*i].json.as_str()),
+                Slot::Existing(stored) => Cow::Owned(hit_summary(&stored.json)),
+            })
+            .collect()
+    }
+
     /// The `S/paused` a live commit of this plan must append (docs/protocol.md#trip):
     /// when the committed state is running and some new event is in deficit.
     pub fn breaker_trip(&self) -> Option<EventInput> {
@@ -94,6 +108,15 @@ impl AppendPlan {
                 .with_idempotency_key(format!("stream-paused:{}", first.event.offset)),
         )
     }
+}
+
+/// A stored event's `type`, `idempotencyKey`, `offset` and `createdAt`, in
+/// that (the wire) order; its payload, metadata and source stay behind.
+pub fn hit_summary(stored_json: &str) -> String {
+    let Ok(Value::Object(mut event)) = serde_json::from_str::<Value>(stored_json) else { return "null".to_owned() };
+    let summary: Map<String, Value> =
+        ["type", "idempotencyKey", "offset", "createdAt"].into_iter().filter_map(|key| Some((key.to_owned(), event.remove(key)?))).collect();
+    Value::Object(summary).to_string()
 }
 
 /// The `S/child-stream-created` notice an ancestor appends about a new stream
@@ -352,6 +375,20 @@ mod tests {
         assert_eq!(again.results(), first.results());
         let conflict = append(&store, &first.state, json!([{"type": "x", "idempotencyKey": "dup-key", "offset": 13}])).unwrap_err();
         assert_eq!(conflict.to_string(), "idempotency_conflict: idempotency hit at offset 3, got 13");
+    }
+
+    #[test]
+    fn a_summarized_hit_carries_only_offset_type_key_and_created_at() {
+        let (store, state) = booted();
+        let first = append(&store, &state, json!([{"type": "x", "idempotencyKey": "k", "payload": {"secret": 1}, "metadata": {"m": 2}}])).unwrap();
+        let again = append(&store, &first.state, json!([{"type": "y", "idempotencyKey": "k2", "payload": {"mine": 1}}, {"type": "z", "idempotencyKey": "k"}, {"type": "w", "idempotencyKey": "k2"}])).unwrap();
+        let results = again.results_summarizing_hits();
+        let created_at = serde_json::from_str::<Value>(first.results()[0]).unwrap()["createdAt"].clone();
+        assert_eq!(results[1], format!(r#"{{"type":"x","idempotencyKey":"k","offset":3,"createdAt":{created_at}}}"#));
+        // The batch's own events (new, or hit within the batch) come back whole.
+        assert_eq!(results[0], again.results()[0]);
+        assert_eq!(results[2], again.results()[0]);
+        assert!(results[0].contains("\"mine\""));
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub mod subscriber;
 pub mod tiers;
 pub mod time;
 pub mod token;
+pub mod unwritten;
 
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;

@@ -167,6 +167,9 @@ impl Outbound {
     pub fn on_commit<S: EventStore + ?Sized>(&mut self, at: Snapshot<'_>, commit: &CommitSummary, now: f64, store: &S) -> Vec<Effect> {
         let state = at.state;
         for key in &commit.configured {
+            // A live connection was dialed with the old configuration: it ends before anything of
+            // this commit is pumped to it, and the reconcile below dials the new target.
+            self.close(key, DisconnectReason::Reconfigured);
             self.clear_redial(key, now);
         }
         if (commit.woken && !self.idle_deadline_passed(now)) || !commit.configured.is_empty() || commit.removed {

@@ -42,10 +42,12 @@ pub enum DisconnectReason {
     SubscriptionRemoved,
     Idle,
     TokenExpired,
+    /// A new `S/subscription-configured` for the key replaced the configuration the connection used.
+    Reconfigured,
 }
 
 impl DisconnectReason {
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Replaced,
         Self::Unsubscribed,
         Self::RpcBroken,
@@ -53,6 +55,7 @@ impl DisconnectReason {
         Self::SubscriptionRemoved,
         Self::Idle,
         Self::TokenExpired,
+        Self::Reconfigured,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -63,6 +66,7 @@ impl DisconnectReason {
             Self::SubscriptionRemoved => "subscription-removed",
             Self::Idle => "idle",
             Self::TokenExpired => "token-expired",
+            Self::Reconfigured => "reconfigured",
         }
     }
 }
@@ -109,7 +113,7 @@ pub fn parse_core_payload(event_type: &str, payload: Option<&Value>) -> Result<C
             let reason = DisconnectReason::ALL
                 .into_iter()
                 .find(|r| Some(r.as_str()) == reason)
-                .ok_or("payload.reason must be one of replaced, unsubscribed, rpc-broken, delivery-failed, subscription-removed, idle, token-expired")?;
+                .ok_or("payload.reason must be one of replaced, unsubscribed, rpc-broken, delivery-failed, subscription-removed, idle, token-expired, reconfigured")?;
             CorePayload::SubscriberDisconnected { subscription_key: p.subscription_key()?, reason }
         }
         types::ERROR_OCCURRED => {

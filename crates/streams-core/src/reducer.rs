@@ -121,9 +121,13 @@ fn apply(state: &mut CoreState, event: &Event, payload: CorePayload) -> Effect {
             state
                 .connections_by_key
                 .insert(subscription_key, ConnectionEntry { direction, connected_at_offset: event.offset, subscriber });
+            // Presence is the stream's own record of its sockets: a reader opening and closing
+            // sockets must not drain the bucket and pause the stream for every writer.
+            return Effect::Free;
         }
         CorePayload::SubscriberDisconnected { subscription_key, .. } => {
             state.connections_by_key.shift_remove(&subscription_key);
+            return Effect::Free;
         }
         CorePayload::Paused { reason } => {
             state.paused = true;
@@ -299,6 +303,22 @@ mod tests {
         assert_eq!(state.circuit_breaker, before);
         reduce(&mut state, &event(2, types::CONFIGURED, json!({"config": {}}), "2026-01-05T12:00:00.000Z")).unwrap();
         assert_eq!(state.circuit_breaker.available_tokens, 100_000.0);
+    }
+
+    #[test]
+    fn presence_events_spend_no_tokens() {
+        let mut state = CoreState::default();
+        state.circuit_breaker.available_tokens = 0.5;
+        state.circuit_breaker.last_refill_at_ms = Some(0.0);
+        let before = state.circuit_breaker.clone();
+        let connected = json!({"subscriptionKey": "k", "direction": "inbound"});
+        let disconnected = json!({"subscriptionKey": "k", "reason": "rpc-broken"});
+        for offset in 1..=50 {
+            let (t, payload) = if offset % 2 == 1 { (types::SUBSCRIBER_CONNECTED, &connected) } else { (types::SUBSCRIBER_DISCONNECTED, &disconnected) };
+            reduce(&mut state, &event(offset, t, payload.clone(), "1970-01-01T00:00:00.000Z")).unwrap();
+        }
+        assert_eq!(state.circuit_breaker, before);
+        assert!(!state.circuit_breaker.in_deficit());
     }
 
     #[test]

@@ -135,8 +135,8 @@ impl StreamMethod {
     /// The argument keys the DO accepts.
     pub fn argument_keys(self) -> &'static [&'static str] {
         match self {
-            Self::Append => &["streamPath", "event"],
-            Self::AppendBatch => &["streamPath", "events"],
+            Self::Append => &["streamPath", "event", "summarizeHits"],
+            Self::AppendBatch => &["streamPath", "events", "summarizeHits"],
             Self::GetEvent => &["offset", "idempotencyKey"],
             Self::GetEvents => &["afterOffset", "beforeOffset", "limit", "sinceTime", "last", "eventTypes", "waitMs"],
             Self::GetState => &["atOffset"],
@@ -232,6 +232,10 @@ pub struct AppendArgs {
     pub events: Vec<Value>,
     /// `append` returns the single event rather than an array.
     pub single: bool,
+    /// An idempotency hit on an earlier call's event answers only its offset,
+    /// type, key and `createdAt` (docs/access.md#operations): public HTTP sets
+    /// it for a principal without `read`.
+    pub summarize_hits: bool,
 }
 
 impl AppendArgs {
@@ -245,7 +249,12 @@ impl AppendArgs {
                 _ => return Err(StreamError::invalid_request("events must be an array")),
             }
         };
-        Ok(Self { stream_path, events, single })
+        let summarize_hits = match args.remove("summarizeHits") {
+            None | Some(Value::Bool(false)) => false,
+            Some(Value::Bool(true)) => true,
+            Some(_) => return Err(StreamError::invalid_request("summarizeHits must be a boolean")),
+        };
+        Ok(Self { stream_path, events, single, summarize_hits })
     }
 }
 

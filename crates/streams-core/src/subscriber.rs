@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use super::error::{ErrorCode, StreamError};
 use super::name::quote;
+use super::subscription::STREAM_ARGUMENT_KEYS;
 
 pub const DEFAULT_RPC_METHOD: &str = "requestStreamSubscription";
 /// The stream's own namespace binding is never a subscriber target.
@@ -82,7 +83,14 @@ impl CallableSubscriber {
                 let t = strict(Some(t), "payload.subscriber.callable.transformInput", &["shallowMerge"])?;
                 match t.get("shallowMerge") {
                     None => None,
-                    Some(Value::Object(m)) => Some(m.clone()),
+                    Some(Value::Object(m)) => {
+                        if let Some(key) = m.keys().find(|key| STREAM_ARGUMENT_KEYS.contains(&key.as_str())) {
+                            return Err(format!(
+                                "payload.subscriber.callable.transformInput.shallowMerge.{key} is set by the stream and cannot be replaced"
+                            ));
+                        }
+                        Some(m.clone())
+                    }
                     Some(_) => return Err("payload.subscriber.callable.transformInput.shallowMerge must be an object".into()),
                 }
             }
@@ -217,6 +225,20 @@ mod tests {
         let mut args_mode = echo_subscriber();
         args_mode["callable"]["argsMode"] = json!("positional");
         assert!(CallableSubscriber::parse(Some(&args_mode)).is_err());
+    }
+
+    #[test]
+    fn shallow_merge_cannot_replace_what_the_stream_sends() {
+        for key in STREAM_ARGUMENT_KEYS {
+            let mut subscriber = echo_subscriber();
+            subscriber["callable"]["transformInput"]["shallowMerge"][key] = json!(9e15);
+            let err = CallableSubscriber::parse(Some(&subscriber)).unwrap_err();
+            assert_eq!(err, format!("payload.subscriber.callable.transformInput.shallowMerge.{key} is set by the stream and cannot be replaced"));
+        }
+        // Keys of its own (a processor name, a tenant) still pass.
+        let mut subscriber = echo_subscriber();
+        subscriber["callable"]["transformInput"]["shallowMerge"]["tenant"] = json!({"path": "/x"});
+        assert!(CallableSubscriber::parse(Some(&subscriber)).is_ok());
     }
 
     #[test]

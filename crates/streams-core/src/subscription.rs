@@ -246,6 +246,25 @@ pub fn configured_key_error(key: &str) -> StreamError {
     StreamError::invalid_request(format!("subscriptionKey {} belongs to a configured subscription", quote(key)))
 }
 
+/// Every key the stream itself sets in the dial or the delivery arguments. A
+/// `transformInput.shallowMerge` may set none of them: replacing `path`,
+/// `afterOffset`, `events`… would let whoever configures a subscription steer
+/// a shared subscriber to another stream's data (docs/protocol.md#outbound-subscribers).
+pub const STREAM_ARGUMENT_KEYS: [&str; 12] = [
+    "namespace",
+    "path",
+    "subscriptionKey",
+    "connectionId",
+    "streamId",
+    "streamMaxOffset",
+    "subscriptionConfiguredEvent",
+    "streamRuntimeState",
+    "afterOffset",
+    "throughOffset",
+    "events",
+    "state",
+];
+
 /// The dial arguments (docs/protocol.md#outbound-subscribers), `shallowMerge` applied last.
 pub fn dial_arguments(state: &CoreState, to: Recipient<'_>, entry: &SubscriptionEntry, shallow_merge: Option<&Map<String, Value>>) -> String {
     let configured = &entry.latest_configured_event;
@@ -550,6 +569,32 @@ mod tests {
         assert!(plain.get("processorName").is_none());
     }
 
+    fn configured_at_1() -> SubscriptionEntry {
+        SubscriptionEntry {
+            latest_configured_event: crate::state::ConfiguredEventRef {
+                offset: 1,
+                event_type: "t".into(),
+                payload: json!({}),
+                created_at: "2026-01-05T10:00:00.000Z".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn stream_argument_keys_are_exactly_what_the_dial_and_delivery_set() {
+        let (store, state) = store_with(1);
+        let mut pump = PumpCursor::starting_at(0, true, EventFilter(None));
+        let batch = next_batch(&store, &state, &mut pump).unwrap().unwrap();
+        let entry = configured_at_1();
+        let mut set = std::collections::BTreeSet::new();
+        for text in [delivery_arguments(TO, &state, &batch, &state.to_json(), None), dial_arguments(&state, TO, &entry, None)] {
+            let v: Value = serde_json::from_str(&text).unwrap();
+            set.extend(v.as_object().unwrap().keys().cloned());
+        }
+        let listed: std::collections::BTreeSet<String> = STREAM_ARGUMENT_KEYS.iter().map(|k| (*k).to_owned()).collect();
+        assert_eq!(set, listed, "a key the stream sets must be listed (and refused in shallowMerge), and only those");
+    }
+
     #[test]
     fn shallow_merge_of_any_depth_arrives_intact_and_overrides_in_place() {
         let (store, mut state) = store_with(1);
@@ -557,14 +602,7 @@ mod tests {
         let mut pump = PumpCursor::starting_at(0, true, EventFilter(None));
         let batch = next_batch(&store, &state, &mut pump).unwrap().unwrap();
         let merge = json!({"ctx": {"tenant": "x}", "deep": [{"a": {"b": "}}"}}]}, "path": "/overridden", "s": "}"});
-        let entry = SubscriptionEntry {
-            latest_configured_event: crate::state::ConfiguredEventRef {
-                offset: 1,
-                event_type: "t".into(),
-                payload: json!({}),
-                created_at: "2026-01-05T10:00:00.000Z".into(),
-            },
-        };
+        let entry = configured_at_1();
         for text in [
             delivery_arguments(TO, &state, &batch, &state.to_json(), merge.as_object()),
             dial_arguments(&state, TO, &entry, merge.as_object()),

@@ -246,12 +246,11 @@ impl State {
                     entry.insert("subscriber".into(), descriptor);
                 }
                 next.connections.set(&key, Value::Object(entry));
-                next.spend(t);
+                // Presence spends no token (docs/protocol.md#rules).
             }
             "subscriber-disconnected" => {
                 let key = p.trimmed("subscriptionKey").ok_or("subscriber-disconnected.subscriptionKey")?;
                 next.connections.remove(&key);
-                next.spend(t);
             }
             "paused" => {
                 next.paused = true;
@@ -682,7 +681,7 @@ fn check_payload(event_type: &str, payload: Option<&Value>, allowed: &[&str]) ->
         "subscriber-disconnected" => {
             let p = object()?;
             subscription_key(p)?;
-            let reasons = ["replaced", "unsubscribed", "rpc-broken", "delivery-failed", "subscription-removed", "idle", "token-expired"];
+            let reasons = ["replaced", "unsubscribed", "rpc-broken", "delivery-failed", "subscription-removed", "idle", "token-expired", "reconfigured"];
             if !p.get("reason").and_then(Value::as_str).is_some_and(|r| reasons.contains(&r)) {
                 return Err(BAD);
             }
@@ -762,6 +761,14 @@ fn check_subscriber(s: &Value, allowed: &[&str]) -> Result<(), &'static str> {
     if let Some(t) = c.get("transformInput") {
         let t = t.as_object().ok_or(BAD)?;
         if !only_keys(t, &["shallowMerge"]) || !t.get("shallowMerge").is_some_and(Value::is_object) {
+            return Err(BAD);
+        }
+        // The keys the stream sends itself cannot be replaced (docs/protocol.md#outbound-subscribers).
+        const STREAM_SETS: [&str; 12] = [
+            "namespace", "path", "subscriptionKey", "connectionId", "streamId", "streamMaxOffset",
+            "subscriptionConfiguredEvent", "streamRuntimeState", "afterOffset", "throughOffset", "events", "state",
+        ];
+        if t.get("shallowMerge").and_then(Value::as_object).is_some_and(|m| m.keys().any(|k| STREAM_SETS.contains(&k.as_str()))) {
             return Err(BAD);
         }
     }
