@@ -1,4 +1,4 @@
-// Reads of issue 23 (docs/protocol.md#getevents-by-time-tail-and-type, #getstate, #long-poll, #liststreams):
+// Reads by time, tail and offset, long-poll and the directory (docs/protocol.md#getevents-by-time-tail-and-type, #getstate, #long-poll, #liststreams):
 //
 // R1. getEvents({sinceTime}) and getEvents({last: 100}) on a stream of --events events (default
 //     1,000,000): ms per read, median of --reads reads at random times.
