@@ -142,6 +142,17 @@ test("thousands of events are sealed into R2; the hot tier stays bounded and eve
   assert.equal(JSON.stringify(repeat), JSON.stringify(keyed[0]));
   assert.equal((await readAllPages(name)).length, maxOffset, "the repeat appended nothing");
 
+  // Reads by time and from the tail reach into the archive (a time search fetches one segment).
+  await call(mf, name, "simulateHibernation"); // an empty segment cache
+  for (const at of [10, 1500, 2990]) {
+    const since = all[at].createdAt;
+    const page = await call(mf, name, "getEvents", { sinceTime: since, limit: 5 });
+    const first = all.find((e) => e.createdAt >= since);
+    assert.equal(JSON.stringify(page[0]), JSON.stringify(first), `sinceTime ${since}`);
+  }
+  const tail = await call(mf, name, "getEvents", { last: 250 }); // the hibernation added a woken
+  assertSameLog(tail.slice(0, -1), all.slice(-249), "last 250");
+
   // A socket replays the whole log from offset 0, archived and hot, in order, once.
   const sub = await openSubscriber(mf, name, { replayAfterOffset: 0 });
   await sub.waitForOffset(maxOffset, { timeoutMs: 20000 });

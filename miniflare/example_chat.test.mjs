@@ -51,6 +51,9 @@ test(`streams' ${ENV} environment is the top-level Worker plus the processor bin
   assert.deepEqual(chat.services, [{ binding: "STREAMS", service: streamsTop.name }]);
   const envBindings = streamsEnv.durable_objects.bindings.filter((b) => b !== processorBinding);
   assert.deepEqual(envBindings, streamsTop.durable_objects.bindings, "every top-level Durable Object binding, nothing else");
+  for (const kind of ["r2_buckets", "services", "kv_namespaces", "d1_databases"]) {
+    assert.deepEqual(streamsEnv[kind], streamsTop[kind], `every top-level ${kind} binding`);
+  }
   assert.deepEqual({ ...streamsEnv.vars, STREAM_SUBSCRIBER_BINDINGS: "" }, { ...streamsTop.vars, STREAM_SUBSCRIBER_BINDINGS: "" }, "every top-level var");
   assert.deepEqual(streamsEnv.vars.STREAM_SUBSCRIBER_BINDINGS.split(","), [processorBinding.name], "the processor binding is allowed");
   assert.ok(chat.durable_objects.bindings.some((b) => b.name === processorBinding.name && b.class_name === processorBinding.class_name));

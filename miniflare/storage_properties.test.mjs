@@ -5,7 +5,11 @@
 // (also while appends are in flight) and full Miniflare restarts on persisted storage. After every
 // boot: each acknowledged event reads back byte for byte at its offset, by page, by offset and by
 // key; nothing else is in the log but `created` and `woken`; and the state the boot produced is
-// what the independent model (streams-model, docs/architecture.md#tests) folds from the log.
+// what the independent model (streams-model, docs/architecture.md#tests) folds from the log. The
+// archive is bound with small segments, so events are sealed into R2 throughout, half the kills land
+// between a segment's upload and its row deletion, and each seed ends with retention: what reads back
+// is then what was acknowledged minus exactly the events before the first kept offset, which read
+// as `trimmed` (docs/architecture.md#storage-tiers).
 //
 // Three new seeds each run (printed at the start); STORAGE_SEEDS=7,8 replays chosen seeds (a failure
 // names its seed and step).
@@ -26,7 +30,13 @@ const MAX_RESTARTS_PER_SEED = 1;
 
 let dir;
 let mf;
-const start = () => startStreams({ miniflare: { durableObjectsPersist: dir } });
+const SEGMENT_EVENTS = 60;
+const start = () =>
+  startStreams({
+    bindings: { STREAMS_SEGMENT_EVENTS: String(SEGMENT_EVENTS) },
+    streams: { r2Buckets: ["STREAMS_ARCHIVE"] },
+    miniflare: { durableObjectsPersist: dir, r2Persist: path.join(dir, "r2") },
+  });
 before(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "streams-storage-properties-"));
   mf = await start();
@@ -90,6 +100,8 @@ class Model {
     this.sizes = new Set();
     this.restarts = 0;
     this.hits = 0;
+    this.firstOffset = 1; // retention's first kept offset
+    this.prefix = []; // the log as read before retention removed its start
   }
 
   /** An input for `offset`: a new key (maybe padded), a re-sent one, or none. */
@@ -151,10 +163,17 @@ async function verify(m, note) {
   const booted = await callOn(mf, "do", m.name, "runtimeState");
   assert.ok(booted.ok, `${note}: boot failed: ${booted.error}`);
   const state = booted.result.coreProcessorState;
-  const log = await readLog(mf, m.name);
+  // Retention only ever moves the first kept offset forward, over events an earlier read saw
+  // (the boot's own retention step may have moved it again); before it, the log is what was read.
+  const firstOffset = booted.result.runtime.storage.firstOffset;
+  assert.ok(firstOffset >= m.firstOffset && firstOffset <= m.prefix.length + 1, `${note}: the first kept offset ${firstOffset}`);
+  m.firstOffset = firstOffset;
+  const kept = m.firstOffset > 1 ? await readAfter(m.name, m.firstOffset - 1) : await readLog(mf, m.name);
+  const log = [...m.prefix.slice(0, m.firstOffset - 1), ...kept];
   const texts = log.map(bytesOf);
   log.forEach((event, i) => assert.equal(event.offset, i + 1, `${note}: gap-free offsets`));
   for (const [offset, json] of m.acked) assert.equal(texts[offset - 1], json, `${note}: acknowledged event @${offset} reads back byte-identical`);
+  m.prefix = log;
   const unacked = log.filter((e) => !m.acked.has(e.offset));
   assert.deepEqual(unacked.map((e) => e.type), unacked.map((e) => (e.offset === 1 ? S("created") : S("woken"))), `${note}: only created and woken besides what was acknowledged`);
   assert.ok(log.slice(m.verified.length).some((e) => e.type === S("woken")), `${note}: the boot appended a woken`);
@@ -166,17 +185,18 @@ async function verify(m, note) {
   const r = m.r;
   const sample = (list, n) => list.filter(() => r.chance(n / Math.max(n, list.length)));
   const big = [...m.acked.keys()].filter((o) => m.acked.get(o).length > CHUNK / 2);
-  for (const offset of [...sample(big, 4), ...sample([...m.acked.keys()], 15)]) {
+  const keptOffsets = (list) => list.filter((o) => o >= m.firstOffset);
+  for (const offset of keptOffsets([...sample(big, 4), ...sample([...m.acked.keys()], 15)])) {
     const event = await must(m.name, "getEvent", { offset });
     assert.equal(bytesOf(event), m.acked.get(offset), `${note}: getEvent(offset ${offset})`);
   }
-  for (const [key, offset] of sample([...m.keys], 15)) {
+  for (const [key, offset] of sample([...m.keys], 15).filter(([, o]) => o >= m.firstOffset)) {
     const event = await must(m.name, "getEvent", { idempotencyKey: key });
     assert.equal(bytesOf(event), m.acked.get(offset), `${note}: getEvent(idempotencyKey ${key})`);
   }
   // Small pages over a random stretch of the log (readLog above read all of it in pages of 1000).
   const limit = 1 + r.int(9);
-  for (let afterOffset = r.int(Math.max(1, log.length - 15 * limit)), pages = 0; afterOffset < log.length && pages < 15; afterOffset += limit, pages++) {
+  for (let afterOffset = Math.max(m.firstOffset - 1, r.int(Math.max(1, log.length - 15 * limit))), pages = 0; afterOffset < log.length && pages < 15; afterOffset += limit, pages++) {
     const page = await must(m.name, "getEvents", { afterOffset, limit });
     assert.deepEqual(page.map(bytesOf), texts.slice(afterOffset, afterOffset + limit), `${note}: getEvents(afterOffset ${afterOffset}, limit ${limit})`);
   }
@@ -185,6 +205,45 @@ async function verify(m, note) {
   const bootLength = state.maxOffset;
   await assertModelState(log.slice(0, bootLength), state, `${note}: state after boot`);
   m.verified = { length: bootLength };
+}
+
+async function readAfter(name, afterOffset) {
+  const out = [];
+  for (;;) {
+    const page = await must(name, "getEvents", { afterOffset: out.length ? out.at(-1).offset : afterOffset, limit: 1000 });
+    if (page.length === 0) return out;
+    out.push(...page);
+  }
+}
+
+/** Runs the archive's steps until nothing is due; the storage figures. */
+async function settleArchive(m, note, arg = {}) {
+  let last = "";
+  for (;;) {
+    const report = await must(m.name, "runArchiveNow", arg);
+    assert.equal(report.error, null, `${note}: archive step`);
+    const now = JSON.stringify(report.storage);
+    if (now === last) return report.storage;
+    last = now;
+  }
+}
+
+/** Retention by count: events before the first kept offset read as trimmed, the rest as acknowledged. */
+async function retain(m, note) {
+  await kill(m, note);
+  await verify(m, `${note}: before retention`);
+  const maxEvents = 1 + m.r.int(Math.max(1, Math.floor(m.maxOffset / 2)));
+  const configure = { input: { type: S("configured"), payload: { config: { retention: { maxEvents } } } } };
+  m.acknowledge([configure], [await must(m.name, "append", { event: configure.input })], `${note}: configure retention`);
+  const storage = await settleArchive(m, note);
+  const maxOffset = (await liveState(mf, m.name)).maxOffset;
+  assert.ok(maxOffset - storage.firstOffset + 1 >= maxEvents, `${note}: never fewer than ${maxEvents} kept`);
+  m.firstOffset = storage.firstOffset;
+  if (m.firstOffset > 1) {
+    const o = await callOn(mf, "do", m.name, "getEvent", { offset: m.firstOffset - 1 });
+    assert.equal(o.error, `trimmed: Offset ${m.firstOffset - 1} was removed by retention; the first kept offset is ${m.firstOffset}.`, `${note}: trimmed`);
+  }
+  return { maxEvents, firstOffset: m.firstOffset, archived: storage.archivedSegments };
 }
 
 async function kill(m, note) {
@@ -249,7 +308,7 @@ async function runSeed(m, t) {
   // find a log some way past a multiple of 1000.
   const bulkSteps = new Set([steps[anchorSizes.length], steps[anchorSizes.length + 1]]);
   let retry = [];
-  const stats = { bulkEvents: 0, appends: 0, batches: 0, hits: 0, kills: 0, concurrentKills: 0, retriedAfterKill: 0, restarts: 0, rejected: 0 };
+  const stats = { bulkEvents: 0, appends: 0, batches: 0, hits: 0, kills: 0, heldSeals: 0, concurrentKills: 0, retriedAfterKill: 0, restarts: 0, rejected: 0 };
   for (let step = 0; step < STEPS; step++) {
     const note = `seed ${m.seed} step ${step}`;
     const roll = r();
@@ -262,6 +321,12 @@ async function runSeed(m, t) {
       const items = Array.from({ length: 500 + r.int(500) }, (_, i) => m.input(m.maxOffset + 1 + i, { bytes: 80 + r.int(120), keyChance: 0.1, reuseChance: 0 }));
       m.acknowledge(items, await must(m.name, "appendBatch", { events: items.map((x) => x.input) }), `${note}: bulk batch`);
       stats.bulkEvents += items.length;
+      // A kill between a segment's upload and the deletion of its rows, at least once a seed.
+      await settleArchive(m, note, { holdAfterUpload: true });
+      await kill(m, note);
+      await verify(m, `${note}: after kill() with a seal held after its upload`);
+      await settleArchive(m, `${note}: resuming the held seal`);
+      stats.heldSeals += 1;
     }
     if (anchors.has(step) || roll < 0.5) {
       const item = m.input(m.maxOffset + 1, anchors.has(step) ? { bytes: anchors.get(step), reuseChance: 0 } : {});
@@ -295,8 +360,15 @@ async function runSeed(m, t) {
       assert.equal((await liveState(mf, m.name)).maxOffset, before, `${note}: a refused call wrote nothing`);
       stats.rejected += 1;
     } else if (roll < 0.88) {
+      // Half the kills land between a segment's upload and the deletion of its rows.
+      const held = r.chance(0.5);
+      if (held) await settleArchive(m, note, { holdAfterUpload: true });
       await kill(m, note);
       await verify(m, `${note}: after kill()`);
+      if (held) {
+        await settleArchive(m, `${note}: resuming the held seal`); // the next verify reads what it sealed
+        stats.heldSeals += 1;
+      }
       stats.kills += 1;
     } else if (roll < 0.95) {
       retry = await killAmongAppends(m, note);
@@ -310,6 +382,8 @@ async function runSeed(m, t) {
     }
   }
   if (retry.length) m.acknowledge(retry, await must(m.name, "appendBatch", { events: retry.map((x) => x.input) }), `seed ${m.seed}: final retry`);
+  stats.archived = (await settleArchive(m, `seed ${m.seed} sealing`)).archivedSegments;
+  stats.retention = await retain(m, `seed ${m.seed} retention`);
   await kill(m, `seed ${m.seed} end`);
   await verify(m, `seed ${m.seed}: after the last kill()`);
   stats.hits = m.hits;

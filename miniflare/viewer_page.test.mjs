@@ -496,6 +496,29 @@ describe("page state, wording and layout", () => {
     });
   }
 
+  test("a path nothing was written to: an empty state, nothing created, then live once an event is appended", async () => {
+    const p = `${freshPath()}/child`; // its parent is never written either
+    const polls = [];
+    const page = await v.open(`/?${new URLSearchParams({ path: p })}`, {
+      beforeGoto: (pg) => pg.on("request", (r) => new URL(r.url()).pathname === "/api/streams/runtimeState" && polls.push(Date.now())),
+    });
+    await page.getByTestId("stream-empty").waitFor();
+    await waitForText(page, "header-status", "no stream yet");
+    const started = polls.length;
+    await page.waitForTimeout(3000);
+    assert.ok(polls.length - started <= 4, `${polls.length - started} runtimeState reads in 3 s: once a second, no storm`);
+    assert.deepEqual(await v.api(p, "getEvents"), [], "looking created nothing");
+    assert.deepEqual(await v.api(p.slice(0, p.lastIndexOf("/")), "getEvents"), [], "and told no parent");
+    assert.equal(await page.getByTestId("stream-status").count(), 0, "no socket");
+
+    await appendFromComposer(page, { type: "app/hello" });
+    await waitForText(page, "composer-state", "appended at offset 3");
+    await waitForText(page, "stream-status", "subscribed");
+    await waitForRow(page, 3);
+    assert.deepEqual(await rowOffsets(page), [1, 2, 3]);
+    assert.equal(await page.locator('[data-event-offset="3"]').getAttribute("data-event-type"), "app/hello");
+  });
+
   test("the type filter and the presence toggle live in the URL: a reload and the back button keep them", async () => {
     const { page, path: p } = await v.openStream();
     await waitForText(page, "event-count", FRESH_COUNT);

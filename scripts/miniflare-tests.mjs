@@ -71,6 +71,9 @@ function run({ file }) {
     const collect = (d) => {
       output += d;
       if (jobs === 1) process.stdout.write(d); // alone: show it live
+      // Beside another file the output waits for the end; a seed is shown at once, so a file that
+      // hangs can still be replayed.
+      else for (const [line] of String(d).matchAll(/STREAMS_SEED \S+ \d+ \(replay: [^)]+\)/g)) console.log(`--- ${file}: ${line}`);
     };
     child.stdout.on("data", collect);
     child.stderr.on("data", collect);

@@ -90,6 +90,11 @@ pub fn window<S: EventStore + ?Sized>(
 /// or `max + 1` when there is none.
 pub fn first_offset_since<S: EventStore + ?Sized>(store: &S, since_ms: f64, first: u64, max: u64) -> Result<u64, StoreError> {
     let (mut lo, mut hi) = (first.max(1), max + 1);
+    // An archive narrows the search to one segment (or the hot tier), so it fetches at most one.
+    if let Some((from, to)) = store.since_bounds(since_ms) {
+        lo = lo.max(from).min(hi);
+        hi = hi.min(to).max(lo);
+    }
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
         // An offset that cannot be read (or dated) counts as early: the

@@ -74,6 +74,12 @@ pub trait EventStore {
     fn commit(&self, events: &[NewEvent<'_>], state_json: Option<&str>) -> Result<(), StoreError>;
     /// Replaces the state rows alone, atomically.
     fn write_state(&self, state_json: &str) -> Result<(), StoreError>;
+    /// Offsets `lo..hi` known to hold the first event with `createdAt` at or
+    /// after `since_ms`, from what the store knows without reading events
+    /// (an archive's segment times); `None`: anywhere.
+    fn since_bounds(&self, _since_ms: f64) -> Option<(u64, u64)> {
+        None
+    }
     /// The newest kept snapshot of the state right after an offset at or
     /// below `offset`: that offset and the state's JSON (docs/protocol.md#getstate).
     /// A store that keeps no history has none.

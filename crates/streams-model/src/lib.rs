@@ -62,6 +62,8 @@ pub struct State {
     pub metadata: Value,
     pub sync_delay: f64,
     pub breaker_config: Option<(f64, f64)>,
+    /// `config.retention`: maxEvents and maxAgeSeconds, each when given.
+    pub retention: Option<(Option<f64>, Option<f64>)>,
     pub event_count: u64,
     pub max_offset: u64,
     pub child_paths: Vec<String>,
@@ -89,6 +91,7 @@ impl Default for State {
             metadata: json!({}),
             sync_delay: 0.0,
             breaker_config: None,
+            retention: None,
             event_count: 0,
             max_offset: 0,
             child_paths: vec![],
@@ -113,6 +116,16 @@ impl State {
         config.insert("simulatedStorageSyncDelayMs".into(), num(self.sync_delay));
         if let Some((b, r)) = self.breaker_config {
             config.insert("circuitBreaker".into(), json!({"burstCapacity": num(b), "refillRatePerMinute": num(r)}));
+        }
+        if let Some((events, age)) = self.retention {
+            let mut retention = Map::new();
+            if let Some(n) = events {
+                retention.insert("maxEvents".into(), num(n));
+            }
+            if let Some(s) = age {
+                retention.insert("maxAgeSeconds".into(), num(s));
+            }
+            config.insert("retention".into(), Value::Object(retention));
         }
         let mut m = Map::new();
         m.insert("namespace".into(), json!(self.namespace));
@@ -198,6 +211,9 @@ impl State {
                     next.breaker_config = Some((b, r));
                     next.burst = b;
                     next.rate_per_minute = r;
+                }
+                if let Some(retention) = config.get("retention") {
+                    next.retention = Some((retention.get("maxEvents").and_then(Value::as_f64), retention.get("maxAgeSeconds").and_then(Value::as_f64)));
                 }
                 next.refill(t);
             }
@@ -650,6 +666,14 @@ fn check_payload(event_type: &str, payload: Option<&Value>, allowed: &[&str]) ->
             if let Some(cb) = config.get("circuitBreaker") {
                 let cb = cb.as_object().ok_or(BAD)?;
                 if !positive_integer(cb.get("burstCapacity")) || !positive_integer(cb.get("refillRatePerMinute")) {
+                    return Err(BAD);
+                }
+            }
+            if let Some(retention) = config.get("retention") {
+                let retention = retention.as_object().ok_or(BAD)?;
+                let known = retention.keys().all(|k| k == "maxEvents" || k == "maxAgeSeconds");
+                let valid = |k: &str| retention.get(k).is_none_or(|v| positive_integer(Some(v)) && v.as_f64().is_some_and(|x| x <= MAX_SAFE));
+                if !known || !valid("maxEvents") || !valid("maxAgeSeconds") {
                     return Err(BAD);
                 }
             }

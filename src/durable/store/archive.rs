@@ -21,7 +21,7 @@ pub(super) const ARCHIVE_SCHEMA: [&str; 2] = [
 ];
 
 /// Segments kept decoded in memory, at most this many and this many bytes of JSON.
-const CACHED_SEGMENTS: usize = 4;
+const CACHED_SEGMENTS: usize = 16;
 const CACHED_BYTES: usize = 32 * 1024 * 1024;
 const FIRST_OFFSET_KEY: &str = "first-offset";
 const PENDING_SEAL_KEY: &str = "archive-pending";
@@ -81,13 +81,24 @@ impl SqlStore {
         }
         let (hot_count, hot_bytes) = self.hot_size()?;
         let archived_keys = first_cell(self.rows("SELECT EXISTS (SELECT 1 FROM archived_keys)", &[])?).is_some_and(|n| as_u64(&n) > 0);
-        *self.tiers() = Tiers { first_offset, segments, object_keys, hot_count, hot_bytes, archived_keys, cache: Vec::new(), miss: None };
+        // The cache survives: segments are immutable, and a boot that failed on a
+        // miss boots again with what was fetched (`forget_cache` after a reset).
+        let mut tiers = self.tiers();
+        let (cache, miss) = (std::mem::take(&mut tiers.cache), tiers.miss.take());
+        *tiers = Tiers { first_offset, segments, object_keys, hot_count, hot_bytes, archived_keys, cache, miss };
         Ok(())
     }
 
     fn hot_size(&self) -> Result<(u64, u64), StoreError> {
         let rows = self.rows(r#"SELECT count(*), COALESCE(sum(COALESCE(length(CAST(json AS BLOB)), byte_length)), 0) FROM events"#, &[])?;
         Ok(rows.first().map_or((0, 0), |row| (as_u64(&row.get(0)), as_u64(&row.get(1)))))
+    }
+
+    /// Drops every cached segment: the offsets are about to mean other events (`reset`).
+    pub(super) fn forget_cache(&self) {
+        let mut tiers = self.tiers();
+        tiers.cache.clear();
+        tiers.miss = None;
     }
 
     /// Counts a commit's events into the hot tier's size.
@@ -129,6 +140,17 @@ impl SqlStore {
         tiers.segments.last().map_or(0, |s| s.last).max(tiers.first_offset.saturating_sub(1))
     }
 
+    /// The offsets holding the first event at or after `since_ms`: the first
+    /// segment whose last event is that late, or everything after the archive.
+    pub(super) fn segment_bounds_since(&self, since_ms: f64) -> Option<(u64, u64)> {
+        let tiers = self.inner.tiers.borrow();
+        let last = tiers.segments.last()?;
+        Some(match tiers.segments.iter().find(|s| s.last_at_ms >= since_ms) {
+            Some(segment) => (segment.first, segment.last + 1),
+            None => (last.last + 1, u64::MAX),
+        })
+    }
+
     /// The tier of `offset`.
     pub(super) fn tier(&self, offset: u64) -> Tier {
         let tiers = self.inner.tiers.borrow();
@@ -157,6 +179,14 @@ impl SqlStore {
 
     pub fn has_miss(&self) -> bool {
         self.inner.tiers.borrow().miss.is_some()
+    }
+
+    /// Whether the cache holds `segments` of the size of the recent ones at
+    /// once (so one page may span them without evicting its own start).
+    pub(super) fn cache_holds(&self, segments: usize) -> bool {
+        let tiers = self.inner.tiers.borrow();
+        let largest = tiers.cache.iter().map(|e| e.2).max().unwrap_or(0);
+        segments <= CACHED_SEGMENTS && segments * largest <= CACHED_BYTES
     }
 
     /// The segment a read last needed and did not find cached, once.

@@ -203,25 +203,29 @@ impl SqlStore {
         })?;
         self.inner.state_rows.set(Some(0));
         self.inner.legacy.set(false);
+        self.forget_cache();
         self.load_tiers()
     }
 
     /// `read_range` over the archive: events after `after` from the cached
-    /// segments that hold them, then the hot tier. A page stops at a segment
-    /// that is not cached once it holds an event; a page that would start in
-    /// one fails as a miss, which the caller resolves by fetching it.
+    /// segments that hold them, then the hot tier. A page that needs a segment
+    /// not cached fails as a miss, which the caller resolves by fetching it and
+    /// reading again; only a page that already spans more segments than the
+    /// cache can hold at once stops short there instead.
     fn tiered_range(&self, mut after: u64, before: u64, limit: usize, max_bytes: usize) -> Result<Vec<StoredEvent>, StoreError> {
         let mut page: Vec<StoredEvent> = Vec::new();
         let mut bytes = 0usize;
+        let mut touched = 0usize;
         while page.len() < limit && after + 1 < before {
             let index = match self.tier(after + 1) {
                 Tier::Trimmed => return Err(StoreError(format!("offset {} was removed by retention", after + 1))),
                 Tier::Hot => break,
                 Tier::Archived(index) => index,
             };
+            touched += 1;
             let (info, events) = match self.cached_segment(index) {
                 Ok(found) => found,
-                Err(miss) if page.is_empty() => return Err(miss),
+                Err(miss) if page.is_empty() || self.cache_holds(touched) => return Err(miss),
                 Err(_) => {
                     self.take_miss();
                     return Ok(page);
@@ -336,6 +340,10 @@ impl EventStore for SqlStore {
         self.commit_state(statements, state_json, events.last().map(|e| e.offset))?;
         self.count_hot(events.len() as u64, events.iter().map(|e| e.json.len() as u64).sum());
         Ok(())
+    }
+
+    fn since_bounds(&self, since_ms: f64) -> Option<(u64, u64)> {
+        self.segment_bounds_since(since_ms)
     }
 
     fn write_state(&self, state_json: &str) -> Result<(), StoreError> {
