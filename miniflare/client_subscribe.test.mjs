@@ -62,10 +62,11 @@ async function retrying(call) {
   }
 }
 
+/** Polls `pred` every 5 ms; `what` may be a function, to describe the situation at the failure. */
 async function until(pred, what, timeoutMs = 20_000) {
   const deadline = Date.now() + timeoutMs;
   while (!(await pred())) {
-    if (Date.now() > deadline) assert.fail(`${what}: not within ${timeoutMs} ms`);
+    if (Date.now() > deadline) assert.fail(`${typeof what === "function" ? what() : what}: not within ${timeoutMs} ms`);
     await sleep(5);
   }
 }
@@ -130,10 +131,19 @@ test("20 seeded forced disconnects (far-end close, kill, runtime restart) while 
   t.after(() => sub.close());
   const seen = consume(sub, (s) => s.events.length >= TOTAL);
 
-  const progress = { acked: 0, done: false };
+  // The writer holds back the group with the last matching event until every fault is in:
+  // otherwise, when the last faults come late (slow restarts under load), the writer can finish
+  // and the reconnected subscription receive everything (the consumer then stops) before the
+  // last fault, which would wait for an open connection that never comes.
+  let lastW = 0;
+  for (const [i, x] of inputs.entries()) if (x.type === "app/w") lastW = i;
+  let faultsIn;
+  const allFaultsIn = new Promise((resolve) => (faultsIn = resolve));
+  const progress = { acked: 0, done: false, error: undefined };
   const writing = (async () => {
     let i = 0;
     for (const size of sizes) {
+      if (i + size > lastW) await allFaultsIn;
       const group = inputs.slice(i, i + size);
       i += size;
       const committed = await retrying(() => writer.appendBatch(p, group));
@@ -142,13 +152,26 @@ test("20 seeded forced disconnects (far-end close, kill, runtime restart) while 
     }
     progress.done = true;
   })();
+  // A writer that gives up fails the test at once instead of leaving the fault loop waiting.
+  writing.catch((e) => (progress.error = e));
+  const situation = () =>
+    JSON.stringify({ status: sub.status(), received: seen.events.length, error: seen.error && String(seen.error), acked: progress.acked, writerDone: progress.done, writerError: progress.error && String(progress.error) });
 
   const injected = [];
   let lastFaulted;
   for (const [k, kind] of kinds.entries()) {
-    while (progress.acked < points[k] && !progress.done) await sleep(1);
+    while (progress.acked < points[k] && !progress.done) {
+      if (progress.error) throw progress.error;
+      await sleep(1);
+    }
     // Each fault hits a live connection that has delivered: the previous fault's is gone.
-    await until(() => sub.status().state === "open" && seen.batches.at(-1)?.connectionId !== lastFaulted, `a new connection delivering before fault ${k}`);
+    await until(
+      () => {
+        if (progress.error) throw progress.error;
+        return sub.status().state === "open" && seen.batches.at(-1)?.connectionId !== lastFaulted;
+      },
+      () => `a new connection delivering before fault ${k} ${situation()}`,
+    );
     lastFaulted = seen.batches.at(-1).connectionId;
     const startedAt = Date.now();
     if (kind === "close") {
@@ -162,6 +185,7 @@ test("20 seeded forced disconnects (far-end close, kill, runtime restart) while 
     }
     injected.push({ kind, atAcked: progress.acked, ms: Date.now() - startedAt });
   }
+  faultsIn();
   await writing;
   await Promise.race([seen.done, sleep(60_000)]);
   assert.equal(seen.error, undefined, `subscription failed: ${seen.error}`);
