@@ -60,7 +60,7 @@ test("every method, over both transports", async () => {
     assert.equal(state.coreProcessorState.path, p);
     assert.equal(state.coreProcessorState.namespace, "default");
     assert.ok(state.coreProcessorState.maxOffset >= 5);
-    assert.deepEqual(Object.keys(state.runtime).sort(), ["connections", "idleTeardownAt", "redial"]);
+    assert.deepEqual(Object.keys(state.runtime).sort(), ["connections", "idleTeardownAt", "redial", "storage"]);
 
     const reduced = ok(await t.call("reduce", p, { type: "app/x", offset: 99, createdAt: "2026-01-01T00:00:00.000Z" }));
     assert.deepEqual([reduced.maxOffset, reduced.eventCount], [99, state.coreProcessorState.eventCount + 1]);

@@ -115,7 +115,7 @@ test(`model: ${STEPS} seeded steps of appends, retries, kills and resets match t
     assert.equal(state.paused, paused, `${note}: paused`);
     assert.equal(state.pauseReason, pauseReason, `${note}: pauseReason`);
     // The oracle: the live state is what the independent model folds from the log.
-    await assertModelState(log, state, note, liveBatches);
+    await assertModelState(log, state, note, liveBatches, name);
     return log;
   }
 

@@ -53,20 +53,21 @@ function model() {
     for (const w of waiting.splice(0)) w.reject(new Error(`the model exited (${code}) before answering`));
   });
   shared = {
-    check(log, state, liveBatches = []) {
+    check(log, state, liveBatches = [], name = undefined) {
       return new Promise((resolve, reject) => {
         waiting.push({ resolve, reject });
         hold(true);
-        child.stdin.write(`${JSON.stringify({ check: { log: log.map(forModel), state, liveBatches } })}\n`);
+        child.stdin.write(`${JSON.stringify({ check: { log: log.map(forModel), state, liveBatches, name } })}\n`);
       });
     },
   };
   return shared;
 }
 
-/** Fails with the model's first difference unless `state` is what the model folds from `log`. */
-export async function assertModelState(log, state, note, liveBatches = []) {
-  const verdict = await model().check(log, state, liveBatches);
+/** Fails with the model's first difference unless `state` is what the model folds from `log`
+ * (`name`, `<namespace>:<path>`: an empty log reads as the initial state named after it). */
+export async function assertModelState(log, state, note, liveBatches = [], name = undefined) {
+  const verdict = await model().check(log, state, liveBatches, name);
   if (!verdict.ok) {
     const why = verdict.diff ?? `the model refused the log: ${verdict.error}`;
     throw new Error(`${note}: the live state differs from the model (docs/protocol.md): ${why}`);

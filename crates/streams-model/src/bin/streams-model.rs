@@ -1,7 +1,7 @@
 //! The model as a process, for the Miniflare tests (miniflare/helpers/model.mjs): one JSON request
 //! per stdin line, one JSON reply per stdout line.
 //!
-//! `{"check": {"log": [committed events…], "state": <live core state>, "liveBatches": [[first, last]…]}}`
+//! `{"check": {"log": [committed events…], "state": <live core state>, "liveBatches": [[first, last]…], "name": "<namespace>:<path>"}}`
 //! folds the log through the model, checking the breaker's trip after each live batch
 //! (`Stream::from_log_with_trips`), and answers `{"ok": true, "state": <model state>}` or `{"ok": false, "diff": "<first difference>"}`
 //! (or `{"ok": false, "error": "<why the model refused the log>"}`).
@@ -22,7 +22,16 @@ fn answer(request: &Value) -> Value {
         Ok(s) => s,
         Err(e) => return json!({"ok": false, "error": e}),
     };
-    let expected = stream.state.json();
+    let mut state = stream.state;
+    // A stream that was never written (or was reset) reads as the initial state named after its
+    // path (docs/protocol.md#reads-create-nothing); `name` says which.
+    if log.is_empty() {
+        if let Some((namespace, path)) = check.get("name").and_then(Value::as_str).and_then(|n| n.split_once(':')) {
+            state.namespace = namespace.to_owned();
+            state.path = path.to_owned();
+        }
+    }
+    let expected = state.json();
     match check.get("state").and_then(|live| diff(&expected, live, "state")) {
         Some(d) => json!({"ok": false, "diff": d, "state": expected}),
         None => json!({"ok": true, "state": expected}),
