@@ -163,12 +163,20 @@ async function verify(m, note) {
   const booted = await callOn(mf, "do", m.name, "runtimeState");
   assert.ok(booted.ok, `${note}: boot failed: ${booted.error}`);
   const state = booted.result.coreProcessorState;
-  // Retention only ever moves the first kept offset forward, over events an earlier read saw
-  // (the boot's own retention step may have moved it again); before it, the log is what was read.
-  const firstOffset = booted.result.runtime.storage.firstOffset;
-  assert.ok(firstOffset >= m.firstOffset && firstOffset <= m.prefix.length + 1, `${note}: the first kept offset ${firstOffset}`);
-  m.firstOffset = firstOffset;
-  const kept = m.firstOffset > 1 ? await readAfter(m.name, m.firstOffset - 1) : await readLog(mf, m.name);
+  // Retention only ever moves the first kept offset forward, over events an earlier read saw;
+  // before it, the log is what was read. The boot's own retention step runs in the background and
+  // may move it while this reads (a read before it is then `trimmed`): read until it stands still.
+  let kept;
+  for (let firstOffset = booted.result.runtime.storage.firstOffset, tries = 1; ; tries++) {
+    assert.ok(firstOffset >= m.firstOffset && firstOffset <= m.prefix.length + 1, `${note}: the first kept offset ${firstOffset}`);
+    m.firstOffset = firstOffset;
+    kept = await (m.firstOffset > 1 ? readAfter(m.name, m.firstOffset - 1) : readLog(mf, m.name)).catch((e) => {
+      if (tries < 5 && /: trimmed: /.test(e.message)) return undefined;
+      throw e;
+    });
+    firstOffset = (await must(m.name, "runtimeState")).runtime.storage.firstOffset;
+    if (kept !== undefined && firstOffset === m.firstOffset) break;
+  }
   const log = [...m.prefix.slice(0, m.firstOffset - 1), ...kept];
   const texts = log.map(bytesOf);
   log.forEach((event, i) => assert.equal(event.offset, i + 1, `${note}: gap-free offsets`));
