@@ -1,5 +1,6 @@
 // runtimeState polled once a second per stream, shared by every component that shows it.
 import { useCallback, useSyncExternalStore } from "react";
+import type { StorageFigures } from "@streams/client";
 import { ApiError, callApi, errorText, type StreamTarget } from "./api";
 
 export const RUNTIME_POLL_MS = 1000;
@@ -20,16 +21,6 @@ export interface CoreState {
   connectionsByKey: Record<string, { direction: string; connectedAtOffset: number }>;
   childPaths: string[];
   [key: string]: unknown;
-}
-
-/** `runtime.storage` (docs/protocol.md#runtimestate): where the stream's events are kept. */
-export interface StorageFigures {
-  firstOffset: number;
-  hotEvents: number;
-  hotBytes: number;
-  archivedSegments: number;
-  archivedEvents: number;
-  archivedBytes: number;
 }
 
 /** `runtime.redial[key]`: a subscription's failed dials or deliveries and the last one's cause. */
