@@ -4,10 +4,13 @@
 // function asked again on each reconnect; refusals end the subscription with the server's error.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import path from "node:path";
+import { spawn } from "node:child_process";
 import { createStreamsClient, mintToken } from "../client/dist/index.js";
 import { startClientStreams, viaBinding, uniquePath, ADMIN_TOKEN, API_TOKEN } from "./helpers/client_sdk.mjs";
 import { startProxy, freePort } from "./helpers/tcp_proxy.mjs";
 import { sleep } from "./helpers/reliability.mjs";
+import { HELPERS_DIR } from "./helpers/mf.mjs";
 
 const FAST = { backoffBaseMs: 50, backoffMaxMs: 300, connectTimeoutMs: 3000 };
 const SECRET = "client-sse-jwt-secret-0123456789abcdef";
@@ -192,4 +195,18 @@ test("over a service binding, inside a Worker: replay, live appends, filter, con
   const batches = r.result.items.filter((x) => x.type === "batch");
   assert.deepEqual(batches.flatMap((b) => b.events.map((e) => e.payload.i)), [0, 1, 2]);
   assertChained(batches, 0);
+});
+
+test("abort, return() and close() leave nothing behind over SSE: the process exits by itself", async () => {
+  const child = spawn(process.execPath, [path.join(HELPERS_DIR, "client-abort-child.mjs"), url, ADMIN_TOKEN, "sse"], { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  let err = "";
+  child.stdout.on("data", (d) => (out += d));
+  child.stderr.on("data", (d) => (err += d));
+  const exit = await Promise.race([new Promise((resolve) => child.on("close", (code) => resolve({ code }))), sleep(15_000).then(() => ({ code: "hung" }))]);
+  if (exit.code === "hung") child.kill("SIGKILL");
+  assert.equal(exit.code, 0, `child exit ${exit.code}; stdout ${out}; stderr ${err}`);
+  const report = JSON.parse(out.trim().split("\n").at(-1));
+  assert.deepEqual(report.states, ["stopped", "stopped", "stopped", "stopped"]);
+  assert.ok(report.received > 0);
 });
