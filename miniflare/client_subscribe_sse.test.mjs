@@ -4,13 +4,9 @@
 // function asked again on each reconnect; refusals end the subscription with the server's error.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import path from "node:path";
-import { spawn } from "node:child_process";
 import { createStreamsClient, mintToken } from "../client/dist/index.js";
-import { startClientStreams, viaBinding, uniquePath, ADMIN_TOKEN, API_TOKEN } from "./helpers/client_sdk.mjs";
-import { startProxy, freePort } from "./helpers/tcp_proxy.mjs";
+import { startProxiedClientStreams, viaBinding, uniquePath, until, assertAbortLeavesNothing, ADMIN_TOKEN, API_TOKEN } from "./helpers/client_sdk.mjs";
 import { sleep } from "./helpers/reliability.mjs";
-import { HELPERS_DIR } from "./helpers/mf.mjs";
 
 const FAST = { backoffBaseMs: 50, backoffMaxMs: 300, connectTimeoutMs: 3000 };
 const SECRET = "client-sse-jwt-secret-0123456789abcdef";
@@ -21,9 +17,7 @@ let proxy;
 let writer;
 
 before(async () => {
-  const port = await freePort();
-  ({ mf, url } = await startClientStreams({ port, bindings: { STREAMS_JWT_SECRET: SECRET } }));
-  proxy = await startProxy(port);
+  ({ mf, url, proxy } = await startProxiedClientStreams({ bindings: { STREAMS_JWT_SECRET: SECRET } }));
   // No WebSocket constructor anywhere in this file: Node 20 has none, SSE needs none.
   writer = createStreamsClient({ baseUrl: url, token: ADMIN_TOKEN });
 });
@@ -32,15 +26,6 @@ after(async () => {
   await proxy?.close();
   await mf?.dispose();
 });
-
-/** Polls `pred` every 5 ms. */
-async function until(pred, what, timeoutMs = 20_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await pred())) {
-    if (Date.now() > deadline) assert.fail(`${typeof what === "function" ? what() : what}: not within ${timeoutMs} ms`);
-    await sleep(5);
-  }
-}
 
 /** Drains a subscription until `stopWhen(state)`. */
 function consume(sub, stopWhen) {
@@ -198,15 +183,5 @@ test("over a service binding, inside a Worker: replay, live appends, filter, con
 });
 
 test("abort, return() and close() leave nothing behind over SSE: the process exits by itself", async () => {
-  const child = spawn(process.execPath, [path.join(HELPERS_DIR, "client-abort-child.mjs"), url, ADMIN_TOKEN, "sse"], { stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  let err = "";
-  child.stdout.on("data", (d) => (out += d));
-  child.stderr.on("data", (d) => (err += d));
-  const exit = await Promise.race([new Promise((resolve) => child.on("close", (code) => resolve({ code }))), sleep(15_000).then(() => ({ code: "hung" }))]);
-  if (exit.code === "hung") child.kill("SIGKILL");
-  assert.equal(exit.code, 0, `child exit ${exit.code}; stdout ${out}; stderr ${err}`);
-  const report = JSON.parse(out.trim().split("\n").at(-1));
-  assert.deepEqual(report.states, ["stopped", "stopped", "stopped", "stopped"]);
-  assert.ok(report.received > 0);
+  await assertAbortLeavesNothing(url, ADMIN_TOKEN, "sse");
 });
