@@ -1,11 +1,12 @@
 // The client's browser build in headless Chromium (docs/client.md#server-sent-events,
 // docs/browser.md#trimmed-streams): `subscribe({transport: "sse"})` with a scoped token in the query
-// and no WebSocket at all, every event once across a server-side close; and the browser mirror of
-// a stream that retention trimmed, which starts at the first kept offset.
+// and no WebSocket at all, every event once across a server-side close; a WebSocket subscription
+// from a trimmed checkpoint that ends with `trimmed`; and the browser mirror of a stream that
+// retention trimmed, which starts at the first kept offset.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { mintToken } from "../client/dist/index.js";
-import { ADMIN_TOKEN, assertNoConsoleErrors, snapshot, startRuntimeHarness, waitSnapshot } from "./helpers/browser.mjs";
+import { ADMIN_TOKEN, assertNoConsoleErrors, expectConsoleError, snapshot, startRuntimeHarness, waitSnapshot } from "./helpers/browser.mjs";
 import { S } from "./helpers/assertions.mjs";
 
 const SECRET = "browser-client-jwt-secret-0123456789";
@@ -89,18 +90,48 @@ test("subscribe over SSE in the browser: scoped token in access_token, no WebSoc
   await page.close();
 });
 
-test("the mirror of a trimmed stream starts at the first kept offset, shows it as firstOffset, and keeps following", async () => {
-  const p = freshPath("trimmed");
+/** A stream whose retention (keep 50) removed its first events; resolves to its path and first kept offset. */
+async function trimmedStream(label) {
+  const p = freshPath(label);
   await h.api("append", p, { event: { type: S("configured"), payload: { config: { retention: { maxEvents: 50 } } } } });
   for (let i = 0; i < 3; i++) await h.api("appendBatch", p, { events: Array.from({ length: 60 }, (_, j) => ({ type: "app/x", payload: { i, j } })) });
-  let storage;
   for (let tries = 0; ; tries++) {
-    storage = (await h.api("runtimeState", p)).runtime.storage;
-    if (storage.firstOffset > 1) break;
+    const { firstOffset } = (await h.api("runtimeState", p)).runtime.storage;
+    if (firstOffset > 1) return { p, first: firstOffset };
     assert.ok(tries < 2000, "retention trimmed the stream");
     await new Promise((r) => setTimeout(r, 10));
   }
-  const first = storage.firstOffset;
+}
+
+test("subscribe over the browser's WebSocket from a trimmed checkpoint ends with trimmed instead of retrying (the refused upgrade is explained by a read)", async () => {
+  const { p, first } = await trimmedStream("ws-trimmed");
+  const page = await h.newPage();
+  expectConsoleError(page, /WebSocket connection to .* failed/);
+  expectConsoleError(page, /Failed to load resource: .* 410/);
+  const outcome = await page.evaluate(
+    async ([path, scoped]) => {
+      const client = streams.createStreamsClient({ baseUrl: location.origin, token: scoped });
+      const states = [];
+      const sub = client.subscribe(path, { afterOffset: 0, timing: { backoffBaseMs: 50, backoffMaxMs: 300 }, onStatus: (s) => states.push(s.state) });
+      const timeout = new Promise((resolve) => setTimeout(() => resolve({ still: sub.status() }), 10_000));
+      const result = await Promise.race([sub.next().then((r) => ({ item: r.value }), (e) => ({ code: e.code, status: e.status, message: e.message })), timeout]);
+      await sub.close();
+      return { ...result, states };
+    },
+    [p, await token(p, ["read"])],
+  );
+  assert.deepEqual(
+    [outcome.code, outcome.status, outcome.message],
+    ["trimmed", 410, `Offset 1 was removed by retention; the first kept offset is ${first}.`],
+    JSON.stringify(outcome),
+  );
+  assert.ok(!outcome.states.includes("backoff"), `not retried: ${outcome.states}`);
+  assertNoConsoleErrors(page);
+  await page.close();
+});
+
+test("the mirror of a trimmed stream starts at the first kept offset, shows it as firstOffset, and keeps following", async () => {
+  const { p, first } = await trimmedStream("trimmed");
   const page = await h.newPage();
   await page.evaluate(([path, scoped]) => (globalThis.store = streams.openStream({ path, token: scoped, mirror: "memory", processors: [streams.eventFeed()] })), [p, await token(p, ["read", "append"])]);
   const { coreProcessorState } = await h.api("runtimeState", p);

@@ -119,6 +119,7 @@ export function httpTransport(options: HttpTransportOptions): Transport {
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
     // `ws` and undici take headers as the second argument; browsers cannot send any.
     const socket = token && !inQuery ? new WS(url.href, { headers: authorization(token) }) : new WS(url.href);
+    if (!reportsRefusals(socket)) return socketLink(socket, explainRefusal(handlers, () => transport.call("getEvents", target, probeRange(params))));
     const link = socketLink(socket, handlers);
     watchRefusal(socket, handlers, link);
     return link;
@@ -136,7 +137,7 @@ export function httpTransport(options: HttpTransportOptions): Transport {
     return eventStreamLink((signal) => doFetch(url, { headers, signal }), handlers);
   };
 
-  return {
+  const transport: Transport = {
     async call(method, target, args) {
       if (!doFetch) throw new StreamError("network", "no fetch available: pass `fetch` to createStreamsClient");
       const url = new URL(`api/streams/${method}`, base);
@@ -185,6 +186,47 @@ export function httpTransport(options: HttpTransportOptions): Transport {
       const token = options.token;
       if (typeof token !== "function") return open(target, params, handlers, token);
       return deferredLink(handlers, async () => open(target, params, handlers, await currentToken(token)));
+    },
+  };
+  return transport;
+}
+
+/** `ws` (Node 20) reports the response to a refused upgrade; standard WebSockets (browsers, Node 22) do not. */
+function reportsRefusals(socket: WebSocketLike): boolean {
+  return typeof (socket as { on?: unknown }).on === "function";
+}
+
+/** A read that the subscription's replay point would be refused for, and that writes nothing. */
+function probeRange(params: SocketParams): Record<string, unknown> {
+  return params.replayAfterOffset === undefined ? { last: 1 } : { afterOffset: params.replayAfterOffset, limit: 1 };
+}
+
+/**
+ * A standard WebSocket does not say why its upgrade failed. When one closes before it opened,
+ * `probe` (a read of the same stream from the same offset, with the same token) asks the Worker: a
+ * 4xx there (`trimmed`, `unauthorized`, `forbidden`, `invalid_path`, …) ends the subscription as a
+ * refused `ws` upgrade does; anything else leaves the close retryable.
+ */
+function explainRefusal(handlers: LinkHandlers, probe: () => Promise<unknown>): LinkHandlers {
+  let opened = false;
+  return {
+    ...handlers,
+    open: () => {
+      opened = true;
+      handlers.open();
+    },
+    close: (info) => {
+      if (opened || info.fatal) {
+        handlers.close(info);
+        return;
+      }
+      probe().then(
+        () => handlers.close(info),
+        (e: unknown) => {
+          const refused = e instanceof StreamError && e.status !== undefined && e.status >= 400 && e.status < 500;
+          handlers.close(refused ? { ...info, reason: `upgrade refused: ${e.message}`, fatal: e } : info);
+        },
+      );
     },
   };
 }

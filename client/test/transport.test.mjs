@@ -151,3 +151,45 @@ test("subscribe over SSE: GET <base>/api/streams/subscribe with Accept text/even
   ]);
   assert.deepEqual(seen.map((r) => r.headers), [{ accept: "text/event-stream", authorization: "Bearer t0k" }, { accept: "text/event-stream" }]);
 });
+
+/** A standard WebSocket (no `on`, as in browsers and Node 22) whose upgrade always fails. */
+class RefusedSocket {
+  static urls = [];
+  readyState = 0;
+  #listeners = {};
+  constructor(url) {
+    RefusedSocket.urls.push(url);
+    setTimeout(() => {
+      this.readyState = 3;
+      for (const l of this.#listeners.error ?? []) l({});
+      for (const l of this.#listeners.close ?? []) l({ code: 1006, reason: "" });
+    }, 1);
+  }
+  addEventListener(type, listener) {
+    (this.#listeners[type] ??= []).push(listener);
+  }
+  send() {}
+  close() {}
+}
+
+test("a standard WebSocket refused before it opened: a read from the same offset tells why; a 4xx ends the subscription, anything else is retried", async () => {
+  const reads = [];
+  let answer = { status: 410, body: { error: { code: "trimmed", message: "Offset 5 was removed by retention; the first kept offset is 40." } } };
+  const fetch = async (url, init) => {
+    reads.push({ url: String(url), body: JSON.parse(init.body), authorization: init.headers.authorization });
+    return new Response(JSON.stringify(answer.body), { status: answer.status });
+  };
+  const client = createStreamsClient({ baseUrl: "https://example.test/", token: "t0k", fetch, WebSocket: RefusedSocket });
+  const statuses = [];
+  const sub = client.subscribe("/a", { afterOffset: 4, timing: { backoffBaseMs: 5, backoffMaxMs: 10 }, onStatus: (s) => statuses.push(s.state) });
+  await assert.rejects(sub.next(), (e) => e.code === "trimmed" && e.status === 410 && /first kept offset is 40/.test(e.message));
+  assert.deepEqual(reads, [{ url: "https://example.test/api/streams/getEvents?namespace=default&path=%2Fa", body: { afterOffset: 4, limit: 1 }, authorization: "Bearer t0k" }]);
+  assert.ok(!statuses.includes("backoff"), "not retried");
+
+  answer = { status: 200, body: [] };
+  const live = client.subscribe("/a", { timing: { backoffBaseMs: 5, backoffMaxMs: 10 } });
+  while (RefusedSocket.urls.length < 4) await new Promise((r) => setTimeout(r, 5));
+  assert.deepEqual(reads.at(-1).body, { last: 1 }, "a live tail probes the tail");
+  assert.equal(live.status().state === "stopped", false, "a socket that fails for another reason is retried");
+  await live.close();
+});
