@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 use wasm_bindgen::JsValue;
 
 use super::{random_uuid, Incarnation, Inner};
@@ -191,7 +191,7 @@ impl Inner {
             let subscriber = CallableSubscriber::parse(entry.latest_configured_event.payload.get("subscriber"))?;
             subscriber.check_allowed(&self.settings.allowed_bindings).map_err(|e| e.to_string())?;
             let to = Recipient { subscription_key: key, connection_id };
-            let args = dial_arguments(state, to, entry, subscriber.shallow_merge.as_ref());
+            let args = dial_arguments(state, to, entry, self.store.first_offset(), subscriber.shallow_merge.as_ref());
             Ok::<_, String>((subscriber, entry.latest_configured_event.offset, args))
         });
         let (subscriber, configured_offset, args) = prepared.map_err(|e| e.to_string())??;
@@ -246,6 +246,15 @@ impl Inner {
     /// The idle deadline, while an outbound connection is live to tear down.
     pub(super) fn pending_idle_teardown(&self) -> Option<f64> {
         self.with_machine(Outbound::pending_idle_teardown).flatten()
+    }
+
+    /// The `pendingWork` test hook's outbound part: what the machine has started or scheduled.
+    pub(super) fn outbound_work_report(&self) -> Value {
+        self.with_machine(|m| {
+            let (dialing, delivering) = m.calls_in_flight();
+            json!({"outboundAlarmAt": m.alarm_at(), "dialing": dialing, "delivering": delivering, "dialsStarted": m.dials_started()})
+        })
+        .unwrap_or(Value::Null)
     }
 
     pub(super) fn connections_report(&self) -> Value {
