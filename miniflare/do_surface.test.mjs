@@ -127,7 +127,7 @@ test("errors of the target stream come back unchanged", async () => {
 
 // The methods of docs/protocol.md#rpc-methods plus the stream-to-stream child notice (keyed by the receiver, so that callers
 // never need a reserved idempotency key).
-const SPEC_METHODS = ["append", "appendBatch", "getEvent", "getEvents", "getState", "runtimeState", "reduce", "reset", "kill", "runIdleTeardownNow", "simulateHibernation", "memoryUsage", "runArchiveNow", "deleteStream", "notifyChildStreamCreated"];
+const SPEC_METHODS = ["append", "appendBatch", "getEvent", "getEvents", "getState", "runtimeState", "reduce", "reset", "kill", "runIdleTeardownNow", "simulateHibernation", "memoryUsage", "runArchiveNow", "pendingWork", "deleteStream", "notifyChildStreamCreated"];
 const RUNTIME_HANDLERS = ["constructor", "fetch", "alarm", "webSocketMessage", "webSocketClose", "webSocketError"];
 
 test("the methods of src/entry.mjs equal the Rust allowlist and the documented table", () => {
@@ -249,6 +249,7 @@ test("without STREAMS_TEST_HOOKS (or with a value other than \"1\") the hooks â†
       await expectError(off, name, "simulateHibernation", undefined, "not_found", "test hooks are disabled", `STREAMS_TEST_HOOKS=${value}`);
       await expectError(off, name, "runIdleTeardownNow", {}, "not_found", "test hooks are disabled");
       await expectError(off, name, "memoryUsage", undefined, "not_found", "test hooks are disabled");
+      await expectError(off, name, "pendingWork", undefined, "not_found", "test hooks are disabled");
       // The refused hooks created nothing (and a read creates nothing either); the public methods work.
       assert.deepEqual(await call(off, name, "getEvents", {}), []);
       await call(off, name, "append", { event: { type: "app/x" } });

@@ -98,7 +98,7 @@ describe("security: no tokens configured", () => {
   });
 
   test("the service entrypoint exposes exactly the nine public methods", async () => {
-    for (const m of ["runIdleTeardownNow", "simulateHibernation", "memoryUsage", "runArchiveNow", "notifyChildStreamCreated", "readCoreProcessorState", "writeCoreProcessorState", "subscribeOutbound"]) {
+    for (const m of ["runIdleTeardownNow", "simulateHibernation", "memoryUsage", "runArchiveNow", "pendingWork", "notifyChildStreamCreated", "readCoreProcessorState", "writeCoreProcessorState", "subscribeOutbound"]) {
       const o = await callOn(mf, "service", name, m, {});
       assert.equal(o.ok, false, `${m} is callable on the entrypoint`);
     }

@@ -20,7 +20,7 @@ import {
   waitForLog,
   waitForEcho,
   facts,
-  sleep,
+  waitForNothingPending,
   runtimeState,
   assertAscending,
 } from "./helpers/subscribers.mjs";
@@ -217,28 +217,43 @@ test("a dial that always throws → redial[key].failures reaches 3 without appen
   const configured = await call(mf, name, "append", { event: echoSubscriptionEvent(key, echoName) });
   const configuredAt = Date.parse(configured.createdAt);
 
-  const firstSeen = new Map(); // failures → retryAt (ms)
+  // retryAt(n) = failure time + 200·2^(n−1), and failure n+1 happens at or after retryAt(n), so
+  // retryAt(n+1) − retryAt(n) ≥ 200·2^n: the back-off doubles. Polling may miss a failure on a
+  // loaded machine, so this checks each pair it saw one after the other; only these lower bounds are
+  // causal (load only adds to each gap), how promptly the alarm fires is the bench's business.
+  const seen = new Map([[0, configuredAt]]); // failures → retryAt (ms); 0: the configuration
+  const consecutive = () => [...seen.keys()].filter((n) => n > 0 && seen.has(n - 1));
   const st = await waitFor(
     () => runtimeState(mf, name),
     (s) => {
       const r = s.runtime.redial[key];
-      if (r && !firstSeen.has(r.failures)) firstSeen.set(r.failures, Date.parse(r.retryAt));
-      return r && r.failures >= 3;
+      if (r && !seen.has(r.failures)) seen.set(r.failures, Date.parse(r.retryAt));
+      return r?.failures >= 3 && consecutive().length >= 2;
     },
-    { timeoutMs: 6000, intervalMs: 20, what: "3 failures" },
+    { timeoutMs: 60_000, intervalMs: 20, what: "3 failures, two of them seen one after the other" },
   );
-  assert.equal(st.runtime.redial[key].failures, 3);
-  assert.deepEqual([...firstSeen.keys()], [1, 2, 3], "failures count up one at a time");
+  assert.ok(st.runtime.redial[key].failures >= 3);
   assert.equal(st.runtime.connections[key], undefined, "no connection");
+  const failures = [...seen.keys()];
+  assert.deepEqual(failures, [...failures].sort((a, b) => a - b), "failures only count up");
+  for (const n of consecutive()) {
+    const gap = seen.get(n) - seen.get(n - 1);
+    assert.ok(gap >= 200 * 2 ** (n - 1) - 10, `back-off ${n} ≥ ${200 * 2 ** (n - 1)} ms after failure ${n - 1}, got ${gap}`);
+  }
 
-  const [r1, r2, r3] = [1, 2, 3].map((n) => firstSeen.get(n));
-  const gaps = [r1 - configuredAt, r2 - r1, r3 - r2];
-  // retryAt(n) = failure time + 200·2^(n−1), and failure n+1 happens at or after retryAt(n): the
-  // back-off doubles. Only the lower bounds are causal (a loaded machine only adds to each gap), so
-  // they are all this checks; how promptly the alarm fires is the bench's business.
-  assert.ok(gaps[0] >= 190, `first back-off ≥ 200 ms, got ${gaps[0]}`);
-  assert.ok(gaps[1] >= 390, `second back-off ≥ 400 ms, got ${gaps[1]}`);
-  assert.ok(gaps[2] >= 790, `third back-off ≥ 800 ms, got ${gaps[2]}`);
+  // The next dial is scheduled at the back-off's retryAt: the machine wants the alarm then and the
+  // platform holds it. Sampled between two dials (no dial started or failed while sampling).
+  const between = await waitFor(
+    async () => {
+      const before = (await runtimeState(mf, name)).runtime.redial[key];
+      const pending = await call(mf, name, "pendingWork");
+      return { before, pending, after: (await runtimeState(mf, name)).runtime.redial[key] };
+    },
+    ({ before, pending, after }) => before.failures === after.failures && pending.dialsStarted === after.failures && pending.dialing.length === 0,
+    { timeoutMs: 30_000, what: "a pendingWork report between two dials" },
+  );
+  assert.equal(between.pending.outboundAlarmAt, Date.parse(between.after.retryAt), "the machine wants the alarm at retryAt");
+  assert.equal(between.pending.alarmAt, Date.parse(between.after.retryAt), "the platform's alarm is set for retryAt");
 
   const echo = await inspectEcho(mf, echoName);
   assert.ok(echo.dials.length >= 3, `dialled ${echo.dials.length} times`);
@@ -341,14 +356,11 @@ test("STREAM_IDLE_TEARDOWN_MS=500 → disconnected(idle) soon; S/resumed does no
     const { echoName } = await connectEcho(m, name, { key });
     await appendInput(m, name, { n: 1 });
     await waitForEcho(m, echoName, (e) => e.seen === 1);
-    const lastActive = Date.now();
 
-    // Item 70: the alarm tears the idle connection down.
-    let log = await waitForLog(m, name, (l) => facts(l, "subscriber-disconnected", { subscriptionKey: key }).length === 1, { timeoutMs: 4000 });
-    const idleAfter = Date.now() - lastActive;
+    // Item 70: the alarm tears the idle connection down (how promptly it fires is the bench's business).
+    let log = await waitForLog(m, name, (l) => facts(l, "subscriber-disconnected", { subscriptionKey: key }).length === 1, { timeoutMs: 30_000 });
     const [idle] = facts(log, "subscriber-disconnected", { subscriptionKey: key });
     assert.deepEqual(idle.payload, { subscriptionKey: key, reason: "idle" });
-    assert.ok(idleAfter <= 3000, `idle teardown after ${idleAfter} ms`);
     const lastCommit = Date.parse(log.filter((e) => e.offset < idle.offset).at(-1).createdAt);
     assert.ok(Date.parse(idle.createdAt) - lastCommit >= 450, "not before the 500 ms deadline");
     let st = await call(m, name, "runtimeState");
@@ -356,14 +368,17 @@ test("STREAM_IDLE_TEARDOWN_MS=500 → disconnected(idle) soon; S/resumed does no
     assert.ok(st.coreProcessorState.subscriptionsByKey[key], "the configuration is kept");
 
     const resumed = await call(m, name, "append", { event: { type: S("resumed"), payload: {} } });
-    await sleep(700);
+    // Sentinel: the object reports nothing in flight and no alarm, so nothing can follow without a call.
+    let pending = await waitForNothingPending(m, name);
+    assert.equal(pending.dialsStarted, 1, "S/resumed does not re-dial: this incarnation dialled once, at the configuration");
     log = await readAll(m, name);
     assert.equal(log.at(-1).offset, resumed.offset, "S/resumed does not re-dial (no new connected)");
     assert.equal((await inspectEcho(m, echoName)).dials.length, 1);
 
     // Item 71: the deadline has passed → a wake does not re-dial.
     await call(m, name, "simulateHibernation");
-    await sleep(700);
+    pending = await waitForNothingPending(m, name);
+    assert.equal(pending.dialsStarted, 0, "the woken incarnation dialled nothing and scheduled nothing");
     log = await readAll(m, name);
     const afterWake = log.filter((e) => e.offset > resumed.offset);
     assert.deepEqual(afterWake.map((e) => e.type), [S("woken")], "the wake appends only woken");

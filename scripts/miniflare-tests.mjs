@@ -12,11 +12,10 @@
 //   ran side by side never interleaves. The totals (tests, pass, fail, skipped, todo), the time of
 //   every file and every seed the seeded tests drew (their `STREAMS_SEED <label> <seed>` lines, with
 //   the command that replays each) come last.
-// STREAMS_TEST_JOBS=1 runs them one by one: on a machine already loaded by other work each file runs
-// almost twice as slowly beside another, and the timing-sensitive suites come close to their limits.
+// STREAMS_TEST_JOBS overrides the two (1 runs them one by one and shows each file's output live).
+// No test waits on a timing guess, so two files at a time holds on a loaded machine too.
 import { spawn } from "node:child_process";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -24,14 +23,8 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const DURATIONS = path.join(ROOT, "build", "miniflare-durations.json");
 const USES_BROWSER = /playwright-core|helpers\/(browser|viewer)\.mjs/;
 const COUNTS = ["tests", "pass", "fail", "cancelled", "skipped", "todo"];
-const QUIET_LOAD = 1.5;
 
-// Two files at a time only with at least two cores and no other work on the machine (the 1-minute
-// load when `npm test` started, else now): beside other work each file runs about twice as slowly
-// and the timing-sensitive suites start to fail.
-const otherLoad = Number(process.env.STREAMS_OTHER_LOAD ?? os.loadavg()[0]);
-const quiet = os.cpus().length >= 2 && otherLoad < QUIET_LOAD;
-const jobs = Number(process.env.STREAMS_TEST_JOBS ?? (quiet ? 2 : 1));
+const jobs = Number(process.env.STREAMS_TEST_JOBS ?? 2);
 if (!Number.isInteger(jobs) || jobs < 1) throw new Error(`STREAMS_TEST_JOBS must be a positive integer, got ${process.env.STREAMS_TEST_JOBS}`);
 
 function testFiles(dir) {

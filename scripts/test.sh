@@ -3,8 +3,6 @@
 # wasm + client builds, client unit tests, then the Miniflare suite. Stops at the first failure (non-zero exit).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-# The load before this run adds to it: other work on the machine (scripts/miniflare-tests.mjs).
-export STREAMS_OTHER_LOAD="${STREAMS_OTHER_LOAD:-$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo 0)}"
 source scripts/bootstrap.sh
 
 step() { printf '\n==> %s\n' "$*"; }
@@ -44,5 +42,5 @@ bash scripts/build.sh
 step "client unit tests (node --test client/test)"
 node --test --test-concurrency=1 client/test/*.test.mjs
 
-step "miniflare tests (node --test per file, two at a time on a quiet machine: scripts/miniflare-tests.mjs)"
+step "miniflare tests (node --test per file, two at a time: scripts/miniflare-tests.mjs)"
 node scripts/miniflare-tests.mjs

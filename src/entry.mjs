@@ -34,6 +34,7 @@ export class Stream extends DurableObject {
   simulateHibernation(arg) { return this.#inner.simulateHibernation(arg); }
   memoryUsage(arg) { return this.#inner.memoryUsage(arg); }
   runArchiveNow(arg) { return this.#inner.runArchiveNow(arg); }
+  pendingWork(arg) { return this.#inner.pendingWork(arg); }
   notifyChildStreamCreated(arg) { return this.#inner.notifyChildStreamCreated(arg); }
 }
 

@@ -15,24 +15,27 @@ export type ClientErrorCode =
 
 export type ErrorCode = StreamErrorCode | ClientErrorCode;
 
-const SERVER_CODES: ReadonlySet<string> = new Set<StreamErrorCode>([
-  "batch_too_large",
-  "event_too_large",
-  "forbidden",
-  "idempotency_conflict",
-  "internal",
-  "invalid_event",
-  "invalid_namespace",
-  "invalid_path",
-  "invalid_request",
-  "method_not_allowed",
-  "not_found",
-  "offset_mismatch",
-  "stream_paused",
-  "subscriber_not_allowed",
-  "subscription_key_in_use",
-  "unauthorized",
-]);
+/** Every code the Worker sends: a Record, so a code added to `StreamErrorCode` must be listed here. */
+const SERVER_CODE_LIST: Record<StreamErrorCode, true> = {
+  batch_too_large: true,
+  event_too_large: true,
+  forbidden: true,
+  idempotency_conflict: true,
+  internal: true,
+  invalid_event: true,
+  invalid_namespace: true,
+  invalid_path: true,
+  invalid_request: true,
+  method_not_allowed: true,
+  not_found: true,
+  offset_mismatch: true,
+  stream_paused: true,
+  subscriber_not_allowed: true,
+  subscription_key_in_use: true,
+  trimmed: true,
+  unauthorized: true,
+};
+const SERVER_CODES: ReadonlySet<string> = new Set(Object.keys(SERVER_CODE_LIST));
 
 /**
  * Every failure of the client: `code` is the server's error code (or a client code), `status`

@@ -11,7 +11,8 @@ export type { ResetItem, SubscribeOptions, SubscriptionItem } from "./subscribe.
 export { Reconnector, backoffDelay, DEFAULT_TIMING, DEFAULT_CONNECT_WAIT_MS } from "./reconnect.js";
 export type { ConnectionState, ConnectionStatus, ReconnectTiming, ReconnectorOptions } from "./reconnect.js";
 export { socketLink, closeQuietly, CLOSE_REPLACED, CLOSE_TOKEN_EXPIRED } from "./link.js";
+export { eventStreamLink } from "./event-stream.js";
 export type { Link, LinkClose, LinkHandlers, WebSocketConstructor, WebSocketLike } from "./link.js";
 export { httpTransport, bindingTransport } from "./transport.js";
-export type { MethodName, SocketParams, StreamsBinding, Target, TokenSource, Transport } from "./transport.js";
+export type { MethodName, SocketParams, StreamsBinding, SubscribeTransport, Target, TokenSource, Transport } from "./transport.js";
 export type * from "./types.js";

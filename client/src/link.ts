@@ -1,5 +1,5 @@
-// A "link" is one WebSocket connection as the reconnect core sees it: three callbacks in,
-// send/close out. Both transports turn their sockets into links here.
+// A "link" is one connection (a WebSocket, or a Server-Sent Events response) as the reconnect core
+// sees it: callbacks in, send/close out. Both transports turn their sockets into links here.
 import { StreamError } from "./errors.js";
 
 export interface LinkClose {
@@ -13,6 +13,8 @@ export interface LinkHandlers {
   open(): void;
   message(text: string): void;
   close(info: LinkClose): void;
+  /** A sign of life that is not a frame (an event stream's heartbeat comment). */
+  alive?(): void;
 }
 
 export interface Link {
@@ -47,6 +49,12 @@ function textOf(data: unknown): string {
   return String(data);
 }
 
+/** A close sent by the stream; fatal when another subscriber took the key (4001). */
+export function closeFrom(code: number, reason: string): LinkClose {
+  if (code !== CLOSE_REPLACED) return { code, reason };
+  return { code, reason, fatal: new StreamError("subscription_replaced", "another subscriber connected with this subscriptionKey") };
+}
+
 /**
  * Wires a socket to handlers. `open` is skipped when the socket is already open (workerd's
  * accepted sockets). Once the link is closed, by either side, no handler runs again.
@@ -65,13 +73,7 @@ export function socketLink(socket: WebSocketLike, handlers: LinkHandlers, { alre
     if (!done) handlers.message(textOf(event.data));
   });
   socket.addEventListener("close", (event: { code?: number; reason?: string }) => {
-    const code = event.code ?? 1006;
-    const reason = event.reason ?? "";
-    const fatal =
-      code === CLOSE_REPLACED
-        ? new StreamError("subscription_replaced", "another subscriber connected with this subscriptionKey")
-        : undefined;
-    finish(fatal ? { code, reason, fatal } : { code, reason });
+    finish(closeFrom(event.code ?? 1006, event.reason ?? ""));
   });
   socket.addEventListener("error", (event: { message?: string; error?: unknown }) => {
     // Browsers and undici follow an error with a close; `ws` does too. Report it as a close

@@ -219,6 +219,9 @@ export class Reconnector {
         if (isPong(text)) return;
         this.#options.onMessage(text, epoch);
       },
+      alive: () => {
+        if (current()) this.#clearTimer("pong");
+      },
       close: (info: LinkClose) => {
         if (!current()) return;
         const reason = `closed with ${info.code}${info.reason ? ` ${info.reason}` : ""}`;

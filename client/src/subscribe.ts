@@ -1,9 +1,9 @@
-// `subscribe()`: an async iterator (or an `onBatch` loop) of batches over the WebSocket route
-// that resumes after any drop from the last checkpoint it handed out, verifies continuity on
-// every batch, and reports a reset of the stream as one `{type:"reset"}` item.
+// `subscribe()`: an async iterator (or an `onBatch` loop) of batches over the subscribe route (a
+// WebSocket, or Server-Sent Events) that resumes after any drop from the last checkpoint it handed
+// out, verifies continuity on every batch, and reports a reset of the stream as one `{type:"reset"}` item.
 import { StreamError } from "./errors.js";
 import { DEFAULT_CONNECT_WAIT_MS, Reconnector, type ConnectionStatus, type ReconnectTiming } from "./reconnect.js";
-import type { SocketParams, Target, Transport } from "./transport.js";
+import type { SocketParams, SubscribeTransport, Target, Transport } from "./transport.js";
 import type { SubscriberBatch } from "./types.js";
 
 /** The stream was reset: what follows is its new life, from offset 1. */
@@ -16,6 +16,8 @@ export interface ResetItem {
 export type SubscriptionItem = SubscriberBatch | ResetItem;
 
 export interface SubscribeOptions {
+  /** `"websocket"` (default) or `"sse"`: Server-Sent Events over `fetch`, through any HTTP proxy. */
+  transport?: SubscribeTransport;
   /** Resume after this offset (a stored checkpoint); `0` replays everything; omitted: the live tail. */
   afterOffset?: number;
   /** The `streamId` the checkpoint belongs to: a different one on the first batch is a reset. */
@@ -31,7 +33,8 @@ export interface SubscribeOptions {
   onBatch?: (item: SubscriptionItem) => void | Promise<void>;
   /** Connection changes, for status displays and logs. */
   onStatus?: (status: ConnectionStatus) => void;
-  /** Back-off and liveness intervals (defaults: 250 ms … 30 s, ping every 15 s, pong within 10 s). */
+  /** Back-off and liveness intervals (defaults: 250 ms … 30 s, ping every 15 s, pong within 10 s;
+   * over SSE, which cannot ping, silence for 15 s + 20 s: the Worker sends a heartbeat every 15 s). */
   timing?: Partial<ReconnectTiming>;
   /** Batches received ahead of the consumer; past it the socket is released until it catches up. */
   maxBufferedBatches?: number;
@@ -46,6 +49,8 @@ interface Position {
 }
 
 const DEFAULT_MAX_BUFFERED = 64;
+/** Over SSE the "ping" is only a deadline: some frame or heartbeat (every 15 s) must arrive within it. */
+const SSE_PONG_TIMEOUT_MS = 20_000;
 
 export class Subscription implements AsyncIterableIterator<SubscriptionItem> {
   readonly subscriptionKey: string;
@@ -84,13 +89,15 @@ export class Subscription implements AsyncIterableIterator<SubscriptionItem> {
     });
     // Iterator users see the error from next(); only onBatch users need `done`.
     if (!options.onBatch) this.done.catch(() => {});
+    const via = options.transport ?? "websocket";
+    const timing = via === "sse" && options.timing?.pongTimeoutMs === undefined ? { ...options.timing, pongTimeoutMs: SSE_PONG_TIMEOUT_MS } : options.timing;
     this.#core = new Reconnector({
-      dial: (handlers) => this.#transport.dial(this.#target, this.#socketParams(), handlers),
+      dial: (handlers) => this.#transport.dial(this.#target, this.#socketParams(), handlers, via),
       onMessage: (text, epoch) => this.#onFrame(text, epoch),
       onDrop: () => this.#rewind(),
       onStop: (error) => this.#finish(error),
       ...(options.onStatus ? { onStatus: options.onStatus } : {}),
-      ...(options.timing ? { timing: options.timing } : {}),
+      ...(timing ? { timing } : {}),
       ...(options.random ? { random: options.random } : {}),
     });
     if (options.signal?.aborted) {

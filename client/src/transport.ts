@@ -1,6 +1,7 @@
-// The two ways to reach the Worker, behind one interface: public HTTP (+ its WebSocket route)
-// from anywhere, or a service binding from inside another Worker.
+// The two ways to reach the Worker, behind one interface: public HTTP (+ its subscribe route, as a
+// WebSocket or as Server-Sent Events) from anywhere, or a service binding from inside another Worker.
 import { StreamError, fromHttpError, fromRpcError } from "./errors.js";
+import { eventStreamLink } from "./event-stream.js";
 import { socketLink, type Link, type LinkHandlers, type WebSocketConstructor, type WebSocketLike } from "./link.js";
 import type { StreamsService } from "./types.js";
 
@@ -12,7 +13,10 @@ export interface Target {
   path: string;
 }
 
-/** Query parameters of the WebSocket route (besides namespace and path). */
+/** How a subscription reaches the subscribe route: a WebSocket, or Server-Sent Events over `fetch`. */
+export type SubscribeTransport = "websocket" | "sse";
+
+/** Query parameters of the subscribe route (besides namespace and path). */
 export interface SocketParams {
   subscriptionKey: string;
   replayAfterOffset?: number;
@@ -71,8 +75,8 @@ export interface Transport {
   call(method: MethodName, target: Target, args: Record<string, unknown>): Promise<unknown>;
   /** One page of the directory (docs/protocol.md#liststreams). */
   listStreams(args: Record<string, string | number>): Promise<unknown>;
-  /** Opens one subscription socket. Failures are reported through `handlers.close`. */
-  dial(target: Target, params: SocketParams, handlers: LinkHandlers): Link;
+  /** Opens one subscription connection. Failures are reported through `handlers.close`. */
+  dial(target: Target, params: SocketParams, handlers: LinkHandlers, via?: SubscribeTransport): Link;
 }
 
 /** A service binding to the streams Worker: the entrypoint's methods plus `fetch` (for sockets). */
@@ -115,12 +119,25 @@ export function httpTransport(options: HttpTransportOptions): Transport {
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
     // `ws` and undici take headers as the second argument; browsers cannot send any.
     const socket = token && !inQuery ? new WS(url.href, { headers: authorization(token) }) : new WS(url.href);
+    if (!reportsRefusals(socket)) return socketLink(socket, explainRefusal(handlers, () => transport.call("getEvents", target, probeRange(params))));
     const link = socketLink(socket, handlers);
     watchRefusal(socket, handlers, link);
     return link;
   };
 
-  return {
+  const openEvents = (target: Target, params: SocketParams, handlers: LinkHandlers, token: string | undefined): Link => {
+    if (!doFetch) throw new StreamError("network", "no fetch available: pass `fetch` to createStreamsClient");
+    const query = socketQuery(target, params);
+    // As for sockets: a browser page sends the (scoped) token in the query, so a cross-origin
+    // request stays a simple one; a master token only ever travels in the header.
+    const inQuery = options.tokenInQuery ?? IN_BROWSER;
+    if (token && inQuery) query.set("access_token", token);
+    const url = new URL(`api/streams/subscribe?${query}`, base);
+    const headers = { accept: "text/event-stream", ...(token && !inQuery ? authorization(token) : {}) };
+    return eventStreamLink((signal) => doFetch(url, { headers, signal }), handlers);
+  };
+
+  const transport: Transport = {
     async call(method, target, args) {
       if (!doFetch) throw new StreamError("network", "no fetch available: pass `fetch` to createStreamsClient");
       const url = new URL(`api/streams/${method}`, base);
@@ -164,10 +181,52 @@ export function httpTransport(options: HttpTransportOptions): Transport {
       return JSON.parse(text) as unknown;
     },
 
-    dial(target, params, handlers) {
+    dial(target, params, handlers, via = "websocket") {
+      const open = via === "sse" ? openEvents : openSocket;
       const token = options.token;
-      if (typeof token !== "function") return openSocket(target, params, handlers, token);
-      return deferredLink(handlers, async () => openSocket(target, params, handlers, await currentToken(token)));
+      if (typeof token !== "function") return open(target, params, handlers, token);
+      return deferredLink(handlers, async () => open(target, params, handlers, await currentToken(token)));
+    },
+  };
+  return transport;
+}
+
+/** `ws` (Node 20) reports the response to a refused upgrade; standard WebSockets (browsers, Node 22) do not. */
+function reportsRefusals(socket: WebSocketLike): boolean {
+  return typeof (socket as { on?: unknown }).on === "function";
+}
+
+/** A read that the subscription's replay point would be refused for, and that writes nothing. */
+function probeRange(params: SocketParams): Record<string, unknown> {
+  return params.replayAfterOffset === undefined ? { last: 1 } : { afterOffset: params.replayAfterOffset, limit: 1 };
+}
+
+/**
+ * A standard WebSocket does not say why its upgrade failed. When one closes before it opened,
+ * `probe` (a read of the same stream from the same offset, with the same token) asks the Worker: a
+ * 4xx there (`trimmed`, `unauthorized`, `forbidden`, `invalid_path`, …) ends the subscription as a
+ * refused `ws` upgrade does; anything else leaves the close retryable.
+ */
+function explainRefusal(handlers: LinkHandlers, probe: () => Promise<unknown>): LinkHandlers {
+  let opened = false;
+  return {
+    ...handlers,
+    open: () => {
+      opened = true;
+      handlers.open();
+    },
+    close: (info) => {
+      if (opened || info.fatal) {
+        handlers.close(info);
+        return;
+      }
+      probe().then(
+        () => handlers.close(info),
+        (e: unknown) => {
+          const refused = e instanceof StreamError && e.status !== undefined && e.status >= 400 && e.status < 500;
+          handlers.close(refused ? { ...info, reason: `upgrade refused: ${e.message}`, fatal: e } : info);
+        },
+      );
     },
   };
 }
@@ -218,14 +277,17 @@ export function bindingTransport(binding: StreamsBinding, { token }: { token?: T
       }
     },
 
-    dial(target, params, handlers) {
+    dial(target, params, handlers, via = "websocket") {
       // Sockets go through the Worker's fetch handler, which checks the API token when one is set.
+      const url = `https://streams/api/streams/subscribe?${socketQuery(target, params)}`;
       return deferredLink(handlers, async () => {
         const bearer = await currentToken(token);
-        const headers: Record<string, string> = { upgrade: "websocket", ...(bearer ? { authorization: `Bearer ${bearer}` } : {}) };
+        const auth: Record<string, string> = bearer ? { authorization: `Bearer ${bearer}` } : {};
+        if (via === "sse") return eventStreamLink(() => binding.fetch(url, { headers: { accept: "text/event-stream", ...auth } }), handlers);
+        const headers: Record<string, string> = { upgrade: "websocket", ...auth };
         let response: Response;
         try {
-          response = await binding.fetch(`https://streams/api/streams/subscribe?${socketQuery(target, params)}`, { headers });
+          response = await binding.fetch(url, { headers });
         } catch (e) {
           throw new StreamError("network", fromRpcError(e).message, { cause: e });
         }

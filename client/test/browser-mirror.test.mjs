@@ -71,10 +71,25 @@ test("discard empties the mirror and the processor tables and records the new li
   const planned = feed.apply(feed.initialState, events(1, 2));
   apply(mirror, 0, events(1, 2), [{ slug: feed.slug, statements: planned.statements, state: JSON.stringify(planned.state) }]);
   const state = mirror.discard("life-2");
-  assert.deepEqual(state, { streamId: "life-2", checkpoint: 0, localCount: 0, processors: {} });
+  assert.deepEqual(state, { streamId: "life-2", checkpoint: 0, firstOffset: 1, localCount: 0, processors: {} });
   assert.equal(db.selectValue("SELECT count(*) FROM feed_items"), 0, "the processor's table is recreated empty");
   assert.deepEqual(mirror.query("SELECT * FROM not_there", []), []);
   assert.throws(() => mirror.query("SELEKT", []), /syntax error/);
+});
+
+test("a mirror of a trimmed stream starts after the given offset: the first event must follow it, and the counts start there", () => {
+  const { db, mirror } = freshMirror();
+  const state = mirror.discard("life-1", 49);
+  assert.deepEqual(state, { streamId: "life-1", checkpoint: 49, firstOffset: 50, localCount: 0, processors: {} });
+  assert.throws(() => apply(mirror, 49, events(51, 52)), /mirror gap/, "a hole after the start is refused");
+  assert.throws(() => apply(mirror, 0, events(1, 2)), /mirror gap/, "so is a batch from before it");
+  const after = apply(mirror, 49, events(50, 54));
+  assert.deepEqual([after.checkpoint, after.firstOffset, after.localCount], [54, 50, 5]);
+  assert.deepEqual(mirror.readEvents(0, 10).map((e) => e.offset), [50, 51, 52, 53, 54]);
+  assert.throws(() => db.exec("INSERT INTO events (offset, type, created_at, json) VALUES (56, 'app/x', 'x', '{}')"), /mirror gap/);
+  // Reopening the file keeps the rule (the trigger is re-created on every open).
+  const reopened = new Mirror(db);
+  assert.deepEqual(reopened.state(), after);
 });
 
 test("a processor version change drops its tables and checkpoint, and it catches up from the local rows", () => {

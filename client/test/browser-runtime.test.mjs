@@ -551,3 +551,38 @@ test("a refused token stops the store with an error instead of retrying", async 
   store.close();
   await tick(0);
 });
+
+test("a trimmed stream: a fresh mirror subscribes from the first kept offset and shows it as firstOffset", async () => {
+  const fake = fakePlatform();
+  const platform = fake.platform;
+  const fetch = platform.fetch;
+  let keptFrom = 40;
+  platform.fetch = async (url, init) => {
+    const answer = await fetch(url, init);
+    if (new URL(url).pathname.endsWith("/runtimeState")) {
+      const body = await answer.json();
+      return new Response(JSON.stringify({ ...body, runtime: { storage: { firstOffset: keptFrom } } }), { status: 200 });
+    }
+    return answer;
+  };
+  const store = open(fake);
+  await settle();
+  const socket = FakeSocket.instances.at(-1);
+  assert.equal(socket.after, 39, "the replay starts before the first kept offset, not at 0");
+  assert.equal(store.getSnapshot().firstOffset, 40);
+  socket.open();
+  socket.push(batch(39, 45));
+  await settle();
+  assert.deepEqual([store.getSnapshot().checkpoint, store.getSnapshot().localCount, store.getSnapshot().firstOffset], [45, 6, 40]);
+  // Retention passes the mirror while it is away: the rows are dropped and it starts again at the new first kept offset.
+  keptFrom = 60;
+  socket.serverClose(1006);
+  await settle();
+  await tick(250);
+  const next = FakeSocket.instances.at(-1);
+  assert.equal(next.after, 59);
+  const snap = store.getSnapshot();
+  assert.deepEqual([snap.localCount, snap.firstOffset, snap.clearVersion], [0, 60, 1]);
+  store.close();
+  await tick(0);
+});

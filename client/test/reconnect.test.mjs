@@ -166,6 +166,32 @@ test("liveness: a ping every interval; a pong (or any frame) clears the wait; si
   assert.ok(link.closed);
 });
 
+test("liveness: alive() (an event stream's heartbeat) clears the wait like a pong; a late one of an old link does not", () => {
+  const h = harness();
+  h.core.start();
+  const link = h.last();
+  link.handlers.open();
+  mock.timers.tick(500); // first ping
+  mock.timers.tick(150);
+  link.handlers.alive();
+  mock.timers.tick(350); // second ping at 1000, its wait would end at 1200
+  mock.timers.tick(199);
+  assert.equal(h.core.state, "open");
+  link.handlers.alive();
+  mock.timers.tick(301); // third ping at 1500
+  assert.equal(h.core.state, "open", "no drop while heartbeats come");
+  mock.timers.tick(200); // nothing by 1700
+  assert.equal(h.core.state, "backoff", "silence drops");
+  mock.timers.tick(100);
+  const next = h.last();
+  assert.notEqual(next, link);
+  next.handlers.open();
+  mock.timers.tick(500); // its first ping
+  link.handlers.alive(); // the old link's heartbeat
+  mock.timers.tick(200);
+  assert.equal(h.core.state, "backoff", "an old link's heartbeat does not keep the new one alive");
+});
+
 test("connect timeout: a link that never opens is dropped", () => {
   const h = harness();
   h.core.start();

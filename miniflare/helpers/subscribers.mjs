@@ -85,6 +85,16 @@ export async function waitFor(fn, pred, { timeoutMs = 5000, intervalMs = 25, wha
   }
 }
 
+/**
+ * The `pendingWork` test hook (docs/protocol.md#test-hooks), polled until nothing more can happen
+ * on `name` without a call: no dial or delivery in flight, no alarm wanted by the outbound machine
+ * or held by the platform. The positive sentinel for "nothing happened" checks; returns the report.
+ */
+export function waitForNothingPending(mf, name, opts = {}) {
+  const idle = (p) => p.alarmAt === null && p.outboundAlarmAt === null && p.dialing.length === 0 && p.delivering.length === 0;
+  return waitFor(() => call(mf, name, "pendingWork"), idle, { what: `nothing pending on ${name}`, timeoutMs: 20_000, ...opts });
+}
+
 /** Polls the whole log until pred(events) holds; returns the log. */
 export function waitForLog(mf, name, pred, opts = {}) {
   return waitFor(() => readAll(mf, name), pred, { what: `log condition on ${name}`, ...opts });

@@ -243,6 +243,10 @@ impl Stream {
     pub fn run_archive_now(&self, arg: JsValue) -> Result<JsValue, JsValue> {
         self.call(StreamMethod::RunArchiveNow, arg)
     }
+    #[wasm_bindgen(js_name = pendingWork)]
+    pub fn pending_work(&self, arg: JsValue) -> Result<JsValue, JsValue> {
+        self.call(StreamMethod::PendingWork, arg)
+    }
     #[wasm_bindgen(js_name = notifyChildStreamCreated)]
     pub fn notify_child_stream_created(&self, arg: JsValue) -> Result<JsValue, JsValue> {
         self.call(StreamMethod::NotifyChildStreamCreated, arg)
@@ -343,6 +347,18 @@ impl Inner {
                         inner.tiering_idle().await;
                         let outcome = inner.run_tiering(now_ms).await;
                         let report = json!({"storage": inner.storage_report(), "error": outcome.err()});
+                        from_json_text(&report.to_string())
+                    }
+                    .boxed_local(),
+                ));
+            }
+            Call::PendingWork => {
+                let mut report = self.outbound_work_report();
+                let storage = self.ctx.storage();
+                return Ok(Reply::Later(
+                    async move {
+                        let alarm = storage.get_alarm().await.map_err(log_worker)?;
+                        report["alarmAt"] = json!(alarm);
                         from_json_text(&report.to_string())
                     }
                     .boxed_local(),

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 use wasm_bindgen::JsValue;
 
 use super::{random_uuid, Incarnation, Inner};
@@ -246,6 +246,15 @@ impl Inner {
     /// The idle deadline, while an outbound connection is live to tear down.
     pub(super) fn pending_idle_teardown(&self) -> Option<f64> {
         self.with_machine(Outbound::pending_idle_teardown).flatten()
+    }
+
+    /// The `pendingWork` test hook's outbound part: what the machine has started or scheduled.
+    pub(super) fn outbound_work_report(&self) -> Value {
+        self.with_machine(|m| {
+            let (dialing, delivering) = m.calls_in_flight();
+            json!({"outboundAlarmAt": m.alarm_at(), "dialing": dialing, "delivering": delivering, "dialsStarted": m.dials_started()})
+        })
+        .unwrap_or(Value::Null)
     }
 
     pub(super) fn connections_report(&self) -> Value {

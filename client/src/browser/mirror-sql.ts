@@ -27,19 +27,23 @@ const SCHEMA = [
      idempotency_key TEXT,
      json TEXT NOT NULL)`,
   `CREATE INDEX IF NOT EXISTS events_type_offset ON events (type, offset)`,
-  // An identical replay is ignored; anything else that is not the next offset aborts the write.
-  `CREATE TRIGGER IF NOT EXISTS events_append_only BEFORE INSERT ON events BEGIN
-     SELECT RAISE(IGNORE) WHERE EXISTS (SELECT 1 FROM events WHERE offset = NEW.offset AND json = NEW.json);
-     SELECT RAISE(ABORT, 'mirror offset changed: a different event is already stored at this offset')
-       WHERE EXISTS (SELECT 1 FROM events WHERE offset = NEW.offset);
-     SELECT RAISE(ABORT, 'mirror gap: an event must have the offset after the last stored one')
-       WHERE NEW.offset <> COALESCE((SELECT MAX(offset) FROM events), 0) + 1;
-   END`,
   `CREATE TABLE IF NOT EXISTS mirror_meta (key TEXT PRIMARY KEY, value TEXT)`,
   `CREATE TABLE IF NOT EXISTS processor_state (
      slug TEXT PRIMARY KEY,
      checkpoint INTEGER NOT NULL CHECK (checkpoint >= 0),
      state TEXT NOT NULL)`,
+  // An identical replay is ignored; anything else that is not the next offset aborts the write.
+  // The first event of an empty mirror follows its checkpoint: 1, or the first kept offset of a
+  // stream that retention trimmed (docs/browser.md#trimmed-streams). Re-created on every open, so
+  // a mirror written by an older version gets this rule too.
+  `DROP TRIGGER IF EXISTS events_append_only`,
+  `CREATE TRIGGER events_append_only BEFORE INSERT ON events BEGIN
+     SELECT RAISE(IGNORE) WHERE EXISTS (SELECT 1 FROM events WHERE offset = NEW.offset AND json = NEW.json);
+     SELECT RAISE(ABORT, 'mirror offset changed: a different event is already stored at this offset')
+       WHERE EXISTS (SELECT 1 FROM events WHERE offset = NEW.offset);
+     SELECT RAISE(ABORT, 'mirror gap: an event must have the offset after the last stored one')
+       WHERE NEW.offset <> COALESCE((SELECT MAX(offset) FROM events), (SELECT checkpoint FROM processor_state WHERE slug = '${MIRROR_SLUG}'), 0) + 1;
+   END`,
 ];
 
 const UPSERT_STATE = `INSERT INTO processor_state (slug, checkpoint, state) VALUES (?, ?, ?)
@@ -69,9 +73,11 @@ export class Mirror {
       if (row.slug === MIRROR_SLUG) checkpoint = Number(row.checkpoint);
       else processors[String(row.slug)] = { checkpoint: Number(row.checkpoint), state: String(row.state) };
     }
-    // Offsets are dense from 1 (the trigger), so the count is the last offset: O(1).
-    const localCount = Number(db.selectValue(`SELECT COALESCE(MAX(offset), 0) FROM events`) ?? 0);
-    return { streamId: typeof streamId === "string" ? streamId : null, checkpoint, localCount, processors };
+    // Offsets are dense (the trigger), so the count is last − first + 1: O(1).
+    const [first, last] = [db.selectValue(`SELECT MIN(offset) FROM events`), db.selectValue(`SELECT MAX(offset) FROM events`)];
+    const localCount = first == null || last == null ? 0 : Number(last) - Number(first) + 1;
+    const firstOffset = first == null ? checkpoint + 1 : Number(first);
+    return { streamId: typeof streamId === "string" ? streamId : null, checkpoint, firstOffset, localCount, processors };
   }
 
   setupProcessors(processors: readonly ProcessorSetup[]): MirrorState {
@@ -121,10 +127,11 @@ export class Mirror {
     return this.state();
   }
 
-  discard(streamId: string | null): MirrorState {
+  discard(streamId: string | null, startAfter = 0): MirrorState {
     this.#transaction(() => {
       this.#db.exec(`DELETE FROM events`);
       this.#db.exec(`DELETE FROM processor_state`);
+      if (startAfter > 0) this.#db.exec(UPSERT_STATE, { bind: [MIRROR_SLUG, startAfter, "null"] });
       for (const p of this.#processors.values()) {
         this.#dropProcessor(p);
         for (const sql of p.schema) this.#db.exec(sql);

@@ -83,8 +83,8 @@ const handlers: MirrorDb = {
   async applyProcessor(request) {
     return opened().applyProcessor(request);
   },
-  async discard(streamId) {
-    return opened().discard(streamId);
+  async discard(streamId, startAfter) {
+    return opened().discard(streamId, startAfter);
   },
   async query(sql, params) {
     return opened().query(sql, params);

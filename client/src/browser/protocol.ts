@@ -25,6 +25,8 @@ export interface ProcessorRow {
 export interface MirrorState {
   streamId: string | null;
   checkpoint: number;
+  /** The offset the mirror starts at: its first row, or (empty) the one after its checkpoint. */
+  firstOffset: number;
   localCount: number;
   processors: Record<string, ProcessorRow>;
 }
@@ -60,8 +62,9 @@ export interface MirrorDb {
   setupProcessors(processors: readonly ProcessorSetup[]): Promise<MirrorState>;
   apply(request: ApplyRequest): Promise<MirrorState>;
   applyProcessor(request: ProcessorApplyRequest): Promise<MirrorState>;
-  /** Empties the mirror and every processor table and records `streamId` as the mirrored life. */
-  discard(streamId: string | null): Promise<MirrorState>;
+  /** Empties the mirror and every processor table and records `streamId` as the mirrored life;
+   * the next batch starts after `startAfter` (default 0; a trimmed stream's first kept offset − 1). */
+  discard(streamId: string | null, startAfter?: number): Promise<MirrorState>;
   query(sql: string, params: readonly SqlValue[]): Promise<Record<string, SqlValue>[]>;
   readEvents(afterOffset: number, limit: number): Promise<MirroredEvent[]>;
   exportFile(): Promise<Uint8Array>;

@@ -84,7 +84,7 @@ export class SharedStream {
 
   // Writer only.
   #db: (MirrorDb & { terminate(): void }) | undefined;
-  #mirror: MirrorState = { streamId: null, checkpoint: 0, localCount: 0, processors: {} };
+  #mirror: MirrorState = { streamId: null, checkpoint: 0, firstOffset: 1, localCount: 0, processors: {} };
   #core: Reconnector | undefined;
   #chain: Promise<void> = Promise.resolve();
   /** Batches received and not yet applied, with the epoch of the connection they came on. */
@@ -115,6 +115,7 @@ export class SharedStream {
       streamId: null,
       serverMaxOffset: null,
       localCount: 0,
+      firstOffset: 1,
       checkpoint: 0,
       subscribedAfterOffset: null,
       storage: Object.freeze({ kind: options.mirror ?? "opfs", persisted: false, bytes: null }),
@@ -326,18 +327,26 @@ export class SharedStream {
     };
   }
 
-  /** Before subscribing: the mirror must belong to the server's life of the stream. */
+  /**
+   * Before subscribing: the mirror must belong to the server's life of the stream, and continue
+   * from an offset the stream still keeps (docs/browser.md#trimmed-streams).
+   */
   async #prepare(epoch: number): Promise<void> {
     const runtime = (await this.#call("runtimeState", {})) as RuntimeState;
     if (this.#core?.epoch !== epoch) return;
     const server = runtime.coreProcessorState;
     const serverId = server.streamId ?? null;
+    // Older Workers report no storage figures: nothing was trimmed there.
+    const keptFrom = runtime.runtime?.storage?.firstOffset ?? 1;
     this.#set({ serverMaxOffset: server.maxOffset });
     const m = this.#mirror;
     const hasRows = m.localCount > 0 || m.checkpoint > 0;
     if (hasRows && (serverId === null || m.streamId !== serverId)) await this.#discard(serverId, "stream changed");
     else if (hasRows && server.maxOffset < m.checkpoint) await this.#discard(serverId, "server behind");
     else if (m.streamId !== serverId) await this.#discard(serverId, "fresh");
+    // A replay from before the first kept offset would be refused (410 `trimmed`), and a mirror with
+    // a hole is no mirror: start (again) at the first kept offset.
+    if (this.#mirror.checkpoint + 1 < keptFrom) await this.#discard(serverId, this.#mirror.localCount > 0 ? "trimmed" : "fresh", keptFrom - 1);
     await this.#catchUpProcessors();
   }
 
@@ -495,18 +504,19 @@ export class SharedStream {
     }
   }
 
-  async #discard(streamId: string | null, why: "stream changed" | "server behind" | "fresh" | "cleared"): Promise<void> {
+  async #discard(streamId: string | null, why: "stream changed" | "server behind" | "trimmed" | "fresh" | "cleared", startAfter = 0): Promise<void> {
     const db = this.#db;
     if (!db) return;
-    this.#mirror = await db.discard(streamId);
+    this.#mirror = await db.discard(streamId, startAfter);
     this.#loadProcessorStates();
     const bump = why === "fresh" ? 0 : 1;
     this.#set({ ...this.#mirrorFields(), clearVersion: this.#snapshot.clearVersion + bump });
     this.#changed();
   }
 
-  #mirrorFields(): Pick<StreamSnapshot, "streamId" | "checkpoint" | "localCount"> {
-    return { streamId: this.#mirror.streamId, checkpoint: this.#mirror.checkpoint, localCount: this.#mirror.localCount };
+  #mirrorFields(): Pick<StreamSnapshot, "streamId" | "checkpoint" | "firstOffset" | "localCount"> {
+    const m = this.#mirror;
+    return { streamId: m.streamId, checkpoint: m.checkpoint, firstOffset: m.firstOffset, localCount: m.localCount };
   }
 
   /** The mirror changed: local queries re-run, followers are told, the file size is refreshed soon. */

@@ -86,12 +86,15 @@ export interface StreamSnapshot {
   serverMaxOffset: number | null;
   /** Events in the local mirror. */
   localCount: number;
+  /** The offset the mirror starts at: 1, or the stream's first kept offset when retention had
+   * trimmed the stream before the mirror started (docs/browser.md#trimmed-streams). */
+  firstOffset: number;
   /** Last offset applied to the mirror; the next subscription starts after it. */
   checkpoint: number;
   /** `afterOffset` the current (or last) subscription started from; null before the first one. */
   subscribedAfterOffset: number | null;
   storage: MirrorStorage;
-  /** Bumped each time the local mirror is discarded (reset seen, `clearLocal`): a React key for views. */
+  /** Bumped each time the local mirror is discarded (reset seen, `clearLocal`, retention passed the mirror while it was away): a React key for views. */
   clearVersion: number;
 }
 
@@ -124,7 +127,7 @@ export interface StreamStore {
   reset(): Promise<void>;
   /** Needs the admin token (`adminToken`, else `token`). The mirror reconnects and catches up; nothing is lost. */
   kill(): Promise<void>;
-  /** Drops the local mirror and rebuilds it from offset 1. */
+  /** Drops the local mirror and rebuilds it from offset 1 (or the stream's first kept offset). */
   clearLocal(): Promise<void>;
   /** The mirror as a SQLite database file. */
   download(): Promise<Blob>;

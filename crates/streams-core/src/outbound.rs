@@ -306,6 +306,18 @@ impl Outbound {
         })
     }
 
+    /// Keys whose dial, and keys whose delivery, is in flight (the `pendingWork` test hook).
+    pub fn calls_in_flight(&self) -> (Vec<&str>, Vec<&str>) {
+        let dialing = self.keys.iter().filter(|(_, k)| matches!(k.link, Link::Dialing(_))).map(|(key, _)| key.as_str()).collect();
+        let delivering = self.connections().filter(|(_, c)| c.in_flight.is_some()).map(|(key, _)| key).collect();
+        (dialing, delivering)
+    }
+
+    /// How many dials this incarnation has started.
+    pub fn dials_started(&self) -> Tag {
+        self.last_tag
+    }
+
     /// Keys waiting on back-off: `(key, failures, retry time, last failure)`.
     pub fn redials(&self) -> impl Iterator<Item = (&str, &Redial)> {
         self.keys.iter().filter_map(|(key, k)| Some((key.as_str(), k.redial.as_ref()?))).filter(|(_, r)| r.failures > 0)

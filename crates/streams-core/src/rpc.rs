@@ -31,6 +31,7 @@ pub enum StreamMethod {
     NotifyChildStreamCreated,
     DeleteStream,
     RunArchiveNow,
+    PendingWork,
 }
 
 /// Which HTTP verbs reach a method on the public API.
@@ -42,7 +43,7 @@ pub enum HttpAccess {
 }
 
 impl StreamMethod {
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 16] = [
         Self::Append,
         Self::AppendBatch,
         Self::GetEvent,
@@ -58,6 +59,7 @@ impl StreamMethod {
         Self::NotifyChildStreamCreated,
         Self::DeleteStream,
         Self::RunArchiveNow,
+        Self::PendingWork,
     ];
 
     pub fn js_name(self) -> &'static str {
@@ -77,6 +79,7 @@ impl StreamMethod {
             Self::NotifyChildStreamCreated => "notifyChildStreamCreated",
             Self::DeleteStream => "deleteStream",
             Self::RunArchiveNow => "runArchiveNow",
+            Self::PendingWork => "pendingWork",
         }
     }
 
@@ -86,7 +89,7 @@ impl StreamMethod {
 
     /// Internal hooks: DO JS-RPC only, and only with `STREAMS_TEST_HOOKS=1`.
     pub fn is_test_hook(self) -> bool {
-        matches!(self, Self::RunIdleTeardownNow | Self::SimulateHibernation | Self::MemoryUsage | Self::RunArchiveNow)
+        matches!(self, Self::RunIdleTeardownNow | Self::SimulateHibernation | Self::MemoryUsage | Self::RunArchiveNow | Self::PendingWork)
     }
 
     /// Stream-to-stream: a new stream tells an ancestor about itself. DO
@@ -105,7 +108,7 @@ impl StreamMethod {
         match self {
             Self::GetEvent | Self::GetEvents | Self::GetState | Self::RuntimeState => HttpAccess::GetOrPost,
             Self::Append | Self::AppendBatch | Self::Reduce | Self::Reset | Self::Kill | Self::DeleteStream => HttpAccess::Post,
-            Self::RunIdleTeardownNow | Self::SimulateHibernation | Self::MemoryUsage | Self::NotifyChildStreamCreated | Self::RunArchiveNow => HttpAccess::Unreachable,
+            Self::RunIdleTeardownNow | Self::SimulateHibernation | Self::MemoryUsage | Self::NotifyChildStreamCreated | Self::RunArchiveNow | Self::PendingWork => HttpAccess::Unreachable,
         }
     }
 
@@ -143,7 +146,7 @@ impl StreamMethod {
             Self::Reduce => &["event", "coreProcessorState"],
             Self::NotifyChildStreamCreated => &["childPath"],
             Self::RunArchiveNow => &["nowMs", "holdAfterUpload"],
-            Self::RuntimeState | Self::Reset | Self::Kill | Self::DeleteStream | Self::RunIdleTeardownNow | Self::SimulateHibernation | Self::MemoryUsage => &[],
+            Self::RuntimeState | Self::Reset | Self::Kill | Self::DeleteStream | Self::RunIdleTeardownNow | Self::SimulateHibernation | Self::MemoryUsage | Self::PendingWork => &[],
         }
     }
 
@@ -181,6 +184,7 @@ pub enum Call {
     DeleteStream,
     /// The archive test hook: a clock for retention, and whether seals stop after their upload.
     RunArchiveNow { now_ms: Option<f64>, hold_after_upload: bool },
+    PendingWork,
 }
 
 impl Call {
@@ -221,6 +225,7 @@ impl Call {
                 now_ms: args.get("nowMs").and_then(Value::as_f64),
                 hold_after_upload: args.get("holdAfterUpload").and_then(Value::as_bool).unwrap_or(false),
             },
+            StreamMethod::PendingWork => Self::PendingWork,
         })
     }
 }
@@ -366,7 +371,7 @@ mod tests {
         }
         let public: Vec<_> = StreamMethod::ALL.into_iter().filter(|m| m.on_entrypoint()).map(StreamMethod::js_name).collect();
         assert_eq!(public, ["append", "appendBatch", "getEvent", "getEvents", "getState", "runtimeState", "reduce", "reset", "kill", "deleteStream"]);
-        for hook in [StreamMethod::RunIdleTeardownNow, StreamMethod::SimulateHibernation, StreamMethod::MemoryUsage, StreamMethod::RunArchiveNow, StreamMethod::NotifyChildStreamCreated] {
+        for hook in [StreamMethod::RunIdleTeardownNow, StreamMethod::SimulateHibernation, StreamMethod::MemoryUsage, StreamMethod::RunArchiveNow, StreamMethod::PendingWork, StreamMethod::NotifyChildStreamCreated] {
             assert_eq!(hook.http(), HttpAccess::Unreachable);
         }
         for internal in ["readCoreProcessorState", "writeCoreProcessorState", "subscribeOutbound", "fetch", "constructor"] {

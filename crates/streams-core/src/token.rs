@@ -57,7 +57,8 @@ impl Op {
             | StreamMethod::MemoryUsage
             | StreamMethod::NotifyChildStreamCreated
             | StreamMethod::DeleteStream
-            | StreamMethod::RunArchiveNow => None,
+            | StreamMethod::RunArchiveNow
+            | StreamMethod::PendingWork => None,
         }
     }
 }

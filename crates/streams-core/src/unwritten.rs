@@ -50,7 +50,8 @@ pub fn on_unwritten(call: &Call, name: &StreamName) -> StreamResult<OnUnwritten>
         | Call::SimulateHibernation
         | Call::MemoryUsage
         | Call::NotifyChildStreamCreated { .. }
-        | Call::RunArchiveNow { .. } => return Ok(OnUnwritten::Create),
+        | Call::RunArchiveNow { .. }
+        | Call::PendingWork => return Ok(OnUnwritten::Create),
     }))
 }
 
