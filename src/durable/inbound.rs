@@ -14,7 +14,7 @@ use worker::{Request, Response, State, WebSocket, WebSocketIncomingMessage, WebS
 
 use super::{now_iso, random_uuid, set_timeout, Incarnation, Inner};
 use streams_core::inbound::{
-    admit, next_expiry, step, SocketAttachment, SocketIdentity, Step, Upgrade, CLOSE_NORMAL, CLOSE_REPLACED, CLOSE_TOKEN_EXPIRED, IDENTITY_HEADER,
+    admit, next_expiry, step, wake_presence, SocketAttachment, SocketIdentity, Step, Upgrade, CLOSE_NORMAL, CLOSE_REPLACED, CLOSE_TOKEN_EXPIRED, IDENTITY_HEADER,
 };
 use streams_core::limits::MAX_BATCH_EVENTS;
 use streams_core::outbound::Snapshot;
@@ -74,11 +74,12 @@ impl Inner {
             .collect()
     }
 
-    /// Boot step 5: `woken` emptied the roster, so open sockets announce
-    /// again, all in one commit (in batches of the append limit).
-    pub(super) fn reannounce_sockets(self: &Rc<Self>) {
+    /// Boot step 3: the roster comes to list exactly the open sockets, in
+    /// one commit (in batches of the append limit); nothing after a plain
+    /// hibernation, whose `woken` kept them.
+    pub(super) fn reconcile_presence(self: &Rc<Self>, open: &[(WebSocket, SocketAttachment)]) {
         self.may_have_sockets.set(!self.ctx.get_websockets().is_empty());
-        let facts: Vec<EventInput> = self.open_sockets().iter().map(|(_, a)| a.connected_fact()).collect();
+        let Ok(facts) = self.with_state(|state| wake_presence(state, open.iter().map(|(_, a)| a))) else { return };
         let mut facts = facts.into_iter().peekable();
         while facts.peek().is_some() {
             let batch: Vec<EventInput> = facts.by_ref().take(MAX_BATCH_EVENTS).collect();
