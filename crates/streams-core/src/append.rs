@@ -28,7 +28,7 @@ pub enum Origin {
 }
 
 pub struct AppendContext<'a> {
-    /// The wall clock, read once per event.
+    /// The wall clock, read once per plan, when its first new event needs it.
     pub now_ms: &'a dyn Fn() -> f64,
     /// `STREAM_SUBSCRIBER_BINDINGS`, parsed.
     pub allowed_bindings: &'a [String],
@@ -165,6 +165,9 @@ fn plan_sized<S: EventStore + ?Sized>(
 ) -> StreamResult<AppendPlan> {
     let mut plan = AppendPlan { slots: Vec::with_capacity(inputs.len()), events: Vec::new(), state: state.clone() };
     let mut slot_by_key: HashMap<String, usize> = HashMap::new();
+    // One reading for the whole commit: workerd's clock stands still while a
+    // call computes, and each reading is a crossing into JS plus a formatting.
+    let mut commit_time: Option<String> = None;
     for (i, (input, input_bytes)) in inputs.enumerate() {
         if ctx.origin == Origin::Caller && types::is_reserved(&input.event_type) {
             return Err(StreamError::invalid_event(format!(
@@ -194,7 +197,10 @@ fn plan_sized<S: EventStore + ?Sized>(
             return Err(StreamError::new(ErrorCode::OffsetMismatch, format!("expected offset {offset}, got {given}")));
         }
         check_core_payload(i, &input, ctx)?;
-        let created_at = iso_from_ms((ctx.now_ms)()).ok_or_else(StreamError::internal)?;
+        let created_at = match &commit_time {
+            Some(time) => time.clone(),
+            None => commit_time.insert(iso_from_ms((ctx.now_ms)()).ok_or_else(StreamError::internal)?).clone(),
+        };
         let key = input.idempotency_key.clone();
         let mut event = input.commit(offset, created_at);
         let json = event.to_json_sized(input_bytes + COMMITTED_EXTRA_BYTES);

@@ -34,8 +34,19 @@ impl SqlStore {
             let bindings = [js_int(row.offset), row.key.map_or(JsValue::NULL, JsValue::from_str), JsValue::from_str(text)];
             statements.push((self.query(INSERT_ONE), bindings.iter().collect()));
         } else {
-            for joined in json_arrays(inline.iter().map(|(_, text)| *text), INSERT_TEXT_BYTES) {
-                statements.push((self.query(INSERT_FROM_JSON), std::iter::once(JsValue::from_str(&joined)).collect()));
+            let texts: Vec<&str> = inline.iter().map(|(_, text)| *text).collect();
+            for range in json_array_groups(&texts, INSERT_TEXT_BYTES) {
+                let group = &inline[range];
+                let Some((first, _)) = group.first() else { continue };
+                let joined = JsValue::from_str(&raw_array(group.iter().map(|(_, text)| *text)));
+                // Consecutive offsets without keys come from the array's own
+                // indexes: SQLite then reads nothing out of each event's JSON.
+                let numbered = group.iter().enumerate().all(|(i, (row, _))| row.key.is_none() && row.offset == first.offset + i as u64);
+                if numbered {
+                    statements.push((self.query(INSERT_NUMBERED), [js_int(first.offset), joined].iter().collect()));
+                } else {
+                    statements.push((self.query(INSERT_FROM_JSON), std::iter::once(joined).collect()));
+                }
             }
         }
         for row in events.iter().filter(|row| row.inline_text().is_none()) {
@@ -206,25 +217,24 @@ impl SqlStore {
     }
 }
 
-/// The texts as JSON arrays of at most `max_bytes` each (a text longer than
-/// that alone in its own), in order.
-fn json_arrays<'a>(texts: impl Iterator<Item = &'a str>, max_bytes: usize) -> Vec<String> {
-    let mut arrays = Vec::new();
-    let mut group: Vec<&str> = Vec::new();
+/// Runs of `texts` whose JSON array (`[a,b,…]`) stays within `max_bytes` (a
+/// text longer than that alone in its own), in order.
+fn json_array_groups(texts: &[&str], max_bytes: usize) -> Vec<std::ops::Range<usize>> {
+    let mut groups = Vec::new();
+    let mut start = 0;
     let mut bytes = 1;
-    for text in texts {
-        if !group.is_empty() && bytes + text.len() + 1 > max_bytes {
-            arrays.push(raw_array(group.iter().copied()));
-            group.clear();
+    for (i, text) in texts.iter().enumerate() {
+        if i > start && bytes + text.len() + 1 > max_bytes {
+            groups.push(start..i);
+            start = i;
             bytes = 1;
         }
         bytes += text.len() + 1;
-        group.push(text);
     }
-    if !group.is_empty() {
-        arrays.push(raw_array(group.iter().copied()));
+    if start < texts.len() {
+        groups.push(start..texts.len());
     }
-    arrays
+    groups
 }
 
 /// An event to write: its bytes, and the same as text when they are UTF-8.
@@ -354,6 +364,8 @@ const INSERT_ONE: &str = r#"INSERT INTO events ("offset", idempotency_key, json)
 /// and key read from its own JSON, and its text exactly as written (SQLite
 /// keeps a JSON element's text as it was, escapes and number forms included).
 const INSERT_FROM_JSON: &str = r#"INSERT INTO events ("offset", idempotency_key, json) SELECT value ->> 'offset', value ->> 'idempotencyKey', value FROM json_each(?)"#;
+/// The same for events numbered `?1`, `?1 + 1`, … in the array `?2`, none with a key.
+const INSERT_NUMBERED: &str = r#"INSERT INTO events ("offset", json) SELECT ?1 + key, value FROM json_each(?2)"#;
 const INSERT_CHUNKED: &str = r#"INSERT INTO events ("offset", idempotency_key, chunk_count, byte_length, checksum) VALUES (?, ?, ?, ?, ?)"#;
 const INSERT_CHUNK: &str = r#"INSERT INTO event_chunks ("offset", chunk_index, chunk_bytes) VALUES (?, ?, ?)"#;
 const DELETE_STATE: &str = "DELETE FROM core_state";
@@ -378,10 +390,11 @@ mod tests {
 
     #[test]
     fn events_are_grouped_into_json_arrays_of_a_bounded_size() {
-        assert_eq!(json_arrays(["{}", "{}", "{}"].into_iter(), 100), vec!["[{},{},{}]"]);
-        assert_eq!(json_arrays(["{\"a\":1}", "{}", "{}"].into_iter(), 10), vec!["[{\"a\":1}]", "[{},{}]"]);
-        assert_eq!(json_arrays(["{\"long\":1}", "{}"].into_iter(), 4), vec!["[{\"long\":1}]", "[{}]"]);
-        assert!(json_arrays(std::iter::empty(), 10).is_empty());
+        let arrays = |texts: &[&str], max| json_array_groups(texts, max).into_iter().map(|r| raw_array(texts[r].iter().copied())).collect::<Vec<_>>();
+        assert_eq!(arrays(&["{}", "{}", "{}"], 100), vec!["[{},{},{}]"]);
+        assert_eq!(arrays(&["{\"a\":1}", "{}", "{}"], 10), vec!["[{\"a\":1}]", "[{},{}]"]);
+        assert_eq!(arrays(&["{\"long\":1}", "{}"], 4), vec!["[{\"long\":1}]", "[{}]"]);
+        assert!(json_array_groups(&[], 10).is_empty());
     }
 
     #[test]
