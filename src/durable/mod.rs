@@ -32,7 +32,7 @@ use streams_core::reducer::reduce;
 use streams_core::rpc::{AppendArgs, Call, GetEventArgs, GetEventsArgs, StreamMethod};
 use streams_core::state::StateJson;
 use streams_core::json::json_len;
-use streams_core::store::{snapshot_due, state_at, stored_name, AssumeNewKeys, StoredEvent};
+use streams_core::store::{snapshot_due, state_at, stored_name, AssumeNewKeys, SharedPage, StoredEvent};
 use streams_core::time::iso_from_ms;
 use streams_core::unwritten::{check_first_append, event_not_found, on_unwritten, runtime_state_json, OnUnwritten};
 use streams_core::{
@@ -77,6 +77,8 @@ struct Runtime {
     /// The outbound subscriptions' state machine, and its connections' platform side.
     outbound: Outbound,
     links: Links,
+    /// The last small page a socket's pump read, for the other pumps (until the next commit).
+    page: SharedPage,
 }
 
 #[durable_object]
@@ -420,7 +422,7 @@ impl Inner {
         });
         let state_json = StateJson::default();
         let outbound = self.load_outbound().map_err(log_internal)?;
-        *self.incarnation.borrow_mut() = Incarnation::Running(Box::new(Runtime { name, state, state_json, outbound, links: Links::default() }));
+        *self.incarnation.borrow_mut() = Incarnation::Running(Box::new(Runtime { name, state, state_json, outbound, links: Links::default(), page: SharedPage::default() }));
         // Hibernated sockets survive the wake; their attachments are read once.
         let open = self.open_sockets();
         let mut announce: Vec<EventInput> = created.into_iter().collect();
@@ -679,6 +681,7 @@ impl Inner {
         if let Incarnation::Running(rt) = &mut *self.incarnation.borrow_mut() {
             rt.state = std::mem::take(&mut plan.state);
             rt.state_json = StateJson::default();
+            rt.page.clear();
         }
         self.after_commit(&plan, trip);
         Ok(plan)
