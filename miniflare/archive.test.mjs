@@ -319,6 +319,53 @@ test("retention without an archive removes hot rows", async () => {
   }
 });
 
+/**
+ * Retention keeps the state history getState needs from firstOffset − 1 on and nothing older: the
+ * states at the offsets near the end are read before, compared after; `runArchiveNow` lists the
+ * kept snapshots.
+ */
+async function checkStateHistory(inst, name, maxEvents) {
+  const { maxOffset } = (await call(inst, name, "runtimeState")).coreProcessorState;
+  const offsets = Array.from({ length: maxEvents + 200 }, (_, i) => maxOffset - i);
+  const states = async () => (await callMany(inst, name, offsets.map((atOffset) => ({ method: "getState", arg: { atOffset } })))).map((o) => o.result);
+  const before = await states();
+  assert.ok(before.every((s, i) => s?.maxOffset === offsets[i]), "every state read before retention");
+  await call(inst, name, "append", { event: { type: S("configured"), payload: { config: { retention: { maxEvents } } } } });
+  let report;
+  for (let i = 0; i < 50; i++) {
+    report = await call(inst, name, "runArchiveNow", {});
+    if (report.storage.firstOffset > 1) break;
+  }
+  assert.equal(report.error, null);
+  const first = report.storage.firstOffset;
+  assert.ok(first - 1 > 1000 && offsets.includes(first - 1), `first kept ${first} is past a snapshot and inside the offsets read: ${JSON.stringify(report)}`);
+  assert.equal(report.stateHistory[0], first - 1, `the snapshot at firstOffset − 1 is kept and nothing older: ${report.stateHistory}`);
+  const after = await callMany(inst, name, offsets.map((atOffset) => ({ method: "getState", arg: { atOffset } })));
+  offsets.forEach((atOffset, i) => {
+    if (atOffset >= first - 1) {
+      assert.equal(after[i].ok, true, `getState at ${atOffset}: ${after[i].error}`);
+      assert.deepEqual(after[i].result, before[i], `getState at ${atOffset}`);
+    } else {
+      assert.equal(after[i].error, `trimmed: Offset ${atOffset + 1} was removed by retention; the first kept offset is ${first}.`, `getState at ${atOffset}`);
+    }
+  });
+}
+
+test("retention removes the state snapshots below firstOffset − 1; getState answers the same from there on (archive and hot rows)", async () => {
+  const archived = uniqueName("archive-history");
+  await appendMany(archived, 2600, { tag: "h" });
+  await settle(archived);
+  await checkStateHistory(mf, archived, 450);
+  const plain = await startStreams();
+  try {
+    const name = uniqueName("plain-history");
+    for (let i = 0; i < 13; i++) await call(plain, name, "appendBatch", { events: Array.from({ length: 200 }, (_, j) => ({ type: "app/x", payload: { i, j } })) });
+    await checkStateHistory(plain, name, 450);
+  } finally {
+    await plain.dispose();
+  }
+});
+
 test("deleteStream removes the events, the segments in R2, the state and the sockets; the next write starts a new life", async () => {
   const name = uniqueName("archive-delete");
   await appendMany(name, 250, { tag: "x" });

@@ -115,10 +115,10 @@ test("errors: stderr carries the code, the exit status its kind", async () => {
   for (const c of ["append", "get", "tail", "state"]) assert.match(help.stdout, new RegExp(`streams ${c} `));
 });
 
-test("tail follows a live stream: each appended event printed once, in order; --types filters; a signal ends it with 0", async () => {
+for (const sse of [[], ["--sse"]]) test(`tail${sse.length > 0 ? " --sse" : ""} follows a live stream: each appended event printed once, in order; --types filters; a signal ends it with 0`, async () => {
   const p = uniquePath("tail");
   await http.client.append(p, { type: "app/before" });
-  const child = spawn(process.execPath, [CLI, "tail", p, "--from", "0", "--types", "app/t,app/before"], {
+  const child = spawn(process.execPath, [CLI, "tail", p, "--from", "0", "--types", "app/t,app/before", ...sse], {
     env: { PATH: process.env.PATH, STREAMS_URL: url, STREAMS_TOKEN: ADMIN_TOKEN },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -155,8 +155,10 @@ test("tail follows a live stream: each appended event printed once, in order; --
   assert.equal(new Set(offsets).size, offsets.length, "no event twice");
 });
 
-test("tail of a path the Worker refuses exits with the code", async () => {
-  const r = await run(["tail", "no-slash"]);
-  assert.equal(r.code, 6, r.stderr);
-  assert.match(r.stderr, /^streams: invalid_path: /);
+test("tail of a path the Worker refuses exits with the code (over a WebSocket and over SSE)", async () => {
+  for (const sse of [[], ["--sse"]]) {
+    const r = await run(["tail", "no-slash", ...sse]);
+    assert.equal(r.code, 6, r.stderr);
+    assert.match(r.stderr, /^streams: invalid_path: /);
+  }
 });

@@ -8,13 +8,11 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { spawn } from "node:child_process";
 import WebSocket from "ws";
 import { createStreamsClient, mintToken } from "../client/dist/index.js";
-import { startClientStreams, viaBinding, uniquePath, ADMIN_TOKEN, API_TOKEN } from "./helpers/client_sdk.mjs";
+import { startClientStreams, viaBinding, uniquePath, until, assertAbortLeavesNothing, ADMIN_TOKEN, API_TOKEN } from "./helpers/client_sdk.mjs";
 import { startProxy, freePort } from "./helpers/tcp_proxy.mjs";
 import { prng, seedFor, sleep } from "./helpers/reliability.mjs";
-import { HELPERS_DIR } from "./helpers/mf.mjs";
 
 /** Fast intervals so reconnects and liveness take milliseconds, not seconds. */
 const FAST = { backoffBaseMs: 50, backoffMaxMs: 500, pingIntervalMs: 1000, pongTimeoutMs: 2000, connectTimeoutMs: 3000 };
@@ -59,15 +57,6 @@ async function retrying(call) {
       if (!e.retryable || Date.now() > deadline) throw e;
       await sleep(25);
     }
-  }
-}
-
-/** Polls `pred` every 5 ms; `what` may be a function, to describe the situation at the failure. */
-async function until(pred, what, timeoutMs = 20_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await pred())) {
-    if (Date.now() > deadline) assert.fail(`${typeof what === "function" ? what() : what}: not within ${timeoutMs} ms`);
-    await sleep(5);
   }
 }
 
@@ -450,15 +439,5 @@ test("subscribe over a service binding, inside a Worker: replay, live appends, f
 });
 
 test("abort and return() leave nothing behind: the process exits by itself", async () => {
-  const child = spawn(process.execPath, [path.join(HELPERS_DIR, "client-abort-child.mjs"), url, ADMIN_TOKEN], { stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  let err = "";
-  child.stdout.on("data", (d) => (out += d));
-  child.stderr.on("data", (d) => (err += d));
-  const exit = await Promise.race([new Promise((resolve) => child.on("close", (code) => resolve({ code }))), sleep(15_000).then(() => ({ code: "hung" }))]);
-  if (exit.code === "hung") child.kill("SIGKILL");
-  assert.equal(exit.code, 0, `child exit ${exit.code}; stdout ${out}; stderr ${err}`);
-  const report = JSON.parse(out.trim().split("\n").at(-1));
-  assert.deepEqual(report.states, ["stopped", "stopped", "stopped", "stopped"]);
-  assert.ok(report.received > 0);
+  await assertAbortLeavesNothing(url, ADMIN_TOKEN);
 });

@@ -5,8 +5,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createStreamsClient, mintToken } from "../client/dist/index.js";
-import { startClientStreams, viaBinding, uniquePath, ADMIN_TOKEN, API_TOKEN } from "./helpers/client_sdk.mjs";
-import { startProxy, freePort } from "./helpers/tcp_proxy.mjs";
+import { startProxiedClientStreams, viaBinding, uniquePath, until, assertAbortLeavesNothing, ADMIN_TOKEN, API_TOKEN } from "./helpers/client_sdk.mjs";
 import { sleep } from "./helpers/reliability.mjs";
 
 const FAST = { backoffBaseMs: 50, backoffMaxMs: 300, connectTimeoutMs: 3000 };
@@ -18,9 +17,7 @@ let proxy;
 let writer;
 
 before(async () => {
-  const port = await freePort();
-  ({ mf, url } = await startClientStreams({ port, bindings: { STREAMS_JWT_SECRET: SECRET } }));
-  proxy = await startProxy(port);
+  ({ mf, url, proxy } = await startProxiedClientStreams({ bindings: { STREAMS_JWT_SECRET: SECRET } }));
   // No WebSocket constructor anywhere in this file: Node 20 has none, SSE needs none.
   writer = createStreamsClient({ baseUrl: url, token: ADMIN_TOKEN });
 });
@@ -29,15 +26,6 @@ after(async () => {
   await proxy?.close();
   await mf?.dispose();
 });
-
-/** Polls `pred` every 5 ms. */
-async function until(pred, what, timeoutMs = 20_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await pred())) {
-    if (Date.now() > deadline) assert.fail(`${typeof what === "function" ? what() : what}: not within ${timeoutMs} ms`);
-    await sleep(5);
-  }
-}
 
 /** Drains a subscription until `stopWhen(state)`. */
 function consume(sub, stopWhen) {
@@ -192,4 +180,8 @@ test("over a service binding, inside a Worker: replay, live appends, filter, con
   const batches = r.result.items.filter((x) => x.type === "batch");
   assert.deepEqual(batches.flatMap((b) => b.events.map((e) => e.payload.i)), [0, 1, 2]);
   assertChained(batches, 0);
+});
+
+test("abort, return() and close() leave nothing behind over SSE: the process exits by itself", async () => {
+  await assertAbortLeavesNothing(url, ADMIN_TOKEN, "sse");
 });

@@ -8,8 +8,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import WebSocket from "ws";
 import { createStreamsClient } from "../client/dist/index.js";
-import { startClientStreams, viaBinding, uniquePath, ADMIN_TOKEN, API_TOKEN } from "./helpers/client_sdk.mjs";
-import { startProxy, freePort } from "./helpers/tcp_proxy.mjs";
+import { startProxiedClientStreams, viaBinding, uniquePath, ADMIN_TOKEN, API_TOKEN } from "./helpers/client_sdk.mjs";
 import { S } from "./helpers/assertions.mjs";
 import { sleep } from "./helpers/reliability.mjs";
 
@@ -22,9 +21,7 @@ let proxy;
 let writer;
 
 before(async () => {
-  const port = await freePort();
-  ({ mf, url } = await startClientStreams({ port }));
-  proxy = await startProxy(port);
+  ({ mf, url, proxy } = await startProxiedClientStreams());
   writer = createStreamsClient({ baseUrl: url, token: ADMIN_TOKEN, WebSocket });
 });
 

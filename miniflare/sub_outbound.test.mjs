@@ -131,8 +131,9 @@ test("EchoHost dial arguments follow docs/protocol.md#outbound-subscribers; an i
   const dial = echo.dials[0];
   assert.deepEqual(
     Object.keys(dial).sort(),
-    ["namespace", "path", "processorName", "connectionId", "streamMaxOffset", "streamRuntimeState", "subscriptionConfiguredEvent", "subscriptionKey"].sort(),
+    ["namespace", "path", "processorName", "connectionId", "streamMaxOffset", "firstOffset", "streamRuntimeState", "subscriptionConfiguredEvent", "subscriptionKey"].sort(),
   );
+  assert.equal(dial.firstOffset, 1, "the first kept offset: nothing was removed");
   assert.equal(dial.namespace, namespace);
   assert.equal(dial.path, path);
   assert.equal(dial.subscriptionKey, key);

@@ -15,7 +15,7 @@ before(async () => {
 after(() => mf?.dispose());
 
 // The keys the stream sets in the dial and delivery arguments (docs/protocol.md#outbound-subscribers).
-const STREAM_KEYS = ["namespace", "path", "subscriptionKey", "connectionId", "streamId", "streamMaxOffset", "subscriptionConfiguredEvent", "streamRuntimeState", "afterOffset", "throughOffset", "events", "state"];
+const STREAM_KEYS = ["namespace", "path", "subscriptionKey", "connectionId", "streamId", "streamMaxOffset", "firstOffset", "subscriptionConfiguredEvent", "streamRuntimeState", "afterOffset", "throughOffset", "events", "state"];
 
 test("reconfiguring a live subscription closes the old connection as `reconfigured`, dials the new target, and the old target gets nothing after the new configuration", async () => {
   const name = uniqueName("reconf");

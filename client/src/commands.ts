@@ -167,14 +167,17 @@ export const COMMANDS: Record<string, Command> = {
     },
   },
   tail: {
-    usage: "tail <path> [--from <n>] [--types <a,b>]   (follows until interrupted; default: only new events)",
-    options: { from: { type: "string" }, types: { type: "string" } },
+    usage: "tail <path> [--from <n>] [--types <a,b>] [--sse]   (follows until interrupted; default: only new events)",
+    options: { from: { type: "string" }, types: { type: "string" }, sse: { type: "boolean" } },
     async run(ctx) {
       const path = onePath(ctx);
       const client = await ctx.client();
       const from = integer(ctx.values, "from");
       const types = typeof ctx.values.types === "string" ? ctx.values.types.split(",").map((t) => t.trim()).filter(Boolean) : undefined;
+      // Server-Sent Events when asked, or when there is no WebSocket to use (Node 20 without `ws`).
+      const sse = ctx.values.sse === true || (await webSocketConstructor()) === undefined;
       const subscription = client.subscribe(path, {
+        transport: sse ? "sse" : "websocket",
         ...(from !== undefined ? { afterOffset: from } : {}),
         ...(types ? { eventTypes: types } : {}),
         signal: ctx.signal,

@@ -29,11 +29,14 @@ export class EventStreamParser {
   }
 
   push(text: string): void {
+    // A large batch arrives in many chunks: look for its end only in the new text.
+    let from = this.#buffer.length;
     this.#buffer += text;
     let end: number;
-    while ((end = this.#buffer.indexOf("\n")) >= 0) {
+    while ((end = this.#buffer.indexOf("\n", from)) >= 0) {
       const raw = this.#buffer.slice(0, end);
       this.#buffer = this.#buffer.slice(end + 1);
+      from = 0;
       this.#line(raw.endsWith("\r") ? raw.slice(0, -1) : raw);
     }
   }

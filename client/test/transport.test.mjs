@@ -100,6 +100,16 @@ test("event stream: data events are frames (split across chunks, LF or CRLF), co
   assert.deepEqual(s.calls.slice(0, -1), [["open"], ["message", '{"type":"batch","n":1}'], ["alive"], ["message", "x"]]);
 });
 
+test("event stream: a large frame in many small chunks is one message", async () => {
+  const frame = JSON.stringify({ type: "batch", events: Array.from({ length: 2000 }, (_, i) => ({ offset: i + 1, payload: "x".repeat(100) })) });
+  const text = `id: 2000\ndata: ${frame}\n\n`;
+  const parts = [];
+  for (let i = 0; i < text.length; i += 1000) parts.push(text.slice(i, i + 1000));
+  const s = eventStream(new Response(chunked(...parts), { headers: { "content-type": "text/event-stream" } }));
+  await s.closed;
+  assert.deepEqual(s.calls.slice(0, -1), [["open"], ["message", frame]]);
+});
+
 test("event stream: 4001 in the close event is fatal (subscription_replaced); an end without a close event is a retryable drop", async () => {
   const replaced = eventStream(new Response(chunked('event: close\ndata: {"code":4001,"reason":"replaced"}\n\n'), { headers: { "content-type": "text/event-stream" } }));
   const info = await replaced.closed;

@@ -4,7 +4,7 @@
 // append `echo-example:<subscription key>:<input offset>:0`, so a re-delivery cannot duplicate it.
 //
 // Test controls and bookkeeping (kept in the DO's KV storage, beside the host's own table):
-// configure({delayMs, failDials}), inspect() → {seen, checkpoint, delivered, dials, batches,
+// configure({delayMs, failDials, ignoreFirstOffset}), inspect() → {seen, checkpoint, delivered, dials, batches,
 // received, lastBatch, inFlight, maxInFlight, status (the host's status())}, abort().
 import { DurableObject } from "cloudflare:workers";
 import { defineProcessor, ProcessorHost } from "../../client/src/processor/index.ts";
@@ -40,6 +40,8 @@ export class EchoHost extends DurableObject {
     book.stream = { namespace: args.namespace, path: args.path };
     await this.#save(book);
     if (book.failDials) throw new Error("echo host refuses dials");
+    // A subscriber that does not look at firstOffset answers its own checkpoint, trimmed or not.
+    if (book.ignoreFirstOffset) delete args.firstOffset;
     return this.host.requestStreamSubscription(args);
   }
 

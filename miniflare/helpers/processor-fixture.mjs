@@ -8,6 +8,7 @@
 //            waits that long before appending.
 //   tally    app/add and app/mul: counts events per type (no side effects).
 //
+// `KeptProcessors` hosts `kept` alone (dialled as KEPT_PROCESSORS).
 // `ClientProcessors` is the same host appending through createStreamsClient({binding}) instead of
 // the bare service binding; `FlakyProcessors` appends through a client whose calls fail with the
 // code given to `failAppendsWith(code)` (`network`, `protocol`, `timeout`; `null` heals it).
@@ -85,6 +86,22 @@ const edge = defineProcessor({
   },
 });
 
+/**
+ * kept (KeptProcessors only): counter's reduce with `onTrimmed: "startFromFirstKept"`; onEvent
+ * appends app/kept-out {input} (docs/processors.md#when-retention-removed-the-checkpoint).
+ */
+const kept = defineProcessor({
+  slug: "kept",
+  version: "1",
+  eventTypes: ["app/add"],
+  onTrimmed: "startFromFirstKept",
+  initialState: { total: 0, count: 0, offsets: [] },
+  reduce: (state, event) => ({ total: state.total + event.payload.n, count: state.count + 1, offsets: [...state.offsets, event.offset] }),
+  async onEvent({ event, append }) {
+    await append({ type: "app/kept-out", payload: { input: event.offset } });
+  },
+});
+
 /** The host's table as it was before `handled_through`, with one row at checkpoint 5 for default:/legacy. */
 function createLegacyTable(ctx) {
   ctx.storage.sql.exec(`CREATE TABLE IF NOT EXISTS streams_processor (
@@ -157,6 +174,11 @@ export class EdgeProcessors extends Processors {
   host = new ProcessorHost(this.ctx, { processors: [edge], streams: this.env.STREAMS, log: () => {} });
 }
 
+/** A host of the `kept` processor alone. */
+export class KeptProcessors extends Processors {
+  host = new ProcessorHost(this.ctx, { processors: [kept], streams: this.env.STREAMS, log: () => {} });
+}
+
 /** The same host, appending through a client that fails with a chosen client code until healed. */
 export class FlakyProcessors extends Processors {
   failWith = null;
@@ -188,10 +210,10 @@ export class FlakyProcessors extends Processors {
 
 export default {
   async fetch(request, env) {
-    const { name, method, arg, viaClient, flaky, legacy, edge } = await request.json();
+    const { name, method, arg, viaClient, flaky, legacy, edge, kept } = await request.json();
     let outcome;
     try {
-      const ns = edge ? env.EDGE_PROCESSORS : legacy ? env.LEGACY_PROCESSORS : flaky ? env.FLAKY_PROCESSORS : viaClient ? env.CLIENT_PROCESSORS : env.PROCESSORS;
+      const ns = kept ? env.KEPT_PROCESSORS : edge ? env.EDGE_PROCESSORS : legacy ? env.LEGACY_PROCESSORS : flaky ? env.FLAKY_PROCESSORS : viaClient ? env.CLIENT_PROCESSORS : env.PROCESSORS;
       outcome = { ok: true, result: await ns.getByName(name)[method](arg) };
     } catch (e) {
       outcome = { ok: false, error: String(e?.message ?? e) };

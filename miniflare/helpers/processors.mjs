@@ -12,8 +12,11 @@ const HELPERS = path.dirname(fileURLToPath(import.meta.url));
 /** startStreams with the fixture worker `processors` (DO class Processors) that streams may dial. */
 export function startWithProcessors({ persistDir, counterVersion, bindings = {}, miniflare = {} } = {}) {
   return startStreams({
-    bindings: { STREAM_SUBSCRIBER_BINDINGS: "ECHO_HOST,PROCESSORS", ...bindings },
-    subscriberObjects: { PROCESSORS: { className: "Processors", scriptName: "processors", useSQLite: true } },
+    bindings: { STREAM_SUBSCRIBER_BINDINGS: "ECHO_HOST,PROCESSORS,KEPT_PROCESSORS", ...bindings },
+    subscriberObjects: {
+      PROCESSORS: { className: "Processors", scriptName: "processors", useSQLite: true },
+      KEPT_PROCESSORS: { className: "KeptProcessors", scriptName: "processors", useSQLite: true },
+    },
     workers: [
       {
         name: "processors",
@@ -25,6 +28,7 @@ export function startWithProcessors({ persistDir, counterVersion, bindings = {},
           FLAKY_PROCESSORS: { className: "FlakyProcessors", useSQLite: true },
           LEGACY_PROCESSORS: { className: "LegacyProcessors", useSQLite: true },
           EDGE_PROCESSORS: { className: "EdgeProcessors", useSQLite: true },
+          KEPT_PROCESSORS: { className: "KeptProcessors", useSQLite: true },
         },
         serviceBindings: { STREAMS: "streams" },
         bindings: counterVersion ? { COUNTER_VERSION: counterVersion } : {},
@@ -37,11 +41,11 @@ export function startWithProcessors({ persistDir, counterVersion, bindings = {},
 /**
  * `env.PROCESSORS.getByName(host)[method](arg)` as {ok, result} | {ok:false, error}
  * (`{viaClient: true}`: the ClientProcessors host instead; `{flaky: true}`: FlakyProcessors;
- * `{legacy: true}`: LegacyProcessors; `{edge: true}`: EdgeProcessors).
+ * `{legacy: true}`: LegacyProcessors; `{edge: true}`: EdgeProcessors; `{kept: true}`: KeptProcessors).
  */
-export async function tryHost(mf, host, method, arg, { viaClient = false, flaky = false, legacy = false, edge = false } = {}) {
+export async function tryHost(mf, host, method, arg, { viaClient = false, flaky = false, legacy = false, edge = false, kept = false } = {}) {
   const worker = await mf.getWorker("processors");
-  const res = await worker.fetch("http://processors/", { method: "POST", body: JSON.stringify({ name: host, method, arg, viaClient, flaky, legacy, edge }) });
+  const res = await worker.fetch("http://processors/", { method: "POST", body: JSON.stringify({ name: host, method, arg, viaClient, flaky, legacy, edge, kept }) });
   return res.json();
 }
 
@@ -52,8 +56,8 @@ export async function callHost(mf, host, method, arg) {
   return outcome.result;
 }
 
-/** The `S/subscription-configured` input wiring key → processor `processorName` in host DO `host`. */
-export function processorSubscription(key, host, processorName) {
+/** The `S/subscription-configured` input wiring key → processor `processorName` in host DO `host` (of `bindingName`). */
+export function processorSubscription(key, host, processorName, bindingName = "PROCESSORS") {
   return {
     type: S("subscription-configured"),
     payload: {
@@ -62,7 +66,7 @@ export function processorSubscription(key, host, processorName) {
         type: "callable",
         callable: {
           type: "workers-rpc",
-          via: { type: "env-binding", bindingType: "durable-object-namespace", bindingName: "PROCESSORS", durableObject: { name: host } },
+          via: { type: "env-binding", bindingType: "durable-object-namespace", bindingName, durableObject: { name: host } },
           ...(processorName ? { transformInput: { shallowMerge: { processorName } } } : {}),
         },
       },

@@ -350,7 +350,8 @@ impl Inner {
                     async move {
                         inner.tiering_idle().await;
                         let outcome = inner.run_tiering(now_ms).await;
-                        let report = json!({"storage": inner.storage_report(), "error": outcome.err()});
+                        let history = inner.store.history_offsets().map_err(log_internal)?;
+                        let report = json!({"storage": inner.storage_report(), "error": outcome.err(), "stateHistory": history});
                         from_json_text(&report.to_string())
                     }
                     .boxed_local(),

@@ -191,7 +191,7 @@ impl Inner {
             let subscriber = CallableSubscriber::parse(entry.latest_configured_event.payload.get("subscriber"))?;
             subscriber.check_allowed(&self.settings.allowed_bindings).map_err(|e| e.to_string())?;
             let to = Recipient { subscription_key: key, connection_id };
-            let args = dial_arguments(state, to, entry, subscriber.shallow_merge.as_ref());
+            let args = dial_arguments(state, to, entry, self.store.first_offset(), subscriber.shallow_merge.as_ref());
             Ok::<_, String>((subscriber, entry.latest_configured_event.offset, args))
         });
         let (subscriber, configured_offset, args) = prepared.map_err(|e| e.to_string())??;

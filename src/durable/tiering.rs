@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use super::{log_internal, Inner};
 use streams_core::tiers::{decode_segment, encode_segment, next_trim_at, plan_trim, SegmentInfo, TrimInput, TrimPlan};
+use streams_core::store::state_at;
 use streams_core::StreamResult;
 
 /// How many of the oldest hot events one retention step looks at.
@@ -157,11 +158,35 @@ impl Inner {
             }
         }
         if let Some(plan) = self.trim_plan(now)? {
+            let kept_state = self.state_after(plan.first_offset - 1).await;
+            if self.generation.get() != generation {
+                return Ok(false);
+            }
             let state = self.with_state(|s| s.to_json()).map_err(|e| e.to_string())?;
-            store.commit_trim(&plan, &state).map_err(|e| e.to_string())?;
+            store.commit_trim(&plan, &state, kept_state.as_deref()).map_err(|e| e.to_string())?;
             return Ok(true);
         }
         Ok(false)
+    }
+
+    /// The state right after `offset`, read before retention removes the events up to it, so
+    /// getState keeps answering from the first kept offset − 1 on; `None` when it cannot be
+    /// rebuilt (a log trimmed before the history kept that snapshot).
+    async fn state_after(&self, offset: u64) -> Option<String> {
+        loop {
+            match state_at(&self.store, offset, &mut |w| worker::console_warn!("retention: {w}")) {
+                Ok(state) => return (state.max_offset == offset).then(|| state.to_json()),
+                Err(err) if err.is_pending() => {
+                    if !matches!(self.fetch_missing().await, Ok(true)) {
+                        return None;
+                    }
+                }
+                Err(err) => {
+                    worker::console_warn!("retention: no snapshot at offset {offset}: {err}");
+                    return None;
+                }
+            }
+        }
     }
 
     fn trim_plan(&self, now_ms: f64) -> Result<Option<TrimPlan>, String> {

@@ -31,14 +31,24 @@ export interface ProcessorOptions<State> {
   onEvent?(context: OnEventContext<State>): Promise<void> | void;
   /** Failed attempts at one checkpoint before the processor halts (default 3). */
   maxConsecutiveFailures?: number;
+  /**
+   * What happens when the stream's retention removed events after the checkpoint
+   * (docs/processors.md#when-retention-removed-the-checkpoint): `"halt"` (default) halts with a
+   * `trimmed` error; `"startFromFirstKept"` moves the checkpoint to the first kept offset − 1,
+   * keeps the state, and goes on from there.
+   */
+  onTrimmed?: OnTrimmed;
   description?: string;
 }
+
+export type OnTrimmed = "halt" | "startFromFirstKept";
 
 export interface Processor<State = Json> {
   readonly slug: string;
   readonly version: string;
   readonly eventTypes: readonly string[] | undefined;
   readonly maxConsecutiveFailures: number;
+  readonly onTrimmed: OnTrimmed;
   readonly description: string | undefined;
   /** A fresh copy of the initial state. */
   initialState(): State;
@@ -69,6 +79,10 @@ export function defineProcessor<State>(options: ProcessorOptions<State>): Proces
   if (!Number.isInteger(maxConsecutiveFailures) || maxConsecutiveFailures < 1) {
     throw new TypeError(`defineProcessor: maxConsecutiveFailures of "${slug}" must be a positive integer`);
   }
+  const onTrimmed = options.onTrimmed ?? "halt";
+  if (onTrimmed !== "halt" && onTrimmed !== "startFromFirstKept") {
+    throw new TypeError(`defineProcessor: onTrimmed of "${slug}" must be "halt" or "startFromFirstKept"`);
+  }
   const initialJson = JSON.stringify(options.initialState);
   if (initialJson === undefined) throw new TypeError(`defineProcessor: initialState of "${slug}" must be JSON`);
   return Object.freeze({
@@ -76,6 +90,7 @@ export function defineProcessor<State>(options: ProcessorOptions<State>): Proces
     version,
     eventTypes,
     maxConsecutiveFailures,
+    onTrimmed,
     description: options.description,
     initialState: () => JSON.parse(initialJson) as State,
     reduce: options.reduce,

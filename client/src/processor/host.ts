@@ -22,6 +22,8 @@ export interface ProcessorFailure {
   offset: number | null;
   name: string;
   message: string;
+  /** `trimmed` for a halt because retention removed events after the checkpoint. */
+  code?: string;
   stack?: string;
 }
 
@@ -88,6 +90,11 @@ function failureOf(error: unknown, offset: number | null): ProcessorFailure {
   return { offset, name: e.name, message: e.message, ...(typeof e.stack === "string" ? { stack: e.stack } : {}) };
 }
 
+/** The stream's `trimmed` message (docs/protocol.md#retention). */
+function trimmedMessage(needed: number, firstOffset: number): string {
+  return `Offset ${needed} was removed by retention; the first kept offset is ${firstOffset}.`;
+}
+
 function isOffset(value: unknown): value is number {
   return Number.isSafeInteger(value) && (value as number) >= 0;
 }
@@ -137,7 +144,10 @@ export class ProcessorHost {
     this.#store = new ProcessorStore(ctx.storage);
   }
 
-  /** The dial: accepts the connection and says where to replay from, unless the processor is halted. */
+  /**
+   * The dial: accepts the connection and says where to replay from, unless the processor is halted
+   * or retention removed events after its checkpoint (docs/processors.md#when-retention-removed-the-checkpoint).
+   */
   async requestStreamSubscription(args: DialArgs): Promise<DialReply> {
     const processor = this.#select(args?.processorName);
     const key = this.#key(args, processor.slug);
@@ -145,16 +155,38 @@ export class ProcessorHost {
     if (connectionId !== null && typeof connectionId !== "string") throw coded("invalid_request", "connectionId must be a string");
     const dialStreamId = args.streamRuntimeState?.coreProcessorState?.streamId;
     const streamId = typeof dialStreamId === "string" ? dialStreamId : null;
+    // A stream without retention (or older than `firstOffset`) keeps everything.
+    const firstOffset = isOffset(args.firstOffset) && args.firstOffset > 0 ? args.firstOffset : 1;
+    const trimmedAfter = (row: ProcessorRow) => row.checkpoint + 1 < firstOffset;
+    let skipped: ProcessorRow | undefined;
     const row = this.#store.transaction(() => {
       let current = this.#current(key, processor);
       // A new stream id is a new life of the log (a reset): the state of the old one is discarded.
       if (streamId !== null && current.streamId !== null && current.streamId !== streamId) current = this.#fresh(processor);
+      if (!current.halted && trimmedAfter(current)) {
+        if (processor.onTrimmed === "halt") {
+          const failure: ProcessorFailure = { offset: current.checkpoint + 1, name: "StreamError", code: "trimmed", message: trimmedMessage(current.checkpoint + 1, firstOffset) };
+          const halted: ProcessorRow = { ...current, halted: true, haltReported: false, failures: 0, failedOffset: null, lastError: JSON.stringify(failure) };
+          this.#store.write(key, halted);
+          return halted;
+        }
+        skipped = current;
+        current = { ...current, checkpoint: firstOffset - 1 };
+      }
       if (!current.halted) this.#store.write(key, { ...current, connectionId, streamId: streamId ?? current.streamId });
       return current;
     });
     if (row.halted) {
       await this.#reportHalt(key, processor, row);
+      // A checkpoint retention removed is refused as `trimmed`: the stream stops dialling this subscription.
+      if (trimmedAfter(row)) throw coded("trimmed", trimmedMessage(row.checkpoint + 1, firstOffset));
       throw this.#haltedError(key, row);
+    }
+    if (skipped) {
+      this.#log(
+        `processor "${key.slug}" on ${key.namespace}:${key.path}: offsets ${skipped.checkpoint + 1} to ${firstOffset - 1} were removed by retention; ` +
+          `starting after ${firstOffset - 1} with the state of checkpoint ${skipped.checkpoint} (onTrimmed: "startFromFirstKept")`,
+      );
     }
     const types = processor.eventTypes ? [...processor.eventTypes] : ["*"];
     const announcement: Announcement = { slug: processor.slug, version: processor.version, consumes: types };
@@ -380,14 +412,17 @@ export class ProcessorHost {
     if (row.haltReported) return;
     try {
       const failure: ProcessorFailure = row.lastError ? JSON.parse(row.lastError) : { offset: null, name: "Error", message: "unknown" };
-      const error: { name: string; message: string; stack?: string } = { name: failure.name, message: failure.message };
+      const error: { name: string; message: string; code?: string; stack?: string } = { name: failure.name, message: failure.message };
+      if (failure.code !== undefined) error.code = failure.code;
       if (failure.stack !== undefined) error.stack = failure.stack;
+      const why =
+        failure.code === "trimmed"
+          ? `halted at checkpoint ${row.checkpoint}: trimmed`
+          : `halted after ${row.failures} failed attempts at offset ${failure.offset ?? "-"} (checkpoint ${row.checkpoint})`;
       await appendTo(this.#streams, { namespace: key.namespace, path: key.path }, {
         type: ERROR_OCCURRED,
         payload: {
-          message:
-            `processor "${key.slug}" ${processor.version} halted after ${row.failures} failed attempts at offset ${failure.offset ?? "-"}` +
-            ` (checkpoint ${row.checkpoint}): ${failure.message}`,
+          message: `processor "${key.slug}" ${processor.version} ${why}: ${failure.message}`,
           error,
         },
         source: { processor: { slug: processor.slug, version: processor.version } },

@@ -2,8 +2,11 @@
 import type { StreamsClient } from "../client.js";
 import type { EventInput, OutboundSubscriber, StreamEvent, StreamsService } from "../types.js";
 
-/** `requestStreamSubscription` arguments (the `transformInput.shallowMerge` keys included). */
-export type DialArgs = Parameters<OutboundSubscriber["requestStreamSubscription"]>[0];
+/**
+ * `requestStreamSubscription` arguments (the `transformInput.shallowMerge` keys included);
+ * `firstOffset` is the stream's first kept offset (docs/protocol.md#outbound-subscribers).
+ */
+export type DialArgs = Parameters<OutboundSubscriber["requestStreamSubscription"]>[0] & { firstOffset?: number };
 
 /** `processEventBatch` arguments. */
 export type BatchArgs = Parameters<OutboundSubscriber["processEventBatch"]>[0];

@@ -25,6 +25,7 @@ use super::state::{CoreState, Direction, StateJson};
 use super::store::EventStore;
 use super::subscriber::parse_descriptor;
 use super::subscription::{next_batch, Batch, DialReply, Failure, PumpCursor, Redial};
+use super::tiers::ensure_kept;
 use super::time::iso_from_ms;
 
 /// Identifies one dial of one key (and the connection it opens).
@@ -208,8 +209,14 @@ impl Outbound {
                     self.reconcile(state, now);
                     return self.take();
                 }
-                self.out.push(Effect::ReplaceInbound { key: key.to_owned() });
                 let start = reply.replay_after_offset.unwrap_or(state.max_offset);
+                if let Err(refusal) = ensure_kept(start + 1, store.first_offset()) {
+                    // The checkpoint was removed by retention: no connection, and no re-dial.
+                    self.out.push(Effect::Forget { tag });
+                    self.failure(key, "dial refused", refusal.into(), now);
+                    return self.take();
+                }
+                self.out.push(Effect::ReplaceInbound { key: key.to_owned() });
                 entry.link = Link::Connected(Box::new(Connection {
                     tag,
                     pump: PumpCursor::starting_at(start, true, reply.filter),
@@ -266,7 +273,7 @@ impl Outbound {
             .keys
             .iter()
             .filter(|(key, k)| {
-                k.redial.as_ref().is_some_and(|r| r.retry_at_ms <= now) && !k.misconfigured && state.subscriptions_by_key.contains_key(*key)
+                k.redial.as_ref().is_some_and(|r| r.due(now)) && !k.misconfigured && state.subscriptions_by_key.contains_key(*key)
             })
             .map(|(key, _)| key.clone())
             .collect();
@@ -323,11 +330,16 @@ impl Outbound {
         self.keys.iter().filter_map(|(key, k)| Some((key.as_str(), k.redial.as_ref()?))).filter(|(_, r)| r.failures > 0)
     }
 
-    /// `runtimeState().runtime.redial`: per key `{failures, retryAt, lastError?: {code, message}}`.
+    /// `runtimeState().runtime.redial`: per key `{failures, retryAt, lastError?: {code, message}}`;
+    /// a stopped key has `retryAt: null` and `stopped: true`.
     pub fn redial_reports(&self) -> Map<String, Value> {
         self.redials()
             .map(|(key, r)| {
-                let mut entry = json!({"failures": r.failures, "retryAt": iso_from_ms(r.retry_at_ms)});
+                let retry_at = if r.stopped { None } else { iso_from_ms(r.retry_at_ms) };
+                let mut entry = json!({"failures": r.failures, "retryAt": retry_at});
+                if r.stopped {
+                    entry["stopped"] = Value::Bool(true);
+                }
                 if let Some(failure) = &r.last_error {
                     entry["lastError"] = json!({"code": failure.code, "message": failure.message});
                 }
@@ -381,9 +393,9 @@ impl Outbound {
         self.connections().next().is_some()
     }
 
-    /// No connection, no dial in flight and no back-off pending.
+    /// No connection, no dial in flight, no back-off pending and not stopped.
     fn dialable(&self, key: &str, now: f64) -> bool {
-        self.keys.get(key).is_none_or(|k| k.link == Link::Idle && k.redial.as_ref().is_none_or(|r| r.retry_at_ms <= now))
+        self.keys.get(key).is_none_or(|k| k.link == Link::Idle && k.redial.as_ref().is_none_or(|r| r.due(now)))
     }
 
     fn has_undialed(&self, state: &CoreState, now: f64) -> bool {
@@ -445,6 +457,12 @@ impl Outbound {
     /// Hands out the next batch unless one is in flight; a read error ends the connection.
     fn pump<S: EventStore + ?Sized>(&mut self, key: &str, at: Snapshot<'_>, now: f64, store: &S) {
         let Some(c) = self.connection_mut(key).filter(|c| c.in_flight.is_none()) else { return };
+        if let Err(refusal) = ensure_kept(c.pump.cursor + 1, store.first_offset()) {
+            // Retention removed events this connection had not been handed yet.
+            self.close(key, DisconnectReason::DeliveryFailed);
+            self.failure(key, "reading the next batch", refusal.into(), now);
+            return;
+        }
         match next_batch(store, at.state, &mut c.pump) {
             Ok(Some(batch)) => {
                 c.in_flight = Some(batch.events.len());
@@ -460,11 +478,13 @@ impl Outbound {
         }
     }
 
-    /// Records a failed dial or delivery, with its cause, and schedules the re-dial.
+    /// Records a failed dial or delivery, with its cause, and schedules the re-dial; a `trimmed`
+    /// one stops the key until it is configured again (docs/protocol.md#retention).
     fn failure(&mut self, key: &str, what: &str, failure: Failure, now: f64) {
-        self.out.push(Effect::Log(format!("subscription {key}: {what}: {failure}")));
         let entry = self.keys.entry(key.to_owned()).or_default();
-        let next = Redial::after_failure(entry.redial.as_ref(), failure, now, self.timing.redial_base_ms, self.timing.redial_max_ms);
+        let next = Redial::after_failure(entry.redial.as_ref(), failure.clone(), now, self.timing.redial_base_ms, self.timing.redial_max_ms);
+        let stopped = if next.stopped { " (not dialled again until it is configured again)" } else { "" };
+        self.out.push(Effect::Log(format!("subscription {key}: {what}: {failure}{stopped}")));
         entry.redial = Some(next.clone());
         self.out.push(Effect::SaveRedial { key: key.to_owned(), redial: Some(next) });
         self.rearm(now);
@@ -587,6 +607,8 @@ mod tests {
         chains: BTreeMap<(u64, Tag), u64>,
         misconfigured: BTreeSet<String>,
         alarms_after_misconfiguration: usize,
+        /// Every committed event as (offset, type), retention's removals included.
+        log: Vec<(u64, String)>,
     }
 
     impl World {
@@ -607,6 +629,7 @@ mod tests {
                 chains: BTreeMap::new(),
                 misconfigured: BTreeSet::new(),
                 alarms_after_misconfiguration: 0,
+                log: Vec::new(),
             };
             world.commit(vec![
                 EventInput::system(types::CREATED, json!({"namespace": "t", "path": "/p", "streamId": "s"})),
@@ -620,6 +643,7 @@ mod tests {
             let ctx = AppendContext { now_ms: &|| now, allowed_bindings: &["HOST".to_owned()], origin: Origin::Stream };
             let plan = plan_inputs(&self.state, inputs, &self.store, &ctx).expect("valid inputs");
             self.store.commit_plan(&plan);
+            self.log.extend(plan.events.iter().map(|p| (p.event.offset, p.event.event_type.clone())));
             self.state = plan.state.clone();
             self.json = StateJson::default();
             let summary = CommitSummary::of(plan.events.iter().map(|p| (p.event.event_type.as_str(), p.event.payload_object())));
@@ -631,6 +655,7 @@ mod tests {
             for effect in effects {
                 match effect {
                     Effect::Dial { key, tag } => {
+                        assert!(!self.rows.get(&key).is_some_and(|r| r.stopped), "{key} is stopped: no dial until it is configured again");
                         let offset = self.state.subscriptions_by_key[&key].latest_configured_event.offset;
                         self.dials.push((self.generation, key, tag, offset));
                     }
@@ -648,6 +673,14 @@ mod tests {
                     Effect::Append(fact) => self.commit(vec![fact]),
                     Effect::SaveRedial { key, redial: Some(r) } => {
                         assert!(r.last_error.is_some(), "a failure keeps its cause");
+                        if r.stopped {
+                            let sub = &self.subscribers[&key];
+                            let first = self.store.first_offset();
+                            assert!(sub.checkpoint + 1 < first, "{key} stopped at checkpoint {} with first kept offset {first}", sub.checkpoint);
+                            let cause = r.last_error.as_ref().unwrap();
+                            assert_eq!(cause.code, "trimmed");
+                            assert!(cause.message.ends_with(&format!(" was removed by retention; the first kept offset is {first}.")), "{cause}");
+                        }
                         let previous = self.rows.insert(key, r.clone());
                         let n = previous.map_or(0, |p| p.failures) + 1;
                         assert_eq!(r.failures, n, "failures count up by one");
@@ -730,6 +763,12 @@ mod tests {
             self.run(effects);
         }
 
+        /// Retention keeps the newest `kept` percent of the offsets.
+        fn trim(&mut self, kept: u8) {
+            let max = self.state.max_offset;
+            self.store.trim_before(max - max * u64::from(kept) / 100 + 1);
+        }
+
         /// Memory is lost; the persisted rows and deadline survive; the boot writes `woken`.
         fn kill(&mut self) {
             self.generation += 1;
@@ -799,6 +838,8 @@ mod tests {
         Wait(u32),
         Kill,
         Misconfigure(usize),
+        /// Retention keeps this percentage of the log's newest offsets.
+        Trim(u8),
     }
 
     fn step() -> impl Strategy<Value = Step> {
@@ -812,6 +853,7 @@ mod tests {
             1 => (0u32..120_000).prop_map(Step::Wait),
             1 => Just(Step::Kill),
             1 => (0..KEYS.len()).prop_map(Step::Misconfigure),
+            1 => (0u8..=100).prop_map(Step::Trim),
         ]
     }
 
@@ -819,10 +861,11 @@ mod tests {
         #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
         /// Random interleavings of commits, alarms, dial and delivery results (late ones from
-        /// superseded connections included), removals, kills and configuration failures: at most
-        /// one delivery in flight per key, every connection's batches chain, the back-off follows
-        /// the protocol (checked on every row written), no configuration failure arms the alarm, and once
-        /// things go well every configured subscriber has every matching event.
+        /// superseded connections included), removals, kills, configuration failures and retention:
+        /// at most one delivery in flight per key, every connection's batches chain, the back-off follows the protocol (checked on every row written), a key
+        /// stops only when its subscriber's checkpoint was trimmed (with the `trimmed` refusal) and
+        /// is never dialled while stopped, no configuration failure arms the alarm, and once things
+        /// go well every configured subscriber that is not stopped has every matching event.
         #[test]
         fn every_subscriber_eventually_gets_every_matching_event(steps in prop::collection::vec(step(), 1..60)) {
             let mut w = World::new();
@@ -844,18 +887,21 @@ mod tests {
                     Step::Wait(ms) => w.now += f64::from(ms),
                     Step::Kill => w.kill(),
                     Step::Misconfigure(k) => { w.misconfigured.insert(KEYS[k].to_owned()); }
+                    Step::Trim(kept) => w.trim(kept),
                 }
             }
             prop_assert_eq!(w.alarms_after_misconfiguration, 0);
             w.settle();
-            let log: Vec<crate::event::Event> = w.store.all_json().iter().map(|j| crate::event::Event::from_stored_json(j).unwrap()).collect();
             for key in w.state.subscriptions_by_key.keys() {
                 let sub = &w.subscribers[key];
+                if w.rows.get(key).is_some_and(|r| r.stopped) {
+                    continue; // its checkpoint was trimmed: checked when the row was written
+                }
                 let filter = EventFilter(sub.filter.clone());
                 let configured_at = w.state.subscriptions_by_key[key].latest_configured_event.offset;
-                let wanted: Vec<u64> = log.iter()
-                    .filter(|e| e.offset > configured_at && !types::is_system(&e.event_type) && filter.matches(&e.event_type))
-                    .map(|e| e.offset)
+                let wanted: Vec<u64> = w.log.iter()
+                    .filter(|(offset, t)| *offset > configured_at && !types::is_system(t) && filter.matches(t))
+                    .map(|(offset, _)| *offset)
                     .collect();
                 for offset in wanted {
                     prop_assert!(sub.seen.contains(&offset), "{key} never got offset {offset}");
@@ -935,5 +981,77 @@ mod tests {
         assert!(w.dials.is_empty());
         w.commit(vec![EventInput::system("app/x", json!({}))]);
         assert_eq!(w.dials.len(), 1);
+    }
+    fn trimmed_after(checkpoint: u64, first: u64) -> Failure {
+        let message = format!("Offset {} was removed by retention; the first kept offset is {first}.", checkpoint + 1);
+        Failure { code: "trimmed".into(), message }
+    }
+
+    /// docs/protocol.md#retention: a subscriber whose checkpoint was trimmed is refused once, with
+    /// the `trimmed` cause in the row, the report and the log, and is not dialled again by the
+    /// alarm, a domain append or a boot, until the key is configured again.
+    #[test]
+    fn a_dial_reply_from_a_trimmed_checkpoint_stops_the_key_until_it_is_configured_again() {
+        let mut w = World::new();
+        for _ in 0..5 {
+            w.commit(vec![EventInput::system("app/x", json!({}))]);
+        }
+        w.store.trim_before(5);
+        w.subscribers.insert("a".into(), Subscriber { checkpoint: 2, ..Subscriber::default() });
+        w.commit(vec![configured("a")]);
+        let (_, _, tag, offset) = w.dials.remove(0);
+        let reply = DialReply { replay_after_offset: Some(2), filter: EventFilter(None), subscriber: None };
+        let effects = w.machine.on_dial_result("a", tag, DialOutcome::Replied { reply, configured_offset: offset }, Snapshot { state: &w.state, json: &w.json }, w.now, &w.store);
+        let cause = trimmed_after(2, 5);
+        assert!(effects.contains(&Effect::Log(format!("subscription a: dial refused: {cause} (not dialled again until it is configured again)"))), "{effects:?}");
+        assert!(!effects.iter().any(|e| matches!(e, Effect::Deliver { .. } | Effect::Append(_) | Effect::SetAlarm(_) | Effect::ReplaceInbound { .. })), "{effects:?}");
+        assert!(effects.contains(&Effect::Forget { tag }));
+        assert_eq!(w.machine.connections().count(), 0);
+        assert_eq!(w.machine.redial_reports()["a"], json!({"failures": 1, "retryAt": null, "stopped": true, "lastError": {"code": "trimmed", "message": cause.message}}));
+        w.run(effects);
+        assert!(w.rows["a"].stopped);
+        // Neither the alarm, nor a domain append, nor a boot dials it.
+        let later = w.machine.on_alarm(&w.state, w.now + 1e9);
+        assert!(!later.iter().any(|e| matches!(e, Effect::Dial { .. })), "{later:?}");
+        w.now += 1e9;
+        w.commit(vec![EventInput::system("app/y", json!({}))]);
+        w.kill();
+        assert!(w.dials.is_empty(), "stopped across appends and a boot");
+        assert_eq!(w.machine.redial_reports()["a"]["stopped"], true, "the row survives the boot");
+        // A new configuration clears it and dials.
+        w.commit(vec![configured("a")]);
+        assert_eq!(w.dials.len(), 1);
+        assert!(!w.rows.contains_key("a"));
+    }
+
+    #[test]
+    fn a_subscriber_that_refuses_the_dial_as_trimmed_stops_the_key_too() {
+        let mut w = World::new();
+        w.commit(vec![configured("p")]);
+        let (_, _, tag, _) = w.dials.remove(0);
+        let why = "trimmed: Offset 1 was removed by retention; the first kept offset is 3.";
+        let effects = w.machine.on_dial_result("p", tag, DialOutcome::Failed(why.into()), Snapshot { state: &w.state, json: &w.json }, w.now, &w.store);
+        assert!(!effects.iter().any(|e| matches!(e, Effect::SetAlarm(_))), "no back-off alarm: {effects:?}");
+        assert!(effects.iter().any(|e| matches!(e, Effect::SaveRedial { redial: Some(r), .. } if r.stopped)), "{effects:?}");
+        assert_eq!(w.machine.redial_reports()["p"]["lastError"]["code"], "trimmed");
+    }
+
+    #[test]
+    fn a_live_connection_overtaken_by_retention_ends_and_stops() {
+        let mut w = World::new();
+        w.commit(vec![configured("a")]);
+        w.resolve_dial(0, true);
+        w.resolve_delivery(0, true);
+        let checkpoint = w.subscribers["a"].checkpoint;
+        w.commit(vec![EventInput::system("app/x", json!({}))]); // in flight: the next batch waits
+        w.commit(vec![EventInput::system("app/y", json!({}))]);
+        let first = w.state.max_offset;
+        w.store.trim_before(first);
+        w.resolve_delivery(0, true);
+        let checkpoint_after = w.subscribers["a"].checkpoint;
+        assert!(checkpoint > 0 && checkpoint_after + 1 < first, "{checkpoint}, {checkpoint_after}, {first}");
+        assert!(w.rows["a"].stopped, "the next batch would skip removed events");
+        assert_eq!(w.rows["a"].last_error, Some(trimmed_after(checkpoint_after, first)));
+        assert_eq!(w.machine.connections().count(), 0);
     }
 }

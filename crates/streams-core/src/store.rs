@@ -86,6 +86,10 @@ pub trait EventStore {
     fn snapshot_at_or_below(&self, _offset: u64) -> Result<Option<(u64, String)>, StoreError> {
         Ok(None)
     }
+    /// The first kept offset: retention removed every offset below it (docs/protocol.md#retention).
+    fn first_offset(&self) -> u64 {
+        1
+    }
 }
 
 /// A store whose idempotency lookups all miss. Planning against it suits a

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use super::error::{StreamError, StreamResult};
+use super::error::{ErrorCode, StreamError, StreamResult};
 use super::event::Event;
 use super::json::{raw_array, RawObject};
 use super::limits::{MAX_DELIVERY_BYTES, MAX_DELIVERY_EVENTS, MAX_SAFE_INTEGER, MAX_SUBSCRIPTION_KEY_BYTES};
@@ -250,13 +250,14 @@ pub fn configured_key_error(key: &str) -> StreamError {
 /// `transformInput.shallowMerge` may set none of them: replacing `path`,
 /// `afterOffset`, `events`… would let whoever configures a subscription steer
 /// a shared subscriber to another stream's data (docs/protocol.md#outbound-subscribers).
-pub const STREAM_ARGUMENT_KEYS: [&str; 12] = [
+pub const STREAM_ARGUMENT_KEYS: [&str; 13] = [
     "namespace",
     "path",
     "subscriptionKey",
     "connectionId",
     "streamId",
     "streamMaxOffset",
+    "firstOffset",
     "subscriptionConfiguredEvent",
     "streamRuntimeState",
     "afterOffset",
@@ -265,8 +266,9 @@ pub const STREAM_ARGUMENT_KEYS: [&str; 12] = [
     "state",
 ];
 
-/// The dial arguments (docs/protocol.md#outbound-subscribers), `shallowMerge` applied last.
-pub fn dial_arguments(state: &CoreState, to: Recipient<'_>, entry: &SubscriptionEntry, shallow_merge: Option<&Map<String, Value>>) -> String {
+/// The dial arguments (docs/protocol.md#outbound-subscribers), `shallowMerge` applied last;
+/// `first_offset` is the first kept offset, so a subscriber can tell that its checkpoint was trimmed.
+pub fn dial_arguments(state: &CoreState, to: Recipient<'_>, entry: &SubscriptionEntry, first_offset: u64, shallow_merge: Option<&Map<String, Value>>) -> String {
     let configured = &entry.latest_configured_event;
     let mut args = RawObject::default();
     args.value("namespace", &state.namespace)
@@ -274,6 +276,7 @@ pub fn dial_arguments(state: &CoreState, to: Recipient<'_>, entry: &Subscription
         .value("subscriptionKey", to.subscription_key)
         .value("connectionId", to.connection_id)
         .value("streamMaxOffset", &state.max_offset)
+        .value("firstOffset", &first_offset)
         .value(
             "subscriptionConfiguredEvent",
             &json!({
@@ -350,6 +353,10 @@ pub struct Redial {
     /// Why the last attempt failed (absent in rows written before it was kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<Failure>,
+    /// The key is not dialled again until it is configured again: the subscriber's checkpoint was
+    /// removed by retention (docs/protocol.md#retention).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopped: bool,
 }
 
 /// Why a dial or delivery failed, as `runtimeState().runtime.redial[key].lastError`
@@ -387,6 +394,12 @@ fn is_code(word: &str) -> bool {
     word.starts_with(|c: char| c.is_ascii_lowercase()) && word.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
+impl From<StreamError> for Failure {
+    fn from(err: StreamError) -> Self {
+        Self { code: err.code.as_str().to_owned(), message: err.message }
+    }
+}
+
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.code, self.message)
@@ -394,16 +407,23 @@ impl std::fmt::Display for Failure {
 }
 
 impl Redial {
-    /// One more failure at `now`: exponential back-off, capped.
+    /// One more failure at `now`: exponential back-off, capped. A `trimmed` failure stops the key
+    /// instead: no later attempt can replay what retention removed.
     pub fn after_failure(previous: Option<&Redial>, failure: Failure, now_ms: f64, base_ms: f64, max_ms: f64) -> Self {
         let failures = previous.map_or(0, |r| r.failures).saturating_add(1);
         let delay = (base_ms * 2f64.powi(failures.saturating_sub(1).min(60) as i32)).min(max_ms);
-        Self { failures, retry_at_ms: now_ms + delay, last_error: Some(failure) }
+        let stopped = failure.code == ErrorCode::Trimmed.as_str();
+        Self { failures, retry_at_ms: now_ms + delay, last_error: Some(failure), stopped }
+    }
+
+    /// Whether a retry is due at `now`.
+    pub fn due(&self, now_ms: f64) -> bool {
+        !self.stopped && self.retry_at_ms <= now_ms
     }
 
     /// Whether the alarm should wake for this key.
     pub fn alarmed(&self) -> bool {
-        (1..=MAX_ALARMED_REDIALS).contains(&self.failures)
+        !self.stopped && (1..=MAX_ALARMED_REDIALS).contains(&self.failures)
     }
 }
 
@@ -500,7 +520,7 @@ mod tests {
     fn redial_backs_off_exponentially_up_to_the_cap() {
         let refused = || Failure::from_text("refused");
         let first = Redial::after_failure(None, refused(), 1000.0, 200.0, 300_000.0);
-        assert_eq!(first, Redial { failures: 1, retry_at_ms: 1200.0, last_error: Some(refused()) });
+        assert_eq!(first, Redial { failures: 1, retry_at_ms: 1200.0, last_error: Some(refused()), stopped: false });
         let second = Redial::after_failure(Some(&first), refused(), 2000.0, 200.0, 300_000.0);
         assert_eq!(second.retry_at_ms, 2400.0);
         let third = Redial::after_failure(Some(&second), refused(), 3000.0, 200.0, 300_000.0);
@@ -529,7 +549,7 @@ mod tests {
     #[test]
     fn redial_rows_written_before_the_failure_was_kept_still_read() {
         let row: Redial = serde_json::from_str(r#"{"failures":2,"retryAtMs":5.0}"#).unwrap();
-        assert_eq!(row, Redial { failures: 2, retry_at_ms: 5.0, last_error: None });
+        assert_eq!(row, Redial { failures: 2, retry_at_ms: 5.0, last_error: None, stopped: false });
         let kept = Redial { last_error: Some(Failure::from_text("processor_halted: stop")), ..row };
         assert_eq!(serde_json::from_str::<Redial>(&serde_json::to_string(&kept).unwrap()).unwrap(), kept);
     }
@@ -587,7 +607,7 @@ mod tests {
         let batch = next_batch(&store, &state, &mut pump).unwrap().unwrap();
         let entry = configured_at_1();
         let mut set = std::collections::BTreeSet::new();
-        for text in [delivery_arguments(TO, &state, &batch, &state.to_json(), None), dial_arguments(&state, TO, &entry, None)] {
+        for text in [delivery_arguments(TO, &state, &batch, &state.to_json(), None), dial_arguments(&state, TO, &entry, 1, None)] {
             let v: Value = serde_json::from_str(&text).unwrap();
             set.extend(v.as_object().unwrap().keys().cloned());
         }
@@ -605,7 +625,7 @@ mod tests {
         let entry = configured_at_1();
         for text in [
             delivery_arguments(TO, &state, &batch, &state.to_json(), merge.as_object()),
-            dial_arguments(&state, TO, &entry, merge.as_object()),
+            dial_arguments(&state, TO, &entry, 1, merge.as_object()),
         ] {
             let v: Value = serde_json::from_str(&text).unwrap();
             assert_eq!(v["ctx"], merge["ctx"]);

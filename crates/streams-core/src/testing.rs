@@ -43,6 +43,8 @@ pub struct MemStore {
     /// Kept state snapshots by the offset they follow; the offsets read from it.
     snapshots: RefCell<BTreeMap<u64, String>>,
     pub snapshots_read: RefCell<Vec<u64>>,
+    /// Set by `trim_before`; 0 reads as 1.
+    first_offset: Cell<u64>,
 }
 
 impl MemStore {
@@ -81,6 +83,12 @@ impl MemStore {
             let due = snapshot_due(before, plan.state.max_offset).then(|| plan.state.to_json());
             self.commit(&plan.rows(), due.as_deref()).expect("MemStore commit"); // ok: test-only module
         }
+    }
+
+    /// Retention: removes every event below `first`, which becomes the first kept offset.
+    pub fn trim_before(&self, first: u64) {
+        self.events.borrow_mut().retain(|offset, _| *offset >= first);
+        self.first_offset.set(first.max(self.first_offset.get()));
     }
 
     pub fn all_json(&self) -> Vec<String> {
@@ -153,6 +161,10 @@ impl EventStore for MemStore {
     fn write_state(&self, state_json: &str) -> Result<(), StoreError> {
         *self.state.borrow_mut() = Some((CORE_STATE_VERSION, state_json.to_owned()));
         Ok(())
+    }
+
+    fn first_offset(&self) -> u64 {
+        self.first_offset.get().max(1)
     }
 
     fn snapshot_at_or_below(&self, offset: u64) -> Result<Option<(u64, String)>, StoreError> {

@@ -288,26 +288,40 @@ impl SqlStore {
 
     /// Applies a retention step to SQLite atomically: the new first kept
     /// offset, the removed segments marked for deletion from R2, the removed
-    /// hot rows and idempotency keys gone, the state stored.
-    pub fn commit_trim(&self, plan: &TrimPlan, state_json: &str) -> Result<(), StoreError> {
+    /// hot rows and idempotency keys gone, the state stored. `kept_state` is
+    /// the state right after `first_offset - 1`: kept in the history, it
+    /// replaces every older snapshot (docs/protocol.md#getstate).
+    pub fn commit_trim(&self, plan: &TrimPlan, state_json: &str, kept_state: Option<&str>) -> Result<(), StoreError> {
         let before = || -> Array { [js_int(plan.first_offset)].iter().collect() };
-        let statements: Vec<Statement> = vec![
+        let mut statements: Vec<Statement> = vec![
             (self.query("UPDATE segments SET trimmed = 1 WHERE first_offset < ?"), before()),
             (self.query(r#"DELETE FROM event_chunks WHERE "offset" < ?"#), before()),
             (self.query(r#"DELETE FROM events WHERE "offset" < ?"#), before()),
             (self.query(r#"DELETE FROM archived_keys WHERE "offset" < ?"#), before()),
-            // Snapshots older than the one getState needs at the first kept offset (docs/protocol.md#getstate).
-            (
-                self.query("DELETE FROM state_history WHERE at_offset < (SELECT COALESCE(MAX(at_offset), 0) FROM state_history WHERE at_offset < ?)"),
-                before(),
-            ),
             (
                 self.query("INSERT OR REPLACE INTO runtime_meta (key, value) VALUES (?, ?)"),
                 [JsValue::from_str(FIRST_OFFSET_KEY), JsValue::from_str(&plan.first_offset.to_string())].iter().collect(),
             ),
         ];
+        match kept_state {
+            Some(json) => {
+                let at = plan.first_offset - 1;
+                statements.push((self.query("DELETE FROM state_history WHERE at_offset < ?"), [js_int(at)].iter().collect()));
+                self.push_history(&mut statements, at, json);
+            }
+            // Without it, the newest older snapshot stays: getState replays from it as far as events are kept.
+            None => statements.push((
+                self.query("DELETE FROM state_history WHERE at_offset < (SELECT COALESCE(MAX(at_offset), 0) FROM state_history WHERE at_offset < ?)"),
+                before(),
+            )),
+        }
         self.commit_state(statements, Some(state_json), None)?;
         self.load_tiers()
+    }
+
+    /// The offsets of the kept state snapshots (the `runArchiveNow` test hook).
+    pub fn history_offsets(&self) -> Result<Vec<u64>, StoreError> {
+        Ok(self.rows("SELECT DISTINCT at_offset FROM state_history ORDER BY at_offset", &[])?.iter().map(|row| as_u64(&row.get(0))).collect())
     }
 
     /// Segments retention removed whose objects are still in R2: `(first, key)`.

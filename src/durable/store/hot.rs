@@ -66,10 +66,7 @@ impl SqlStore {
         if let Some(json) = state_json {
             self.push_state(&mut statements, json);
             if let Some(at) = at_offset {
-                for (index, chunk) in chunks(json.as_bytes()).into_iter().enumerate() {
-                    let row = [js_int(at), js_int(index as u64), JsValue::from_f64(CORE_STATE_VERSION as f64), Uint8Array::from(chunk).into()];
-                    statements.push((self.query(INSERT_HISTORY), row.iter().collect()));
-                }
+                self.push_history(&mut statements, at, json);
             }
         }
         self.run_all(statements)?;
@@ -77,6 +74,14 @@ impl SqlStore {
             self.inner.state_rows.set(Some(chunks(json.as_bytes()).len()));
         }
         Ok(())
+    }
+
+    /// Keeps `state_json` in the history as the state right after `at`.
+    pub(super) fn push_history(&self, statements: &mut Vec<Statement>, at: u64, state_json: &str) {
+        for (index, chunk) in chunks(state_json.as_bytes()).into_iter().enumerate() {
+            let row = [js_int(at), js_int(index as u64), JsValue::from_f64(CORE_STATE_VERSION as f64), Uint8Array::from(chunk).into()];
+            statements.push((self.query(INSERT_HISTORY), row.iter().collect()));
+        }
     }
 
     /// The newest snapshot of this state version at or below `offset`.

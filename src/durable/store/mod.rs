@@ -353,6 +353,10 @@ impl EventStore for SqlStore {
     fn snapshot_at_or_below(&self, offset: u64) -> Result<Option<(u64, String)>, StoreError> {
         self.history_at_or_below(offset)
     }
+
+    fn first_offset(&self) -> u64 {
+        SqlStore::first_offset(self)
+    }
 }
 
 /// Whether a commit failed only because an idempotency key is stored already.
