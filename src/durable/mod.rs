@@ -24,6 +24,7 @@ use worker::{durable_object, Env, Request, Response, State, WebSocket, WebSocket
 use crate::directory;
 use crate::wire::error_response;
 use streams_core::directory::{next_report, DirectoryEntry, ReportStep};
+use streams_core::inbound::woken_fact;
 use streams_core::limits::{MAX_GET_EVENTS_BYTES, MAX_SAFE_INTEGER};
 use streams_core::name::{ancestors, resolve_stream_path};
 use streams_core::read::{created_at_ms, read_page, window, MonotonicClock, Start};
@@ -429,8 +430,10 @@ impl Inner {
         let state_json = StateJson::default();
         let outbound = self.load_outbound().map_err(log_internal)?;
         *self.incarnation.borrow_mut() = Incarnation::Running(Box::new(Runtime { name, state, state_json, outbound, links: Links::default() }));
+        // Hibernated sockets survive the wake; their attachments are read once.
+        let open = self.open_sockets();
         let mut announce: Vec<EventInput> = created.into_iter().collect();
-        announce.push(EventInput::system(types::WOKEN, json!({"incarnationId": random_uuid()})));
+        announce.push(woken_fact(&random_uuid(), !open.is_empty()));
         for fact in announce {
             if let Err(err) = self.append_inputs(vec![fact], Origin::Stream) {
                 // No incarnation without its `woken`: the next call boots again.
@@ -438,7 +441,7 @@ impl Inner {
                 return Err(err);
             }
         }
-        self.reannounce_sockets();
+        self.reconcile_presence(&open);
         self.continue_migration();
         // A seal or a deletion a restart interrupted resumes; retention catches up.
         if self.archive.is_some() || self.with_state(|s| s.config.retention.is_some()).unwrap_or(false) {
