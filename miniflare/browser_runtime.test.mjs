@@ -338,9 +338,9 @@ test("README: the React snippet mirrors the stream under StrictMode with one sto
   await page.goto(`${h.site.url}/readme.html`);
   await page.locator("#status").filter({ hasText: "subscribed as leader" }).waitFor({ timeout: 20_000 });
   await page.getByRole("button", { name: "Append" }).click();
-  await page.locator("li", { hasText: "app/clicked ×1" }).waitFor({ timeout: 10_000 });
+  await page.locator("li", { hasText: "app/clicked ×1" }).waitFor({ timeout: 30_000 });
   await page.getByRole("button", { name: "Append" }).click();
-  await page.locator("li", { hasText: "app/clicked ×2" }).waitFor({ timeout: 10_000 });
+  await page.locator("li", { hasText: "app/clicked ×2" }).waitFor({ timeout: 30_000 });
   assert.equal(sockets.length, 1, `one socket despite StrictMode's double mount: ${sockets.join(", ")}`);
   const server = await h.allEvents("/demo");
   assert.equal(server.filter((e) => e.type === "app/clicked").length, 2);

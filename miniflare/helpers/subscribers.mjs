@@ -74,7 +74,7 @@ export async function abortEcho(mf, echoName) {
  * Calls fn() until pred(value) holds or timeoutMs passes; returns the last value.
  * On timeout, fails with `what` and the last value.
  */
-export async function waitFor(fn, pred, { timeoutMs = 5000, intervalMs = 25, what = "condition" } = {}) {
+export async function waitFor(fn, pred, { timeoutMs = 20_000, intervalMs = 25, what = "condition" } = {}) {
   const deadline = Date.now() + timeoutMs;
   let value;
   for (;;) {

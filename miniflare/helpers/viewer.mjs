@@ -115,7 +115,7 @@ export function fetchesTo(page, path) {
 }
 
 /** Waits until the element with `testId` (the first one, or inside `scope`) has exactly `text`. */
-export async function waitForText(page, testId, text, { timeout = 15_000, scope = "" } = {}) {
+export async function waitForText(page, testId, text, { timeout = 30_000, scope = "" } = {}) {
   const selector = `${scope ? `${scope} ` : ""}[data-testid="${testId}"]`;
   try {
     await page.waitForFunction(
@@ -133,7 +133,7 @@ export async function waitForText(page, testId, text, { timeout = 15_000, scope 
 }
 
 /** Waits until `[data-testid=testId]` matches `pattern` (a RegExp source string). */
-export async function waitForMatch(page, testId, pattern, { timeout = 15_000, scope = "" } = {}) {
+export async function waitForMatch(page, testId, pattern, { timeout = 30_000, scope = "" } = {}) {
   const selector = `${scope ? `${scope} ` : ""}[data-testid="${testId}"]`;
   try {
     await page.waitForFunction(
@@ -155,6 +155,6 @@ export function rowOffsets(page, scope = "") {
 }
 
 /** Waits for the event row at `offset` to be in the DOM. */
-export async function waitForRow(page, offset, { timeout = 15_000, scope = "" } = {}) {
+export async function waitForRow(page, offset, { timeout = 30_000, scope = "" } = {}) {
   await page.waitForSelector(`${scope ? `${scope} ` : ""}[data-testid="event-row"][data-event-offset="${offset}"]`, { timeout });
 }
