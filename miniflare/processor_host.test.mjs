@@ -260,7 +260,7 @@ test("reduce throwing on its first 2 attempts: 2 rejections, nothing committed, 
   assert.deepEqual((await p.outputs()).map((e) => e.idempotencyKey), ["counter:k:3:0", "counter:k:4:0", "counter:k:5:0"]);
 });
 
-test("a poison event: 3 failures → one error-occurred keyed processor-ingest-failed:<slug>:<checkpoint>, halt; resume({skip:true}) steps over it", async () => {
+test("a poison event: 3 failures → one error-occurred keyed processor-ingest-failed:<slug>:<subscriptionKey>:<checkpoint>, halt; resume({skip:true}) steps over it", async () => {
   const p = setup();
   assertOk(await p.dial("A"));
   assertOk(await p.batch("A", 0, 2, [add(2, 1)]));
@@ -279,7 +279,7 @@ test("a poison event: 3 failures → one error-occurred keyed processor-ingest-f
   const errors = log.filter((e) => e.type === S("error-occurred"));
   assert.equal(errors.length, 1, "exactly one error-occurred");
   const [err] = errors;
-  assert.equal(err.idempotencyKey, "processor-ingest-failed:counter:2");
+  assert.equal(err.idempotencyKey, "processor-ingest-failed:counter:k:2");
   assert.deepEqual(Object.keys(err.payload), ["message", "error"]);
   assert.equal(err.payload.message, 'processor "counter" 1 halted after 3 failed attempts at offset 4 (checkpoint 2): poison event at 4');
   assert.equal(err.payload.error.name, "Error");
@@ -311,7 +311,7 @@ test("resume without skip retries the event; halting again at the same checkpoin
   assert.equal((await p.status()).halted, true);
   const errors = (await readAll(mf, p.name)).filter((e) => e.type === S("error-occurred"));
   assert.equal(errors.length, 1);
-  assert.equal(errors[0].idempotencyKey, "processor-ingest-failed:counter:0");
+  assert.equal(errors[0].idempotencyKey, "processor-ingest-failed:counter:k:0");
 });
 
 test("a halt report that cannot be appended is only logged: dials are refused cleanly, and work again after resume", async () => {

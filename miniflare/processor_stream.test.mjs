@@ -80,7 +80,7 @@ test("a reduce that throws on its first 2 attempts recovers through the stream's
   assert.equal(summed(log).length, 4);
 });
 
-test("a poison event: one error-occurred with processor-ingest-failed:<slug>:<checkpoint>, dials refused, resume({skip:true}) continues after it", async () => {
+test("a poison event: one error-occurred with processor-ingest-failed:<slug>:<subscriptionKey>:<checkpoint>, dials refused, resume({skip:true}) continues after it", async () => {
   const w = await wire(mf);
   const first = await call(mf, w.name, "append", { event: add(1) });
   await waitForProcessor(mf, w.host, w.name, "counter", (s) => s.state.count === 1);
@@ -96,7 +96,7 @@ test("a poison event: one error-occurred with processor-ingest-failed:<slug>:<ch
   let log = await readAll(mf, w.name);
   const errors = log.filter((e) => e.type === S("error-occurred"));
   assert.equal(errors.length, 1);
-  assert.equal(errors[0].idempotencyKey, `processor-ingest-failed:counter:${checkpoint}`);
+  assert.equal(errors[0].idempotencyKey, `processor-ingest-failed:counter:${w.key}:${checkpoint}`);
   assert.match(errors[0].payload.message, new RegExp(`^processor "counter" 1 halted after 3 failed attempts at offset ${poison.offset} \\(checkpoint ${checkpoint}\\)`));
   assert.equal(errors[0].payload.error.message, `poison event at ${poison.offset}`);
 
