@@ -105,7 +105,7 @@ test("defect 4: a delivery that cannot be handed over ends the connection, is lo
   const input = await call(mf, name, "append", { event: { type: "app/x" } });
   const rec = await waitForEcho(mf, host, (h) => h.batches.some((b) => !b.failed && b.offsets.includes(input.offset)), {
     what: "a delivery after two failures",
-    timeoutMs: 10_000,
+    timeoutMs: 30_000,
   });
   assert.ok(rec.dials.length >= 3, `re-dialed after each failure (${rec.dials.length} dials)`);
   assert.equal(rec.maxInFlight, 1, "at most one delivery in flight");

@@ -36,8 +36,7 @@ impl Inner {
         if !upgrade.is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
             return Err(StreamError::invalid_request("expected a WebSocket upgrade"));
         }
-        let url = req.url().map_err(|_| StreamError::invalid_request("invalid URL"))?;
-        let query: Vec<(String, String)> = url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        let query: Vec<(String, String)> = crate::query::pairs(&crate::query::raw_query(req)).collect();
         let params = SubscribeParams::parse(&query)?;
         let identity = SocketIdentity::from_header(req.headers().get(IDENTITY_HEADER).ok().flatten().as_deref())?;
         let upgrade = Upgrade { identity, random_key: random_uuid(), connection_id: random_uuid(), now_iso: now_iso() };

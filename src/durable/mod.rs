@@ -301,6 +301,11 @@ impl Inner {
         if method.is_test_hook() && !self.settings.test_hooks {
             return Err(StreamError::new(ErrorCode::NotFound, "test hooks are disabled"));
         }
+        // Looking creates and boots nothing: it reports what is pending now.
+        if method == StreamMethod::PendingWork {
+            Call::parse(method, argument_json(&arg)?)?;
+            return Ok(self.pending_work());
+        }
         let call = match self.unwritten_name()? {
             // Never written: a read is answered from nothing, a refused append refused before
             // anything is written (docs/protocol.md#reads-create-nothing).
@@ -355,18 +360,7 @@ impl Inner {
                     .boxed_local(),
                 ));
             }
-            Call::PendingWork => {
-                let mut report = self.outbound_work_report();
-                let storage = self.ctx.storage();
-                return Ok(Reply::Later(
-                    async move {
-                        let alarm = storage.get_alarm().await.map_err(log_worker)?;
-                        report["alarmAt"] = json!(alarm);
-                        from_json_text(&report.to_string())
-                    }
-                    .boxed_local(),
-                ));
-            }
+            Call::PendingWork => return Ok(self.pending_work()),
             Call::Kill => {
                 self.end_incarnation("kill requested");
                 Ok(JsValue::UNDEFINED)
@@ -388,6 +382,21 @@ impl Inner {
             }
         };
         value.map(Reply::Now)
+    }
+
+    /// The `pendingWork` test hook (docs/protocol.md#test-hooks): the platform's alarm, the outbound
+    /// machine's dials, deliveries and alarm, and the long-polls waiting for a commit.
+    fn pending_work(&self) -> Reply {
+        let mut report = self.outbound_work_report();
+        report["longPolls"] = json!(self.commit_waiters.borrow().len());
+        let storage = self.ctx.storage();
+        Reply::Later(
+            async move {
+                report["alarmAt"] = json!(storage.get_alarm().await.map_err(log_worker)?);
+                from_json_text(&report.to_string())
+            }
+            .boxed_local(),
+        )
     }
 
     // ---- boot (docs/protocol.md#boot) ----
