@@ -62,6 +62,11 @@ export async function configureEcho(mf, echoName, options) {
   await (await echoStub(mf, echoName)).configure(options);
 }
 
+/** RecordingHost.releaseDials(): the dials held by `holdDials: true` go on. */
+export async function releaseHeldDials(mf, echoName) {
+  await (await echoStub(mf, echoName)).releaseDials();
+}
+
 /** EchoHost.abort(); the call itself rejects, which is expected. */
 export async function abortEcho(mf, echoName) {
   await (await echoStub(mf, echoName)).abort().catch(() => {});
