@@ -75,7 +75,7 @@ test("subscriptions: inbound WebSocket under 8 seeded kill()s — union of deliv
         const conn = sub.current();
         const o = await callOn(mf, killSurfaces[k], name, "kill");
         if (!o.ok) return { ok: false, error: o.error };
-        const deadline = Date.now() + 5000;
+        const deadline = Date.now() + 30_000;
         while (conn.sub.closeEvent === null && Date.now() < deadline) await sleep(2);
         return { ok: true, closedLiveSocket: conn.sub.closeEvent !== null };
       },
@@ -86,7 +86,7 @@ test("subscriptions: inbound WebSocket under 8 seeded kill()s — union of deliv
   const landed = kills.filter((k) => k.ok).length;
   assert.deepEqual(kills.filter((k) => !k.ok), [], "every kill landed (each targets a live incarnation)");
   assert.equal(landed, KILLS, "all kill points were reached during the write phase");
-  assert.deepEqual(kills.map((k) => k.closedLiveSocket), kills.map(() => true), "each kill closed the live socket within 5 s");
+  assert.deepEqual(kills.map((k) => k.closedLiveSocket), kills.map(() => true), "each kill closed the live socket");
 
   const log = await settle(sub, name);
   const conns = sub.connections.map((c) => ({ ...c, closeEvent: c.sub.closeEvent }));

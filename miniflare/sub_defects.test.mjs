@@ -12,6 +12,7 @@ import {
   uniqueEchoName,
   inspectEcho,
   configureEcho,
+  releaseHeldDials,
   waitFor,
   waitForEcho,
   waitForLog,
@@ -54,10 +55,12 @@ test("defect 1: a nested shallowMerge (and strings holding braces) reaches the d
 test("defect 2: reset while a dial is in flight: the late failure writes nothing into the new life, which answers at once", async () => {
   const name = uniqueName();
   const host = uniqueEchoName("rec");
-  await configureEcho(mf, host, { failDials: true, dialDelayMs: 400 });
+  // The host holds the dial until released: it is in flight for as long as the reset takes.
+  await configureEcho(mf, host, { failDials: true, holdDials: true });
   await call(mf, name, "append", { event: echoSubscriptionEvent("rec", host) });
   await waitForEcho(mf, host, (h) => h.dials.length === 1, { what: "the dial in flight" });
   await call(mf, name, "reset");
+  await releaseHeldDials(mf, host);
   await waitForEcho(mf, host, (h) => h.dialsEnded === 1, { what: "the dial's failure" });
   const log = await waitFor(() => readAll(mf, name).catch(() => null), (l) => l !== null, { what: "the new life" });
   assert.deepEqual(log.map((e) => e.type), [S("created"), S("woken")]);
@@ -105,7 +108,7 @@ test("defect 4: a delivery that cannot be handed over ends the connection, is lo
   const input = await call(mf, name, "append", { event: { type: "app/x" } });
   const rec = await waitForEcho(mf, host, (h) => h.batches.some((b) => !b.failed && b.offsets.includes(input.offset)), {
     what: "a delivery after two failures",
-    timeoutMs: 10_000,
+    timeoutMs: 30_000,
   });
   assert.ok(rec.dials.length >= 3, `re-dialed after each failure (${rec.dials.length} dials)`);
   assert.equal(rec.maxInFlight, 1, "at most one delivery in flight");

@@ -127,16 +127,22 @@ impl Inner {
     fn pump_socket_once(self: &Rc<Self>, ws: &WebSocket) -> bool {
         let Ok(Some(mut attachment)) = ws.deserialize_attachment::<SocketAttachment>() else { return false };
         let now = js_sys::Date::now();
-        let stepped = self.with_state_json(|state, json| step(&mut attachment, &self.store, Snapshot { state, json }, now, &now_iso()));
+        let stepped = match &*self.incarnation.borrow() {
+            // Sockets at the same cursor share the page read (a wake, an append they all wait for).
+            Incarnation::Running(rt) => {
+                let store = rt.page.over(&self.store, rt.state.max_offset);
+                step(&mut attachment, &store, Snapshot { state: &rt.state, json: &rt.state_json }, now, &now_iso())
+            }
+            _ => return false,
+        };
         let step = match stepped {
-            Ok(Ok(step)) => step,
-            Ok(Err(err)) => {
+            Ok(step) => step,
+            Err(err) => {
                 if !err.is_pending() {
                     worker::console_error!("inbound pump: {err}");
                 }
                 return false;
             }
-            Err(_) => return false,
         };
         match &step {
             Step::Idle => return false,
