@@ -692,7 +692,7 @@ async function main() {
     const elapsedS = (performance.now() - t0) / 1000;
 
     console.log(table(rows));
-    fs.writeFileSync(opts.out, markdown({ R, rows, mach, wasm, started, elapsedS, restart }));
+    fs.writeFileSync(opts.out, `${markdown({ R, rows, mach, wasm, started, elapsedS, restart }).trimEnd()}\n\n${laterSections(opts.out)}`);
     const resultsDir = path.join(REPO_ROOT, "bench", "results");
     fs.mkdirSync(resultsDir, { recursive: true });
     const raw = path.join(resultsDir, `${started.toISOString().replaceAll(":", "-")}.json`);
@@ -701,6 +701,16 @@ async function main() {
   } finally {
     fs.rmSync(persistDir, { recursive: true, force: true });
   }
+}
+
+/**
+ * What follows the generated table in `file`, from its first `## ` heading on (the profile, the
+ * browser runtime and the sections written by hand): kept when the table is rewritten.
+ */
+function laterSections(file) {
+  const text = fs.existsSync(file) ? fs.readFileSync(file, "utf8") : "";
+  const at = text.indexOf("\n## ");
+  return at >= 0 ? text.slice(at + 1) : "";
 }
 
 /** `--only=<scenario>`: that scenario alone, its rows printed; BENCHMARKS.md is not rewritten. */
