@@ -36,6 +36,14 @@ const start = (archive, segmentEvents) =>
     streams: archive ? { r2Buckets: ["STREAMS_ARCHIVE"] } : {},
     miniflare: archive ? { r2Persist: path.join(dir, `r2-${segmentEvents}`) } : {},
   });
+// STREAMS_ARCHIVE → a bucket that keeps nothing: the object seals as usual, but no R2 emulator
+// shares the machine's cores, so the ratio is what sealing costs the object itself.
+const NO_OP_BUCKET = {
+  name: "no-op-bucket",
+  modules: [{ type: "ESModule", path: "no-op-bucket.mjs", contents: "export default () => ({ async put() { return {}; }, async get() { return null; }, async delete() {} });" }],
+};
+const startWithNoOpBucket = (segmentEvents) =>
+  startStreams({ bindings: { STREAMS_SEGMENT_EVENTS: String(segmentEvents) }, streams: { wrappedBindings: { STREAMS_ARCHIVE: { scriptName: NO_OP_BUCKET.name } } }, workers: [NO_OP_BUCKET] });
 
 const event = (i) => ({ type: "bench/item", payload: { n: i, text: "x".repeat(80) } });
 
@@ -73,12 +81,13 @@ async function replayRate(mf, name) {
 const rows = [];
 const archived = await start(true, SEAL_EVENTS);
 const plain = await start(false, SEAL_EVENTS);
+const noOp = await startWithNoOpBucket(SEAL_EVENTS);
 try {
   // 1. Appends while sealing, against no archive: the same batches, rounds interleaved.
-  const rates = { archive: [], plain: [] };
+  const rates = { archive: [], plain: [], noOp: [] };
   let sealed = 0;
   for (let round = 0; round < ROUNDS; round++) {
-    for (const [label, mf] of [["archive", archived], ["plain", plain]]) {
+    for (const [label, mf] of [["archive", archived], ["plain", plain], ["noOp", noOp]]) {
       const name = uniqueName(`bench-append-${label}-`);
       await appendBatches(mf, name, 10); // warm-up, untimed
       const t0 = performance.now();
@@ -86,10 +95,13 @@ try {
       rates[label].push(((APPEND_BATCHES * BATCH) / (performance.now() - t0)) * 1000);
       if (label === "archive") sealed += (await call(mf, name, "runtimeState")).runtime.storage.archivedSegments;
     }
-    log(`append round ${round + 1}: archive ${rates.archive.at(-1).toFixed(0)}/s, plain ${rates.plain.at(-1).toFixed(0)}/s`);
+    log(`append round ${round + 1}: archive ${rates.archive.at(-1).toFixed(0)}/s, plain ${rates.plain.at(-1).toFixed(0)}/s, no-op bucket ${rates.noOp.at(-1).toFixed(0)}/s`);
   }
   const ratio = median(rates.archive) / median(rates.plain);
-  rows.push([`appends while sealing (batches of ${BATCH}, segments of ${SEAL_EVENTS}), events/s`, Math.round(median(rates.archive)).toLocaleString("en-US"), Math.round(median(rates.plain)).toLocaleString("en-US"), ratio.toFixed(2), "≥ 0.90", ratio >= 0.9 ? "PASS" : "MISS"]);
+  const fmt = (x) => Math.round(x).toLocaleString("en-US");
+  rows.push([`appends while sealing (batches of ${BATCH}, segments of ${SEAL_EVENTS}), events/s`, fmt(median(rates.archive)), fmt(median(rates.plain)), ratio.toFixed(2), "≥ 0.90", ratio >= 0.9 ? "PASS" : "MISS"]);
+  const noOpRatio = median(rates.noOp) / median(rates.plain);
+  rows.push([`   the same, sealing into a bucket that keeps nothing (no R2 emulator on the cores), events/s`, fmt(median(rates.noOp)), fmt(median(rates.plain)), noOpRatio.toFixed(2), "", ""]);
   rows.push([`   segments sealed during the timed appends (all rounds)`, String(sealed), "—", "—", "", ""]);
 
   // 2. Replay of archived events against replay from SQLite.
@@ -107,6 +119,7 @@ try {
   const replayRatio = median(replayRates.archive) / median(replayRates.plain);
   rows.push([`replay of ${REPLAY.toLocaleString("en-US")} events, pages of 1000, events/s (archived: ${stored.archivedEvents.toLocaleString("en-US")} in R2)`, Math.round(median(replayRates.archive)).toLocaleString("en-US"), Math.round(median(replayRates.plain)).toLocaleString("en-US"), replayRatio.toFixed(2), "", ""]);
 } finally {
+  await noOp.dispose();
   await plain.dispose();
   await archived.dispose();
 }
@@ -143,7 +156,12 @@ ${new Date().toISOString()}, ${os.cpus().length} cores, load average ${load} at 
 | --- | --- | --- | --- | --- | --- |
 ${rows.map((r) => `| ${r.join(" | ")} |`).join("\n")}
 
-Sealing runs after the commits, in the background: the append path only compares two counters.
+Sealing runs after the commits, in the background and in a task of its own: the append path only
+compares two counters, and the commit that makes a seal due answers before the seal reads anything.
+A seal reads its events once, and updates the hot tier's figures without scanning it. Under
+Miniflare the local R2 emulator (each put an HTTP request with an MD5 of the body and a blob write)
+runs on the same cores as the stream, so the first row counts its work too; the second row, with a
+bucket that keeps nothing, is what sealing costs the stream itself.
 Replay of archived events fetches each segment once (a segment is one R2 read of about 160 KB here)
 and serves its pages from the decoded cache.
 `;
