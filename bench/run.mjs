@@ -558,7 +558,7 @@ function buildRows(R, restart, wasm) {
   tokenRows(R.token, row);
 
   const wake = (key) => pick(R.wake, key);
-  row(`11. Wake with ${CFG.wakeSockets} hibernated sockets: commits`, String(wake("bootCommits")), "n/a", "—", "2", wake("bootCommits") === 2);
+  row(`11. Wake with ${CFG.wakeSockets} hibernated sockets: commits`, String(wake("bootCommits")), "n/a", "—", "1", wake("bootCommits") === 1);
   row("    time until every socket has what it missed, ms", fmtMs(wake("wakeMs")), "n/a", "—", "< 1000", wake("wakeMs") < 1000);
   socketRows(R.sockets, row);
   processorRows(R.processor, row);
@@ -632,12 +632,10 @@ Notes:
   two per-request rows are medians over rounds.
 - Wake (11): one stream (its own Miniflare, with the test hooks on) holds ${CFG.wakeSockets} WebSockets
   from Node; \`simulateHibernation\` drops the object's memory and boots it again, as a real wake
-  does. Commits are what that boot made (one for \`woken\`, one for every socket's re-announcement);
-  the time runs from the call until every socket has received everything after its last frame
-  (\`woken\` and the ${CFG.wakeSockets} re-announcements), each event once, each frame's \`afterOffset\`
+  does. Commits are what that boot made (one: the \`woken\`, which keeps the open sockets in the
+  roster, so none is announced again); the time runs from the call until every socket has received
+  everything after its last frame (the \`woken\`), each event once, each frame's \`afterOffset\`
   equal to the previous \`throughOffset\`. One round (its setup, N accepts each framed to every open socket, is quadratic); \`node bench/wake.mjs\` runs it alone.
-  Frames carry the state only on a socket's first batch, so the catch-up moves the events
-  alone; the floor is the ${CFG.wakeSockets} × ${CFG.wakeSockets + 1} event deliveries themselves.
 - Sockets (13, 14; bench/sockets.mjs, its own Miniflare): single appends timed inside workerd by a
   driver Worker, 500 per round, alternating between a 30000-event stream with a \`ws\` socket filtered
   on a type that never occurs (\`replayAfterOffset=0\`, so it scanned the whole log once) and one

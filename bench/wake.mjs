@@ -1,7 +1,8 @@
 // Scenario 11: one stream with N hibernatable WebSockets wakes (the `simulateHibernation` test
 // hook drops all memory and boots again, as a real wake does). Measures the boot's commits and the
-// time until every socket has received everything it missed (the new `woken` and the N
-// re-announcements); checks each socket got each event once, in order, with no gap.
+// time until every socket has received everything it missed (the new `woken`, which keeps the open
+// sockets in the roster, docs/protocol.md#boot); checks each socket got each event once, in order,
+// with no gap.
 //
 //   node bench/wake.mjs [--sockets=1000] [--root=<checkout>]   # this scenario alone
 //

@@ -88,7 +88,7 @@ async function runPage(server) {
   const page = await browser.newPage();
   try {
     await page.goto(`http://127.0.0.1:${server.address().port}/#${encodeURIComponent(JSON.stringify(cfg))}`);
-    await page.waitForFunction(() => window.result !== undefined, null, { timeout: 15000 });
+    await page.waitForFunction(() => window.result !== undefined, null, { timeout: 30_000 });
     return await page.evaluate(() => window.result);
   } finally {
     await page.close();

@@ -9,7 +9,7 @@ import os from "node:os";
 import path from "node:path";
 import { startStreams, call, tryCall, callMany, callService, http, uniqueName, splitName } from "./helpers/mf.mjs";
 import { S } from "./helpers/assertions.mjs";
-import { openSubscriber, subscribeRaw, echoSubscriptionEvent, echoInput, inspectEcho, uniqueEchoName, waitFor, sleep, ECHO_INPUT } from "./helpers/subscribers.mjs";
+import { openSubscriber, subscribeRaw, echoSubscriptionEvent, echoInput, inspectEcho, uniqueEchoName, waitFor, ECHO_INPUT } from "./helpers/subscribers.mjs";
 
 const SEGMENT_EVENTS = 100;
 const FAIL_MARKER = "__streams_test_fail__";
@@ -217,7 +217,7 @@ test("while R2 fails appends go on, the failure is retried with back-off, and se
     await (await bucket()).delete(FAIL_MARKER);
   }
   // The alarm retries without any call.
-  const figures = await waitFor(() => storage(name), (s) => s.archivedSegments === 3, { timeoutMs: 15000, what: "sealing after R2 recovered" });
+  const figures = await waitFor(() => storage(name), (s) => s.archivedSegments === 3, { timeoutMs: 30_000, what: "sealing after R2 recovered" });
   assert.ok(figures.hotEvents < SEGMENT_EVENTS);
   const all = await readAllPages(name);
   const byOffset = new Map(all.map((e) => [e.offset, e]));
@@ -275,7 +275,7 @@ test("retention by count removes whole segments from SQLite and R2; reads before
   assert.equal(refused.status, 410, "a socket replay from a trimmed offset is refused before the upgrade");
   assert.equal(refused.json.error.code, "trimmed");
   const sub = await openSubscriber(mf, name, { replayAfterOffset: first - 1 });
-  await sub.waitForOffset(maxOffset, { timeoutMs: 10000 });
+  await sub.waitForOffset(maxOffset, { timeoutMs: 30_000 });
   sub.close();
   assert.equal(sub.events()[0].offset, first);
 });
@@ -283,7 +283,8 @@ test("retention by count removes whole segments from SQLite and R2; reads before
 test("retention by age removes what is older than the limit, by the alarm within the limit's time", async () => {
   const name = uniqueName("archive-age");
   const old = await appendMany(name, 230, { tag: "old" });
-  await sleep(30);
+  // The new events must be younger than the old: wait until the clock has passed the last old one.
+  await waitFor(() => Date.now(), (now) => now > Date.parse(old.at(-1).createdAt), { intervalMs: 1, what: "the clock past the old events" });
   await appendMany(name, 10, { tag: "new" });
   await settle(name);
   await call(mf, name, "append", { event: { type: S("configured"), payload: { config: { retention: { maxAgeSeconds: 3600 } } } } });
@@ -298,7 +299,7 @@ test("retention by age removes what is older than the limit, by the alarm within
   await appendMany(quick, 120, { tag: "q" });
   await call(mf, quick, "append", { event: { type: S("configured"), payload: { config: { retention: { maxAgeSeconds: 1 } } } } });
   const last = (await call(mf, quick, "runtimeState")).coreProcessorState.maxOffset;
-  const trimmed = await waitFor(() => storage(quick), (s) => s.firstOffset === last + 1, { timeoutMs: 10000, what: "the alarm's retention step" });
+  const trimmed = await waitFor(() => storage(quick), (s) => s.firstOffset === last + 1, { timeoutMs: 30_000, what: "the alarm's retention step" });
   assert.equal(trimmed.archivedSegments + trimmed.hotEvents, 0);
 });
 

@@ -47,11 +47,25 @@ test("a token that does not cover the stream stops the store with the server's e
   page.on("websocket", (ws) => sockets.push(ws.url()));
   const requests = [];
   page.on("request", (r) => r.url().includes("/api/") && requests.push(r.url()));
+  // The page's clock is ours to run: a retry is a timer (the back-off is at most 30 s).
+  await page.clock.install();
   const p = `/secure/other-${Date.now().toString(36)}`;
-  await page.evaluate(([path, t]) => (globalThis.store = streams.openStream({ path, token: t })), [p, await token(["/elsewhere/**"])]);
+  await page.evaluate(
+    ([path, t]) => {
+      globalThis.store = streams.openStream({ path, token: t });
+      globalThis.statuses = [];
+      store.subscribe(() => statuses.push(store.getSnapshot().status));
+    },
+    [p, await token(["/elsewhere/**"])],
+  );
   await waitSnapshot(page, (s) => s.status === "error");
   assert.match((await snapshot(page)).error, /token does not cover path/);
-  await page.waitForTimeout(2_000);
+  // Instead of a sleep: every timer the page holds fires over a minute of its time. A retry would
+  // leave "error" as its timer fires (the store reports "reconnecting" at once).
+  const seen = await page.evaluate(() => statuses.length);
+  await page.clock.runFor(60_000);
+  assert.deepEqual(await page.evaluate((n) => statuses.slice(n).filter((s) => s !== "error"), seen), [], "no status after the error");
+  assert.equal((await snapshot(page)).status, "error");
   assert.equal(sockets.length, 0, "no socket was opened");
   assert.equal(requests.length, 1, `one refused call, no retries: ${requests.join(", ")}`);
   await page.close();

@@ -28,12 +28,11 @@ const token = (path, ops) => mintToken({ secret: SECRET, ns: "default", paths: [
 
 /** Retries an API call while the stream's object is coming back from a kill. */
 async function apiRetrying(method, path, args) {
-  for (let i = 0; ; i++) {
+  for (const deadline = Date.now() + 20_000; ; await new Promise((r) => setTimeout(r, 20))) {
     try {
       return await h.api(method, path, args);
     } catch (e) {
-      if (i > 100 || e.status !== 500) throw e;
-      await new Promise((r) => setTimeout(r, 20));
+      if (Date.now() >= deadline || e.status !== 500) throw e;
     }
   }
 }

@@ -129,7 +129,7 @@ for (const sse of [[], ["--sse"]]) test(`tail${sse.length > 0 ? " --sse" : ""} f
   const exited = new Promise((resolve) => child.on("close", (code, signal) => resolve({ code, signal })));
   const lines = () => stdout.split("\n").filter(Boolean).map((l) => JSON.parse(l));
   const waitLines = async (n) => {
-    const deadline = Date.now() + 15_000;
+    const deadline = Date.now() + 30_000;
     while (lines().length < n) {
       if (Date.now() > deadline) assert.fail(`tail printed ${lines().length} of ${n} lines; stderr: ${stderr}`);
       await new Promise((r) => setTimeout(r, 20));

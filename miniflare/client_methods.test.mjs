@@ -16,14 +16,13 @@ before(async () => {
 });
 after(() => mf?.dispose());
 
-/** Repeats `call` while it fails, for up to a second: right after kill/reset the old incarnation
- * may still answer `internal: … shutting down; retry`. */
+/** Repeats `call` while it fails, for up to 20 s: right after kill/reset the old incarnation
+ * may still answer `internal: … shutting down; retry` until its abort lands. */
 async function afterShutdown(call) {
   let outcome;
-  for (let i = 0; i < 50; i++) {
+  for (const deadline = Date.now() + 20_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 20))) {
     outcome = await call();
     if (outcome.ok) break;
-    await new Promise((r) => setTimeout(r, 20));
   }
   return outcome;
 }

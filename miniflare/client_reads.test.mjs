@@ -44,7 +44,7 @@ test("the client lists the directory page by page, reads by time and tail, and r
       return out;
     },
     (out) => out.flatMap((p) => p.streams).length === 3,
-    { timeoutMs: 10000, what: "three streams listed" },
+    { timeoutMs: 30_000, what: "three streams listed" },
   );
   assert.deepEqual(pages.map((p) => p.streams.map((s) => s.path)), [["/x/a", "/x/b"], ["/x/c"]]);
   const tail = await client.getEvents("/x/a", { last: 3 });

@@ -257,24 +257,23 @@ test("a stored checkpoint from an earlier life is detected on the first batch (s
 test("a socket that stops answering is replaced within the liveness window; nothing lost or repeated", async (t) => {
   const p = uniquePath("dead");
   const timing = { ...FAST, pingIntervalMs: 200, pongTimeoutMs: 300 };
-  const sub = proxiedClient().subscribe(p, { afterOffset: 0, eventTypes: ["app/x"], timing });
+  const statuses = [];
+  const sub = proxiedClient().subscribe(p, { afterOffset: 0, eventTypes: ["app/x"], timing, onStatus: (s) => statuses.push(s) });
   t.after(() => sub.close());
   const seen = consume(sub, (s) => s.events.length >= 20);
   for (let i = 0; i < 10; i++) await writer.append(p, { type: "app/x", payload: { i } });
   await until(() => seen.events.length === 10, "first 10 delivered");
   const connectionsBefore = new Set(seen.batches.map((b) => b.connectionId)).size;
-  const frozenAt = Date.now();
   assert.equal(proxy.freeze(), 1, "one open socket to freeze");
   for (let i = 10; i < 20; i++) await writer.append(p, { type: "app/x", payload: { i } });
-  await Promise.race([seen.done, sleep(10_000)]);
-  const recoveredMs = Date.now() - frozenAt;
+  await Promise.race([seen.done, sleep(60_000)]);
   assert.equal(seen.error, undefined);
   assert.deepEqual(seen.events.map((e) => e.payload.i), Array.from({ length: 20 }, (_, i) => i));
   assert.ok(new Set(seen.batches.map((b) => b.connectionId)).size > connectionsBefore, "a new connection delivered the rest");
-  // Liveness window: the next ping, its pong timeout and one back-off (plus scheduling slack).
-  const windowMs = timing.pingIntervalMs + timing.pongTimeoutMs + timing.backoffBaseMs;
-  assert.ok(recoveredMs < windowMs + 2000, `recovered after ${recoveredMs} ms (window ${windowMs} ms)`);
-  console.log(`client-liveness summary ${JSON.stringify({ windowMs, recoveredMs })}`);
+  // Replaced by the liveness check (how soon is the bench's business): the frozen socket was
+  // dropped for its missing pong, the only drop.
+  const drops = statuses.filter((s) => s.state === "backoff").map((s) => s.reason);
+  assert.deepEqual(drops, [`no pong within ${timing.pongTimeoutMs} ms`], `drops: ${JSON.stringify(drops)}`);
   proxy.cut(); // the frozen pair
 });
 
@@ -290,8 +289,10 @@ test("calls made while reconnecting wait for the connection (bounded), then run"
   proxy.cut();
   await until(() => sub.status().state !== "open", "dropped");
   let settled = false;
-  const waiting = sub.whenReady(() => client.runtimeState(p), 10_000).finally(() => (settled = true));
-  await sleep(400);
+  const waiting = sub.whenReady(() => client.runtimeState(p), 30_000).finally(() => (settled = true));
+  // Sentinel: two refused reconnects happened after the call was made, and it still waits.
+  const attempt = sub.status().attempt;
+  await until(() => sub.status().attempt >= attempt + 2, "two refused reconnects");
   assert.equal(settled, false, "the call waits while the server is unreachable");
   await assert.rejects(sub.whenReady(() => client.runtimeState(p), 150), (e) => e.code === "timeout");
   proxy.refuse(false);
@@ -365,6 +366,8 @@ test("a slow consumer: batches beyond the buffer release the socket until it cat
   t.after(() => sub.close());
   await sub.whenConnected();
   for (let i = 0; i < 40; i++) await writer.append(p, { type: "app/x", payload: { i } });
+  // Nothing consumed yet, so the batches beyond the buffer must release the socket.
+  await until(() => statuses.includes("suspended"), () => `suspended while nothing is consumed: ${statuses.join(",")}`);
   const got = [];
   for await (const item of sub) {
     await sleep(10);

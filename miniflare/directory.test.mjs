@@ -43,7 +43,7 @@ test("a written stream is listed with its figures; maxOffset follows; the listin
   const listed = await pollUntil(
     () => callService(mf, "listStreams", { namespace }),
     (page) => page.streams.length >= 8, // the five, plus the ancestors their notices created: "/", "/c", "/c/x"
-    { timeoutMs: 10000, what: "every written stream listed" },
+    { timeoutMs: 30_000, what: "every written stream listed" },
   );
   assert.deepEqual(paths(listed), ["/", "/a", "/a/1", "/a/2", "/b", "/c", "/c/x", "/c/x/y"]);
   assert.equal(listed.next, null);
@@ -52,7 +52,7 @@ test("a written stream is listed with its figures; maxOffset follows; the listin
   const fresh = await pollUntil(
     () => callService(mf, "listStreams", { namespace, prefix: "/b" }),
     (page) => page.streams[0]?.maxOffset === state.maxOffset,
-    { timeoutMs: 10000, what: "maxOffset of /b reported" },
+    { timeoutMs: 30_000, what: "maxOffset of /b reported" },
   );
   const entry = fresh.streams[0];
   assert.deepEqual(Object.keys(entry), ["path", "streamId", "createdAt", "maxOffset", "lastEventAt"]);
@@ -65,7 +65,7 @@ test("a written stream is listed with its figures; maxOffset follows; the listin
   await pollUntil(
     () => callService(mf, "listStreams", { namespace, prefix: "/b" }),
     (page) => page.streams[0]?.maxOffset === maxOffset,
-    { timeoutMs: 10000, what: "maxOffset reported" },
+    { timeoutMs: 30_000, what: "maxOffset reported" },
   );
 
   assert.deepEqual(paths(await callService(mf, "listStreams", { namespace, prefix: "/a/" })), ["/a/1", "/a/2"]);
@@ -84,17 +84,17 @@ test("reset removes the stream from the directory until it is written again, wit
   const namespace = freshNamespace();
   await callService(mf, "append", { namespace, path: "/gone", event: { type: "app/x" } });
   const before = await pollUntil(() => callService(mf, "listStreams", { namespace, prefix: "/gone" }), (p) => p.streams.length === 1, {
-    timeoutMs: 10000,
+    timeoutMs: 30_000,
     what: "listed",
   });
   await callService(mf, "reset", { namespace, path: "/gone" });
   await pollUntil(() => callService(mf, "listStreams", { namespace, prefix: "/gone" }), (p) => p.streams.length === 0, {
-    timeoutMs: 10000,
+    timeoutMs: 30_000,
     what: "removed after reset",
   });
   await callAfterKill(mf, `${namespace}:/gone`, "append", { event: { type: "app/again" } });
   const again = await pollUntil(() => callService(mf, "listStreams", { namespace, prefix: "/gone" }), (p) => p.streams.length === 1, {
-    timeoutMs: 10000,
+    timeoutMs: 30_000,
     what: "listed again",
   });
   assert.notEqual(again.streams[0].streamId, before.streams[0].streamId);
@@ -105,14 +105,14 @@ test("childPaths keeps 100 entries; childCount counts every stream below; the di
   const children = Array.from({ length: 105 }, (_, i) => `/parent/c${String(i).padStart(3, "0")}`);
   for (const path of children) await callService(mf, "append", { namespace, path, event: { type: "app/x" } });
   const state = await pollUntil(() => coreState(mf, `${namespace}:/parent`), (s) => s.childCount === 105, {
-    timeoutMs: 15000,
+    timeoutMs: 30_000,
     what: "every child notice reduced",
   });
   assert.equal(state.childPaths.length, 100);
   const listed = await pollUntil(
     () => callService(mf, "listStreams", { namespace, prefix: "/parent/", limit: 1000 }),
     (p) => p.streams.length === 105,
-    { timeoutMs: 10000, what: "every child listed" },
+    { timeoutMs: 30_000, what: "every child listed" },
   );
   assert.deepEqual(paths(listed), children);
 });
@@ -136,7 +136,7 @@ test("errors: limit, namespace, unknown arguments, verbs, credentials", async ()
 test("a scoped token lists only the paths it covers, needs read, and only in its namespace", async () => {
   const namespace = freshNamespace();
   for (const path of ["/team/a", "/team/b", "/teammate", "/other"]) await callService(mf, "append", { namespace, path, event: { type: "app/x" } });
-  await pollUntil(() => callService(mf, "listStreams", { namespace }), (p) => p.streams.length === 6, { timeoutMs: 10000, what: "listed" });
+  await pollUntil(() => callService(mf, "listStreams", { namespace }), (p) => p.streams.length === 6, { timeoutMs: 30_000, what: "listed" });
   const token = (paths, ops = ["read"], ns = namespace) => ({ authorization: `Bearer ${signJwt(claims({ ns, paths, ops }), SECRET)}` });
   const scoped = await listHttp({ namespace }, token(["/team/**"]));
   assert.equal(scoped.status, 200);

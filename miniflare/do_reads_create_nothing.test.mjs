@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { storedTables } from "./helpers/reliability.mjs";
 import { call, callService, http, splitName, startPersistedStreams, stopPersistedStreams, tryCall, tryCallService } from "./helpers/mf.mjs";
 import { S, assertError, breakerConfig, coreState } from "./helpers/assertions.mjs";
-import { openSubscriber, waitForLog, facts } from "./helpers/subscribers.mjs";
+import { openSubscriber, waitFor, waitForLog, facts } from "./helpers/subscribers.mjs";
 
 let mf;
 let persistDir;
@@ -77,7 +77,8 @@ test("reads create nothing: a long-poll on a never-written path waits without cr
   assert.deepEqual(await call(mf, child, "getEvents", { waitMs: 300 }), [], "the time runs out: []");
   assert.deepEqual(await storedTables(mf, persistDir, child), [], "the expired long-poll created nothing");
   const waiting = tryCall(mf, child, "getEvents", { afterOffset: 0, eventTypes: ["app/first"], waitMs: 20_000 });
-  await new Promise((r) => setTimeout(r, 300));
+  // Sentinel: the object reports the long-poll waiting (looking creates nothing either).
+  await waitFor(() => call(mf, child, "pendingWork"), (p) => p.longPolls === 1, { what: "the long-poll waiting" });
   for (const name of [child, parent]) assert.deepEqual(await storedTables(mf, persistDir, name), [], `${name} holds nothing while the long-poll waits`);
   const first = await call(mf, child, "append", { event: { type: "app/first" } });
   const answered = await waiting;
@@ -98,16 +99,9 @@ test("reads create nothing: a read after reset answers from nothing too", async 
   const { child } = freshTree();
   await call(mf, child, "append", { event: { type: "app/x" } });
   await call(mf, child, "reset");
-  let events;
-  for (let i = 0; i < 50; i++) {
-    const outcome = await tryCall(mf, child, "getEvents", {});
-    if (outcome.ok) {
-      events = outcome.result;
-      break;
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  assert.deepEqual(events, [], "a reset stream is empty and a read does not re-create it");
+  // The old incarnation may refuse calls while it shuts down: read until one answers.
+  const read = await waitFor(() => tryCall(mf, child, "getEvents", {}), (o) => o.ok, { timeoutMs: 20_000, what: "a read after the reset" });
+  assert.deepEqual(read.result, [], "a reset stream is empty and a read does not re-create it");
 });
 
 test("presence events spend no breaker tokens: opening and closing sockets cannot trip the breaker", async () => {

@@ -78,7 +78,7 @@ describe("streams with a recording subscriber and the runtime's log", () => {
     await waitFor(
       () => logLines,
       (lines) => lines.some((l) => l.includes(`child-stream-created on ${parent} failed`) && l.includes("stream_paused")),
-      { what: "the logged failure of the notice to the paused ancestor", timeoutMs: 10_000 },
+      { what: "the logged failure of the notice to the paused ancestor", timeoutMs: 30_000 },
     );
     const state = (await call(mf, parent, "runtimeState")).coreProcessorState;
     assert.deepEqual(state.childPaths, [], "the paused ancestor recorded nothing");

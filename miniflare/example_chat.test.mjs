@@ -85,12 +85,12 @@ test("messages go in through the service binding; the last 20 come back; the pro
     { author: "ada", text: "how are you?" },
   ]);
   const counts = () => app.fetch(`http://chat/rooms/${room}/counts`).then((r) => r.json());
-  await waitFor(counts, (c) => c.byAuthor.ada === 2 && c.byAuthor.bob === 1, { what: "the processor's counts", timeoutMs: 10_000 });
+  await waitFor(counts, (c) => c.byAuthor.ada === 2 && c.byAuthor.bob === 1, { what: "the processor's counts", timeoutMs: 30_000 });
 
   for (let i = 1; i <= 30; i++) assert.equal((await post(i % 3 === 0 ? "cy" : "bob", `m${i}`)).status, 201);
   const last = await (await app.fetch(`http://chat/rooms/${room}/messages`)).json();
   assert.deepEqual(last.map((m) => m.text), Array.from({ length: 20 }, (_, i) => `m${i + 11}`), "the last 20, oldest first");
-  await waitFor(counts, (c) => c.byAuthor.ada === 2 && c.byAuthor.bob === 21 && c.byAuthor.cy === 10, { what: "counts of 33 messages", timeoutMs: 10_000 });
+  await waitFor(counts, (c) => c.byAuthor.ada === 2 && c.byAuthor.bob === 21 && c.byAuthor.cy === 10, { what: "counts of 33 messages", timeoutMs: 30_000 });
 });
 
 test("a message without author or text is refused with 400, and nothing is appended", async () => {

@@ -7,7 +7,7 @@ import { before, after, test } from "node:test";
 import assert from "node:assert/strict";
 import { uniqueName, splitName } from "./helpers/mf.mjs";
 import { S, readAll } from "./helpers/assertions.mjs";
-import { sleep } from "./helpers/subscribers.mjs";
+import { waitFor } from "./helpers/subscribers.mjs";
 import { startWithProcessors, tryHost, callHost, uniqueHostName } from "./helpers/processors.mjs";
 
 let mf;
@@ -199,12 +199,15 @@ test("overlap: a slow batch of a superseded connection and the new connection's 
   const p = setup();
   assertOk(await p.dial("A"));
   assertOk(await p.batch("A", 0, 2, [add(2, 1)]));
-  // A's next batch is slow (onEvent waits 600 ms at offset 4); meanwhile B dials and replays.
-  const slow = p.batch("A", 2, 6, [add(3, 10), add(4, 100, { delayMs: 600 }), add(6, 1000)]);
-  await sleep(150);
+  // A's next batch is held in onEvent at offset 4 until the test opens its gate; meanwhile B dials and replays.
+  const gate = `overlap-${p.host}`;
+  const slow = p.batch("A", 2, 6, [add(3, 10), add(4, 100, { gate }), add(6, 1000)]);
+  await waitFor(() => callHost(mf, p.host, "onEventOffsets", p.target), (o) => o.includes(4), { timeoutMs: 20_000, what: "A held at offset 4" });
   const dialB = assertOk(await p.dial("B"));
   assert.equal(dialB.replayAfterOffset, 2, "A's batch is not committed yet");
   const replay = p.batch("B", 2, 7, [add(3, 10), add(4, 100), add(6, 1000), add(7, 10000)]);
+  await waitFor(() => callHost(mf, p.host, "receivedBatches"), (n) => n === 3, { timeoutMs: 20_000, what: "B's replay at the host" });
+  await callHost(mf, p.host, "openGate", { gate });
   const [a, b] = await Promise.all([slow, replay]);
   assert.deepEqual(assertOk(a, "slow A"), { outcome: "superseded", checkpoint: 2 });
   assert.deepEqual(assertOk(b, "replay B"), { outcome: "committed", checkpoint: 7 });
@@ -219,10 +222,14 @@ test("overlap: a slow batch of a superseded connection and the new connection's 
 test("batches of one processor and stream run strictly one at a time", async () => {
   const p = setup();
   assertOk(await p.dial("A"));
-  // The second batch continues from the first one's throughOffset: run concurrently, it would be a gap.
-  const first = p.batch("A", 0, 3, [add(3, 1, { delayMs: 300 })]);
-  await sleep(50);
+  // The second batch continues from the first one's throughOffset: run concurrently, it would be a
+  // gap. The first is held in onEvent until the second has reached the host.
+  const gate = `serial-${p.host}`;
+  const first = p.batch("A", 0, 3, [add(3, 1, { gate })]);
+  await waitFor(() => callHost(mf, p.host, "onEventOffsets", p.target), (o) => o.includes(3), { timeoutMs: 20_000, what: "the first batch held" });
   const second = p.batch("A", 3, 5, [add(5, 2)]);
+  await waitFor(() => callHost(mf, p.host, "receivedBatches"), (n) => n === 2, { timeoutMs: 20_000, what: "the second batch at the host" });
+  await callHost(mf, p.host, "openGate", { gate });
   const [r1, r2] = await Promise.all([first, second]);
   assert.equal(assertOk(r1).checkpoint, 3);
   assert.equal(assertOk(r2).checkpoint, 5);
@@ -253,7 +260,7 @@ test("reduce throwing on its first 2 attempts: 2 rejections, nothing committed, 
   assert.deepEqual((await p.outputs()).map((e) => e.idempotencyKey), ["counter:k:3:0", "counter:k:4:0", "counter:k:5:0"]);
 });
 
-test("a poison event: 3 failures → one error-occurred keyed processor-ingest-failed:<slug>:<checkpoint>, halt; resume({skip:true}) steps over it", async () => {
+test("a poison event: 3 failures → one error-occurred keyed processor-ingest-failed:<slug>:<subscriptionKey>:<checkpoint>, halt; resume({skip:true}) steps over it", async () => {
   const p = setup();
   assertOk(await p.dial("A"));
   assertOk(await p.batch("A", 0, 2, [add(2, 1)]));
@@ -272,7 +279,7 @@ test("a poison event: 3 failures → one error-occurred keyed processor-ingest-f
   const errors = log.filter((e) => e.type === S("error-occurred"));
   assert.equal(errors.length, 1, "exactly one error-occurred");
   const [err] = errors;
-  assert.equal(err.idempotencyKey, "processor-ingest-failed:counter:2");
+  assert.equal(err.idempotencyKey, "processor-ingest-failed:counter:k:2");
   assert.deepEqual(Object.keys(err.payload), ["message", "error"]);
   assert.equal(err.payload.message, 'processor "counter" 1 halted after 3 failed attempts at offset 4 (checkpoint 2): poison event at 4');
   assert.equal(err.payload.error.name, "Error");
@@ -304,7 +311,7 @@ test("resume without skip retries the event; halting again at the same checkpoin
   assert.equal((await p.status()).halted, true);
   const errors = (await readAll(mf, p.name)).filter((e) => e.type === S("error-occurred"));
   assert.equal(errors.length, 1);
-  assert.equal(errors[0].idempotencyKey, "processor-ingest-failed:counter:0");
+  assert.equal(errors[0].idempotencyKey, "processor-ingest-failed:counter:k:0");
 });
 
 test("a halt report that cannot be appended is only logged: dials are refused cleanly, and work again after resume", async () => {

@@ -49,7 +49,7 @@ test("maxConsecutiveFailures 2: a reduce returning a non-JSON value fails twice,
   assert.deepEqual([st.halted, st.failures, st.checkpoint], [true, 2, 0], "halted after 2 failures, not 3");
   assertFailed(await p.batch(0, 3, events), /^processor_halted: processor "edge" .* after 2 failures/, "halted");
   const errors = (await readAll(mf, p.name)).filter((e) => e.type === S("error-occurred"));
-  assert.deepEqual(errors.map((e) => e.idempotencyKey), ["processor-ingest-failed:edge:0"]);
+  assert.deepEqual(errors.map((e) => e.idempotencyKey), ["processor-ingest-failed:edge:k:0"]);
   assert.match(errors[0].payload.message, /halted after 2 failed attempts at offset 3/);
 });
 

@@ -69,7 +69,7 @@ test("a reduce that throws on its first 2 attempts recovers through the stream's
   const tag = Math.random().toString(36).slice(2);
   await call(mf, w.name, "append", { event: add(1) });
   await call(mf, w.name, "appendBatch", { events: [add(10), add(100, { failTimes: 2, tag }), add(1000)] });
-  const st = await waitForProcessor(mf, w.host, w.name, "counter", (s) => s.state.count === 4, { timeoutMs: 10000 });
+  const st = await waitForProcessor(mf, w.host, w.name, "counter", (s) => s.state.count === 4, { timeoutMs: 30_000 });
   assert.equal(st.state.total, 1111);
   assert.equal(new Set(st.state.offsets).size, 4, "no offset reduced twice");
   assert.equal(st.failures, 0);
@@ -80,23 +80,23 @@ test("a reduce that throws on its first 2 attempts recovers through the stream's
   assert.equal(summed(log).length, 4);
 });
 
-test("a poison event: one error-occurred with processor-ingest-failed:<slug>:<checkpoint>, dials refused, resume({skip:true}) continues after it", async () => {
+test("a poison event: one error-occurred with processor-ingest-failed:<slug>:<subscriptionKey>:<checkpoint>, dials refused, resume({skip:true}) continues after it", async () => {
   const w = await wire(mf);
   const first = await call(mf, w.name, "append", { event: add(1) });
   await waitForProcessor(mf, w.host, w.name, "counter", (s) => s.state.count === 1);
   const { checkpoint } = await processorStatus(mf, w.host, w.name, "counter");
   const poison = await call(mf, w.name, "append", { event: add(0, { poison: true }) });
   await call(mf, w.name, "append", { event: add(2) });
-  const halted = await waitForProcessor(mf, w.host, w.name, "counter", (s) => s.halted, { timeoutMs: 10000 });
+  const halted = await waitForProcessor(mf, w.host, w.name, "counter", (s) => s.halted, { timeoutMs: 30_000 });
   assert.equal(halted.checkpoint, checkpoint);
   assert.equal(halted.lastError.offset, poison.offset);
 
   // The stream keeps re-dialling on its back-off; every dial is refused, nothing more is written.
-  await waitFor(() => runtimeState(mf, w.name), (s) => s.runtime.redial[w.key]?.failures >= 5, { timeoutMs: 10000, what: "refused dials" });
+  await waitFor(() => runtimeState(mf, w.name), (s) => s.runtime.redial[w.key]?.failures >= 5, { timeoutMs: 30_000, what: "refused dials" });
   let log = await readAll(mf, w.name);
   const errors = log.filter((e) => e.type === S("error-occurred"));
   assert.equal(errors.length, 1);
-  assert.equal(errors[0].idempotencyKey, `processor-ingest-failed:counter:${checkpoint}`);
+  assert.equal(errors[0].idempotencyKey, `processor-ingest-failed:counter:${w.key}:${checkpoint}`);
   assert.match(errors[0].payload.message, new RegExp(`^processor "counter" 1 halted after 3 failed attempts at offset ${poison.offset} \\(checkpoint ${checkpoint}\\)`));
   assert.equal(errors[0].payload.error.message, `poison event at ${poison.offset}`);
 
@@ -117,14 +117,20 @@ test("overlap: a slow batch cut off by kill() and the new connection's replay â†
   await call(mf, w.name, "append", { event: add(1) });
   await waitForProcessor(mf, w.host, w.name, "counter", (s) => s.state.count === 1);
   const before = await processorStatus(mf, w.host, w.name, "counter");
-  const batch = await call(mf, w.name, "appendBatch", { events: [add(10), add(100, { delayMs: 1500 }), add(1000)] });
+  // The slow event is held in onEvent until the test opens its gate: the kill lands while it waits.
+  const gate = `kill-${w.host}`;
+  const batch = await call(mf, w.name, "appendBatch", { events: [add(10), add(100, { gate }), add(1000)] });
   const slow = batch[1].offset;
-  const ran = (list) => waitFor(() => callHost(mf, w.host, list, splitName(w.name)), (offsets) => offsets.includes(slow), { what: `${list} to include @${slow}`, timeoutMs: 15000 });
+  const ran = (list) => waitFor(() => callHost(mf, w.host, list, splitName(w.name)), (offsets) => offsets.includes(slow), { what: `${list} to include @${slow}`, timeoutMs: 30_000 });
   await ran("onEventOffsets"); // the slow batch is now in onEvent
+  const received = await callHost(mf, w.host, "receivedBatches");
   assert.equal(await call(mf, w.name, "kill"), undefined);
   // Boots the stream, which re-dials and replays (retried while the old incarnation shuts down).
   await waitFor(() => call(mf, w.name, "append", { event: add(10000) }).catch(() => null), (r) => r !== null, { what: "the append after kill" });
-  const st = await waitForProcessor(mf, w.host, w.name, "counter", (s) => s.state.count === 5, { timeoutMs: 15000 });
+  // The new connection's batch reached the host (it waits behind the held one); then the gate opens.
+  await waitFor(() => callHost(mf, w.host, "receivedBatches"), (n) => n > received, { timeoutMs: 30_000, what: "the new connection's batch at the host" });
+  await callHost(mf, w.host, "openGate", { gate });
+  const st = await waitForProcessor(mf, w.host, w.name, "counter", (s) => s.state.count === 5, { timeoutMs: 30_000 });
   await ran("onEventEndedOffsets"); // the slow batch has finished; it must not have committed anything
   const after = await processorStatus(mf, w.host, w.name, "counter");
   assert.deepEqual(after.state, st.state);
@@ -144,7 +150,7 @@ test("two processors in one host: selected by shallowMerge.processorName, indepe
   await call(mf, name, "append", { event: add(0, { poison: true }) });
   await call(mf, name, "append", { event: { type: "app/mul", payload: { n: 5 } } });
   const tally = await waitForProcessor(mf, host, name, "tally", (s) => s.state["app/mul"] === 2 && s.state["app/add"] === 3);
-  const counter = await waitForProcessor(mf, host, name, "counter", (s) => s.halted, { timeoutMs: 10000 });
+  const counter = await waitForProcessor(mf, host, name, "counter", (s) => s.halted, { timeoutMs: 30_000 });
   assert.equal(counter.state.total, 4);
   assert.equal(tally.halted, false);
   assert.notEqual(tally.connectionId, counter.connectionId);
@@ -157,7 +163,7 @@ test("after reset() and a new subscription, the processor starts over on the new
   assert.equal(await call(mf, w.name, "reset"), undefined);
   await wire(mf, { host: w.host, name: w.name });
   await call(mf, w.name, "append", { event: add(100) });
-  const st = await waitForProcessor(mf, w.host, w.name, "counter", (s) => s.state.total === 100, { timeoutMs: 10000 });
+  const st = await waitForProcessor(mf, w.host, w.name, "counter", (s) => s.state.total === 100, { timeoutMs: 30_000 });
   assert.equal(st.state.count, 1, "only the new life's input");
   assert.notEqual(st.streamId, old.streamId);
   assert.equal(st.streamId, (await runtimeState(mf, w.name)).coreProcessorState.streamId);
@@ -173,7 +179,7 @@ test("a version bump (restart with new code) replays from offset 0 into a fresh 
     await m.dispose();
     m = await startWithProcessors({ persistDir, counterVersion: "2" });
     await call(m, w.name, "append", { event: add(4) }); // boots the stream: it re-dials the new version
-    const v2 = await waitForProcessor(m, w.host, w.name, "counter", (s) => s.state.count === 4, { timeoutMs: 10000 });
+    const v2 = await waitForProcessor(m, w.host, w.name, "counter", (s) => s.state.count === 4, { timeoutMs: 30_000 });
     assert.equal(v2.version, "2");
     assert.equal(v2.state.total, 10, "the replay from 0 reduced every input once into a fresh state");
     assert.deepEqual(v2.state.offsets.slice(0, 3), v1.state.offsets);

@@ -138,7 +138,7 @@ test('with onTrimmed: "startFromFirstKept" a processor goes on from the first ke
   await call(mf, name, "append", { event: processorSubscription("kept", host, undefined, "KEPT_PROCESSORS") });
   const later = await call(mf, name, "appendBatch", { events: adds(3, 105) });
   const max = later.at(-1).offset;
-  const caughtUp = await waitFor(status, (s) => s.checkpoint >= max, { what: "the processor caught up", timeoutMs: 15000 });
+  const caughtUp = await waitFor(status, (s) => s.checkpoint >= max, { what: "the processor caught up", timeoutMs: 30_000 });
   assert.equal(caughtUp.halted, false);
   const log = await readKept(name);
   const keptInputs = log.filter((e) => e.type === "app/add" && e.offset >= first).map((e) => e.offset);

@@ -4,6 +4,7 @@ import { before, after, test } from "node:test";
 import assert from "node:assert/strict";
 import { startStreams, call, callService, http, tryCallService, uniqueName, splitName } from "./helpers/mf.mjs";
 import { expectError, assertError, assertContiguous } from "./helpers/assertions.mjs";
+import { waitFor } from "./helpers/subscribers.mjs";
 
 let mf;
 before(async () => {
@@ -14,13 +15,17 @@ after(async () => {
 });
 
 const offsets = (events) => events.map((e) => e.offset);
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Appends `count` events of `type`, then waits until the clock has moved on. */
+/** Appends `count` events of `type`, then waits until the clock has passed their `createdAt`. */
 async function appendAt(name, type, count) {
   const events = await call(mf, name, "appendBatch", { events: Array.from({ length: count }, (_, i) => ({ type, payload: { i } })) });
-  await sleep(15);
+  await waitFor(() => Date.now(), (now) => now > Date.parse(events.at(-1).createdAt), { intervalMs: 1, what: "the clock past the batch" });
   return events;
+}
+
+/** Waits until `name` has `n` long-polls waiting for a commit (the pendingWork test hook). */
+function longPollsWaiting(name, n = 1) {
+  return waitFor(() => call(mf, name, "pendingWork"), (p) => p.longPolls === n, { timeoutMs: 20_000, what: `${n} long-poll(s) waiting on ${name}` });
 }
 
 test("sinceTime returns the events created at or after it, ascending and paged; createdAt never goes backwards", async () => {
@@ -129,7 +134,7 @@ test("long-poll: waitMs answers as soon as an event is committed, and [] when no
   const name = uniqueName();
   await call(mf, name, "append", { event: { type: "app/a" } }); // offsets 1..3
   const waiting = call(mf, name, "getEvents", { afterOffset: 3, waitMs: 30000 });
-  await sleep(100);
+  await longPollsWaiting(name);
   await call(mf, name, "append", { event: { type: "app/b" } });
   const woken = await waiting;
   assert.deepEqual(offsets(woken), [4]);
@@ -143,9 +148,9 @@ test("long-poll with eventTypes waits past commits of other types for a match", 
   await call(mf, name, "append", { event: { type: "app/a" } });
   const { namespace, path } = splitName(name);
   const waiting = http(mf, "GET", `/api/streams/getEvents?namespace=${namespace}&path=${encodeURIComponent(path)}&afterOffset=3&eventTypes=app/wanted&waitMs=30000`);
-  await sleep(100);
+  await longPollsWaiting(name);
   await call(mf, name, "append", { event: { type: "app/other" } });
-  await sleep(100);
+  await longPollsWaiting(name); // woken by app/other, it waits again
   await call(mf, name, "append", { event: { type: "app/wanted" } });
   const res = await waiting;
   assert.equal(res.status, 200);
@@ -156,12 +161,9 @@ test("over a trimmed range: sinceTime and last start at the first kept offset; a
   const name = uniqueName();
   await call(mf, name, "append", { event: { type: "events.iterate.com/stream/configured", payload: { config: { retention: { maxEvents: 50 } } } } });
   for (let i = 0; i < 3; i++) await call(mf, name, "appendBatch", { events: Array.from({ length: 60 }, () => ({ type: "app/x" })) });
-  let first;
-  for (let i = 0; i < 200 && !(first > 1); i++) {
-    first = (await call(mf, name, "runtimeState")).runtime.storage.firstOffset;
-    if (!(first > 1)) await sleep(25);
-  }
-  assert.ok(first > 1, "retention removed the oldest events");
+  const { firstOffset: first } = (
+    await waitFor(() => call(mf, name, "runtimeState"), (rs) => rs.runtime.storage.firstOffset > 1, { timeoutMs: 30_000, what: "retention removed the oldest events" })
+  ).runtime.storage;
   const message = (n) => `trimmed: Offset ${n} was removed by retention; the first kept offset is ${first}.`;
   assert.equal((await call(mf, name, "getEvents", { sinceTime: "2000-01-01T00:00:00Z", limit: 1 }))[0].offset, first, "a time before the kept events");
   const tail = await call(mf, name, "getEvents", { last: 1000 });

@@ -11,7 +11,7 @@
 //    seen 1..200, one per input.
 // 3. Inbound WebSocket under simulateHibernation(): the same write phase, with seeded simulated
 //    wakes instead of kills. The one socket stays open and receives every event exactly once,
-//    the `woken` and re-announced `subscriber-connected` events included.
+//    the `woken` events included.
 //
 // Seeds: STREAMS_SEED=<n> replays one plan (timing still varies).
 import { before, after, test } from "node:test";
@@ -75,7 +75,7 @@ test("subscriptions: inbound WebSocket under 8 seeded kill()s — union of deliv
         const conn = sub.current();
         const o = await callOn(mf, killSurfaces[k], name, "kill");
         if (!o.ok) return { ok: false, error: o.error };
-        const deadline = Date.now() + 5000;
+        const deadline = Date.now() + 30_000;
         while (conn.sub.closeEvent === null && Date.now() < deadline) await sleep(2);
         return { ok: true, closedLiveSocket: conn.sub.closeEvent !== null };
       },
@@ -86,7 +86,7 @@ test("subscriptions: inbound WebSocket under 8 seeded kill()s — union of deliv
   const landed = kills.filter((k) => k.ok).length;
   assert.deepEqual(kills.filter((k) => !k.ok), [], "every kill landed (each targets a live incarnation)");
   assert.equal(landed, KILLS, "all kill points were reached during the write phase");
-  assert.deepEqual(kills.map((k) => k.closedLiveSocket), kills.map(() => true), "each kill closed the live socket within 5 s");
+  assert.deepEqual(kills.map((k) => k.closedLiveSocket), kills.map(() => true), "each kill closed the live socket");
 
   const log = await settle(sub, name);
   const conns = sub.connections.map((c) => ({ ...c, closeEvent: c.sub.closeEvent }));
@@ -314,17 +314,17 @@ test("subscriptions: inbound WebSocket across 4 seeded simulateHibernation()s �
   for (let i = 0; i < log.length; i++) assert.equal(bytesOf(received[i]), bytesOf(log[i]), `event #${i} (@${log[i].offset}) received exactly as stored, in order`);
   for (const w of wokens.slice(1)) assert.ok(received.some((e) => e.offset === w.offset), `woken @${w.offset} delivered`);
 
-  // Each wake re-announced the open socket right after its woken; no disconnect fact.
+  // Each wake's woken kept the open socket in the roster: it was announced once; no disconnect fact.
   const connected = facts(log, "subscriber-connected", { subscriptionKey: "sleeper" });
-  assert.equal(connected.length, 1 + WAKES, "connected once + once per wake");
-  for (const w of wokens.slice(1)) assert.ok(connected.some((c) => c.offset > w.offset && c.offset <= w.offset + 2), `re-announced after woken @${w.offset}`);
+  assert.equal(connected.length, 1, "connected once, never announced again");
+  for (const w of wokens.slice(1)) assert.equal(w.payload.inboundKept, true, `woken @${w.offset} keeps the socket`);
   assert.deepEqual(facts(log, "subscriber-disconnected", { subscriptionKey: "sleeper" }), []);
   const st = await call(mf, name, "runtimeState");
   const rc = st.runtime.connections.sleeper;
   assert.equal(rc?.cursor, log.at(-1).offset, "cursor (attachment) at the end");
   assert.equal(rc.eventsSent, received.length, "eventsSent counter survived the wakes");
   assert.equal(rc.batchesSent, conn.sub.frames.filter((f) => f.type === "batch").length, "batchesSent counter survived the wakes");
-  assert.equal(st.coreProcessorState.connectionsByKey.sleeper?.direction, "inbound", "in the roster");
+  assert.deepEqual(st.coreProcessorState.connectionsByKey.sleeper, { direction: "inbound", connectedAtOffset: connected[0].offset }, "in the roster since its accept");
 
   t.diagnostic(
     `subscriptions-hibernation summary ${JSON.stringify({

@@ -26,7 +26,7 @@ const PUBLIC = ["append", "appendBatch", "getEvent", "getEvents", "getState", "r
 
 /** tryCallService, retrying only the shutting-down window (docs/protocol.md#kill-and-reset) after kill/reset. */
 async function tryServiceAfterKill(method, arg) {
-  const deadline = Date.now() + 2000;
+  const deadline = Date.now() + 20_000;
   for (;;) {
     const o = await tryCallService(mf, method, arg);
     if (o.ok || o.error !== SHUTTING_DOWN || Date.now() >= deadline) return o;
@@ -231,7 +231,7 @@ test("entrypoint: no token checks — reset and kill work even when both HTTP to
     await callService(m, "appendBatch", { path: p, events: [{ type: "app/1" }, { type: "app/2" }] });
     assertUndefined(await tryCallService(m, "reset", { path: p }));
     let outcome;
-    const deadline = Date.now() + 2000;
+    const deadline = Date.now() + 20_000;
     do {
       outcome = await tryCallService(m, "getEvents", { path: p });
       if (outcome.ok || outcome.error !== SHUTTING_DOWN) break;

@@ -174,7 +174,7 @@ test("outbound: with a filter batches still chain; a re-dial after a failed batc
   await call(mf, name, "append", { event: { type: "app/keep", payload: {} } });
   rec = await waitForEcho(mf, host, (h) => h.dials.length === 2 && h.batches.some((b) => b.connectionId === h.dials[1].connectionId), {
     what: "a re-dial and its first batch",
-    timeoutMs: 10_000,
+    timeoutMs: 30_000,
   });
   assert.notEqual(rec.dials[1].connectionId, rec.dials[0].connectionId, "each dial has its own connectionId");
   const second = rec.batches.filter((b) => b.connectionId === rec.dials[1].connectionId);

@@ -12,6 +12,7 @@ import {
   uniqueEchoName,
   inspectEcho,
   configureEcho,
+  releaseHeldDials,
   waitFor,
   waitForEcho,
   waitForLog,
@@ -54,10 +55,12 @@ test("defect 1: a nested shallowMerge (and strings holding braces) reaches the d
 test("defect 2: reset while a dial is in flight: the late failure writes nothing into the new life, which answers at once", async () => {
   const name = uniqueName();
   const host = uniqueEchoName("rec");
-  await configureEcho(mf, host, { failDials: true, dialDelayMs: 400 });
+  // The host holds the dial until released: it is in flight for as long as the reset takes.
+  await configureEcho(mf, host, { failDials: true, holdDials: true });
   await call(mf, name, "append", { event: echoSubscriptionEvent("rec", host) });
   await waitForEcho(mf, host, (h) => h.dials.length === 1, { what: "the dial in flight" });
   await call(mf, name, "reset");
+  await releaseHeldDials(mf, host);
   await waitForEcho(mf, host, (h) => h.dialsEnded === 1, { what: "the dial's failure" });
   const log = await waitFor(() => readAll(mf, name).catch(() => null), (l) => l !== null, { what: "the new life" });
   assert.deepEqual(log.map((e) => e.type), [S("created"), S("woken")]);
@@ -66,26 +69,34 @@ test("defect 2: reset while a dial is in flight: the late failure writes nothing
   assert.deepEqual(rs.coreProcessorState.subscriptionsByKey, {});
 });
 
-test("defect 3: a wake re-announces every hibernated socket in one commit; each socket gets the missed events once", async () => {
+test("defect 3: a wake costs each of 50 hibernated sockets one event (woken keeps the roster); every event once, chained", async () => {
   const name = uniqueName();
-  const SOCKETS = 40;
+  const SOCKETS = 50;
   const subs = [];
   for (let i = 0; i < SOCKETS; i++) subs.push(await openSubscriber(mf, name, { subscriptionKey: `s${i}` }));
-  await call(mf, name, "append", { event: { type: "app/before" } });
-  await Promise.all(subs.map((s) => s.waitFor((x) => x.events().some((e) => e.type === "app/before"))));
+  const before = await call(mf, name, "append", { event: { type: "app/before" } });
+  await Promise.all(subs.map((s) => s.waitForOffset(before.offset)));
   const report = await call(mf, name, "simulateHibernation");
-  assert.deepEqual(report, { bootCommits: 2 }, "one commit for woken, one for all re-announcements");
+  assert.deepEqual(report, { bootCommits: 1 }, "one commit, the woken: no socket is announced again");
   const missed = await call(mf, name, "append", { event: { type: "app/after" } });
   await Promise.all(subs.map((s) => s.waitForOffset(missed.offset)));
   const log = await readAll(mf, name);
-  for (const s of subs) {
+  const wake = log.filter((e) => e.offset > before.offset);
+  assert.deepEqual(wake.map((e) => e.type), [S("woken"), "app/after"], "the wake wrote one event");
+  assert.equal(wake[0].payload.inboundKept, true);
+  for (const [i, s] of subs.entries()) {
     const offsets = s.offsets();
-    assert.equal(new Set(offsets).size, offsets.length, "no event twice");
-    const since = log.filter((e) => e.offset > offsets[0]).map((e) => e.offset);
-    assert.deepEqual(offsets.slice(1), since.slice(0, offsets.length - 1), "every event after the first, in order");
+    assert.equal(new Set(offsets).size, offsets.length, `socket ${i}: no event twice`);
+    const since = log.filter((e) => e.offset >= offsets[0]).map((e) => e.offset);
+    assert.deepEqual(offsets, since, `socket ${i}: every event from its first, in order`);
+    assert.deepEqual(s.events().filter((e) => e.offset > before.offset).map((e) => e.type), [S("woken"), "app/after"], `socket ${i}: the wake's events`);
+    const batches = s.frames.filter((f) => f.type === "batch");
+    for (let j = 1; j < batches.length; j++) assert.equal(batches[j].afterOffset, batches[j - 1].throughOffset, `socket ${i}: frame ${j} chains`);
   }
-  const reannounced = facts(log, "subscriber-connected").filter((e) => e.offset > log.findLast((x) => x.type === S("woken")).offset);
-  assert.equal(reannounced.length, SOCKETS);
+  const { coreProcessorState: state } = await runtimeState(mf, name);
+  const connected = facts(log, "subscriber-connected");
+  assert.deepEqual(Object.keys(state.connectionsByKey), subs.map((_, i) => `s${i}`), "the roster still lists every socket");
+  for (const c of connected) assert.deepEqual(state.connectionsByKey[c.payload.subscriptionKey], { direction: "inbound", connectedAtOffset: c.offset });
   for (const s of subs) s.close();
 });
 
@@ -97,7 +108,7 @@ test("defect 4: a delivery that cannot be handed over ends the connection, is lo
   const input = await call(mf, name, "append", { event: { type: "app/x" } });
   const rec = await waitForEcho(mf, host, (h) => h.batches.some((b) => !b.failed && b.offsets.includes(input.offset)), {
     what: "a delivery after two failures",
-    timeoutMs: 10_000,
+    timeoutMs: 30_000,
   });
   assert.ok(rec.dials.length >= 3, `re-dialed after each failure (${rec.dials.length} dials)`);
   assert.equal(rec.maxInFlight, 1, "at most one delivery in flight");

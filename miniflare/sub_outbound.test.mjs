@@ -195,7 +195,7 @@ test("echo 1, abort(), input 2 → seen == 2; disconnected(delivery-failed); the
 
   await abortEcho(mf, echoName);
   const input2 = await appendInput(mf, name, { n: 2 });
-  const echo = await waitForEcho(mf, echoName, (e) => e.seen === 2 && e.checkpoint === input2.offset, { timeoutMs: 10000 });
+  const echo = await waitForEcho(mf, echoName, (e) => e.seen === 2 && e.checkpoint === input2.offset, { timeoutMs: 30_000 });
   assert.equal(echo.seen, 2);
 
   const log = await waitForLog(mf, name, (l) => outputs(l).length === 2);
@@ -310,7 +310,7 @@ test("removing a key that is backing off deletes its redial entry and stops the 
   assert.deepEqual(Object.keys(st.runtime.redial), ["witness"]);
   const dials = (await inspectEcho(mf, echoName)).dials.length;
   const witnessDials = (await inspectEcho(mf, witnessEcho)).dials.length;
-  await waitForEcho(mf, witnessEcho, (e) => e.dials.length >= witnessDials + 2, { timeoutMs: 8000, what: "two more witness dials" });
+  await waitForEcho(mf, witnessEcho, (e) => e.dials.length >= witnessDials + 2, { timeoutMs: 30_000, what: "two more witness dials" });
   assert.equal((await inspectEcho(mf, echoName)).dials.length, dials, "no dial after removal");
   assert.equal((await runtimeState(mf, name)).runtime.redial[key], undefined);
   const log = await readAll(mf, name);
@@ -407,7 +407,7 @@ test("kill() before each of 5 inputs → seen goes 1, 2, 3, 4, 5", async () => {
     const outcome = await tryCallAfterKill(mf, name, "append", { event: echoInput({ n }) });
     assert.equal(outcome.ok, true, JSON.stringify(outcome));
     inputs.push(outcome.result.offset);
-    const echo = await waitForEcho(mf, echoName, (e) => e.seen === n, { timeoutMs: 8000, what: `seen == ${n}` });
+    const echo = await waitForEcho(mf, echoName, (e) => e.seen === n, { timeoutMs: 30_000, what: `seen == ${n}` });
     assert.equal(echo.checkpoint, outcome.result.offset);
   }
   const echo = await inspectEcho(mf, echoName);
@@ -426,7 +426,7 @@ test("after echo 1, abort() then kill() then an input → seen == 2", async () =
   assert.equal(await call(mf, name, "kill"), undefined);
   const outcome = await tryCallAfterKill(mf, name, "append", { event: echoInput({ n: 2 }) });
   assert.equal(outcome.ok, true, JSON.stringify(outcome));
-  const echo = await waitForEcho(mf, echoName, (e) => e.seen === 2, { timeoutMs: 8000 });
+  const echo = await waitForEcho(mf, echoName, (e) => e.seen === 2, { timeoutMs: 30_000 });
   assert.equal(echo.checkpoint, outcome.result.offset);
   const log = await waitForLog(mf, name, (l) => outputs(l).length === 2);
   assert.deepEqual(outputs(log).map((e) => e.payload), [{ seen: 1 }, { seen: 2 }]);
@@ -442,7 +442,7 @@ test("a slow subscriber (200 ms per batch) never has two deliveries in flight an
   inputs.push(...batch.map((e) => e.offset));
   for (let n = 12; n <= 15; n++) inputs.push((await appendInput(mf, name, { n })).offset);
 
-  const echo = await waitForEcho(mf, echoName, (e) => e.seen === 15, { timeoutMs: 9000 });
+  const echo = await waitForEcho(mf, echoName, (e) => e.seen === 15, { timeoutMs: 30_000 });
   assert.equal(echo.maxInFlight, 1, "at most one processEventBatch in flight");
   assert.deepEqual(echo.delivered, inputs, "every input, in order");
   assertAscending(echo.received.map((offset) => ({ offset })), "received offsets");

@@ -5,7 +5,7 @@ import { after, afterEach, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { mintToken } from "@streams/client";
 import { expectConsoleError } from "./helpers/browser.mjs";
-import { FIRST_EVENT, FRESH_COUNT, freshPath, startViewer, waitForMatch, waitForText } from "./helpers/viewer.mjs";
+import { FIRST_EVENT, FRESH_COUNT, fetchesTo, freshPath, recordFetches, startViewer, waitForMatch, waitForText } from "./helpers/viewer.mjs";
 
 const JWT_SECRET = "viewer-access-test-secret";
 const API_TOKEN = "viewer-access-test-master";
@@ -102,16 +102,23 @@ test("a token that does not cover the path: the page shows the refusal and stops
   const p = freshPath();
   await v.api(p, "append", { event: FIRST_EVENT }, { token: API_TOKEN });
   const elsewhere = await mintToken({ secret: JWT_SECRET, ns: "default", paths: ["/elsewhere/**"], ops: ["read"], ttlSeconds: 600 });
-  const page = await v.open(`/?${new URLSearchParams({ path: p })}`, { beforeGoto: expectRefusals });
+  // The page's clock is ours to run (a retry would be a timer), and its fetches are recorded.
+  const page = await v.open(`/?${new URLSearchParams({ path: p })}`, {
+    beforeGoto: async (pg) => {
+      expectRefusals(pg);
+      await recordFetches(pg);
+      await pg.clock.install();
+    },
+  });
   await page.getByTestId("token-input").fill(elsewhere);
-  const polls = [];
-  page.on("request", (r) => new URL(r.url()).pathname === "/api/streams/runtimeState" && polls.push(r.url()));
   expectConsoleError(page, /Failed to load resource: .* 403/, { repeated: true });
   await saveTokenAndReload(page);
   await page.getByTestId("stream-refused").waitFor();
   assert.match(await page.getByTestId("stream-refused").textContent(), /forbidden: /);
   await waitForText(page, "header-status", "refused");
-  await page.waitForTimeout(3000);
-  assert.equal(polls.length, 1, "one refused runtimeState, no retries");
+  // Instead of a sleep: every timer the page holds fires over a minute of its time; a poll calls
+  // fetch as its timer fires, so any retry is recorded by the time this returns.
+  await page.clock.runFor(60_000);
+  assert.equal((await fetchesTo(page, "/api/streams/runtimeState")).length, 1, "one refused runtimeState since the reload, no retries");
   assert.equal(await page.getByTestId("stream-status").count(), 0, "no socket opened");
 });

@@ -11,7 +11,7 @@ import os from "node:os";
 import path from "node:path";
 import { assertNoConsoleErrors, expectConsoleError, newPage, startSite } from "./helpers/browser.mjs";
 import { REPO_ROOT } from "./helpers/mf.mjs";
-import { ADMIN_TOKEN, FIRST_EVENT, FRESH_COUNT, FRESH_ROWS, S, freshPath, rowOffsets, startViewer, waitForMatch, waitForRow, waitForText } from "./helpers/viewer.mjs";
+import { ADMIN_TOKEN, FIRST_EVENT, FRESH_COUNT, FRESH_ROWS, S, fetchesTo, freshPath, recordFetches, rowOffsets, startViewer, waitForMatch, waitForRow, waitForText } from "./helpers/viewer.mjs";
 
 /** Prints the rows of a query on a SQLite file (python3's sqlite3: any SQLite reader would do). */
 const SQLITE_QUERY = "import sqlite3,sys\nprint('\\n'.join('|'.join(map(str,r)) for r in sqlite3.connect(sys.argv[1]).execute(sys.argv[2])))";
@@ -45,7 +45,7 @@ async function insertWithLoadTool(page, { count, seconds, batch }) {
 }
 
 describe("events view", () => {
-  test("a fresh stream shows its first events; composer and API appends appear within a second; reload adds exactly the presence events", async () => {
+  test("a fresh stream shows its first events; composer and API appends appear live; reload adds exactly the presence events", async () => {
     const { page, path: p } = await v.openStream();
     await waitForText(page, "event-count", FRESH_COUNT);
     await waitForText(page, "stream-status", "subscribed");
@@ -54,10 +54,10 @@ describe("events view", () => {
     assert.deepEqual(types, [S("created"), S("woken"), FIRST_EVENT.type]);
 
     await appendFromComposer(page, { type: "app/from-composer", payload: { n: 1 } });
-    await page.waitForSelector('[data-event-type="app/from-composer"]', { timeout: 1000 });
+    await page.waitForSelector('[data-event-type="app/from-composer"]', { timeout: 30_000 });
     await waitForText(page, "composer-state", "appended at offset 5");
     await v.api(p, "append", { event: { type: "app/from-api", payload: { n: 2 } } });
-    await page.waitForSelector('[data-event-type="app/from-api"]', { timeout: 1000 });
+    await page.waitForSelector('[data-event-type="app/from-api"]', { timeout: 30_000 });
     await waitForText(page, "event-count", "6");
 
     await page.reload();
@@ -268,6 +268,33 @@ describe("local copy", () => {
     await waitForRow(page, 6);
     assert.deepEqual(await rowOffsets(page), [1, 2, 3, 5, 6]);
   });
+
+  test("a stream retention trimmed: the full list starts at the first kept offset, top to bottom, with no empty rows", async () => {
+    const p = freshPath("trimmed");
+    await v.api(p, "append", { event: { type: S("configured"), payload: { config: { retention: { maxEvents: 300 } } } } });
+    for (let b = 0; b < 3; b++) {
+      await v.api(p, "appendBatch", { events: Array.from({ length: 200 }, (_, i) => ({ type: "app/bulk", payload: { i: b * 200 + i } })) });
+    }
+    let first = 1;
+    for (let tries = 0; first === 1; tries++) {
+      assert.ok(tries < 2000, "retention trimmed the stream");
+      first = (await v.api(p, "runtimeState")).runtime.storage.firstOffset;
+      if (first === 1) await new Promise((r) => setTimeout(r, 10));
+    }
+    // Presence shown: every kept event is listed, the list a plain offset range first..last.
+    const { page } = await v.openStream({ path: p, query: { presence: "shown" } });
+    await waitForText(page, "stream-status", "subscribed");
+    const last = (await v.api(p, "runtimeState")).coreProcessorState.maxOffset;
+    await waitForText(page, "filter-count", `${last - first + 1} events`);
+    await waitForRow(page, last);
+    const bottom = await rowOffsets(page);
+    assert.ok(bottom.every((o, i) => o >= first && (i === 0 || o === bottom[i - 1] + 1)), `contiguous kept rows: ${bottom}`);
+    await page.getByTestId("scroll-to-top").click();
+    await waitForRow(page, first);
+    const top = await rowOffsets(page);
+    assert.equal(top[0], first, "the list starts at the first kept offset");
+    assert.equal(await page.locator('[data-testid="event-row-pending"]').count(), 0, "no row waits for an event the mirror does not hold");
+  });
 });
 
 describe("split view", () => {
@@ -387,7 +414,7 @@ describe("routes, feed and state", () => {
     assert.equal(state.namespace, "default");
     await page.waitForFunction(() => document.querySelectorAll('[data-testid="state-connections"] tbody tr').length === 1);
     await v.api(p, "append", { event: { type: "app/x" } });
-    await waitForMatch(page, "stream-state", /"maxOffset": 5,/, { timeout: 5000 });
+    await waitForMatch(page, "stream-state", /"maxOffset": 5,/, { timeout: 30_000 });
     await waitForText(page, "state-paused", "no");
   });
 
@@ -458,7 +485,11 @@ describe("page state, wording and layout", () => {
     assert.deepEqual(await fields(), ["70", "900"]);
 
     await page.getByTestId("circuit-breaker-burst-capacity").fill("50");
-    await page.waitForTimeout(2500); // two polls of runtimeState: the draft stays
+    // Two polls of runtimeState answered after the edit, each rendered: the draft stays.
+    for (let i = 0; i < 2; i++) {
+      await page.waitForResponse((r) => new URL(r.url()).pathname === "/api/streams/runtimeState", { timeout: 20_000 });
+      await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+    }
     assert.deepEqual(await fields(), ["50", "900"]);
     await page.getByTestId("circuit-breaker-apply").click();
     await waitForText(page, "stream-control-action", "configure breaker: done");
@@ -473,13 +504,20 @@ describe("page state, wording and layout", () => {
   ]) {
     test(`a bad path in the URL (${name}) shows an error, asks the API nothing and overflows nothing`, async () => {
       const requests = [];
+      // The page's clock is ours to run (a poll or a reconnect is a timer), its fetches recorded.
       const page = await v.open(`/?${new URLSearchParams({ path: bad })}`, {
-        beforeGoto: (p) => p.on("request", (r) => new URL(r.url()).pathname.startsWith("/api/") && requests.push(r.url())),
+        beforeGoto: async (p) => {
+          p.on("request", (r) => new URL(r.url()).pathname.startsWith("/api/") && requests.push(r.url()));
+          await recordFetches(p);
+          await p.clock.install();
+        },
       });
       await page.getByTestId("stream-invalid").waitFor();
       assert.match(await page.getByTestId("stream-invalid").textContent(), why);
       await waitForText(page, "header-status", "invalid name");
-      await page.waitForTimeout(2500);
+      // Instead of a sleep: every timer the page holds fires over a minute of its time.
+      await page.clock.runFor(60_000);
+      assert.deepEqual(await page.evaluate(() => window.fetches.filter((f) => f.path.startsWith("/api/"))), [], "no API call");
       assert.deepEqual(requests, [], "no runtimeState, no socket");
       assert.equal(await page.getByTestId("stream-status").count(), 0, "no mirror, so no endless reconnecting");
       const overflow = await page.evaluate(() => {
@@ -498,15 +536,16 @@ describe("page state, wording and layout", () => {
 
   test("a path nothing was written to: an empty state, nothing created, then live once an event is appended", async () => {
     const p = `${freshPath()}/child`; // its parent is never written either
-    const polls = [];
-    const page = await v.open(`/?${new URLSearchParams({ path: p })}`, {
-      beforeGoto: (pg) => pg.on("request", (r) => new URL(r.url()).pathname === "/api/streams/runtimeState" && polls.push(Date.now())),
-    });
+    const page = await v.open(`/?${new URLSearchParams({ path: p })}`, { beforeGoto: recordFetches });
     await page.getByTestId("stream-empty").waitFor();
     await waitForText(page, "header-status", "no stream yet");
-    const started = polls.length;
-    await page.waitForTimeout(3000);
-    assert.ok(polls.length - started <= 4, `${polls.length - started} runtimeState reads in 3 s: once a second, no storm`);
+    // It keeps reading (three more polls), never sooner than a second after the last (the page's own
+    // clock: a loaded machine only widens the gaps): once a second, no storm.
+    const seen = (await fetchesTo(page, "/api/streams/runtimeState")).length;
+    await page.waitForFunction((n) => window.fetches.filter((f) => f.path === "/api/streams/runtimeState").length >= n + 3, seen, { timeout: 30_000 });
+    const polls = (await fetchesTo(page, "/api/streams/runtimeState")).map((f) => f.at);
+    const gaps = polls.slice(seen).map((at, i) => at - polls[seen + i - 1]);
+    assert.ok(gaps.every((gap) => gap >= 990), `runtimeState read once a second at most: gaps ${gaps.map(Math.round).join(", ")} ms`);
     assert.deepEqual(await v.api(p, "getEvents"), [], "looking created nothing");
     assert.deepEqual(await v.api(p.slice(0, p.lastIndexOf("/")), "getEvents"), [], "and told no parent");
     assert.equal(await page.getByTestId("stream-status").count(), 0, "no socket");

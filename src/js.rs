@@ -69,7 +69,9 @@ fn convert_or_undefined(value: &JsValue, depth: usize) -> Result<Option<Value>, 
     }
     if let Some(x) = value.as_f64() {
         if !x.is_finite() {
-            return Err(Problem::new(format!("{x} is not a JSON number")));
+            // Named by hand: formatting an f64 would link Rust's float printer.
+            let name = if x.is_nan() { "NaN" } else if x > 0.0 { "inf" } else { "-inf" };
+            return Err(Problem::new(format!("{name} is not a JSON number")));
         }
         return Ok(Some(number_value(x)));
     }

@@ -9,6 +9,7 @@ mod api;
 mod directory;
 mod durable;
 mod js;
+mod query;
 mod settings;
 mod stub;
 mod wire;

@@ -89,7 +89,7 @@ export async function assertUnchanged(mf, name, before, note) {
  * Calls fn() until pred(value) holds or timeoutMs passes; returns the last value.
  * On timeout, asserts with the last value in the message.
  */
-export async function pollUntil(fn, pred, { timeoutMs = 2000, intervalMs = 25, what = "condition" } = {}) {
+export async function pollUntil(fn, pred, { timeoutMs = 20_000, intervalMs = 25, what = "condition" } = {}) {
   const deadline = Date.now() + timeoutMs;
   let value;
   for (;;) {
@@ -104,7 +104,7 @@ export async function pollUntil(fn, pred, { timeoutMs = 2000, intervalMs = 25, w
  * A call right after kill()/reset(): docs/protocol.md#kill-and-reset allows `internal: stream incarnation is shutting down; retry`
  * until the abort lands, so retry on exactly that error (bounded); anything else is returned as is.
  */
-export async function tryCallAfterKill(mf, name, method, arg, { timeoutMs = 2000 } = {}) {
+export async function tryCallAfterKill(mf, name, method, arg, { timeoutMs = 20_000 } = {}) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const outcome = arg === undefined ? await tryCall(mf, name, method) : await tryCall(mf, name, method, arg);

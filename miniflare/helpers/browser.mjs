@@ -212,7 +212,7 @@ const FIXTURES = path.join(path.dirname(new URL(import.meta.url).pathname), ".."
 export const snapshot = (page) => page.evaluate(() => store.getSnapshot());
 
 /** Waits until the page's snapshot satisfies `predicate` (a function of the snapshot and `arg`, run in the page). */
-export async function waitSnapshot(page, predicate, arg, timeout = 20_000) {
+export async function waitSnapshot(page, predicate, arg, timeout = 30_000) {
   try {
     await page.waitForFunction(([src, a]) => new Function("s", "arg", `return (${src})(s, arg)`)(store.getSnapshot(), a), [predicate.toString(), arg], {
       timeout,

@@ -5,7 +5,7 @@
 //            app/summed {input, total}. Version from the COUNTER_VERSION binding (default "1").
 //            Test behaviours, read from the input payload: failTimes k → reduce throws on its
 //            first k attempts at that offset (payload.tag keeps tests apart); poison → reduce always throws; delayMs → onEvent
-//            waits that long before appending.
+//            waits that long before appending; gate → onEvent waits until the test calls openGate({gate}).
 //   tally    app/add and app/mul: counts events per type (no side effects).
 //
 // `KeptProcessors` hosts `kept` alone (dialled as KEPT_PROCESSORS).
@@ -13,7 +13,8 @@
 // the bare service binding; `FlakyProcessors` appends through a client whose calls fail with the
 // code given to `failAppendsWith(code)` (`network`, `protocol`, `timeout`; `null` heals it).
 // `onEventOffsets({namespace, path})` lists the input offsets `onEvent` ran for in this isolate,
-// `onEventEndedOffsets` those whose `onEvent` has returned or thrown (tests wait on them, not on sleeps). The worker's fetch handler makes calls on either DO and returns JSON
+// `onEventEndedOffsets` those whose `onEvent` has returned or thrown, `receivedBatches()` how many
+// batches reached the object (tests wait on them, not on sleeps); `openGate({gate})` releases a held onEvent. The worker's fetch handler makes calls on either DO and returns JSON
 // outcomes, so error messages survive (POST {name, method, arg, viaClient?}); abort() restarts
 // the object.
 import { DurableObject } from "cloudflare:workers";
@@ -26,6 +27,17 @@ const attempts = new Map();
 const onEventRuns = new Map();
 /** Input offsets whose onEvent has returned or thrown, per "<namespace>:<path>", in this isolate. */
 const onEventEnds = new Map();
+/** Gates onEvent waits on (payload.gate) until the test opens them, by name, in this isolate. */
+const gates = new Map();
+
+function gate(name) {
+  if (!gates.has(name)) {
+    let open;
+    const opened = new Promise((resolve) => (open = resolve));
+    gates.set(name, { opened, open });
+  }
+  return gates.get(name);
+}
 
 function counter(version) {
   return defineProcessor({
@@ -47,6 +59,7 @@ function counter(version) {
       onEventRuns.set(runs, [...(onEventRuns.get(runs) ?? []), event.offset]);
       try {
         if (event.payload.delayMs) await new Promise((resolve) => setTimeout(resolve, event.payload.delayMs));
+        if (event.payload.gate) await gate(event.payload.gate).opened;
         await append({ type: "app/summed", payload: { input: event.offset, total: state.total } });
       } finally {
         onEventEnds.set(runs, [...(onEventEnds.get(runs) ?? []), event.offset]);
@@ -135,8 +148,21 @@ export class Processors extends DurableObject {
     return this.host.requestStreamSubscription(args);
   }
 
+  /** How many processEventBatch calls reached this object (running or waiting for their turn). */
+  batchesReceived = 0;
+
   processEventBatch(args) {
+    this.batchesReceived += 1;
     return this.host.processEventBatch(args);
+  }
+
+  receivedBatches() {
+    return this.batchesReceived;
+  }
+
+  openGate({ gate: name }) {
+    gate(name).open();
+    return true;
   }
 
   processorStatus(args) {

@@ -2,10 +2,14 @@
 // (`startStreams({echoScriptPath})`, same class name and binding). It appends nothing; it records
 // every dial and every batch it receives (without the state, to stay small), counts the dials that
 // have answered (`dialsEnded`), and can be told to
-// refuse dials, fail the next N batches, or answer dials and batches slowly.
+// refuse dials, fail the next N batches, answer dials and batches slowly, or hold every dial until
+// the test calls `releaseDials()` (`holdDials: true`: a dial known to be in flight, no race).
 import { DurableObject } from "cloudflare:workers";
 
 export class EchoHost extends DurableObject {
+  /** The held dials' resumptions (holdDials). */
+  #held = [];
+
   async #load() {
     return (
       (await this.ctx.storage.get("host")) ?? {
@@ -33,6 +37,7 @@ export class EchoHost extends DurableObject {
     await this.#save(host);
     try {
       if (host.dialDelayMs) await new Promise((resolve) => setTimeout(resolve, host.dialDelayMs));
+      if (host.holdDials) await new Promise((resolve) => this.#held.push(resolve));
       if (host.failDials) throw new Error("recording host refuses dials");
       return host.reply;
     } finally {
@@ -61,6 +66,11 @@ export class EchoHost extends DurableObject {
 
   async inspect() {
     return this.#load();
+  }
+
+  /** Lets every held dial go on. */
+  releaseDials() {
+    for (const resume of this.#held.splice(0)) resume();
   }
 
   async configure(options) {

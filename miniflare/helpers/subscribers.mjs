@@ -46,23 +46,25 @@ async function echoStub(mf, echoName) {
   return ns.get(ns.idFromName(echoName));
 }
 
-/** EchoHost.inspect() as a plain object (retries briefly while an aborted host restarts). */
+/** EchoHost.inspect() as a plain object (retries for up to 20 s while an aborted host restarts). */
 export async function inspectEcho(mf, echoName) {
-  let lastError;
-  for (let i = 0; i < 20; i++) {
+  for (const deadline = Date.now() + 20_000; ; await sleep(50)) {
     try {
       const value = await (await echoStub(mf, echoName)).inspect();
       return JSON.parse(JSON.stringify(value));
     } catch (e) {
-      lastError = e;
-      await sleep(50);
+      if (Date.now() >= deadline) throw e;
     }
   }
-  throw lastError;
 }
 
 export async function configureEcho(mf, echoName, options) {
   await (await echoStub(mf, echoName)).configure(options);
+}
+
+/** RecordingHost.releaseDials(): the dials held by `holdDials: true` go on. */
+export async function releaseHeldDials(mf, echoName) {
+  await (await echoStub(mf, echoName)).releaseDials();
 }
 
 /** EchoHost.abort(); the call itself rejects, which is expected. */
@@ -74,7 +76,7 @@ export async function abortEcho(mf, echoName) {
  * Calls fn() until pred(value) holds or timeoutMs passes; returns the last value.
  * On timeout, fails with `what` and the last value.
  */
-export async function waitFor(fn, pred, { timeoutMs = 5000, intervalMs = 25, what = "condition" } = {}) {
+export async function waitFor(fn, pred, { timeoutMs = 20_000, intervalMs = 25, what = "condition" } = {}) {
   const deadline = Date.now() + timeoutMs;
   let value;
   for (;;) {

@@ -97,7 +97,7 @@ export class ResumingSubscriber {
   }
 
   /** Waits until the union of received events reaches `offset`. */
-  async waitForOffset(offset, { timeoutMs = 15_000 } = {}) {
+  async waitForOffset(offset, { timeoutMs = 30_000 } = {}) {
     const deadline = Date.now() + timeoutMs;
     while (this.lastOffset() < offset) {
       if (Date.now() >= deadline) assert.fail(`${this.key}: offset ${offset} not received within ${timeoutMs} ms (last ${this.lastOffset()})`);
@@ -106,7 +106,7 @@ export class ResumingSubscriber {
   }
 
   /** Waits until the newest connection is open and has had its initial push. */
-  async waitLive({ timeoutMs = 15_000 } = {}) {
+  async waitLive({ timeoutMs = 30_000 } = {}) {
     const deadline = Date.now() + timeoutMs;
     while (!this.isLive()) {
       if (Date.now() >= deadline) assert.fail(`${this.key}: no live connection within ${timeoutMs} ms`);

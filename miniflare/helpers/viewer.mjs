@@ -93,8 +93,29 @@ export async function startViewer({ bindings = {} } = {}) {
   return { mf, origin, browser, open, openStream, api, serverEvents, closePages, stop };
 }
 
+/**
+ * Before the page loads (a `beforeGoto`): records every fetch the page makes, as it makes it, in
+ * `window.fetches` as `{path, at}` (`performance.now()`). Read with fetchesTo(page, path): a check
+ * of what the page asked, free of the delay of Playwright's request events.
+ */
+export async function recordFetches(page) {
+  await page.addInitScript(() => {
+    const fetch = window.fetch.bind(window);
+    window.fetches = [];
+    window.fetch = (input, init) => {
+      window.fetches.push({ path: new URL(input instanceof Request ? input.url : String(input), location.href).pathname, at: performance.now() });
+      return fetch(input, init);
+    };
+  });
+}
+
+/** The fetches the page made to `path` since it loaded (recordFetches). */
+export function fetchesTo(page, path) {
+  return page.evaluate((p) => window.fetches.filter((f) => f.path === p), path);
+}
+
 /** Waits until the element with `testId` (the first one, or inside `scope`) has exactly `text`. */
-export async function waitForText(page, testId, text, { timeout = 15_000, scope = "" } = {}) {
+export async function waitForText(page, testId, text, { timeout = 30_000, scope = "" } = {}) {
   const selector = `${scope ? `${scope} ` : ""}[data-testid="${testId}"]`;
   try {
     await page.waitForFunction(
@@ -112,7 +133,7 @@ export async function waitForText(page, testId, text, { timeout = 15_000, scope 
 }
 
 /** Waits until `[data-testid=testId]` matches `pattern` (a RegExp source string). */
-export async function waitForMatch(page, testId, pattern, { timeout = 15_000, scope = "" } = {}) {
+export async function waitForMatch(page, testId, pattern, { timeout = 30_000, scope = "" } = {}) {
   const selector = `${scope ? `${scope} ` : ""}[data-testid="${testId}"]`;
   try {
     await page.waitForFunction(
@@ -134,6 +155,6 @@ export function rowOffsets(page, scope = "") {
 }
 
 /** Waits for the event row at `offset` to be in the DOM. */
-export async function waitForRow(page, offset, { timeout = 15_000, scope = "" } = {}) {
+export async function waitForRow(page, offset, { timeout = 30_000, scope = "" } = {}) {
   await page.waitForSelector(`${scope ? `${scope} ` : ""}[data-testid="event-row"][data-event-offset="${offset}"]`, { timeout });
 }

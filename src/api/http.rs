@@ -23,6 +23,7 @@ use streams_core::rpc::{HttpAccess, StreamMethod};
 use streams_core::token::Op;
 use streams_core::{ErrorCode, StreamError, StreamName, StreamResult};
 use crate::js::from_json_text;
+use crate::query;
 use crate::stub::stream_stub;
 
 const ROUTE_PREFIX: &str = "/api/streams/";
@@ -71,7 +72,8 @@ enum Route {
 }
 
 async fn serve(mut req: Request, env: &Env, gate: &Gate) -> Result<Response, Refusal> {
-    let url = req.url().map_err(|_| StreamError::invalid_request("invalid URL"))?;
+    let path = req.path();
+    let raw_query = query::raw_query(&req);
     let verb = req.method();
     let origin = req.headers().get("origin").ok().flatten();
     if verb == Method::Options {
@@ -79,10 +81,10 @@ async fn serve(mut req: Request, env: &Env, gate: &Gate) -> Result<Response, Ref
             return Ok(answer?);
         }
     }
-    let query = Query::parse(&url);
+    let query = Query::parse(&raw_query);
     // Browsers cannot set headers on a WebSocket, so only that route reads a
     // token from the query.
-    let on_socket_route = url.path().strip_prefix(ROUTE_PREFIX) == Some(SUBSCRIBE);
+    let on_socket_route = path.strip_prefix(ROUTE_PREFIX) == Some(SUBSCRIBE);
     if on_socket_route && (is_upgrade(&req) || wants_sse(&req)) {
         gate.check_upgrade_origin(origin.as_deref())?;
     }
@@ -90,7 +92,7 @@ async fn serve(mut req: Request, env: &Env, gate: &Gate) -> Result<Response, Ref
     let query_token = if on_socket_route { query.get(ACCESS_TOKEN_PARAM) } else { None };
     let access = Access::authenticate(&gate.keys(), bearer.as_deref(), query_token, js_sys::Date::now())?;
 
-    let route = route(url.path(), &verb)?;
+    let route = route(&path, &verb)?;
 
     if let Route::Method(method) = route {
         if method.needs_admin() && !is_admin(&gate.keys(), bearer.as_deref()) {
@@ -110,7 +112,7 @@ async fn serve(mut req: Request, env: &Env, gate: &Gate) -> Result<Response, Ref
             let name = target_stream(StreamMethod::GetEvents, query.get("namespace"), query.get("path"), None)?;
             access.allow_stream(&name)?;
             let identity = SocketIdentity::of(&access, bearer.as_deref().or(query_token));
-            subscribe(req, env, &name, &url, &identity).await
+            subscribe(req, env, &name, &raw_query, &identity).await
         }
         Route::ListStreams => {
             let mut args = query.arguments()?;
@@ -175,11 +177,11 @@ fn route(path: &str, verb: &Method) -> Result<Route, Refusal> {
 struct Query(Vec<(String, String)>);
 
 impl Query {
-    fn parse(url: &worker::Url) -> Self {
+    fn parse(raw_query: &str) -> Self {
         let mut pairs: Vec<(String, String)> = Vec::new();
-        for (k, v) in url.query_pairs() {
+        for (k, v) in query::pairs(raw_query) {
             if !pairs.iter().any(|(existing, _)| *existing == k) {
-                pairs.push((k.into_owned(), v.into_owned()));
+                pairs.push((k, v));
             }
         }
         Self(pairs)
@@ -285,10 +287,10 @@ async fn call(env: &Env, name: &StreamName, method: StreamMethod, args: Map<Stri
 
 /// Forwards the upgrade request to the stream's DO at `/subscribe`, with the
 /// caller's socket identity in place of any the caller sent.
-async fn subscribe(req: Request, env: &Env, name: &StreamName, url: &worker::Url, identity: &SocketIdentity) -> Result<Response, Refusal> {
+async fn subscribe(req: Request, env: &Env, name: &StreamName, raw_query: &str, identity: &SocketIdentity) -> Result<Response, Refusal> {
     if !is_upgrade(&req) {
         if wants_sse(&req) {
-            return super::sse::serve(&req, env, name, url, identity).await;
+            return super::sse::serve(&req, env, name, raw_query, identity).await;
         }
         return Err(StreamError::invalid_request("expected a WebSocket upgrade").into());
     }
@@ -296,7 +298,7 @@ async fn subscribe(req: Request, env: &Env, name: &StreamName, url: &worker::Url
         worker::console_error!("subscribe forwarding failed: {e}");
         Refusal::from(StreamError::internal())
     };
-    let target = format!("https://stream/subscribe?{}", without_access_token(url));
+    let target = format!("https://stream/subscribe?{}", without_access_token(raw_query));
     let headers = req.headers().clone();
     headers.delete(IDENTITY_HEADER).map_err(internal)?;
     if let Some(value) = identity.to_header() {
@@ -318,13 +320,12 @@ fn is_upgrade(req: &Request) -> bool {
 }
 
 /// The query to forward to the stream: the token stays at the edge.
-fn without_access_token(url: &worker::Url) -> String {
-    if !url.query_pairs().any(|(key, _)| key == ACCESS_TOKEN_PARAM) {
-        return url.query().unwrap_or("").to_owned();
+fn without_access_token(raw_query: &str) -> String {
+    let pairs: Vec<(String, String)> = query::pairs(raw_query).collect();
+    if !pairs.iter().any(|(key, _)| key == ACCESS_TOKEN_PARAM) {
+        return raw_query.to_owned();
     }
-    let mut forwarded = url.clone();
-    forwarded.query_pairs_mut().clear().extend_pairs(url.query_pairs().filter(|(key, _)| key != ACCESS_TOKEN_PARAM));
-    forwarded.query().unwrap_or("").to_owned()
+    query::encode(pairs.iter().filter(|(key, _)| key != ACCESS_TOKEN_PARAM).map(|(k, v)| (k.as_str(), v.as_str())))
 }
 
 fn bearer_token(headers: &Headers) -> Option<String> {

@@ -13,6 +13,7 @@ use worker::{Delay, Env, Headers, Method, Request, RequestInit, Response, WebSoc
 
 use super::auth::ACCESS_TOKEN_PARAM;
 use super::http::Refusal;
+use crate::query;
 use crate::stub::stream_stub;
 use streams_core::inbound::{SocketIdentity, IDENTITY_HEADER};
 use streams_core::sse::{close_event, frame_event, heartbeat, opening, resume_query, HEARTBEAT_MS};
@@ -24,16 +25,15 @@ type Chunks = UnboundedSender<Result<Vec<u8>, worker::Error>>;
 /// before any event) and answers `text/event-stream` fed by it.
 /// The stream's socket carries the caller's identity, so the key rule and
 /// token expiry apply as to any socket (docs/access.md#subscription-keys).
-pub(super) async fn serve(req: &Request, env: &Env, name: &StreamName, url: &worker::Url, identity: &SocketIdentity) -> Result<Response, Refusal> {
+pub(super) async fn serve(req: &Request, env: &Env, name: &StreamName, raw_query: &str, identity: &SocketIdentity) -> Result<Response, Refusal> {
     let internal = |e: worker::Error| {
         worker::console_error!("event stream: {e}");
         Refusal::from(StreamError::internal())
     };
-    let query: Vec<(String, String)> = url.query_pairs().filter(|(key, _)| key != ACCESS_TOKEN_PARAM).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    let query: Vec<(String, String)> = query::pairs(raw_query).filter(|(key, _)| key != ACCESS_TOKEN_PARAM).collect();
     let last_event_id = req.headers().get("last-event-id").ok().flatten();
     let query = resume_query(query, last_event_id.as_deref())?;
-    let mut target = worker::Url::parse("https://stream/subscribe").map_err(|_| StreamError::internal())?;
-    target.query_pairs_mut().extend_pairs(query);
+    let target = format!("https://stream/subscribe?{}", query::encode(query.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
     let headers = Headers::new();
     headers.set("upgrade", "websocket").map_err(internal)?;
     if let Some(value) = identity.to_header() {

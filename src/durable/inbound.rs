@@ -14,7 +14,7 @@ use worker::{Request, Response, State, WebSocket, WebSocketIncomingMessage, WebS
 
 use super::{now_iso, random_uuid, set_timeout, Incarnation, Inner};
 use streams_core::inbound::{
-    admit, next_expiry, step, SocketAttachment, SocketIdentity, Step, Upgrade, CLOSE_NORMAL, CLOSE_REPLACED, CLOSE_TOKEN_EXPIRED, IDENTITY_HEADER,
+    admit, next_expiry, step, wake_presence, SocketAttachment, SocketIdentity, Step, Upgrade, CLOSE_NORMAL, CLOSE_REPLACED, CLOSE_TOKEN_EXPIRED, IDENTITY_HEADER,
 };
 use streams_core::limits::MAX_BATCH_EVENTS;
 use streams_core::outbound::Snapshot;
@@ -36,8 +36,7 @@ impl Inner {
         if !upgrade.is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
             return Err(StreamError::invalid_request("expected a WebSocket upgrade"));
         }
-        let url = req.url().map_err(|_| StreamError::invalid_request("invalid URL"))?;
-        let query: Vec<(String, String)> = url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        let query: Vec<(String, String)> = crate::query::pairs(&crate::query::raw_query(req)).collect();
         let params = SubscribeParams::parse(&query)?;
         let identity = SocketIdentity::from_header(req.headers().get(IDENTITY_HEADER).ok().flatten().as_deref())?;
         let upgrade = Upgrade { identity, random_key: random_uuid(), connection_id: random_uuid(), now_iso: now_iso() };
@@ -75,11 +74,12 @@ impl Inner {
             .collect()
     }
 
-    /// Boot step 5: `woken` emptied the roster, so open sockets announce
-    /// again, all in one commit (in batches of the append limit).
-    pub(super) fn reannounce_sockets(self: &Rc<Self>) {
+    /// Boot step 3: the roster comes to list exactly the open sockets, in
+    /// one commit (in batches of the append limit); nothing after a plain
+    /// hibernation, whose `woken` kept them.
+    pub(super) fn reconcile_presence(self: &Rc<Self>, open: &[(WebSocket, SocketAttachment)]) {
         self.may_have_sockets.set(!self.ctx.get_websockets().is_empty());
-        let facts: Vec<EventInput> = self.open_sockets().iter().map(|(_, a)| a.connected_fact()).collect();
+        let Ok(facts) = self.with_state(|state| wake_presence(state, open.iter().map(|(_, a)| a))) else { return };
         let mut facts = facts.into_iter().peekable();
         while facts.peek().is_some() {
             let batch: Vec<EventInput> = facts.by_ref().take(MAX_BATCH_EVENTS).collect();
@@ -127,16 +127,22 @@ impl Inner {
     fn pump_socket_once(self: &Rc<Self>, ws: &WebSocket) -> bool {
         let Ok(Some(mut attachment)) = ws.deserialize_attachment::<SocketAttachment>() else { return false };
         let now = js_sys::Date::now();
-        let stepped = self.with_state_json(|state, json| step(&mut attachment, &self.store, Snapshot { state, json }, now, &now_iso()));
+        let stepped = match &*self.incarnation.borrow() {
+            // Sockets at the same cursor share the page read (a wake, an append they all wait for).
+            Incarnation::Running(rt) => {
+                let store = rt.page.over(&self.store, rt.state.max_offset);
+                step(&mut attachment, &store, Snapshot { state: &rt.state, json: &rt.state_json }, now, &now_iso())
+            }
+            _ => return false,
+        };
         let step = match stepped {
-            Ok(Ok(step)) => step,
-            Ok(Err(err)) => {
+            Ok(step) => step,
+            Err(err) => {
                 if !err.is_pending() {
                     worker::console_error!("inbound pump: {err}");
                 }
                 return false;
             }
-            Err(_) => return false,
         };
         match &step {
             Step::Idle => return false,

@@ -24,6 +24,7 @@ use worker::{durable_object, Env, Request, Response, State, WebSocket, WebSocket
 use crate::directory;
 use crate::wire::error_response;
 use streams_core::directory::{next_report, DirectoryEntry, ReportStep};
+use streams_core::inbound::woken_fact;
 use streams_core::limits::{MAX_GET_EVENTS_BYTES, MAX_SAFE_INTEGER};
 use streams_core::name::{ancestors, resolve_stream_path};
 use streams_core::read::{created_at_ms, read_page, window, MonotonicClock, Start};
@@ -31,7 +32,7 @@ use streams_core::reducer::reduce;
 use streams_core::rpc::{AppendArgs, Call, GetEventArgs, GetEventsArgs, StreamMethod};
 use streams_core::state::StateJson;
 use streams_core::json::json_len;
-use streams_core::store::{snapshot_due, state_at, stored_name, AssumeNewKeys, StoredEvent};
+use streams_core::store::{snapshot_due, state_at, stored_name, AssumeNewKeys, SharedPage, StoredEvent};
 use streams_core::time::iso_from_ms;
 use streams_core::unwritten::{check_first_append, event_not_found, on_unwritten, runtime_state_json, OnUnwritten};
 use streams_core::{
@@ -76,6 +77,8 @@ struct Runtime {
     /// The outbound subscriptions' state machine, and its connections' platform side.
     outbound: Outbound,
     links: Links,
+    /// The last small page a socket's pump read, for the other pumps (until the next commit).
+    page: SharedPage,
 }
 
 #[durable_object]
@@ -298,6 +301,11 @@ impl Inner {
         if method.is_test_hook() && !self.settings.test_hooks {
             return Err(StreamError::new(ErrorCode::NotFound, "test hooks are disabled"));
         }
+        // Looking creates and boots nothing: it reports what is pending now.
+        if method == StreamMethod::PendingWork {
+            Call::parse(method, argument_json(&arg)?)?;
+            return Ok(self.pending_work());
+        }
         let call = match self.unwritten_name()? {
             // Never written: a read is answered from nothing, a refused append refused before
             // anything is written (docs/protocol.md#reads-create-nothing).
@@ -352,18 +360,7 @@ impl Inner {
                     .boxed_local(),
                 ));
             }
-            Call::PendingWork => {
-                let mut report = self.outbound_work_report();
-                let storage = self.ctx.storage();
-                return Ok(Reply::Later(
-                    async move {
-                        let alarm = storage.get_alarm().await.map_err(log_worker)?;
-                        report["alarmAt"] = json!(alarm);
-                        from_json_text(&report.to_string())
-                    }
-                    .boxed_local(),
-                ));
-            }
+            Call::PendingWork => return Ok(self.pending_work()),
             Call::Kill => {
                 self.end_incarnation("kill requested");
                 Ok(JsValue::UNDEFINED)
@@ -385,6 +382,21 @@ impl Inner {
             }
         };
         value.map(Reply::Now)
+    }
+
+    /// The `pendingWork` test hook (docs/protocol.md#test-hooks): the platform's alarm, the outbound
+    /// machine's dials, deliveries and alarm, and the long-polls waiting for a commit.
+    fn pending_work(&self) -> Reply {
+        let mut report = self.outbound_work_report();
+        report["longPolls"] = json!(self.commit_waiters.borrow().len());
+        let storage = self.ctx.storage();
+        Reply::Later(
+            async move {
+                report["alarmAt"] = json!(storage.get_alarm().await.map_err(log_worker)?);
+                from_json_text(&report.to_string())
+            }
+            .boxed_local(),
+        )
     }
 
     // ---- boot (docs/protocol.md#boot) ----
@@ -419,9 +431,11 @@ impl Inner {
         });
         let state_json = StateJson::default();
         let outbound = self.load_outbound().map_err(log_internal)?;
-        *self.incarnation.borrow_mut() = Incarnation::Running(Box::new(Runtime { name, state, state_json, outbound, links: Links::default() }));
+        *self.incarnation.borrow_mut() = Incarnation::Running(Box::new(Runtime { name, state, state_json, outbound, links: Links::default(), page: SharedPage::default() }));
+        // Hibernated sockets survive the wake; their attachments are read once.
+        let open = self.open_sockets();
         let mut announce: Vec<EventInput> = created.into_iter().collect();
-        announce.push(EventInput::system(types::WOKEN, json!({"incarnationId": random_uuid()})));
+        announce.push(woken_fact(&random_uuid(), !open.is_empty()));
         for fact in announce {
             if let Err(err) = self.append_inputs(vec![fact], Origin::Stream) {
                 // No incarnation without its `woken`: the next call boots again.
@@ -429,7 +443,7 @@ impl Inner {
                 return Err(err);
             }
         }
-        self.reannounce_sockets();
+        self.reconcile_presence(&open);
         self.continue_migration();
         // A seal or a deletion a restart interrupted resumes; retention catches up.
         if self.archive.is_some() || self.with_state(|s| s.config.retention.is_some()).unwrap_or(false) {
@@ -676,6 +690,7 @@ impl Inner {
         if let Incarnation::Running(rt) = &mut *self.incarnation.borrow_mut() {
             rt.state = std::mem::take(&mut plan.state);
             rt.state_json = StateJson::default();
+            rt.page.clear();
         }
         self.after_commit(&plan, trip);
         Ok(plan)

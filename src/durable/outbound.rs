@@ -248,13 +248,14 @@ impl Inner {
         self.with_machine(Outbound::pending_idle_teardown).flatten()
     }
 
-    /// The `pendingWork` test hook's outbound part: what the machine has started or scheduled.
+    /// The `pendingWork` test hook's outbound part: what the machine has started or scheduled
+    /// (nothing while no incarnation runs).
     pub(super) fn outbound_work_report(&self) -> Value {
         self.with_machine(|m| {
             let (dialing, delivering) = m.calls_in_flight();
             json!({"outboundAlarmAt": m.alarm_at(), "dialing": dialing, "delivering": delivering, "dialsStarted": m.dials_started()})
         })
-        .unwrap_or(Value::Null)
+        .unwrap_or_else(|| json!({"outboundAlarmAt": null, "dialing": [], "delivering": [], "dialsStarted": 0}))
     }
 
     pub(super) fn connections_report(&self) -> Value {

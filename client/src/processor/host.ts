@@ -177,7 +177,7 @@ export class ProcessorHost {
       return current;
     });
     if (row.halted) {
-      await this.#reportHalt(key, processor, row);
+      await this.#reportHalt(key, args.subscriptionKey, processor, row);
       // A checkpoint retention removed is refused as `trimmed`: the stream stops dialling this subscription.
       if (trimmedAfter(row)) throw coded("trimmed", trimmedMessage(row.checkpoint + 1, firstOffset));
       throw this.#haltedError(key, row);
@@ -350,7 +350,7 @@ export class ProcessorHost {
         return next;
       });
     } catch (error) {
-      return this.#fail(key, processor, row, offset, error);
+      return this.#fail(key, batch.subscriptionKey, processor, row, offset, error);
     }
     if (!committed) return { outcome: "superseded", checkpoint: this.#store.read(key)?.checkpoint ?? row.checkpoint };
     return { outcome: "committed", checkpoint: committed.checkpoint };
@@ -375,7 +375,7 @@ export class ProcessorHost {
   }
 
   /** Counts the failure (unless the stream was unavailable or the batch is stale), halts at the limit, rejects. */
-  async #fail(key: ProcessorKey, processor: Processor<unknown>, row: ProcessorRow, offset: number | null, error: unknown): Promise<never> {
+  async #fail(key: ProcessorKey, subscriptionKey: string, processor: Processor<unknown>, row: ProcessorRow, offset: number | null, error: unknown): Promise<never> {
     const transient = error instanceof StreamUnavailableError;
     let recorded: ProcessorRow | undefined;
     try {
@@ -399,7 +399,7 @@ export class ProcessorHost {
     } catch (storageError) {
       this.#log(`processor "${key.slug}": could not record a failure on ${key.namespace}:${key.path}`, storageError);
     }
-    if (recorded?.halted) await this.#reportHalt(key, processor, recorded);
+    if (recorded?.halted) await this.#reportHalt(key, subscriptionKey, processor, recorded);
     const attempt = recorded ? ` (attempt ${recorded.failures} of ${processor.maxConsecutiveFailures})` : "";
     throw coded(
       transient ? "stream_unavailable" : "processor_failed",
@@ -407,8 +407,8 @@ export class ProcessorHost {
     );
   }
 
-  /** Appends the halt's one `error-occurred` (keyed, so retries cannot repeat it). Never rejects. */
-  async #reportHalt(key: ProcessorKey, processor: Processor<unknown>, row: ProcessorRow): Promise<void> {
+  /** Appends the halt's one `error-occurred`, keyed like the processor's own appends (slug, subscription key) so retries cannot repeat it. Never rejects. */
+  async #reportHalt(key: ProcessorKey, subscriptionKey: string, processor: Processor<unknown>, row: ProcessorRow): Promise<void> {
     if (row.haltReported) return;
     try {
       const failure: ProcessorFailure = row.lastError ? JSON.parse(row.lastError) : { offset: null, name: "Error", message: "unknown" };
@@ -426,7 +426,7 @@ export class ProcessorHost {
           error,
         },
         source: { processor: { slug: processor.slug, version: processor.version } },
-        idempotencyKey: `processor-ingest-failed:${key.slug}:${row.checkpoint}`,
+        idempotencyKey: `processor-ingest-failed:${key.slug}:${subscriptionKey}:${row.checkpoint}`,
       });
       this.#store.transaction(() => {
         const now = this.#store.read(key);

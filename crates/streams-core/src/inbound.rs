@@ -15,6 +15,8 @@
 //! The attachment is the whole state of a socket: everything a step changes
 //! is in it, so a wake (which drops memory) resumes exactly where it was.
 
+use std::collections::HashSet;
+
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -169,8 +171,40 @@ impl SocketAttachment {
 
     /// `S/subscriber-disconnected` for this socket.
     pub fn disconnected_fact(&self, reason: DisconnectReason) -> EventInput {
-        EventInput::system(types::SUBSCRIBER_DISCONNECTED, json!({"subscriptionKey": self.subscription_key, "reason": reason.as_str()}))
+        disconnected_fact(&self.subscription_key, reason)
     }
+}
+
+fn disconnected_fact(subscription_key: &str, reason: DisconnectReason) -> EventInput {
+    EventInput::system(types::SUBSCRIBER_DISCONNECTED, json!({"subscriptionKey": subscription_key, "reason": reason.as_str()}))
+}
+
+/// `S/woken` for a boot that found hibernated sockets still open, or none
+/// (docs/protocol.md#boot): with some, it keeps the roster's inbound entries,
+/// so a wake costs each socket one event however many sockets there are.
+pub fn woken_fact(incarnation_id: &str, sockets_open: bool) -> EventInput {
+    let mut payload = json!({"incarnationId": incarnation_id});
+    if sockets_open {
+        payload["inboundKept"] = json!(true);
+    }
+    EventInput::system(types::WOKEN, payload)
+}
+
+/// What the boot writes after its `woken` so that the roster lists exactly
+/// the open sockets (docs/protocol.md#boot): `rpc-broken` for an inbound
+/// entry whose socket is gone, `S/subscriber-connected` for an open socket
+/// the roster lacks. After a plain hibernation: nothing.
+pub fn wake_presence<'a>(state: &crate::CoreState, open: impl IntoIterator<Item = &'a SocketAttachment>) -> Vec<EventInput> {
+    let open: Vec<&SocketAttachment> = open.into_iter().filter(|s| !s.closed).collect();
+    let open_keys: HashSet<&str> = open.iter().map(|s| s.subscription_key.as_str()).collect();
+    let inbound = |key: &str| state.connections_by_key.get(key).is_some_and(|c| c.direction == Direction::Inbound);
+    let gone = state
+        .connections_by_key
+        .keys()
+        .filter(|key| inbound(key) && !open_keys.contains(key.as_str()))
+        .map(|key| disconnected_fact(key, DisconnectReason::RpcBroken));
+    let unlisted = open.iter().filter(|s| !inbound(&s.subscription_key)).map(|s| s.connected_fact());
+    gone.chain(unlisted).collect()
 }
 
 /// What the platform brings to an upgrade besides its query.

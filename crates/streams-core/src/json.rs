@@ -215,7 +215,7 @@ pub fn format_js_number(x: f64) -> String {
     if x == 0.0 {
         return "0".into();
     }
-    let mut buffer = ryu::Buffer::new();
+    let mut buffer = zmij::Buffer::new();
     let shortest = buffer.format_finite(x.abs());
     let (mantissa, exponent) = match shortest.split_once('e') {
         Some((m, e)) => (m, e.parse::<i32>().unwrap_or(0)),

@@ -16,7 +16,8 @@ use super::tiers::Retention;
 pub enum CorePayload {
     /// `stream_id` is absent on streams created before it existed.
     Created { namespace: String, path: String, stream_id: Option<String> },
-    Woken { incarnation_id: String },
+    /// `inbound_kept`: hibernated sockets survived the wake (docs/protocol.md#boot).
+    Woken { incarnation_id: String, inbound_kept: bool },
     Configured { simulated_storage_sync_delay_ms: Option<u64>, circuit_breaker: Option<BreakerConfig>, retention: Option<Retention> },
     MetadataUpdated { metadata: Map<String, Value> },
     ChildStreamCreated { child_path: String },
@@ -82,7 +83,10 @@ pub fn parse_core_payload(event_type: &str, payload: Option<&Value>) -> Result<C
             let p = p()?;
             CorePayload::Created { namespace: p.str("namespace")?, path: p.str("path")?, stream_id: p.optional_str("streamId")? }
         }
-        types::WOKEN => CorePayload::Woken { incarnation_id: p()?.str("incarnationId")? },
+        types::WOKEN => {
+            let p = p()?;
+            CorePayload::Woken { incarnation_id: p.str("incarnationId")?, inbound_kept: p.0.get("inboundKept") == Some(&Value::Bool(true)) }
+        }
         types::CONFIGURED => configured(&p()?)?,
         types::METADATA_UPDATED => CorePayload::MetadataUpdated { metadata: p()?.object("metadata")?.clone() },
         types::CHILD_STREAM_CREATED => CorePayload::ChildStreamCreated { child_path: p()?.str("childPath")? },

@@ -6,7 +6,7 @@ use super::event::{types, Event};
 use super::limits::MAX_CHILD_PATHS;
 use super::name::immediate_child;
 use super::payload::{parse_core_payload, CorePayload};
-use super::state::{ConfiguredEventRef, ConnectionEntry, CoreState, ProcessorEntry, SubscriptionEntry};
+use super::state::{ConfiguredEventRef, ConnectionEntry, CoreState, Direction, ProcessorEntry, SubscriptionEntry};
 use super::subscriber::announcement_of;
 use super::time::parse_rfc3339_ms;
 
@@ -69,9 +69,10 @@ fn apply(state: &mut CoreState, event: &Event, payload: CorePayload) -> Effect {
             state.created_at.clone_from(&event.created_at);
             state.stream_id = stream_id;
         }
-        CorePayload::Woken { incarnation_id } => {
+        CorePayload::Woken { incarnation_id, inbound_kept } => {
             state.incarnation_id = incarnation_id;
-            state.connections_by_key.clear();
+            // Outbound connections never outlive an incarnation; hibernated sockets may.
+            state.connections_by_key.retain(|_, c| inbound_kept && c.direction == Direction::Inbound);
             return Effect::Free;
         }
         CorePayload::Configured { simulated_storage_sync_delay_ms, circuit_breaker, retention } => {
@@ -223,6 +224,21 @@ mod tests {
         reduce(&mut state, &inbound).unwrap();
         reduce(&mut state, &event(6, types::WOKEN, json!({"incarnationId": "x"}), "2026-01-05T10:00:00.000Z")).unwrap();
         assert!(state.connections_by_key.is_empty(), "woken empties the roster");
+    }
+
+    #[test]
+    fn woken_with_inbound_kept_keeps_only_the_sockets() {
+        let at = "2026-01-05T10:00:00.000Z";
+        let mut state = fold(&[
+            event(1, types::SUBSCRIBER_CONNECTED, json!({"subscriptionKey": "out", "direction": "outbound"}), at),
+            event(2, types::SUBSCRIBER_CONNECTED, json!({"subscriptionKey": "a", "direction": "inbound"}), at),
+            event(3, types::SUBSCRIBER_CONNECTED, json!({"subscriptionKey": "b", "direction": "inbound"}), at),
+        ]);
+        reduce(&mut state, &event(4, types::WOKEN, json!({"incarnationId": "x", "inboundKept": true}), at)).unwrap();
+        let kept: Vec<(&str, u64)> = state.connections_by_key.iter().map(|(k, c)| (k.as_str(), c.connected_at_offset)).collect();
+        assert_eq!(kept, [("a", 2), ("b", 3)], "the sockets keep their entries, in order; the outbound one is gone");
+        reduce(&mut state, &event(5, types::WOKEN, json!({"incarnationId": "y", "inboundKept": "yes"}), at)).unwrap();
+        assert!(state.connections_by_key.is_empty(), "only `true` keeps them");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The storage port and the load/rebuild/catch-up procedure over it (docs/architecture.md#storage).
 //! The adapter implements `EventStore` over DO SQLite; tests use `MemStore`.
 
+use std::cell::RefCell;
 use std::fmt;
 
 use super::event::{types, Event};
@@ -122,6 +123,78 @@ impl<S: EventStore + ?Sized> EventStore for AssumeNewKeys<'_, S> {
     }
 }
 
+/// The last small page a pump read, for the next pump at the same place:
+/// when many sockets stand at one cursor (a wake, an append they all wait
+/// for), the page is read from storage once instead of once per socket.
+#[derive(Debug, Default)]
+pub struct SharedPage(RefCell<Option<(PageKey, Vec<StoredEvent>)>>);
+
+/// `read_range`'s arguments with the log's ends: a page is the same page
+/// only while no commit and no trim moved them.
+type PageKey = (u64, Option<u64>, usize, usize, u64, u64);
+
+impl SharedPage {
+    /// Pages up to this size are kept (a replay's large pages are not).
+    pub const MAX_BYTES: usize = 64 * 1024;
+
+    /// `store` seen through this page, for a log whose last offset is `max_offset`.
+    pub fn over<'a, S: EventStore + ?Sized>(&'a self, store: &'a S, max_offset: u64) -> PageShared<'a, S> {
+        PageShared { store, page: self, max_offset }
+    }
+
+    pub fn clear(&self) {
+        self.0.borrow_mut().take();
+    }
+}
+
+/// A store whose `read_range` goes through a `SharedPage`; everything else goes to the store.
+pub struct PageShared<'a, S: ?Sized> {
+    store: &'a S,
+    page: &'a SharedPage,
+    max_offset: u64,
+}
+
+impl<S: EventStore + ?Sized> EventStore for PageShared<'_, S> {
+    fn max_offset(&self) -> Result<u64, StoreError> {
+        self.store.max_offset()
+    }
+    fn read_range(&self, after: u64, before: Option<u64>, limit: usize, max_bytes: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        let key = (after, before, limit, max_bytes, self.max_offset, self.store.first_offset());
+        if let Some((_, page)) = self.page.0.borrow().as_ref().filter(|(k, _)| *k == key) {
+            return Ok(page.clone());
+        }
+        let page = self.store.read_range(after, before, limit, max_bytes)?;
+        let small = page.iter().map(|e| e.json.len()).sum::<usize>() <= SharedPage::MAX_BYTES;
+        *self.page.0.borrow_mut() = small.then(|| (key, page.clone()));
+        Ok(page)
+    }
+    fn event_at(&self, offset: u64) -> Result<Option<StoredEvent>, StoreError> {
+        self.store.event_at(offset)
+    }
+    fn event_by_idempotency_key(&self, key: &str) -> Result<Option<StoredEvent>, StoreError> {
+        self.store.event_by_idempotency_key(key)
+    }
+    fn read_state(&self) -> Result<Option<StoredState>, StoreError> {
+        self.store.read_state()
+    }
+    fn commit(&self, events: &[NewEvent<'_>], state_json: Option<&str>) -> Result<(), StoreError> {
+        self.page.clear();
+        self.store.commit(events, state_json)
+    }
+    fn write_state(&self, state_json: &str) -> Result<(), StoreError> {
+        self.store.write_state(state_json)
+    }
+    fn since_bounds(&self, since_ms: f64) -> Option<(u64, u64)> {
+        self.store.since_bounds(since_ms)
+    }
+    fn snapshot_at_or_below(&self, offset: u64) -> Result<Option<(u64, String)>, StoreError> {
+        self.store.snapshot_at_or_below(offset)
+    }
+    fn first_offset(&self) -> u64 {
+        self.store.first_offset()
+    }
+}
+
 /// What `load_state` did, for the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoadKind {
@@ -221,6 +294,30 @@ mod tests {
             event(2, types::WOKEN, json!({"incarnationId": "w"}), "2026-01-05T10:00:00.001Z"),
             event(3, types::CHILD_STREAM_CREATED, json!({"childPath": "/a/b"}), "2026-01-05T10:00:00.002Z"),
         ]
+    }
+
+    #[test]
+    fn a_shared_page_is_read_once_until_the_log_moves() {
+        let store = MemStore::default();
+        store.put_events(&log());
+        let page = SharedPage::default();
+        let read = |max_offset| page.over(&store, max_offset).read_range(1, None, 100, 1 << 20).unwrap();
+        let first = read(3);
+        assert_eq!(first.iter().map(|e| e.offset).collect::<Vec<_>>(), [2, 3]);
+        assert_eq!(read(3), first, "the second reader gets the same page");
+        assert_eq!(store.rows_read.get(), 2, "from storage once");
+        read(4);
+        assert_eq!(store.rows_read.get(), 4, "a commit moved the log's end: read again");
+        store.trim_before(3);
+        assert_eq!(read(4).iter().map(|e| e.offset).collect::<Vec<_>>(), [3], "a trim moved its start: read again");
+        page.clear();
+        read(4);
+        assert_eq!(store.rows_read.get(), 6);
+        let big = event(4, "app/big", json!({"x": "y".repeat(SharedPage::MAX_BYTES)}), "2026-01-05T10:00:00.003Z");
+        store.put_events(&[big]);
+        read(5);
+        read(5);
+        assert_eq!(store.rows_read.get(), 10, "a large page is not kept");
     }
 
     #[test]

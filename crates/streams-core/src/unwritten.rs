@@ -50,8 +50,9 @@ pub fn on_unwritten(call: &Call, name: &StreamName) -> StreamResult<OnUnwritten>
         | Call::SimulateHibernation
         | Call::MemoryUsage
         | Call::NotifyChildStreamCreated { .. }
-        | Call::RunArchiveNow { .. }
-        | Call::PendingWork => return Ok(OnUnwritten::Create),
+        | Call::RunArchiveNow { .. } => return Ok(OnUnwritten::Create),
+        // The platform answers it before any boot: looking creates nothing.
+        Call::PendingWork => None,
     }))
 }
 

@@ -191,7 +191,13 @@ fn arb_payload_for(event_type: &str) -> BoxedStrategy<Option<Value>> {
     let suffix = event_type.strip_prefix("events.iterate.com/stream/").unwrap_or("");
     let shaped: BoxedStrategy<Value> = match suffix {
         "created" => (s(), s()).prop_map(|(a, b)| json!({"namespace": a, "path": b})).boxed(),
-        "woken" => s().prop_map(|a| json!({"incarnationId": a})).boxed(),
+        "woken" => (s(), prop::option::of(prop_oneof![Just(json!(true)), Just(json!(false)), arb_json()])).prop_map(|(a, kept)| {
+            let mut p = json!({"incarnationId": a});
+            if let Some(kept) = kept {
+                p["inboundKept"] = kept;
+            }
+            p
+        }).boxed(),
         "configured" => prop_oneof![
             (n(), n(), n()).prop_map(|(d, b, r)| json!({"config": {"simulatedStorageSyncDelayMs": d, "circuitBreaker": {"burstCapacity": b, "refillRatePerMinute": r}}})),
             n().prop_map(|d| json!({"config": {"simulatedStorageSyncDelayMs": d}})),
@@ -265,6 +271,7 @@ fn arb_stream_input() -> impl Strategy<Value = Value> {
         }),
         3 => (key, prop::sample::select(vec!["replaced", "rpc-broken", "idle", "nope"])).prop_map(|(k, r)| json!({"type": types::SUBSCRIBER_DISCONNECTED, "payload": {"subscriptionKey": k, "reason": r}})),
         1 => Just(json!({"type": types::WOKEN, "payload": {"incarnationId": "i-2"}})),
+        2 => prop::sample::select(vec![json!(true), json!(false), json!("true")]).prop_map(|kept| json!({"type": types::WOKEN, "payload": {"incarnationId": "i-3", "inboundKept": kept}})),
     ]
 }
 

@@ -198,7 +198,9 @@ impl State {
             }
             "woken" => {
                 next.incarnation_id = p.trimmed("incarnationId").ok_or("woken.incarnationId")?;
-                next.connections = Ordered::default();
+                // Only `inboundKept: true` keeps the inbound entries; outbound ones always go.
+                let kept = p.get("inboundKept") == Some(&Value::Bool(true));
+                next.connections.0.retain(|(_, c)| kept && c.get("direction") == Some(&json!("inbound")));
             }
             "configured" => {
                 let config = p.get("config").ok_or("configured.config")?;

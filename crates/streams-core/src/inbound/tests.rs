@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::*;
 use crate::append::{plan_inputs, AppendContext, Origin};
 use crate::limits::MAX_DELIVERY_EVENTS;
-use crate::state::StateJson;
+use crate::state::{Direction, StateJson};
 use crate::subscription::EventFilter;
 use crate::testing::MemStore;
 use crate::CoreState;
@@ -288,6 +288,26 @@ impl World {
         }
     }
 
+    /// A wake: memory is gone (only attachments remain); `woken`, then the
+    /// presence that makes the roster list exactly the live sockets.
+    fn wake(&mut self) {
+        let live = self.live();
+        let listed = |state: &CoreState| -> Vec<String> {
+            let mut keys: Vec<String> = state.connections_by_key.iter().filter(|(_, c)| c.direction == Direction::Inbound).map(|(k, _)| k.clone()).collect();
+            keys.sort();
+            keys
+        };
+        let mut live_keys: Vec<String> = live.iter().map(|a| a.subscription_key.clone()).collect();
+        live_keys.sort();
+        let in_sync = listed(&self.state) == live_keys;
+        let incarnation = format!("w{}", self.rng.next());
+        self.commit(vec![woken_fact(&incarnation, !live.is_empty())]);
+        let presence = wake_presence(&self.state, &live);
+        self.check(!in_sync || presence.is_empty(), || format!("a wake that lost no socket wrote {} presence facts", presence.len()));
+        self.commit(presence);
+        self.check(listed(&self.state) == live_keys, || format!("after a wake the roster lists {:?}, the live sockets are {live_keys:?}", listed(&self.state)));
+    }
+
     fn run(&mut self, ops: usize) {
         for _ in 0..ops {
             match self.rng.below(100) {
@@ -318,11 +338,13 @@ impl World {
                         }
                     }
                 }
-                85..=89 => {
-                    // A wake: memory is gone (only attachments remain); `woken`, then every live socket again.
-                    let mut facts = vec![EventInput::system(types::WOKEN, json!({"incarnationId": format!("w{}", self.rng.next())}))];
-                    facts.extend(self.live().iter().map(SocketAttachment::connected_fact));
-                    self.commit(facts);
+                85..=88 => self.wake(),
+                89 => {
+                    // A socket vanishes without a fact (an eviction, a presence append that failed).
+                    if !self.peers.is_empty() {
+                        let i = self.rng.below(self.peers.len() as u64) as usize;
+                        self.peers[i].close_code.get_or_insert(CLOSE_NORMAL);
+                    }
                 }
                 _ => {
                     // Time passes; the alarm closes what expired.
