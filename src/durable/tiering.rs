@@ -12,6 +12,8 @@ use streams_core::tiers::{decode_segment, encode_segment, next_trim_at, plan_tri
 use streams_core::store::state_at;
 use streams_core::StreamResult;
 
+/// How many archived segments one retention step may fetch to rebuild the state it keeps.
+const MAX_STATE_FETCHES: usize = 64;
 /// How many of the oldest hot events one retention step looks at.
 const TRIM_SCAN_EVENTS: usize = 1000;
 /// Test hook (runtime_meta): a seal stops after its upload, before the SQLite step.
@@ -183,7 +185,8 @@ impl Inner {
     /// getState keeps answering from the first kept offset − 1 on; `None` when it cannot be
     /// rebuilt (a log trimmed before the history kept that snapshot).
     async fn state_after(&self, offset: u64) -> Option<String> {
-        loop {
+        // Bounded: pages over segments bigger than the cache could evict each other forever.
+        for _ in 0..MAX_STATE_FETCHES {
             match state_at(&self.store, offset, &mut |w| worker::console_warn!("retention: {w}")) {
                 Ok(state) => return (state.max_offset == offset).then(|| state.to_json()),
                 Err(err) if err.is_pending() => {
@@ -197,6 +200,8 @@ impl Inner {
                 }
             }
         }
+        worker::console_warn!("retention: no snapshot at offset {offset}: the segments it needs do not fit the cache");
+        None
     }
 
     fn trim_plan(&self, now_ms: f64) -> Result<Option<TrimPlan>, String> {
