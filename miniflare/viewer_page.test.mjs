@@ -268,6 +268,33 @@ describe("local copy", () => {
     await waitForRow(page, 6);
     assert.deepEqual(await rowOffsets(page), [1, 2, 3, 5, 6]);
   });
+
+  test("a stream retention trimmed: the full list starts at the first kept offset, top to bottom, with no empty rows", async () => {
+    const p = freshPath("trimmed");
+    await v.api(p, "append", { event: { type: S("configured"), payload: { config: { retention: { maxEvents: 300 } } } } });
+    for (let b = 0; b < 3; b++) {
+      await v.api(p, "appendBatch", { events: Array.from({ length: 200 }, (_, i) => ({ type: "app/bulk", payload: { i: b * 200 + i } })) });
+    }
+    let first = 1;
+    for (let tries = 0; first === 1; tries++) {
+      assert.ok(tries < 2000, "retention trimmed the stream");
+      first = (await v.api(p, "runtimeState")).runtime.storage.firstOffset;
+      if (first === 1) await new Promise((r) => setTimeout(r, 10));
+    }
+    // Presence shown: every kept event is listed, the list a plain offset range first..last.
+    const { page } = await v.openStream({ path: p, query: { presence: "shown" } });
+    await waitForText(page, "stream-status", "subscribed");
+    const last = (await v.api(p, "runtimeState")).coreProcessorState.maxOffset;
+    await waitForText(page, "filter-count", `${last - first + 1} events`);
+    await waitForRow(page, last);
+    const bottom = await rowOffsets(page);
+    assert.ok(bottom.every((o, i) => o >= first && (i === 0 || o === bottom[i - 1] + 1)), `contiguous kept rows: ${bottom}`);
+    await page.getByTestId("scroll-to-top").click();
+    await waitForRow(page, first);
+    const top = await rowOffsets(page);
+    assert.equal(top[0], first, "the list starts at the first kept offset");
+    assert.equal(await page.locator('[data-testid="event-row-pending"]').count(), 0, "no row waits for an event the mirror does not hold");
+  });
 });
 
 describe("split view", () => {

@@ -447,7 +447,7 @@ impl Inner {
         self.continue_migration();
         // A seal or a deletion a restart interrupted resumes; retention catches up.
         if self.archive.is_some() || self.with_state(|s| s.config.retention.is_some()).unwrap_or(false) {
-            self.start_tiering(None);
+            self.start_tiering();
         }
         Ok(())
     }
@@ -712,7 +712,7 @@ impl Inner {
         self.outbound_after_commit(&summary);
         let archived_or_retained = self.archive.is_some() || self.with_state(|s| s.config.retention.is_some()).unwrap_or(false);
         if archived_or_retained && plan.events.iter().any(|p| p.event.event_type == types::CONFIGURED) {
-            self.start_tiering(None);
+            self.start_tiering();
         } else {
             self.after_commit_tiering();
         }

@@ -12,6 +12,8 @@ use streams_core::tiers::{decode_segment, encode_segment, next_trim_at, plan_tri
 use streams_core::store::state_at;
 use streams_core::StreamResult;
 
+/// How many archived segments one retention step may fetch to rebuild the state it keeps.
+const MAX_STATE_FETCHES: usize = 64;
 /// How many of the oldest hot events one retention step looks at.
 const TRIM_SCAN_EVENTS: usize = 1000;
 /// Test hook (runtime_meta): a seal stops after its upload, before the SQLite step.
@@ -21,6 +23,8 @@ pub(super) const HOLD_AFTER_UPLOAD_KEY: &str = "test-hold-after-upload";
 #[derive(Default)]
 pub(super) struct Tiering {
     running: bool,
+    /// A run is waiting for its own task (`start_tiering`).
+    queued: bool,
     failures: u32,
     /// After an R2 failure: no step before this time (epoch ms).
     retry_at: Option<f64>,
@@ -36,10 +40,10 @@ impl Inner {
     pub(super) fn after_commit_tiering(self: &Rc<Self>) {
         let due = {
             let tiering = self.tiering.borrow();
-            !tiering.running && tiering.retry_at.is_none()
+            !tiering.running && !tiering.queued && tiering.retry_at.is_none()
         } && (self.archive.is_some() && self.store.seal_due(self.settings.segment_limits) || self.count_trim_due());
         if due {
-            self.start_tiering(None);
+            self.start_tiering();
         }
     }
 
@@ -55,12 +59,19 @@ impl Inner {
         max_offset.saturating_sub(oldest_unit_last) >= max_events
     }
 
-    /// Runs steps until nothing is due, in the background; `clock` replaces
-    /// the wall clock for retention (the `runArchiveNow` test hook).
-    pub(super) fn start_tiering(self: &Rc<Self>, clock: Option<f64>) {
+    /// Runs steps until nothing is due, in the background, in a task of its
+    /// own: the commit that made a seal due answers first instead of waiting
+    /// for the seal's reads and encoding, which would run in its turn.
+    pub(super) fn start_tiering(self: &Rc<Self>) {
+        if std::mem::replace(&mut self.tiering.borrow_mut().queued, true) {
+            return;
+        }
         let inner = self.clone();
         wasm_bindgen_futures::spawn_local(async move {
-            let _ = inner.run_tiering(clock).await;
+            let next_task = js_sys::Promise::new(&mut |resolve, _| super::set_timeout(&resolve, 0));
+            let _ = wasm_bindgen_futures::JsFuture::from(next_task).await;
+            inner.tiering.borrow_mut().queued = false;
+            let _ = inner.run_tiering(None).await;
         });
     }
 
@@ -136,11 +147,12 @@ impl Inner {
             return Ok(true);
         }
         if let Some(bucket) = &self.archive {
-            if let Some((first, last)) = store.seal_candidate(self.settings.segment_limits).map_err(|e| e.to_string())? {
-                let events = store.hot_events(first, last).map_err(|e| e.to_string())?;
+            if let Some(events) = store.seal_candidate(self.settings.segment_limits).map_err(|e| e.to_string())? {
+                let (Some(first), Some(last)) = (events.first().map(|e| e.offset), events.last().map(|e| e.offset)) else { return Ok(false) };
                 let texts: Vec<&str> = events.iter().map(|e| e.json.as_str()).collect();
                 let (bytes, checksum) = encode_segment(first, &texts);
                 let info = SegmentInfo { first, last, bytes: texts.iter().map(|t| t.len() as u64).sum(), checksum, last_at_ms: created_at_ms(texts.last().copied()) };
+                let keyed = texts.iter().any(|t| t.contains(r#""idempotencyKey""#));
                 drop(texts);
                 drop(events);
                 let key = self.object_key(first, last);
@@ -153,7 +165,7 @@ impl Inner {
                     return Ok(false);
                 }
                 let state = self.with_state(|s| s.to_json()).map_err(|e| e.to_string())?;
-                store.commit_seal(&info, &key, &state).map_err(|e| e.to_string())?;
+                store.commit_seal(&info, &key, &state, keyed).map_err(|e| e.to_string())?;
                 return Ok(true);
             }
         }
@@ -173,7 +185,8 @@ impl Inner {
     /// getState keeps answering from the first kept offset − 1 on; `None` when it cannot be
     /// rebuilt (a log trimmed before the history kept that snapshot).
     async fn state_after(&self, offset: u64) -> Option<String> {
-        loop {
+        // Bounded: pages over segments bigger than the cache could evict each other forever.
+        for _ in 0..MAX_STATE_FETCHES {
             match state_at(&self.store, offset, &mut |w| worker::console_warn!("retention: {w}")) {
                 Ok(state) => return (state.max_offset == offset).then(|| state.to_json()),
                 Err(err) if err.is_pending() => {
@@ -187,6 +200,8 @@ impl Inner {
                 }
             }
         }
+        worker::console_warn!("retention: no snapshot at offset {offset}: the segments it needs do not fit the cache");
+        None
     }
 
     fn trim_plan(&self, now_ms: f64) -> Result<Option<TrimPlan>, String> {
@@ -239,7 +254,7 @@ impl Inner {
             due
         };
         if due {
-            self.start_tiering(None);
+            self.start_tiering();
         }
     }
 

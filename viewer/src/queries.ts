@@ -23,7 +23,10 @@ function whereOf(filter: EventFilter): [string, SqlValue[]] {
   return ["", []];
 }
 
-/** A filter that shows every event lists offset i + 1 at index i (the mirror holds 1..n without gaps). */
+/**
+ * A filter that shows every event lists offset first + i at index i: the mirror holds first..last
+ * without gaps, and first is above 1 when retention trimmed the stream (docs/browser.md).
+ */
 function isUnfiltered(filter: EventFilter): boolean {
   return filter.type === null && !filter.hidePresence;
 }
@@ -68,6 +71,8 @@ export function alignedWindow(first: number, last: number): [number, number] {
 /** Rows the tail query reads: more than a screen and a batch, so a list pinned to the tail never waits. */
 export const TAIL_ROWS = 256;
 const COLUMNS = "offset, type, created_at, idempotency_key, json";
+/** An unfiltered row's list index: its distance from the mirror's first offset (a primary-key lookup). */
+const INDEX = "offset - (SELECT MIN(offset) FROM events) AS list_index";
 
 export interface EventTail {
   /** The list's length (events, or events of the filtered type), read with the rows. */
@@ -78,21 +83,21 @@ export interface EventTail {
 /**
  * The last TAIL_ROWS rows of the events list and the list's length, in one query, so the list
  * never grows past rows it has: its SQL stays the same while events arrive (the rows update in
- * place). Keyed by list index: unfiltered, index i is offset i + 1; filtered, the last row is
- * index count - 1.
+ * place). Keyed by list index: unfiltered, index i is the mirror's first offset + i; filtered, the
+ * last row is index count - 1.
  */
 export function useEventTail(store: StreamStore, filter: EventFilter): EventTail {
   const [where, whereParams] = whereOf(filter);
   const [count, countParams] = countSql(filter);
-  const { rows } = useStreamQuery<EventRow & { total: number }>(
+  const { rows } = useStreamQuery<EventRow & { total: number; list_index: number }>(
     store,
-    `SELECT ${COLUMNS}, ${count} AS total FROM events ${where} ORDER BY offset DESC LIMIT ?`,
+    `SELECT ${COLUMNS}, ${INDEX}, ${count} AS total FROM events ${where} ORDER BY offset DESC LIMIT ?`,
     [...countParams, ...whereParams, TAIL_ROWS],
   );
   const unfiltered = isUnfiltered(filter);
   return useMemo(() => {
     const total = rows.length === 0 ? 0 : Number(rows[0]?.total);
-    return { count: total, rows: new Map(rows.map((row, i) => [unfiltered ? Number(row.offset) - 1 : total - 1 - i, row])) };
+    return { count: total, rows: new Map(rows.map((row, i) => [unfiltered ? Number(row.list_index) : total - 1 - i, row])) };
   }, [rows, unfiltered]);
 }
 
@@ -107,10 +112,10 @@ export function useEventWindow(store: StreamStore, filter: EventFilter, start: n
   const [sql, params]: [string, SqlValue[]] = inTail
     ? ["SELECT NULL AS offset WHERE 0", []]
     : unfiltered
-      ? [`SELECT ${COLUMNS} FROM events WHERE offset > ? AND offset <= ? ORDER BY offset`, [start, end]]
+      ? [`SELECT ${COLUMNS}, ${INDEX} FROM events WHERE offset >= (SELECT MIN(offset) FROM events) + ? AND offset < (SELECT MIN(offset) FROM events) + ? ORDER BY offset`, [start, end]]
       : [`SELECT ${COLUMNS} FROM events ${where} ORDER BY offset LIMIT ? OFFSET ?`, [...whereParams, end - start, start]];
-  const { rows } = useStreamQuery<EventRow>(store, sql, params);
-  return useMemo(() => new Map(rows.map((row, i) => [unfiltered ? Number(row.offset) - 1 : start + i, row])), [rows, unfiltered, start]);
+  const { rows } = useStreamQuery<EventRow & { list_index: number }>(store, sql, params);
+  return useMemo(() => new Map(rows.map((row, i) => [unfiltered ? Number(row.list_index) : start + i, row])), [rows, unfiltered, start]);
 }
 
 export interface FeedRow extends FeedItemRow {

@@ -72,7 +72,14 @@ fn apply(state: &mut CoreState, event: &Event, payload: CorePayload) -> Effect {
         CorePayload::Woken { incarnation_id, inbound_kept } => {
             state.incarnation_id = incarnation_id;
             // Outbound connections never outlive an incarnation; hibernated sockets may.
-            state.connections_by_key.retain(|_, c| inbound_kept && c.direction == Direction::Inbound);
+            if inbound_kept {
+                let outbound: Vec<String> = state.connections_by_key.iter().filter(|(_, c)| c.direction == Direction::Outbound).map(|(k, _)| k.clone()).collect();
+                for key in &outbound {
+                    state.connections_by_key.shift_remove(key);
+                }
+            } else {
+                state.connections_by_key.clear();
+            }
             return Effect::Free;
         }
         CorePayload::Configured { simulated_storage_sync_delay_ms, circuit_breaker, retention } => {

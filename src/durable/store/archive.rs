@@ -219,11 +219,12 @@ impl SqlStore {
 
     // ---- sealing ----
 
-    /// The range of the next segment when the hot tier holds a segment's
-    /// worth, or the range whose upload a crash interrupted.
-    pub fn seal_candidate(&self, limits: SegmentLimits) -> Result<Option<(u64, u64)>, StoreError> {
-        if let Some(pending) = self.pending_seal()? {
-            return Ok(Some(pending));
+    /// The events of the next segment when the hot tier holds a segment's
+    /// worth, or of the range whose upload a crash interrupted: read once,
+    /// as the segment's range is cut (`seal_range`).
+    pub fn seal_candidate(&self, limits: SegmentLimits) -> Result<Option<Vec<StoredEvent>>, StoreError> {
+        if let Some((first, last)) = self.pending_seal()? {
+            return self.hot_events(first, last).map(Some);
         }
         let (count, bytes) = {
             let tiers = self.inner.tiers.borrow();
@@ -232,12 +233,11 @@ impl SqlStore {
         if self.migration_pending() || !seal_due(count, bytes, limits) {
             return Ok(None);
         }
-        let rows = self.rows(
-            r#"SELECT "offset", COALESCE(length(CAST(json AS BLOB)), byte_length) FROM events ORDER BY "offset" LIMIT ?"#,
-            &[js_int(limits.max_events)],
-        )?;
-        let hot: Vec<(u64, u64)> = rows.iter().map(|row| (as_u64(&row.get(0)), as_u64(&row.get(1)))).collect();
-        Ok(seal_range(&hot, limits))
+        let oldest = self.log_range(0, streams_core::limits::MAX_SAFE_INTEGER, limits.max_events as usize, limits.max_bytes as usize)?;
+        let sizes: Vec<(u64, u64)> = oldest.iter().map(|e| (e.offset, e.json.len() as u64)).collect();
+        let Some((first, last)) = seal_range(&sizes, limits) else { return Ok(None) };
+        let events: Vec<StoredEvent> = oldest.into_iter().take_while(|e| e.offset <= last).collect();
+        contiguous(events, first, last).map(Some)
     }
 
     fn pending_seal(&self) -> Result<Option<(u64, u64)>, StoreError> {
@@ -251,28 +251,39 @@ impl SqlStore {
     }
 
     /// The hot events `first..=last`, in order; an error unless all are there.
-    pub fn hot_events(&self, first: u64, last: u64) -> Result<Vec<StoredEvent>, StoreError> {
-        let events = self.log_range(first - 1, last + 1, usize::MAX, usize::MAX)?;
-        let contiguous = events.len() as u64 == last + 1 - first && events.iter().zip(first..).all(|(e, o)| e.offset == o);
-        contiguous.then_some(events).ok_or_else(|| StoreError(format!("hot events {first}..={last} are not all there")))
+    fn hot_events(&self, first: u64, last: u64) -> Result<Vec<StoredEvent>, StoreError> {
+        contiguous(self.log_range(first - 1, last + 1, usize::MAX, usize::MAX)?, first, last)
     }
 
     /// After R2 confirmed the object: records the segment, keeps its
     /// idempotency keys, removes its rows and stores the state, atomically.
-    pub fn commit_seal(&self, info: &SegmentInfo, key: &str, state_json: &str) -> Result<(), StoreError> {
+    /// The tiers' bookkeeping follows by arithmetic: no scan of the hot tier.
+    /// `keyed`: some event of the segment may have an idempotency key (without
+    /// one, its rows are not scanned for keys).
+    pub fn commit_seal(&self, info: &SegmentInfo, key: &str, state_json: &str, keyed: bool) -> Result<(), StoreError> {
         let range = || -> Array { [js_int(info.first), js_int(info.last)].iter().collect() };
-        let statements: Vec<Statement> = vec![
+        let mut statements: Vec<Statement> = vec![
             (
                 self.query("INSERT OR REPLACE INTO segments (first_offset, last_offset, byte_count, checksum, last_at_ms, object_key, trimmed) VALUES (?, ?, ?, ?, ?, ?, 0)"),
                 [js_int(info.first), js_int(info.last), js_int(info.bytes), js_int(info.checksum.into()), JsValue::from_f64(info.last_at_ms), key.into()].iter().collect(),
             ),
-            (self.query(r#"INSERT OR IGNORE INTO archived_keys (idempotency_key, "offset") SELECT idempotency_key, "offset" FROM events WHERE "offset" BETWEEN ? AND ? AND idempotency_key IS NOT NULL"#), range()),
             (self.query(r#"DELETE FROM event_chunks WHERE "offset" BETWEEN ? AND ?"#), range()),
             (self.query(r#"DELETE FROM events WHERE "offset" BETWEEN ? AND ?"#), range()),
             (self.query("DELETE FROM runtime_meta WHERE key = ?"), [JsValue::from_str(PENDING_SEAL_KEY)].iter().collect()),
         ];
+        if keyed {
+            // Before the rows go: the keys keep de-duplicating archived events.
+            statements.insert(1, (self.query(r#"INSERT OR IGNORE INTO archived_keys (idempotency_key, "offset") SELECT idempotency_key, "offset" FROM events WHERE "offset" BETWEEN ? AND ? AND idempotency_key IS NOT NULL"#), range()));
+        }
         self.commit_state(statements, Some(state_json), None)?;
-        self.load_tiers()
+        let archived_keys = self.has_archived_keys() || keyed && first_cell(self.rows("SELECT EXISTS (SELECT 1 FROM archived_keys)", &[])?).is_some_and(|n| as_u64(&n) > 0);
+        let mut tiers = self.tiers();
+        tiers.segments.push(info.clone());
+        tiers.object_keys.push(key.to_owned());
+        tiers.hot_count = tiers.hot_count.saturating_sub(info.events());
+        tiers.hot_bytes = tiers.hot_bytes.saturating_sub(info.bytes);
+        tiers.archived_keys = archived_keys;
+        Ok(())
     }
 
     // ---- retention ----
@@ -341,6 +352,12 @@ impl SqlStore {
         let rows = self.rows("SELECT object_key FROM segments", &[])?;
         Ok((rows.iter().filter_map(|row| row.get(0).as_string()).collect(), self.pending_seal()?))
     }
+}
+
+/// `events` when they are exactly the offsets `first..=last`, in order.
+fn contiguous(events: Vec<StoredEvent>, first: u64, last: u64) -> Result<Vec<StoredEvent>, StoreError> {
+    let whole = first <= last && events.len() as u64 == last + 1 - first && events.iter().zip(first..).all(|(e, o)| e.offset == o);
+    whole.then_some(events).ok_or_else(|| StoreError(format!("hot events {first}..={last} are not all there")))
 }
 
 #[wasm_bindgen]

@@ -42,7 +42,6 @@ const OWNERS: [Option<&str>; 3] = [None, Some("alice"), Some("bob")];
 struct Peer {
     /// What the platform stores with the socket: the attachment's JSON.
     blob: String,
-    owner: Option<String>,
     start: u64,
     filter: EventFilter,
     events: bool,
@@ -178,7 +177,7 @@ impl World {
                 let a = admission.attachment;
                 let start = a.cursor;
                 facts.push(a.connected_fact());
-                self.peers.push(Peer { blob: to_json_string(&a).unwrap(), owner, start, filter, events, frames: Vec::new(), close_code: None });
+                self.peers.push(Peer { blob: to_json_string(&a).unwrap(), start, filter, events, frames: Vec::new(), close_code: None });
                 self.commit(facts);
             }
         }
