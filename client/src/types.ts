@@ -88,7 +88,8 @@ export interface RuntimeState {
   runtime: {
     connections: { [subscriptionKey: string]: ConnectionReport };
     /** `lastError`: why the last dial or delivery failed (docs/protocol.md#runtimestate). */
-    redial: { [subscriptionKey: string]: { failures: number; retryAt: string; lastError?: { code: string; message: string } } };
+    /** `retryAt` is null and `stopped` true for a key the stream dials no more until it is configured again (a `trimmed` checkpoint). */
+    redial: { [subscriptionKey: string]: { failures: number; retryAt: string | null; stopped?: boolean; lastError?: { code: string; message: string } } };
     idleTeardownAt: string | null;
     /** Where the log is: the first kept offset, and each storage tier's size. */
     storage: StorageFigures;

@@ -125,7 +125,7 @@ function RuntimeCards({ data }: { data: RuntimeState }) {
                     <code>{key}</code>
                   </td>
                   <td>{redial.failures}</td>
-                  <td>{redial.retryAt ? `${redial.retryAt.slice(11, 19)} UTC` : "—"}</td>
+                  <td data-testid="state-redial-next">{redial.stopped ? "stopped until configured again" : redial.retryAt ? `${redial.retryAt.slice(11, 19)} UTC` : "—"}</td>
                   <td className="error" data-testid="state-redial-cause">
                     {redial.lastError ? `${redial.lastError.code}: ${redial.lastError.message}` : "—"}
                   </td>

@@ -1,6 +1,6 @@
 // runtimeState polled once a second per stream, shared by every component that shows it.
 import { useCallback, useSyncExternalStore } from "react";
-import type { StorageFigures } from "@streams/client";
+import type { RuntimeState as ClientRuntimeState, StorageFigures } from "@streams/client";
 import { ApiError, callApi, errorText, type StreamTarget } from "./api";
 
 export const RUNTIME_POLL_MS = 1000;
@@ -23,12 +23,8 @@ export interface CoreState {
   [key: string]: unknown;
 }
 
-/** `runtime.redial[key]`: a subscription's failed dials or deliveries and the last one's cause. */
-export interface Redial {
-  failures: number;
-  retryAt: string | null;
-  lastError?: { code: string; message: string };
-}
+/** `runtime.redial[key]`: a subscription's failed dials or deliveries, the last one's cause, whether it stopped. */
+export type Redial = ClientRuntimeState["runtime"]["redial"][string];
 
 export interface RuntimeState {
   coreProcessorState: CoreState;
