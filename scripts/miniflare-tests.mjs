@@ -13,6 +13,7 @@
 //   every file and every seed the seeded tests drew (their `STREAMS_SEED <label> <seed>` lines, with
 //   the command that replays each) come last.
 // STREAMS_TEST_JOBS overrides the two (1 runs them one by one and shows each file's output live).
+// Each test times out after 10 minutes, so a hang fails its file instead of holding the run.
 // No test waits on a timing guess, so two files at a time holds on a loaded machine too.
 import { spawn } from "node:child_process";
 import fs from "node:fs";
@@ -23,6 +24,8 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const DURATIONS = path.join(ROOT, "build", "miniflare-durations.json");
 const USES_BROWSER = /playwright-core|helpers\/(browser|viewer)\.mjs/;
 const COUNTS = ["tests", "pass", "fail", "cancelled", "skipped", "todo"];
+// Per test: the longest file takes under 3 minutes on a loaded 2-core machine.
+const TEST_TIMEOUT_MS = 10 * 60_000;
 
 const jobs = Number(process.env.STREAMS_TEST_JOBS ?? 2);
 if (!Number.isInteger(jobs) || jobs < 1) throw new Error(`STREAMS_TEST_JOBS must be a positive integer, got ${process.env.STREAMS_TEST_JOBS}`);
@@ -59,7 +62,8 @@ function run({ file }) {
   const started = Date.now();
   console.log(`--- start ${file}`);
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ["--test", "--test-reporter=spec", file], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+    // A test that hangs fails after TEST_TIMEOUT_MS instead of holding the whole run forever.
+    const child = spawn(process.execPath, ["--test", "--test-reporter=spec", `--test-timeout=${TEST_TIMEOUT_MS}`, file], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
     let output = "";
     const collect = (d) => {
       output += d;
