@@ -9,11 +9,12 @@ use serde_json::{json, Value};
 
 use super::{log_internal, Inner};
 use streams_core::tiers::{decode_segment, encode_segment, next_trim_at, plan_trim, SegmentInfo, TrimInput, TrimPlan};
-use streams_core::store::state_at;
+use streams_core::store::{replay_until, state_before};
 use streams_core::StreamResult;
 
-/// How many archived segments one retention step may fetch to rebuild the state it keeps.
-const MAX_STATE_FETCHES: usize = 64;
+/// How many fetches in a row may leave retention's state rebuild where it was before it gives up
+/// (a fetched segment is read at once, so one such fetch is already unexpected).
+const MAX_STALLED_FETCHES: usize = 2;
 /// How many of the oldest hot events one retention step looks at.
 const TRIM_SCAN_EVENTS: usize = 1000;
 /// Test hook (runtime_meta): a seal stops after its upload, before the SQLite step.
@@ -185,12 +186,24 @@ impl Inner {
     /// getState keeps answering from the first kept offset − 1 on; `None` when it cannot be
     /// rebuilt (a log trimmed before the history kept that snapshot).
     async fn state_after(&self, offset: u64) -> Option<String> {
-        // Bounded: pages over segments bigger than the cache could evict each other forever.
-        for _ in 0..MAX_STATE_FETCHES {
-            match state_at(&self.store, offset, &mut |w| worker::console_warn!("retention: {w}")) {
-                Ok(state) => return (state.max_offset == offset).then(|| state.to_json()),
+        let mut state = match state_before(&self.store, offset) {
+            Ok(state) => state,
+            Err(err) => {
+                worker::console_warn!("retention: no snapshot at offset {offset}: {err}");
+                return None;
+            }
+        };
+        // The replay keeps its place across fetches, so each fetched segment is replayed once
+        // and the segments need not fit the cache together; a fetch that moves it nowhere ends it.
+        let mut stalled = 0;
+        loop {
+            let before = state.max_offset;
+            match self.store.with_short_pages(|store| replay_until(store, &mut state, offset, &mut |w| worker::console_warn!("retention: {w}"))) {
+                Ok(()) => return (state.max_offset == offset).then(|| state.to_json()),
                 Err(err) if err.is_pending() => {
-                    if !matches!(self.fetch_missing().await, Ok(true)) {
+                    stalled = if state.max_offset == before { stalled + 1 } else { 0 };
+                    if stalled > MAX_STALLED_FETCHES || !matches!(self.fetch_missing().await, Ok(true)) {
+                        worker::console_warn!("retention: no snapshot at offset {offset}: the replay stopped at offset {}", state.max_offset);
                         return None;
                     }
                 }
@@ -200,8 +213,6 @@ impl Inner {
                 }
             }
         }
-        worker::console_warn!("retention: no snapshot at offset {offset}: the segments it needs do not fit the cache");
-        None
     }
 
     fn trim_plan(&self, now_ms: f64) -> Result<Option<TrimPlan>, String> {

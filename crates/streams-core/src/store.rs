@@ -246,8 +246,21 @@ pub fn load_state<S: EventStore + ?Sized>(store: &S, warn: &mut dyn FnMut(String
 /// snapshot is kept). Writes nothing. The answer stops short of `offset`
 /// (its `max_offset` tells) when the replay meets removed events.
 pub fn state_at<S: EventStore + ?Sized>(store: &S, offset: u64, warn: &mut dyn FnMut(String)) -> Result<CoreState, StoreError> {
+    let mut state = state_before(store, offset)?;
+    replay_until(store, &mut state, offset, warn)?;
+    Ok(state)
+}
+
+/// Where `state_at` starts: the nearest snapshot at or below `offset`, else the initial state.
+pub fn state_before<S: EventStore + ?Sized>(store: &S, offset: u64) -> Result<CoreState, StoreError> {
     let snapshot = store.snapshot_at_or_below(offset)?.and_then(|(at, json)| CoreState::from_json(&json).ok().filter(|s| s.max_offset == at));
-    let mut state = snapshot.unwrap_or_default();
+    Ok(snapshot.unwrap_or_default())
+}
+
+/// Replays the events after `state` up to `offset` into it. A read that fails leaves `state`
+/// at the last page replayed, so a caller that fetches a missing archived segment resumes
+/// there instead of from the snapshot (which would need every segment cached at once).
+pub fn replay_until<S: EventStore + ?Sized>(store: &S, state: &mut CoreState, offset: u64, warn: &mut dyn FnMut(String)) -> Result<(), StoreError> {
     let mut after = state.max_offset;
     while after < offset {
         let page = store.read_range(after, Some(offset + 1), REPLAY_PAGE_EVENTS, usize::MAX)?;
@@ -255,10 +268,10 @@ pub fn state_at<S: EventStore + ?Sized>(store: &S, offset: u64, warn: &mut dyn F
         let Some(last) = page.last().filter(|_| page[0].offset == after + 1) else { break };
         after = last.offset;
         for stored in &page {
-            replay(&mut state, stored, warn);
+            replay(state, stored, warn);
         }
     }
-    Ok(state)
+    Ok(())
 }
 
 /// The stream's name as its own `S/created` fact records it: how an object
@@ -428,6 +441,24 @@ mod tests {
         assert_eq!(at, full_reduce(&events[..2400]));
         assert_eq!(*store.snapshots_read.borrow(), vec![2000], "the nearest snapshot at or below 2400");
         assert_eq!(state_at(&store, 1500, &mut |_| {}).unwrap(), full_reduce(&events[..1500]));
+    }
+
+    #[test]
+    fn a_replay_that_meets_a_missing_segment_resumes_where_it_stood() {
+        let store = MemStore::default();
+        let mut events = log();
+        for offset in 4..=2500 {
+            events.push(event(offset, "app/x", json!({"n": offset}), "2026-01-05T10:00:01.000Z"));
+        }
+        store.put_events(&events);
+        store.miss_at.set(Some(1500));
+        let mut state = state_before(&store, 2400).unwrap();
+        let err = replay_until(&store, &mut state, 2400, &mut |_| {}).unwrap_err();
+        assert!(err.is_pending());
+        assert_eq!(state, full_reduce(&events[..1000]), "the pages before the miss stay replayed");
+        replay_until(&store, &mut state, 2400, &mut |_| {}).unwrap();
+        assert_eq!(state, full_reduce(&events[..2400]));
+        assert_eq!(store.rows_read.get(), 2400, "no event is read twice");
     }
 
     #[test]

@@ -45,6 +45,9 @@ pub struct MemStore {
     pub snapshots_read: RefCell<Vec<u64>>,
     /// Set by `trim_before`; 0 reads as 1.
     first_offset: Cell<u64>,
+    /// The next `read_range` reaching this offset fails once as pending, like an archived
+    /// segment not yet fetched.
+    pub miss_at: Cell<Option<u64>>,
 }
 
 impl MemStore {
@@ -102,6 +105,10 @@ impl EventStore for MemStore {
     }
 
     fn read_range(&self, after: u64, before: Option<u64>, limit: usize, max_bytes: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        if self.miss_at.get().is_some_and(|miss| after < miss && after + limit as u64 >= miss) {
+            self.miss_at.set(None);
+            return Err(StoreError::pending("a segment not yet fetched"));
+        }
         let mut out = Vec::new();
         let mut bytes = 0;
         for (&offset, (_, json)) in self.events.borrow().range(after + 1..) {

@@ -81,6 +81,8 @@ struct Connection {
     legacy: Cell<bool>,
     /// The first kept offset, the segments, the hot tier's size, the segment cache.
     tiers: RefCell<archive::Tiers>,
+    /// Whether a page over the archive stops short at a segment not cached (`with_short_pages`).
+    short_pages: Cell<bool>,
 }
 
 impl SqlStore {
@@ -94,6 +96,7 @@ impl SqlStore {
             state_rows: Cell::default(),
             legacy: Cell::new(false),
             tiers: RefCell::default(),
+            short_pages: Cell::new(false),
         };
         Self { inner: Rc::new(connection) }
     }
@@ -207,11 +210,21 @@ impl SqlStore {
         self.load_tiers()
     }
 
+    /// Runs `read` with pages over the archive that stop short at the first segment not cached
+    /// (once they hold an event), so a reader that keeps its place between fetches (retention's
+    /// state rebuild) moves on after every fetch, whatever the segments' sizes.
+    pub fn with_short_pages<T>(&self, read: impl FnOnce(&Self) -> T) -> T {
+        self.inner.short_pages.set(true);
+        let result = read(self);
+        self.inner.short_pages.set(false);
+        result
+    }
+
     /// `read_range` over the archive: events after `after` from the cached
     /// segments that hold them, then the hot tier. A page that needs a segment
     /// not cached fails as a miss, which the caller resolves by fetching it and
     /// reading again; only a page that already spans more segments than the
-    /// cache can hold at once stops short there instead.
+    /// cache can hold at once (or any page under `with_short_pages`) stops short there instead.
     fn tiered_range(&self, mut after: u64, before: u64, limit: usize, max_bytes: usize) -> Result<Vec<StoredEvent>, StoreError> {
         let mut page: Vec<StoredEvent> = Vec::new();
         let mut bytes = 0usize;
@@ -225,7 +238,7 @@ impl SqlStore {
             touched += 1;
             let (info, events) = match self.cached_segment(index) {
                 Ok(found) => found,
-                Err(miss) if page.is_empty() || self.cache_holds(touched) => return Err(miss),
+                Err(miss) if page.is_empty() || (!self.inner.short_pages.get() && self.cache_holds(touched)) => return Err(miss),
                 Err(_) => {
                     self.take_miss();
                     return Ok(page);
