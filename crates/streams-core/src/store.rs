@@ -424,14 +424,20 @@ mod tests {
         assert_eq!(warnings.len(), 1);
     }
 
-    #[test]
-    fn the_state_at_an_offset_starts_from_the_nearest_snapshot() {
+    /// A store holding `log()` followed by app events up to offset `last`, and those events.
+    fn stored_log(last: u64) -> (MemStore, Vec<Event>) {
         let store = MemStore::default();
         let mut events = log();
-        for offset in 4..=2500 {
+        for offset in 4..=last {
             events.push(event(offset, "app/x", json!({"n": offset}), "2026-01-05T10:00:01.000Z"));
         }
         store.put_events(&events);
+        (store, events)
+    }
+
+    #[test]
+    fn the_state_at_an_offset_starts_from_the_nearest_snapshot() {
+        let (store, events) = stored_log(2500);
         for at in [0, 1, 3, 999, 1000, 1001, 2500] {
             assert_eq!(state_at(&store, at, &mut |_| {}).unwrap(), full_reduce(&events[..at as usize]), "at {at}");
         }
@@ -445,12 +451,7 @@ mod tests {
 
     #[test]
     fn a_replay_that_meets_a_missing_segment_resumes_where_it_stood() {
-        let store = MemStore::default();
-        let mut events = log();
-        for offset in 4..=2500 {
-            events.push(event(offset, "app/x", json!({"n": offset}), "2026-01-05T10:00:01.000Z"));
-        }
-        store.put_events(&events);
+        let (store, events) = stored_log(2500);
         store.miss_at.set(Some(1500));
         let mut state = state_before(&store, 2400).unwrap();
         let err = replay_until(&store, &mut state, 2400, &mut |_| {}).unwrap_err();
