@@ -136,8 +136,10 @@ async function waitFor(what, check, timeoutMs) {
  */
 async function startDev() {
   const port = await freePort();
+  // Its own inspector port too: wrangler's default (9229) is taken by any other dev server on the machine.
+  const inspectorPort = await freePort();
   const persist = fs.mkdtempSync(path.join(os.tmpdir(), "streams-dev-"));
-  const dev = spawn("npm", ["run", "dev", "--", "--port", String(port), "--persist-to", persist], {
+  const dev = spawn("npm", ["run", "dev", "--", "--port", String(port), "--inspector-port", String(inspectorPort), "--persist-to", persist], {
     cwd: REPO_ROOT,
     detached: true,
     stdio: ["ignore", "pipe", "pipe"],
