@@ -1,15 +1,15 @@
 // Outbound subscribers and processors whose checkpoint retention removed (docs/protocol.md#retention,
 // docs/processors.md#when-retention-removed-the-checkpoint): the stream refuses such a checkpoint
 // as `trimmed` once and stops dialling the key (runtime.redial, the log); the processor host halts
-// by default, with its halt report, and with `onTrimmed: "startFromFirstKept"` goes on from the
-// first kept offset, each kept event once. Real DO SQLite, real processor Durable Objects; retention
+// by default, with its halt report, and with `onTrimmed: "startFromFirstKept"` (or, once halted,
+// after `resume({skip: true})`) goes on from the first kept offset, each kept event once. Real DO SQLite, real processor Durable Objects; retention
 // without an archive removes hot rows (the runArchiveNow hook runs it to the end).
 import { before, after, test } from "node:test";
 import assert from "node:assert/strict";
 import { call, uniqueName } from "./helpers/mf.mjs";
 import { S } from "./helpers/assertions.mjs";
 import { echoSubscriptionEvent, echoInput, inspectEcho, configureEcho, uniqueEchoName, waitFor, waitForEcho } from "./helpers/subscribers.mjs";
-import { startWithProcessors, processorSubscription, processorStatus, tryHost, uniqueHostName } from "./helpers/processors.mjs";
+import { startWithProcessors, processorSubscription, processorStatus, tryHost, callHost, uniqueHostName } from "./helpers/processors.mjs";
 
 let mf;
 before(async () => {
@@ -147,4 +147,51 @@ test('with onTrimmed: "startFromFirstKept" a processor goes on from the first ke
   const outputs = log.filter((e) => e.type === "app/kept-out").map((e) => e.payload.input);
   assert.deepEqual(outputs.filter((o) => o >= first), keptInputs, "onEvent ran once for every kept input");
   assert.equal((await runtime(name)).redial.kept, undefined, "no failure: the dial was accepted");
+});
+
+test("after a trimmed halt, resume() halts again at the next dial with the same error; resume({skip: true}) goes on from the first kept offset", async () => {
+  const name = uniqueName("trim-resume");
+  const host = uniqueHostName();
+  const [namespace, path] = [name.slice(0, name.indexOf(":")), name.slice(name.indexOf(":") + 1)];
+  const status = () => processorStatus(mf, host, name, "counter");
+  const resume = (skip) => callHost(mf, host, "resumeProcessor", { namespace, path, slug: "counter", ...(skip === undefined ? {} : { skip }) });
+  await call(mf, name, "append", { event: processorSubscription("counter", host, "counter") });
+  const firstAdds = await call(mf, name, "appendBatch", { events: adds(5) });
+  const done = await waitFor(status, (s) => s.state.count === 5, { what: "five inputs reduced" });
+  const first = await trimWhileAway(name, "counter", adds(100, 5));
+  assert.ok(first > done.checkpoint + 1, `first kept ${first}, checkpoint ${done.checkpoint}`);
+  await call(mf, name, "append", { event: processorSubscription("counter", host, "counter") });
+  const halted = await waitFor(status, (s) => s.halted, { what: "the trimmed halt" });
+  const failure = { offset: done.checkpoint + 1, name: "StreamError", code: "trimmed", message: trimmedMessage(done.checkpoint + 1, first) };
+  assert.deepEqual(halted.lastError, failure);
+
+  // Plain resume: the checkpoint is still trimmed, so the next dial halts again, the same way, once.
+  const resumed = await resume();
+  assert.equal(resumed.halted, false);
+  assert.equal(resumed.skipOffset, null);
+  await call(mf, name, "append", { event: processorSubscription("counter", host, "counter") });
+  const again = await waitFor(status, (s) => s.halted, { what: "halted again" });
+  assert.deepEqual(again.lastError, failure);
+  assert.equal(again.checkpoint, done.checkpoint, "the checkpoint stays");
+  assert.deepEqual(again.state.offsets, firstAdds.map((e) => e.offset), "the state stays");
+  const { redial } = await waitFor(() => runtime(name), (r) => r.redial.counter?.stopped, { what: "the key stopped again" });
+  assert.deepEqual(redial.counter, { failures: 1, retryAt: null, stopped: true, lastError: { code: "trimmed", message: failure.message } }, "refused once, not dialled in a loop");
+  const reports = (await readKept(name)).filter((e) => e.type === S("error-occurred"));
+  assert.equal(reports.length, 1, "halting again at the same checkpoint adds no second report");
+
+  // resume({skip: true}) steps over the removed events: the next dial starts after firstOffset − 1.
+  const skipping = await resume(true);
+  assert.equal(skipping.halted, false);
+  assert.equal(skipping.skipOffset, done.checkpoint + 1, "the first removed offset, until the checkpoint passes it");
+  await call(mf, name, "append", { event: processorSubscription("counter", host, "counter") });
+  const later = await call(mf, name, "appendBatch", { events: adds(3, 105) });
+  const caughtUp = await waitFor(status, (s) => s.checkpoint >= later.at(-1).offset, { what: "the processor caught up", timeoutMs: 30_000 });
+  assert.equal(caughtUp.halted, false);
+  assert.equal(caughtUp.skipOffset, null);
+  assert.equal(caughtUp.lastError, null);
+  const log = await readKept(name);
+  const keptInputs = log.filter((e) => e.type === "app/add" && e.offset >= first).map((e) => e.offset);
+  assert.ok(keptInputs.length > 3, "kept inputs from before the skip and after it");
+  assert.deepEqual(caughtUp.state.offsets, [...firstAdds.map((e) => e.offset), ...keptInputs], "the old state, then every kept input once, in order");
+  assert.equal((await runtime(name)).redial.counter, undefined, "the dial was accepted");
 });

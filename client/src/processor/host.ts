@@ -95,6 +95,15 @@ function trimmedMessage(needed: number, firstOffset: number): string {
   return `Offset ${needed} was removed by retention; the first kept offset is ${firstOffset}.`;
 }
 
+function failureCode(row: ProcessorRow): string | undefined {
+  return row.lastError ? (JSON.parse(row.lastError) as ProcessorFailure).code : undefined;
+}
+
+/** Whether `resume({skip: true})` after a `trimmed` halt told the next dial to start from the first kept offset. */
+function skipsTrimmedEvents(row: ProcessorRow): boolean {
+  return row.skipOffset === row.checkpoint + 1 && failureCode(row) === "trimmed";
+}
+
 function isOffset(value: unknown): value is number {
   return Number.isSafeInteger(value) && (value as number) >= 0;
 }
@@ -158,20 +167,24 @@ export class ProcessorHost {
     // A stream without retention (or older than `firstOffset`) keeps everything.
     const firstOffset = isOffset(args.firstOffset) && args.firstOffset > 0 ? args.firstOffset : 1;
     const trimmedAfter = (row: ProcessorRow) => row.checkpoint + 1 < firstOffset;
-    let skipped: ProcessorRow | undefined;
+    let skipped: { row: ProcessorRow; why: string } | undefined;
     const row = this.#store.transaction(() => {
       let current = this.#current(key, processor);
       // A new stream id is a new life of the log (a reset): the state of the old one is discarded.
       if (streamId !== null && current.streamId !== null && current.streamId !== streamId) current = this.#fresh(processor);
+      const skipsTrimmed = skipsTrimmedEvents(current);
       if (!current.halted && trimmedAfter(current)) {
-        if (processor.onTrimmed === "halt") {
+        if (processor.onTrimmed === "halt" && !skipsTrimmed) {
           const failure: ProcessorFailure = { offset: current.checkpoint + 1, name: "StreamError", code: "trimmed", message: trimmedMessage(current.checkpoint + 1, firstOffset) };
           const halted: ProcessorRow = { ...current, halted: true, haltReported: false, failures: 0, failedOffset: null, lastError: JSON.stringify(failure) };
           this.#store.write(key, halted);
           return halted;
         }
-        skipped = current;
-        current = { ...current, checkpoint: firstOffset - 1 };
+        skipped = { row: current, why: skipsTrimmed ? "resume({skip: true})" : 'onTrimmed: "startFromFirstKept"' };
+        current = { ...current, checkpoint: firstOffset - 1, skipOffset: current.skipOffset !== null && current.skipOffset < firstOffset ? null : current.skipOffset };
+      } else if (skipsTrimmed) {
+        // A skip meant for removed events never steps over a kept one.
+        current = { ...current, skipOffset: null };
       }
       if (!current.halted) this.#store.write(key, { ...current, connectionId, streamId: streamId ?? current.streamId });
       return current;
@@ -184,8 +197,8 @@ export class ProcessorHost {
     }
     if (skipped) {
       this.#log(
-        `processor "${key.slug}" on ${key.namespace}:${key.path}: offsets ${skipped.checkpoint + 1} to ${firstOffset - 1} were removed by retention; ` +
-          `starting after ${firstOffset - 1} with the state of checkpoint ${skipped.checkpoint} (onTrimmed: "startFromFirstKept")`,
+        `processor "${key.slug}" on ${key.namespace}:${key.path}: offsets ${skipped.row.checkpoint + 1} to ${firstOffset - 1} were removed by retention; ` +
+          `starting after ${firstOffset - 1} with the state of checkpoint ${skipped.row.checkpoint} (${skipped.why})`,
       );
     }
     const types = processor.eventTypes ? [...processor.eventTypes] : ["*"];
@@ -223,7 +236,10 @@ export class ProcessorHost {
     return this.#statusOf(key, this.#current(key, processor));
   }
 
-  /** Clears a halt; with `skip: true` the next delivery steps over the event that failed. */
+  /**
+   * Clears a halt; with `skip: true` the next delivery steps over the event that failed, or, after
+   * a `trimmed` halt, the next dial over the removed events (docs/processors.md#when-retention-removed-the-checkpoint).
+   */
   resume(args: ProcessorKey & { skip?: boolean }): ProcessorStatus {
     const processor = this.#select(args?.slug);
     const key = this.#key(args, processor.slug);
@@ -231,12 +247,14 @@ export class ProcessorHost {
     const row = this.#store.transaction(() => {
       const current = this.#current(key, processor);
       if (!current.halted) return current;
+      // After a trimmed halt the offset to step over is the first one retention removed.
+      const stepOver = failureCode(current) === "trimmed" ? current.checkpoint + 1 : current.failedOffset;
       const resumed: ProcessorRow = {
         ...current,
         halted: false,
         haltReported: false,
         failures: 0,
-        skipOffset: args.skip && current.failedOffset !== null ? current.failedOffset : current.skipOffset,
+        skipOffset: args.skip && stepOver !== null ? stepOver : current.skipOffset,
       };
       this.#store.write(key, resumed);
       return resumed;
