@@ -3,7 +3,7 @@
 //   npm run bench -- profile [options]     build (scripts/build.sh, release + profile build), then this
 //   node bench/profile.mjs [--appends=2000] [--rounds=5] [--profile-rounds=3] [--interval-us=50]
 //                          [--label=current] [--against=DIR --against-label=before]
-//                          [--out=BENCHMARKS.md] [--dump] [--save-profiles=DIR]
+//                          [--variants=unkeyed,keyed,batch] [--out=BENCHMARKS.md] [--dump] [--save-profiles=DIR]
 //   node bench/profile.mjs --render          rewrite the section from the kept results only
 //
 // --against=DIR measures a second code in the same run, interleaved with this checkout's (same
