@@ -13,7 +13,10 @@ import { openSubscriber, subscribeRaw, echoSubscriptionEvent, echoInput, inspect
 
 const SEGMENT_EVENTS = 100;
 const FAIL_MARKER = "__streams_test_fail__";
-// STREAMS_ARCHIVE → a wrapper over the real local bucket REAL that throws while FAIL_MARKER exists.
+const HOLD_MARKER = "__streams_test_hold__";
+const HELD_MARKER = "__streams_test_held__";
+// STREAMS_ARCHIVE → a wrapper over the real local bucket REAL that throws while FAIL_MARKER exists
+// and holds reads while HOLD_MARKER exists.
 const FAULTY_ARCHIVE = {
   name: "faulty-archive",
   modules: [
@@ -24,9 +27,15 @@ const FAULTY_ARCHIVE = {
         export default function (env) {
           const real = env.REAL;
           const check = async () => { if (await real.head(${JSON.stringify(FAIL_MARKER)})) throw new Error("R2 is unavailable (test)"); };
+          // A read waits while HOLD_MARKER exists, and says so with HELD_MARKER (the test's sentinel).
+          const hold = async (key) => {
+            if (!(await real.head(${JSON.stringify(HOLD_MARKER)}))) return;
+            await real.put(${JSON.stringify(HELD_MARKER)}, key);
+            while (await real.head(${JSON.stringify(HOLD_MARKER)})) await new Promise((r) => setTimeout(r, 20));
+          };
           return {
             async put(key, value, options) { await check(); return real.put(key, value, options); },
-            async get(key, options) { await check(); return real.get(key, options); },
+            async get(key, options) { await check(); await hold(key); return real.get(key, options); },
             async delete(key) { await check(); return real.delete(key); },
             async list(options) { await check(); return real.list(options); },
           };
@@ -278,6 +287,28 @@ test("retention by count removes whole segments from SQLite and R2; reads before
   await sub.waitForOffset(maxOffset, { timeoutMs: 30_000 });
   sub.close();
   assert.equal(sub.events()[0].offset, first);
+});
+
+test("retention changed while a retention step fetches segments: the step removes only what the new retention allows", async () => {
+  const name = uniqueName("archive-replan");
+  await appendMany(name, 520, { tag: "p" });
+  assert.equal((await settle(name)).storage.archivedSegments, 5);
+  await tryCall(mf, name, "kill"); // the segment cache goes with the incarnation
+  const r2 = await bucket();
+  await r2.put(HOLD_MARKER, "1");
+  try {
+    // Keeping 150 would remove three segments; the step first rebuilds the state at that point from R2.
+    await call(mf, name, "append", { event: { type: S("configured"), payload: { config: { retention: { maxEvents: 150 } } } } });
+    await waitFor(() => r2.head(HELD_MARKER), (held) => held !== null, { what: "the retention step's segment fetch held" });
+    await call(mf, name, "append", { event: { type: S("configured"), payload: { config: { retention: { maxEvents: 1_000_000 } } } } });
+  } finally {
+    await r2.delete(HOLD_MARKER);
+    await r2.delete(HELD_MARKER);
+  }
+  const { storage: figures } = await settle(name);
+  assert.equal(figures.firstOffset, 1, "nothing removed: the retention now in force keeps everything");
+  assert.equal(figures.archivedSegments, 5);
+  assert.equal((await readAllPages(name)).length, (await call(mf, name, "runtimeState")).coreProcessorState.maxOffset);
 });
 
 test("retention by age removes what is older than the limit, by the alarm within the limit's time", async () => {

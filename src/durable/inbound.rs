@@ -14,7 +14,7 @@ use worker::{Request, Response, State, WebSocket, WebSocketIncomingMessage, WebS
 
 use super::{now_iso, random_uuid, set_timeout, Incarnation, Inner};
 use streams_core::inbound::{
-    admit, next_expiry, step, wake_presence, SocketAttachment, SocketIdentity, Step, Upgrade, CLOSE_NORMAL, CLOSE_REPLACED, CLOSE_TOKEN_EXPIRED, IDENTITY_HEADER,
+    admit, next_expiry, step, wake_presence, SocketAttachment, SocketIdentity, Step, Upgrade, CLOSE_NORMAL, CLOSE_REPLACED, CLOSE_TOKEN_EXPIRED, CLOSE_TRIMMED, IDENTITY_HEADER,
 };
 use streams_core::limits::MAX_BATCH_EVENTS;
 use streams_core::outbound::Snapshot;
@@ -148,6 +148,10 @@ impl Inner {
             Step::Idle => return false,
             Step::Expire => {
                 self.close_socket(ws, DisconnectReason::TokenExpired, Some((CLOSE_TOKEN_EXPIRED, "token-expired")));
+                return false;
+            }
+            Step::Trimmed => {
+                self.close_socket(ws, DisconnectReason::DeliveryFailed, Some((CLOSE_TRIMMED, "trimmed")));
                 return false;
             }
             Step::Advance { .. } => {}

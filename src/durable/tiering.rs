@@ -173,6 +173,11 @@ impl Inner {
             if self.generation.get() != generation {
                 return Ok(false);
             }
+            // A commit during the fetches may have changed the retention: apply the plan only
+            // while it still removes no more than is due now, else plan again.
+            if self.trim_plan(now)?.is_none_or(|due| due.first_offset < plan.first_offset) {
+                return Ok(true);
+            }
             let state = self.with_state(|s| s.to_json()).map_err(|e| e.to_string())?;
             store.commit_trim(&plan, &state, kept_state.as_deref()).map_err(|e| e.to_string())?;
             return Ok(true);

@@ -32,12 +32,15 @@ use super::payload::DisconnectReason;
 use super::state::Direction;
 use super::store::{EventStore, StoreError};
 use super::subscription::{batch_frame, configured_key_error, next_batch_within, EventFilter, PumpCursor, Recipient, SubscribeParams};
+use super::tiers::ensure_kept;
 
 pub const CLOSE_NORMAL: u16 = 1000;
 /// Another socket took the key.
 pub const CLOSE_REPLACED: u16 = 4001;
 /// The scoped token the socket was opened with expired.
 pub const CLOSE_TOKEN_EXPIRED: u16 = 4002;
+/// Retention removed events the socket had not been sent yet.
+pub const CLOSE_TRIMMED: u16 = 4003;
 
 /// Pages (of at most 100 events) one step may read: a filter that matches
 /// little scans at most this much before the socket yields to other calls.
@@ -279,6 +282,9 @@ pub enum Step {
     /// The token expired: mark it closed, append its `token-expired`
     /// disconnect, close with 4002.
     Expire,
+    /// Retention removed events the socket had not been sent: mark it
+    /// closed, append its `delivery-failed` disconnect, close with 4003.
+    Trimmed,
 }
 
 impl Step {
@@ -300,6 +306,11 @@ pub fn step<S: EventStore + ?Sized>(socket: &mut SocketAttachment, store: &S, at
         return Ok(Step::Expire);
     }
     let mut pump = socket.pump_cursor();
+    // Sending on from the first kept offset would skip events unseen (docs/protocol.md#retention).
+    if pump.events && ensure_kept(pump.cursor + 1, store.first_offset()).is_err() {
+        socket.closed = true;
+        return Ok(Step::Trimmed);
+    }
     let with_state = pump.initial_push_owed || !pump.events;
     let batch = next_batch_within(store, at.state, &mut pump, SCAN_PAGES_PER_STEP)?;
     let more = pump.events && pump.cursor < at.state.max_offset;

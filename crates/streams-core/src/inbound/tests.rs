@@ -202,6 +202,10 @@ impl World {
                 self.commit(vec![fact]);
                 return;
             }
+            Step::Trimmed => {
+                self.check(false, || "closed as trimmed, but nothing is removed here".into());
+                return;
+            }
             Step::Advance { .. } => {}
             Step::Send { frame, events, .. } => {
                 self.check(!expired, || "a frame after the token expired".into());
@@ -520,4 +524,27 @@ fn frames_after_the_first_carry_no_state_unless_state_only() {
     let mut s = admit(&only, upgrade(None, None, "c2"), &world.state, &[]).unwrap().attachment;
     let Step::Send { frame, more: false, .. } = step(&mut s, &world.store, at, world.now, "t").unwrap() else { panic!("state-only push") };
     assert!(frame.contains("\"state\":"));
+}
+
+/// docs/protocol.md#retention: retention that overtakes a socket (events it has not been sent yet
+/// removed) closes it instead of sending on from the first kept offset, which would leave a gap the
+/// frames' chain cannot show; the client reconnects from its checkpoint and is refused as `trimmed`.
+#[test]
+fn a_socket_that_retention_overtook_is_closed_instead_of_skipping_events() {
+    let mut world = world_with(5, "app/a");
+    let mut a = admit(&params("k", Some(0), EventFilter(None)), upgrade(None, None, "c1"), &world.state, &[]).unwrap().attachment;
+    let at = Snapshot { state: &world.state, json: &world.json };
+    assert!(matches!(step(&mut a, &world.store, at, world.now, "t").unwrap(), Step::Send { .. }));
+    let sent = a.cursor;
+    world.commit_domain(5);
+    world.store.trim_before(sent + 3);
+    let at = Snapshot { state: &world.state, json: &world.json };
+    assert_eq!(step(&mut a, &world.store, at, world.now, "t").unwrap(), Step::Trimmed);
+    assert!(a.closed);
+    assert_eq!(a.cursor, sent, "nothing past the gap was taken as sent");
+    assert_eq!(step(&mut a, &world.store, at, world.now, "t").unwrap(), Step::Idle);
+
+    // A socket that was sent everything retention removed goes on.
+    let mut b = admit(&params("k2", Some(sent + 2), EventFilter(None)), upgrade(None, None, "c2"), &world.state, &[]).unwrap().attachment;
+    assert!(matches!(step(&mut b, &world.store, at, world.now, "t").unwrap(), Step::Send { events: 3, .. }));
 }
