@@ -1,4 +1,4 @@
-// No-op Durable Object for bench/profile.mjs: `append({event})` answers what a committed event
+// No-op Durable Object for bench/profile.mjs: `append({event})` (and `appendBatch`) answers what a committed event
 // looks like (the input plus offset and createdAt) and stores nothing, so timing it from the
 // driver gives the floor of one DO RPC call with an append-sized argument and result.
 // Not part of the product; never deployed.
@@ -9,6 +9,11 @@ export class Noop extends DurableObject {
 
   append({ event }) {
     return { ...event, offset: this.#next++, createdAt: new Date().toISOString() };
+  }
+
+  appendBatch({ events }) {
+    const createdAt = new Date().toISOString();
+    return events.map((event) => ({ ...event, offset: this.#next++, createdAt }));
   }
 
   getEvents() {

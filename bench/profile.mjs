@@ -36,6 +36,7 @@ const { values: opts } = parseArgs({
     "profile-rounds": { type: "string", default: "3" },
     "interval-us": { type: "string", default: "50" },
     label: { type: "string", default: "current" },
+    variants: { type: "string" },
     against: { type: "string" },
     "against-label": { type: "string", default: "before" },
     out: { type: "string", default: path.join(REPO_ROOT, "BENCHMARKS.md") },
@@ -52,10 +53,14 @@ const INTERVAL_US = Math.max(10, parseInt(opts["interval-us"], 10));
 const WARM_APPENDS = 1000; // as bench/run.mjs: a fresh SQLite file's WAL growth stays untimed
 const RESULTS_DIR = path.join(REPO_ROOT, "bench", "profile");
 const SECTION = "## Single-append profile";
-const VARIANTS = [
+const ALL_VARIANTS = [
   { key: "unkeyed", keyed: false, title: "append({event})" },
   { key: "keyed", keyed: true, title: "append({event}) with an idempotencyKey" },
+  // µs per event of 100-event batches (bench scenario 2).
+  { key: "batch", perCall: 100, title: "appendBatch({events}) of 100 events, µs per event" },
 ];
+/** --variants=unkeyed,batch measures those only. */
+const VARIANTS = opts.variants ? ALL_VARIANTS.filter((v) => opts.variants.split(",").includes(v.key)) : ALL_VARIANTS;
 /** The codes measured: this checkout and, with --against, another one; `code<i>` in the driver. */
 const CODES = [
   { label: opts.label, root: REPO_ROOT },
@@ -206,11 +211,18 @@ async function wallPhase(drive, variant) {
     const order = targets.map((_, i) => targets[(i + round) % targets.length]);
     for (const target of order) {
       const name = `profile:/wall-${variant.key}-${round}`;
-      const out = await drive({ scenario: "seq", target, name, n: APPENDS, warmAppends: WARM_APPENDS, keyed: variant.keyed });
+      const out = await appendsOf(drive, variant, { target, name, n: APPENDS, warmAppends: WARM_APPENDS });
       if (round > 0) perTarget[target].push((out.ms * 1000) / out.n);
     }
   }
   return Object.fromEntries(Object.entries(perTarget).map(([t, xs]) => [t, { medianUs: median(xs), runsUs: xs }]));
+}
+
+/** `n` events appended as the variant says: single appends, or batches of `variant.perCall`. */
+function appendsOf(drive, variant, { target, name, n, warmAppends = 0, startIndex }) {
+  if (variant.perCall) return drive({ scenario: "batch", target, name, calls: Math.max(1, Math.round(n / variant.perCall)), perCall: variant.perCall, warmAppends });
+  if (startIndex === undefined) return drive({ scenario: "seq", target, name, n, warmAppends, keyed: variant.keyed });
+  return drive({ scenario: "appendMore", target, name, n, startIndex, keyed: variant.keyed });
 }
 
 /** One CPU profile of a code's profile-build isolate around APPENDS appends on a warmed stream. */
@@ -223,7 +235,7 @@ async function profileRound(mf, drive, code, variant, round) {
     await cdp.send("Profiler.enable");
     await cdp.send("Profiler.setSamplingInterval", { interval: INTERVAL_US });
     await cdp.send("Profiler.start");
-    const out = await drive({ scenario: "appendMore", target, name, n: APPENDS, startIndex: 1, keyed: variant.keyed });
+    const out = await appendsOf(drive, variant, { target, name, n: APPENDS, startIndex: 1 });
     const { profile } = await cdp.send("Profiler.stop");
     await cdp.send("Profiler.disable");
     if (opts["save-profiles"]) {
@@ -328,7 +340,7 @@ function sectionOf(results) {
     const together = r.comparedWith?.length ? ` (measured in one run with ${r.comparedWith.join(", ")}, interleaved)` : "";
     lines.push(`- ${l}: ${r.date}, code ${r.code}${together}, ${r.appends} appends × ${r.rounds} rounds (wall), ${r.profileRounds} profiled rounds, sampling every ${r.intervalUs} µs, load ${r.load}`);
   }
-  for (const v of VARIANTS) {
+  for (const v of ALL_VARIANTS) {
     lines.push("", `### ${v.title}`, "", head("µs per append"));
     const cell = (f) => labels.map((l) => fmt(f(results[l][v.key]))).join(" | ");
     lines.push(`| wall: ours (release build) | ${cell((r) => r?.wall.ours.medianUs)} |`);

@@ -140,7 +140,7 @@ pub async fn list_streams(env: &Env, args: &ListArgs, visible: &dyn Fn(&str) -> 
     let mut pages = Vec::with_capacity(answers.len());
     for answer in answers {
         let value = answer.ok_or_else(|| StreamError::new(ErrorCode::Internal, "the directory binding DIRECTORY is missing"))??;
-        let text = js_sys::JSON::stringify(&value).ok().and_then(|s| s.as_string()).ok_or_else(StreamError::internal)?;
+        let text = js_sys::JSON::stringify(&value).ok().and_then(|s| crate::js::string_of(&s)).ok_or_else(StreamError::internal)?;
         pages.push(serde_json::from_str::<Vec<DirectoryEntry>>(&text).map_err(|_| StreamError::internal())?);
     }
     Ok(merge_pages(pages, args.limit, visible))

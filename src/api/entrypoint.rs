@@ -104,7 +104,7 @@ fn split_arguments(method: StreamMethod, arg: &JsValue) -> StreamResult<(streams
     if !arg.is_object() || js_sys::Array::is_array(arg) {
         return Err(StreamError::invalid_request("arguments must be an object with a path"));
     }
-    let text = js_sys::JSON::stringify(arg).ok().and_then(|t| t.as_string());
+    let text = js_sys::JSON::stringify(arg).ok().and_then(|t| crate::js::string_of(&t));
     let Some(Value::Object(mut args)) = text.as_deref().and_then(parse_js_text) else { return split_walking(method, arg) };
     let mut take = |key: &str| match args.remove(key) {
         None => Ok(None),

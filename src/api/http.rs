@@ -278,7 +278,7 @@ async fn call(env: &Env, name: &StreamName, method: StreamMethod, args: Map<Stri
     match call_target(env, name, method, &arg).await {
         Ok(result) if result.is_undefined() => Ok(json_response("null".into()).map_err(|_| StreamError::internal())?),
         Ok(result) => {
-            let body = js_sys::JSON::stringify(&result).ok().and_then(|s| s.as_string()).ok_or_else(StreamError::internal)?;
+            let body = js_sys::JSON::stringify(&result).ok().and_then(|s| crate::js::string_of(&s)).ok_or_else(StreamError::internal)?;
             Ok(json_response(body).map_err(|_| StreamError::internal())?)
         }
         Err(err) => Err(crate::js::from_js_error(&err).into()),

@@ -13,7 +13,7 @@ use streams_core::tiers::Tier;
 use streams_core::CORE_STATE_VERSION;
 
 use super::{as_u64, blob, corrupt, first_cell, js_int, SqlStore, Statement};
-use crate::js::parse_in_js;
+use crate::js::{parse_in_js, string_of};
 
 /// The joined JSON of the events one `INSERT_FROM_JSON` writes stays under
 /// this, well under the platform's 2 MB cap on a bound value; an inline event
@@ -110,7 +110,7 @@ impl SqlStore {
         let Some(row) = self.rows(query, &[binding])?.into_iter().next() else { return Ok(None) };
         let offset = as_u64(&row.get(0));
         let json = row.get(1);
-        if let Some(text) = json.as_string() {
+        if let Some(text) = string_of(&json) {
             return Ok(Some(StoredEvent { offset, json: text }));
         }
         let bytes = if json.is_null() {
@@ -161,7 +161,7 @@ impl SqlStore {
         let Ok(rows) = self.rows(SELECT_PAGE_ARRAY, &[js_int(after), js_int(before), js_int(wanted as u64)]) else { return Ok(None) };
         let Some(row) = rows.into_iter().next() else { return Ok(None) };
         let count = as_u64(&row.get(0));
-        if count == 0 || as_u64(&row.get(1)) != count || !row.get(2).as_string().is_some_and(|offsets| counts_up(&offsets, after + 1, count)) {
+        if count == 0 || as_u64(&row.get(1)) != count || !string_of(&row.get(2)).is_some_and(|offsets| counts_up(&offsets, after + 1, count)) {
             return Ok(None);
         }
         Ok(parse_in_js(&row.get(3)).filter(|page| Array::is_array(page) && Array::from(page).length() as u64 == count))
@@ -179,7 +179,7 @@ impl SqlStore {
                 if count == 0 {
                     return Ok(Page { events: Vec::new(), more: false });
                 }
-                let (offsets, text) = (row.get(2).as_string().unwrap_or_default(), row.get(3).as_string().unwrap_or_default());
+                let (offsets, text) = (string_of(&row.get(2)).unwrap_or_default(), string_of(&row.get(3)).unwrap_or_default());
                 if let Some(events) = (texts == count).then(|| split_whole_page(&offsets, &text)).flatten() {
                     return Ok(Page { more: events.len() == wanted, events });
                 }
@@ -192,7 +192,7 @@ impl SqlStore {
         let row = self.rows(SELECT_CAPPED_PAGE, &[js_int(after), js_int(before), js_int(wanted as u64), js_int(PAGE_TEXT_BYTES as u64)])?;
         let Some(row) = row.into_iter().next() else { return Ok(Page { events: Vec::new(), more: false }) };
         let fetched = as_u64(&row.get(0)) as usize;
-        let (lengths, text) = (row.get(1).as_string().unwrap_or_default(), row.get(2).as_string().unwrap_or_default());
+        let (lengths, text) = (string_of(&row.get(1)).unwrap_or_default(), string_of(&row.get(2)).unwrap_or_default());
         let mut events = Vec::new();
         for entry in split_page(&lengths, &text).unwrap_or_default() {
             let event = match entry {

@@ -26,6 +26,7 @@ use streams_core::tiers::Tier;
 
 use hot::{Row, SELECT_BY_KEY, SELECT_BY_OFFSET};
 use migration::{DROP_LEGACY_CHUNKS, DROP_LEGACY_EVENTS};
+use crate::js::string_of;
 
 const SCHEMA: [&str; 6] = [
     // `json` holds an event of at most one slice; a bigger one has NULL there
@@ -400,7 +401,7 @@ fn first_cell(rows: Vec<Array>) -> Option<JsValue> {
 /// A BLOB cell's bytes (an ArrayBuffer); a TEXT cell where bytes were
 /// expected still carries them. Anything else is `None`.
 fn blob(cell: &JsValue) -> Option<Vec<u8>> {
-    if let Some(text) = cell.as_string() {
+    if let Some(text) = string_of(cell) {
         return Some(text.into_bytes());
     }
     if cell.is_instance_of::<js_sys::ArrayBuffer>() || cell.is_instance_of::<Uint8Array>() {
