@@ -104,3 +104,21 @@ test("getState at an offset whose replay crosses dozens of archived segments ans
   // Every other recorded offset answers the same (from its own snapshot and the segments it needs).
   for (const [offset, state] of recorded) assert.deepEqual(await call(mf, name, "getState", { atOffset: offset }), state, `at ${offset}`);
 });
+
+test("a getEvents with eventTypes whose window crosses dozens of archived segments answers, fetching each segment once", async () => {
+  const name = uniqueName("archive-filter");
+  await call(mf, name, "append", { event: { type: "app/start" } });
+  const rare = [];
+  for (let round = 0; round < 10; round++) {
+    await call(mf, name, "appendBatch", { events: Array.from({ length: 100 }, (_, i) => ({ type: "app/n", payload: { round, i } })) });
+    rare.push(...(await call(mf, name, "appendBatch", { events: [{ type: "app/rare", payload: { round } }] })));
+  }
+  await settle(name);
+  const before = await fetchesByKey();
+  const page = await call(mf, name, "getEvents", { afterOffset: 0, limit: 1000, eventTypes: ["app/rare"] });
+  assert.deepEqual(page, rare.filter((e) => e.offset <= 1000), "the matches of the window 1..1000, in order");
+  const fetched = [...(await fetchesByKey())].filter(([key, n]) => n !== before.get(key));
+  const segments = Math.ceil(1000 / SEGMENT_EVENTS);
+  assert.deepEqual(fetched.filter(([key, n]) => n - (before.get(key) ?? 0) > 1), [], "no segment fetched twice");
+  assert.ok(fetched.length >= segments - 1 && fetched.length <= segments + 1, `${fetched.length} segments fetched for a window over ${segments}`);
+});
