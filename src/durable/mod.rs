@@ -32,7 +32,7 @@ use streams_core::reducer::reduce;
 use streams_core::rpc::{AppendArgs, Call, GetEventArgs, GetEventsArgs, StreamMethod};
 use streams_core::state::StateJson;
 use streams_core::json::json_len;
-use streams_core::store::{snapshot_due, state_at, stored_name, AssumeNewKeys, SharedPage, StoredEvent};
+use streams_core::store::{replay_until, snapshot_due, state_before, stored_name, AssumeNewKeys, SharedPage, StoredEvent};
 use streams_core::time::iso_from_ms;
 use streams_core::unwritten::{check_first_append, event_not_found, on_unwritten, runtime_state_json, OnUnwritten};
 use streams_core::{
@@ -328,7 +328,7 @@ impl Inner {
             Call::Append(args) => return self.append_rpc(method, args),
             Call::GetEvent(args) => self.get_event_rpc(args),
             Call::GetEvents(args) => return self.get_events_rpc(args),
-            Call::GetState(at_offset) => self.get_state_rpc(at_offset),
+            Call::GetState(at_offset) => return self.get_state_rpc(at_offset),
             Call::RuntimeState => from_json_text(&self.runtime_state_json()?),
             Call::Reduce(event, state) => self.reduce_rpc(&event, state),
             Call::Reset => {
@@ -856,19 +856,54 @@ impl Inner {
     }
 
     /// The state right after `at_offset` (docs/protocol.md#getstate): the current one when absent.
-    fn get_state_rpc(&self, at_offset: Option<u64>) -> StreamResult<JsValue> {
+    /// A replay from the nearest snapshot that needs archived segments not cached answers later:
+    /// it keeps its place while each segment is fetched, once (docs/architecture.md#storage-tiers).
+    fn get_state_rpc(self: &Rc<Self>, at_offset: Option<u64>) -> StreamResult<Reply> {
         let (max, current) = self.with_state(|state| (state.max_offset, state.to_json()))?;
         let at = match at_offset {
-            None => return from_json_text(&current),
-            Some(at) if at == max => return from_json_text(&current),
+            None => return from_json_text(&current).map(Reply::Now),
+            Some(at) if at == max => return from_json_text(&current).map(Reply::Now),
             Some(at) if at > max => return Err(StreamError::new(ErrorCode::NotFound, format!("No stream event found at offset {at}."))),
             Some(at) => at,
         };
         self.ensure_kept(at + 1)?;
         let name = self.name()?;
-        let state = self.read(|store| state_at(store, at, &mut |w| worker::console_warn!("{}: {w}", name.do_name())))?;
+        let mut warn = move |w: String| worker::console_warn!("{}: {w}", name.do_name());
+        let mut state = self.read(|store| state_before(store, at))?;
+        match self.store.with_short_pages(|store| replay_until(store, &mut state, at, &mut warn)) {
+            Ok(()) => return self.state_at_reply(&state, at).map(Reply::Now),
+            Err(err) if err.is_pending() => {}
+            Err(err) => {
+                self.ensure_kept(state.max_offset + 1)?;
+                return Err(log_internal(err));
+            }
+        }
+        let inner = self.clone();
+        let generation = self.generation.get();
+        Ok(Reply::Later(
+            async move {
+                let replayed = inner.replay_fetching(&mut state, at, &mut warn).await;
+                if inner.generation.get() != generation {
+                    worker::console_warn!("getState at offset {at}: the stream was reset during the replay");
+                    return Err(StreamError::internal());
+                }
+                match replayed {
+                    Ok(()) => inner.state_at_reply(&state, at),
+                    Err(why) => {
+                        // Retention may have removed what the replay still needed while it waited.
+                        inner.ensure_kept(state.max_offset + 1)?;
+                        worker::console_error!("getState at offset {at}: {why}");
+                        Err(StreamError::internal())
+                    }
+                }
+            }
+            .boxed_local(),
+        ))
+    }
+
+    /// The replayed state as getState's answer; a replay that met events retention removed is `trimmed`.
+    fn state_at_reply(&self, state: &CoreState, at: u64) -> StreamResult<JsValue> {
         if state.max_offset != at {
-            // The replay from the nearest snapshot met events retention removed.
             self.ensure_kept(state.max_offset + 1)?;
         }
         from_json_text(&state.to_json())
