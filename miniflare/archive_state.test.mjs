@@ -1,11 +1,12 @@
-// getState({atOffset}) over an archived log (docs/protocol.md#getstate, docs/architecture.md#storage-tiers):
-// the replay from the nearest snapshot crosses far more archived segments than the segment cache
-// holds (16) and than a call is ever re-run, and keeps its place while each one is fetched, so
-// each segment is fetched from R2 once. Real DO SQLite and Miniflare's local R2 bucket, bound
+// Reads that cross far more archived segments than the segment cache holds (16) and than a call is
+// ever re-run keep their place while each segment is fetched, so each is fetched from R2 once
+// (docs/architecture.md#storage-tiers): getState({atOffset}) replaying from the nearest snapshot
+// (docs/protocol.md#getstate), a getEvents window with eventTypes, a socket with eventTypes. Real DO SQLite and Miniflare's local R2 bucket, bound
 // through a wrapper that records every `get` as a marker object beside the segments.
 import { before, after, test } from "node:test";
 import assert from "node:assert/strict";
 import { startStreams, call, uniqueName } from "./helpers/mf.mjs";
+import { openSubscriber } from "./helpers/subscribers.mjs";
 
 const SEGMENT_EVENTS = 20;
 const GET_MARKERS = "__gets__/";
@@ -105,15 +106,24 @@ test("getState at an offset whose replay crosses dozens of archived segments ans
   for (const [offset, state] of recorded) assert.deepEqual(await call(mf, name, "getState", { atOffset: offset }), state, `at ${offset}`);
 });
 
-test("a getEvents with eventTypes whose window crosses dozens of archived segments answers, fetching each segment once", async () => {
-  const name = uniqueName("archive-filter");
+/** A stream of `rounds` rounds of `between` `app/n` and one `app/rare`, archived; returns its `app/rare` events. */
+async function rareEvents(name, { rounds, between }) {
   await call(mf, name, "append", { event: { type: "app/start" } });
   const rare = [];
-  for (let round = 0; round < 10; round++) {
-    await call(mf, name, "appendBatch", { events: Array.from({ length: 100 }, (_, i) => ({ type: "app/n", payload: { round, i } })) });
+  for (let round = 0; round < rounds; round++) {
+    for (let from = 0; from < between; from += 500) {
+      const events = Array.from({ length: Math.min(500, between - from) }, (_, i) => ({ type: "app/n", payload: { round, i: from + i } }));
+      await call(mf, name, "appendBatch", { events });
+    }
     rare.push(...(await call(mf, name, "appendBatch", { events: [{ type: "app/rare", payload: { round } }] })));
   }
   await settle(name);
+  return rare;
+}
+
+test("a getEvents with eventTypes whose window crosses dozens of archived segments answers, fetching each segment once", async () => {
+  const name = uniqueName("archive-filter");
+  const rare = await rareEvents(name, { rounds: 10, between: 100 });
   const before = await fetchesByKey();
   const page = await call(mf, name, "getEvents", { afterOffset: 0, limit: 1000, eventTypes: ["app/rare"] });
   assert.deepEqual(page, rare.filter((e) => e.offset <= 1000), "the matches of the window 1..1000, in order");
@@ -121,4 +131,17 @@ test("a getEvents with eventTypes whose window crosses dozens of archived segmen
   const segments = Math.ceil(1000 / SEGMENT_EVENTS);
   assert.deepEqual(fetched.filter(([key, n]) => n - (before.get(key) ?? 0) > 1), [], "no segment fetched twice");
   assert.ok(fetched.length >= segments - 1 && fetched.length <= segments + 1, `${fetched.length} segments fetched for a window over ${segments}`);
+});
+
+test("a socket with eventTypes whose replay scans dozens of archived segments without a match gets every match, fetching each segment once", async () => {
+  const name = uniqueName("archive-socket");
+  // 1,200 events (60 segments) without a match before each: more than a step scans (1,000).
+  const rare = await rareEvents(name, { rounds: 2, between: 1200 });
+  const before = await fetchesByKey();
+  const sub = await openSubscriber(mf, name, { replayAfterOffset: 0, eventTypes: "app/rare" });
+  await sub.waitForOffset(rare.at(-1).offset, { timeoutMs: 30_000 });
+  sub.close();
+  assert.deepEqual(sub.events(), rare, "every match, in order, once");
+  const fetched = [...(await fetchesByKey())].filter(([key, n]) => n !== before.get(key));
+  assert.deepEqual(fetched.filter(([key, n]) => n - (before.get(key) ?? 0) > 1), [], "no segment fetched twice");
 });
