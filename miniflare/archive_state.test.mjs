@@ -1,12 +1,13 @@
 // Reads that cross far more archived segments than the segment cache holds (16) and than a call is
 // ever re-run keep their place while each segment is fetched, so each is fetched from R2 once
 // (docs/architecture.md#storage-tiers): getState({atOffset}) replaying from the nearest snapshot
-// (docs/protocol.md#getstate), a getEvents window with eventTypes, a socket with eventTypes. Real DO SQLite and Miniflare's local R2 bucket, bound
+// (docs/protocol.md#getstate), a getEvents window with eventTypes, a socket and an outbound
+// subscriber with eventTypes. Real DO SQLite and Miniflare's local R2 bucket, bound
 // through a wrapper that records every `get` as a marker object beside the segments.
 import { before, after, test } from "node:test";
 import assert from "node:assert/strict";
 import { startStreams, call, uniqueName } from "./helpers/mf.mjs";
-import { openSubscriber } from "./helpers/subscribers.mjs";
+import { openSubscriber, echoSubscriptionEvent, echoInput, inspectEcho, uniqueEchoName, waitFor } from "./helpers/subscribers.mjs";
 
 const SEGMENT_EVENTS = 20;
 const GET_MARKERS = "__gets__/";
@@ -106,8 +107,8 @@ test("getState at an offset whose replay crosses dozens of archived segments ans
   for (const [offset, state] of recorded) assert.deepEqual(await call(mf, name, "getState", { atOffset: offset }), state, `at ${offset}`);
 });
 
-/** A stream of `rounds` rounds of `between` `app/n` and one `app/rare`, archived; returns its `app/rare` events. */
-async function rareEvents(name, { rounds, between }) {
+/** A stream of `rounds` rounds of `between` `app/n` and one `rare` event, archived; returns the `rare` events. */
+async function rareEvents(name, { rounds, between, rare: rareEvent = (round) => ({ type: "app/rare", payload: { round } }) }) {
   await call(mf, name, "append", { event: { type: "app/start" } });
   const rare = [];
   for (let round = 0; round < rounds; round++) {
@@ -115,7 +116,7 @@ async function rareEvents(name, { rounds, between }) {
       const events = Array.from({ length: Math.min(500, between - from) }, (_, i) => ({ type: "app/n", payload: { round, i: from + i } }));
       await call(mf, name, "appendBatch", { events });
     }
-    rare.push(...(await call(mf, name, "appendBatch", { events: [{ type: "app/rare", payload: { round } }] })));
+    rare.push(...(await call(mf, name, "appendBatch", { events: [rareEvent(round)] })));
   }
   await settle(name);
   return rare;
@@ -142,6 +143,18 @@ test("a socket with eventTypes whose replay scans dozens of archived segments wi
   await sub.waitForOffset(rare.at(-1).offset, { timeoutMs: 30_000 });
   sub.close();
   assert.deepEqual(sub.events(), rare, "every match, in order, once");
+  const fetched = [...(await fetchesByKey())].filter(([key, n]) => n !== before.get(key));
+  assert.deepEqual(fetched.filter(([key, n]) => n - (before.get(key) ?? 0) > 1), [], "no segment fetched twice");
+});
+
+test("an outbound subscriber with eventTypes whose replay scans dozens of archived segments without a match gets every match, fetching each segment once", async () => {
+  const name = uniqueName("archive-outbound");
+  const inputs = await rareEvents(name, { rounds: 2, between: 1200, rare: (round) => echoInput({ round }) });
+  const before = await fetchesByKey();
+  const echo = uniqueEchoName();
+  await call(mf, name, "append", { event: echoSubscriptionEvent("echo", echo) });
+  const seen = await waitFor(() => inspectEcho(mf, echo), (s) => s.delivered.length >= inputs.length, { timeoutMs: 30_000, what: "both inputs delivered" });
+  assert.deepEqual(seen.delivered, inputs.map((e) => e.offset), "each input once, in order");
   const fetched = [...(await fetchesByKey())].filter(([key, n]) => n !== before.get(key));
   assert.deepEqual(fetched.filter(([key, n]) => n - (before.get(key) ?? 0) > 1), [], "no segment fetched twice");
 });
