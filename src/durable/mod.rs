@@ -27,12 +27,12 @@ use streams_core::directory::{next_report, DirectoryEntry, ReportStep};
 use streams_core::inbound::woken_fact;
 use streams_core::limits::{MAX_GET_EVENTS_BYTES, MAX_SAFE_INTEGER};
 use streams_core::name::{ancestors, resolve_stream_path};
-use streams_core::read::{created_at_ms, read_page, window, MonotonicClock, Start};
+use streams_core::read::{created_at_ms, read_page, window, FilteredRead, MonotonicClock, Start, Window};
 use streams_core::reducer::reduce;
 use streams_core::rpc::{AppendArgs, Call, GetEventArgs, GetEventsArgs, StreamMethod};
 use streams_core::state::StateJson;
 use streams_core::json::json_len;
-use streams_core::store::{snapshot_due, state_at, stored_name, AssumeNewKeys, SharedPage, StoredEvent};
+use streams_core::store::{replay_until, snapshot_due, state_before, stored_name, AssumeNewKeys, ReplayFetches, SharedPage, StoredEvent};
 use streams_core::time::iso_from_ms;
 use streams_core::unwritten::{check_first_append, event_not_found, on_unwritten, runtime_state_json, OnUnwritten};
 use streams_core::{
@@ -273,6 +273,13 @@ impl Stream {
     }
 }
 
+/// A `getEvents` page: ready (and whether it is final), or a filtered read
+/// waiting for an archived segment.
+enum Page {
+    Ready(JsValue, bool),
+    Missed(FilteredRead),
+}
+
 /// What an RPC method answers: a value now, or one that a forwarded call or
 /// `reset` settles later.
 enum Reply {
@@ -328,7 +335,7 @@ impl Inner {
             Call::Append(args) => return self.append_rpc(method, args),
             Call::GetEvent(args) => self.get_event_rpc(args),
             Call::GetEvents(args) => return self.get_events_rpc(args),
-            Call::GetState(at_offset) => self.get_state_rpc(at_offset),
+            Call::GetState(at_offset) => return self.get_state_rpc(at_offset),
             Call::RuntimeState => from_json_text(&self.runtime_state_json()?),
             Call::Reduce(event, state) => self.reduce_rpc(&event, state),
             Call::Reset => {
@@ -788,34 +795,34 @@ impl Inner {
     /// empty page waits for commits until it has an event, its window is
     /// complete or the time is up (docs/protocol.md#long-poll).
     fn get_events_rpc(self: &Rc<Self>, args: GetEventsArgs) -> StreamResult<Reply> {
-        let (page, settled) = self.events_page(&args)?;
-        if settled || args.wait_ms == 0 {
-            return Ok(Reply::Now(page));
-        }
+        let first = match self.events_page(&args)? {
+            Page::Ready(page, settled) if settled || args.wait_ms == 0 => return Ok(Reply::Now(page)),
+            first => first,
+        };
         let inner = self.clone();
         let deadline = js_sys::Date::now() + args.wait_ms as f64;
         Ok(Reply::Later(
             async move {
-                loop {
+                let (mut page, mut settled) = inner.finish_page(first, &args).await?;
+                while !settled && args.wait_ms > 0 {
                     let remaining = deadline - js_sys::Date::now();
                     if remaining <= 0.0 {
                         return events_js(&[]);
                     }
                     inner.next_commit(remaining).await;
-                    let (page, settled) = inner.events_page(&args)?;
-                    if settled {
-                        return Ok(page);
-                    }
+                    (page, settled) = inner.finish_page(inner.events_page(&args)?, &args).await?;
                 }
+                Ok(page)
             }
             .boxed_local(),
         ))
     }
 
     /// The page `args` ask for as a JS array, and whether it is final (an
-    /// event, or a window with nothing left to wait for). An unfiltered page
-    /// goes from SQLite to JS as one string when it can (`page_js`).
-    fn events_page(&self, args: &GetEventsArgs) -> StreamResult<(JsValue, bool)> {
+    /// event, or a window with nothing left to wait for), or the filtered read
+    /// that missed an archived segment (`finish_page` goes on with it). An
+    /// unfiltered page goes from SQLite to JS as one string when it can (`page_js`).
+    fn events_page(&self, args: &GetEventsArgs) -> StreamResult<Page> {
         let max = self.with_state(|state| state.max_offset)?;
         let first = self.store.first_offset();
         if let Start::After(after) = args.start {
@@ -825,12 +832,51 @@ impl Inner {
         if args.filter.0.is_none() {
             let before = window.before.unwrap_or(MAX_SAFE_INTEGER);
             if let Some(page) = self.read(|store| store.page_js(window.after, before, window.limit))? {
-                return Ok((page, true));
+                return Ok(Page::Ready(page, true));
+            }
+            let events = self.read(|store| read_page(store, &window, &args.filter, MAX_GET_EVENTS_BYTES))?;
+            return self.settled_page(events, &window).map(|(page, settled)| Page::Ready(page, settled));
+        }
+        let mut read = FilteredRead::new(window);
+        match self.store.with_short_pages(|store| read.read_on(store, &args.filter, MAX_GET_EVENTS_BYTES)) {
+            Ok(()) => self.settled_page(read.into_events(), &window).map(|(page, settled)| Page::Ready(page, settled)),
+            Err(err) if err.is_pending() => Ok(Page::Missed(read)),
+            Err(err) => {
+                self.ensure_kept(read.reached() + 1)?;
+                Err(log_internal(err))
             }
         }
-        let events = self.read(|store| read_page(store, &window, &args.filter, MAX_GET_EVENTS_BYTES))?;
-        let settled = !events.is_empty() || window.is_complete(max);
+    }
+
+    fn settled_page(&self, events: Vec<StoredEvent>, window: &Window) -> StreamResult<(JsValue, bool)> {
+        let settled = !events.is_empty() || window.is_complete(self.with_state(|state| state.max_offset)?);
         Ok((events_js(&events)?, settled))
+    }
+
+    /// A page that `events_page` left missing an archived segment: fetches each segment the
+    /// filtered read misses and reads on from where it stood, so each is fetched once
+    /// (docs/architecture.md#storage-tiers).
+    async fn finish_page(&self, page: Page, args: &GetEventsArgs) -> StreamResult<(JsValue, bool)> {
+        let mut read = match page {
+            Page::Ready(page, settled) => return Ok((page, settled)),
+            Page::Missed(read) => read,
+        };
+        let mut fetches = ReplayFetches::new(read.reached());
+        loop {
+            if !self.fetch_missing().await? {
+                return Err(StreamError::internal());
+            }
+            match self.store.with_short_pages(|store| read.read_on(store, &args.filter, MAX_GET_EVENTS_BYTES)) {
+                Ok(()) => break,
+                Err(err) if err.is_pending() && fetches.fetch_again(read.reached()) => {}
+                Err(err) => {
+                    self.ensure_kept(read.reached() + 1)?;
+                    return Err(log_internal(err));
+                }
+            }
+        }
+        let window = *read.window();
+        self.settled_page(read.into_events(), &window)
     }
 
     /// Resolves at the next commit or after `ms`, whichever comes first.
@@ -856,19 +902,54 @@ impl Inner {
     }
 
     /// The state right after `at_offset` (docs/protocol.md#getstate): the current one when absent.
-    fn get_state_rpc(&self, at_offset: Option<u64>) -> StreamResult<JsValue> {
+    /// A replay from the nearest snapshot that needs archived segments not cached answers later:
+    /// it keeps its place while each segment is fetched, once (docs/architecture.md#storage-tiers).
+    fn get_state_rpc(self: &Rc<Self>, at_offset: Option<u64>) -> StreamResult<Reply> {
         let (max, current) = self.with_state(|state| (state.max_offset, state.to_json()))?;
         let at = match at_offset {
-            None => return from_json_text(&current),
-            Some(at) if at == max => return from_json_text(&current),
+            None => return from_json_text(&current).map(Reply::Now),
+            Some(at) if at == max => return from_json_text(&current).map(Reply::Now),
             Some(at) if at > max => return Err(StreamError::new(ErrorCode::NotFound, format!("No stream event found at offset {at}."))),
             Some(at) => at,
         };
         self.ensure_kept(at + 1)?;
         let name = self.name()?;
-        let state = self.read(|store| state_at(store, at, &mut |w| worker::console_warn!("{}: {w}", name.do_name())))?;
+        let mut warn = move |w: String| worker::console_warn!("{}: {w}", name.do_name());
+        let mut state = self.read(|store| state_before(store, at))?;
+        match self.store.with_short_pages(|store| replay_until(store, &mut state, at, &mut warn)) {
+            Ok(()) => return self.state_at_reply(&state, at).map(Reply::Now),
+            Err(err) if err.is_pending() => {}
+            Err(err) => {
+                self.ensure_kept(state.max_offset + 1)?;
+                return Err(log_internal(err));
+            }
+        }
+        let inner = self.clone();
+        let generation = self.generation.get();
+        Ok(Reply::Later(
+            async move {
+                let replayed = inner.replay_fetching(&mut state, at, &mut warn).await;
+                if inner.generation.get() != generation {
+                    worker::console_warn!("getState at offset {at}: the stream was reset during the replay");
+                    return Err(StreamError::internal());
+                }
+                match replayed {
+                    Ok(()) => inner.state_at_reply(&state, at),
+                    Err(why) => {
+                        // Retention may have removed what the replay still needed while it waited.
+                        inner.ensure_kept(state.max_offset + 1)?;
+                        worker::console_error!("getState at offset {at}: {why}");
+                        Err(StreamError::internal())
+                    }
+                }
+            }
+            .boxed_local(),
+        ))
+    }
+
+    /// The replayed state as getState's answer; a replay that met events retention removed is `trimmed`.
+    fn state_at_reply(&self, state: &CoreState, at: u64) -> StreamResult<JsValue> {
         if state.max_offset != at {
-            // The replay from the nearest snapshot met events retention removed.
             self.ensure_kept(state.max_offset + 1)?;
         }
         from_json_text(&state.to_json())

@@ -9,12 +9,10 @@ use serde_json::{json, Value};
 
 use super::{log_internal, Inner};
 use streams_core::tiers::{decode_segment, encode_segment, next_trim_at, plan_trim, SegmentInfo, TrimInput, TrimPlan};
-use streams_core::store::{replay_until, state_before};
+use streams_core::state::CoreState;
+use streams_core::store::{replay_until, state_before, ReplayFetches};
 use streams_core::StreamResult;
 
-/// How many fetches in a row may leave retention's state rebuild where it was before it gives up
-/// (a fetched segment is read at once, so one such fetch is already unexpected).
-const MAX_STALLED_FETCHES: usize = 2;
 /// How many of the oldest hot events one retention step looks at.
 const TRIM_SCAN_EVENTS: usize = 1000;
 /// Test hook (runtime_meta): a seal stops after its upload, before the SQLite step.
@@ -198,24 +196,35 @@ impl Inner {
                 return None;
             }
         };
-        // The replay keeps its place across fetches, so each fetched segment is replayed once
-        // and the segments need not fit the cache together; a fetch that moves it nowhere ends it.
-        let mut stalled = 0;
+        match self.replay_fetching(&mut state, offset, &mut |w| worker::console_warn!("retention: {w}")).await {
+            Ok(()) => (state.max_offset == offset).then(|| state.to_json()),
+            Err(why) => {
+                worker::console_warn!("retention: no snapshot at offset {offset}: {why}");
+                None
+            }
+        }
+    }
+
+    /// Replays `state` up to `offset`, fetching each archived segment it misses. The replay keeps
+    /// its place across fetches (`replay_until` over short pages), so each fetched segment is
+    /// replayed once and the segments need not fit the cache together; `ReplayFetches` ends a
+    /// replay that fetches without moving. Stops short of `offset` at events retention removed.
+    pub(super) async fn replay_fetching(&self, state: &mut CoreState, offset: u64, warn: &mut dyn FnMut(String)) -> Result<(), String> {
+        let mut fetches = ReplayFetches::new(state.max_offset);
         loop {
-            let before = state.max_offset;
-            match self.store.with_short_pages(|store| replay_until(store, &mut state, offset, &mut |w| worker::console_warn!("retention: {w}"))) {
-                Ok(()) => return (state.max_offset == offset).then(|| state.to_json()),
+            match self.store.with_short_pages(|store| replay_until(store, state, offset, warn)) {
+                Ok(()) => return Ok(()),
                 Err(err) if err.is_pending() => {
-                    stalled = if state.max_offset == before { stalled + 1 } else { 0 };
-                    if stalled > MAX_STALLED_FETCHES || !matches!(self.fetch_missing().await, Ok(true)) {
-                        worker::console_warn!("retention: no snapshot at offset {offset}: the replay stopped at offset {}", state.max_offset);
-                        return None;
+                    if !fetches.fetch_again(state.max_offset) {
+                        return Err(format!("the replay stopped at offset {}: fetching moved it no further", state.max_offset));
+                    }
+                    match self.fetch_missing().await {
+                        Ok(true) => {}
+                        Ok(false) => return Err(format!("the replay stopped at offset {}: {err}", state.max_offset)),
+                        Err(_) => return Err(format!("the replay stopped at offset {}: fetching an archived segment failed", state.max_offset)),
                     }
                 }
-                Err(err) => {
-                    worker::console_warn!("retention: no snapshot at offset {offset}: {err}");
-                    return None;
-                }
+                Err(err) => return Err(err.to_string()),
             }
         }
     }

@@ -39,7 +39,7 @@ export interface ProcessorStatus<State = unknown> {
   failures: number;
   halted: boolean;
   lastError: ProcessorFailure | null;
-  /** Set by `resume({skip: true})` until the checkpoint passes it. */
+  /** Set by `resume({skip: true})` until the checkpoint passes it (after a `trimmed` halt: checkpoint + 1, until the next dial steps over the removed events). */
   skipOffset: number | null;
   connectionId: string | null;
   streamId: string | null;

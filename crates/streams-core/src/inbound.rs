@@ -312,7 +312,13 @@ pub fn step<S: EventStore + ?Sized>(socket: &mut SocketAttachment, store: &S, at
         return Ok(Step::Trimmed);
     }
     let with_state = pump.initial_push_owed || !pump.events;
-    let batch = next_batch_within(store, at.state, &mut pump, SCAN_PAGES_PER_STEP)?;
+    let batch = match next_batch_within(store, at.state, &mut pump, SCAN_PAGES_PER_STEP) {
+        Ok(batch) => batch,
+        // Pages a filter scanned before an archived segment not yet fetched stay scanned: the
+        // caller fetches it and the next step goes on from there (docs/architecture.md#storage-tiers).
+        Err(err) if err.is_pending() && pump.cursor != socket.cursor => None,
+        Err(err) => return Err(err),
+    };
     let more = pump.events && pump.cursor < at.state.max_offset;
     let Some(batch) = batch else {
         if pump.cursor == socket.cursor {

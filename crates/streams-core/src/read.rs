@@ -47,20 +47,61 @@ pub fn read_page<S: EventStore + ?Sized>(store: &S, window: &Window, filter: &Ev
     if filter.0.is_none() {
         return store.read_range(window.after, window.before, window.limit, max_bytes);
     }
-    let (mut kept, mut bytes, mut after, mut remaining) = (Vec::new(), 0usize, window.after, window.limit);
-    while remaining > 0 {
-        let page = store.read_range(after, window.before, remaining, max_bytes)?;
-        let Some(last) = page.last() else { break };
-        (after, remaining) = (last.offset, remaining.saturating_sub(page.len()));
-        for event in keep_types(page, filter) {
-            if !kept.is_empty() && bytes + event.json.len() > max_bytes {
-                return Ok(kept);
-            }
-            bytes += event.json.len();
-            kept.push(event);
-        }
+    let mut read = FilteredRead::new(*window);
+    read.read_on(store, filter, max_bytes)?;
+    Ok(read.into_events())
+}
+
+/// `read_page` with a filter, keeping its place when a read fails: a caller that fetches the
+/// archived segment a read missed reads on from there instead of from the window's start, so
+/// each segment of the window is read once (docs/architecture.md#storage-tiers).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FilteredRead {
+    window: Window,
+    /// The last offset examined, and how many more the window may examine.
+    after: u64,
+    remaining: usize,
+    kept: Vec<StoredEvent>,
+    bytes: usize,
+    full: bool,
+}
+
+impl FilteredRead {
+    pub fn new(window: Window) -> Self {
+        Self { window, after: window.after, remaining: window.limit, kept: Vec::new(), bytes: 0, full: false }
     }
-    Ok(kept)
+
+    pub fn window(&self) -> &Window {
+        &self.window
+    }
+
+    /// The last offset examined so far.
+    pub fn reached(&self) -> u64 {
+        self.after
+    }
+
+    /// Examines the rest of the window, or until the matches fill `max_bytes`. A read that
+    /// fails leaves the pages before it examined.
+    pub fn read_on<S: EventStore + ?Sized>(&mut self, store: &S, filter: &EventFilter, max_bytes: usize) -> Result<(), StoreError> {
+        while self.remaining > 0 && !self.full {
+            let page = store.read_range(self.after, self.window.before, self.remaining, max_bytes)?;
+            let Some(last) = page.last() else { break };
+            (self.after, self.remaining) = (last.offset, self.remaining.saturating_sub(page.len()));
+            for event in keep_types(page, filter) {
+                if !self.kept.is_empty() && self.bytes + event.json.len() > max_bytes {
+                    self.full = true;
+                    break;
+                }
+                self.bytes += event.json.len();
+                self.kept.push(event);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn into_events(self) -> Vec<StoredEvent> {
+        self.kept
+    }
 }
 
 /// The window of a page over a log whose kept offsets are `first..=max`.
@@ -207,6 +248,29 @@ mod tests {
         let trimmed = |start| window(&store, start, None, 100, 3, 5).unwrap().after;
         assert_eq!(trimmed(Start::Last(50)), 2, "a tail longer than what is kept starts at the first kept offset");
         assert_eq!(trimmed(Start::SinceMs(0.0)), 2, "a time before the first kept event too");
+    }
+
+    #[test]
+    fn a_filtered_read_that_misses_a_segment_reads_on_from_where_it_stood() {
+        let times: Vec<f64> = (0..1000).map(f64::from).collect();
+        let store = store_with_times(&times);
+        let odd = EventFilter::from_types(["app/odd".to_owned()]);
+        let window = Window { after: 0, before: None, limit: 1000 };
+        let whole = read_page(&store, &window, &odd, usize::MAX).unwrap();
+        let rows = store.rows_read.get();
+        store.short_pages.set(true);
+        let mut read = FilteredRead::new(window);
+        let mut misses = 0;
+        // An archived segment of 20 events not yet fetched every 20 offsets: 49 misses.
+        store.miss_at.set(Some(21));
+        while let Err(err) = read.read_on(&store, &odd, usize::MAX) {
+            assert!(err.is_pending());
+            misses += 1;
+            store.miss_at.set(Some(read.reached() + 21).filter(|&at| at <= 1000));
+        }
+        assert_eq!(misses, 49);
+        assert_eq!(read.into_events(), whole, "the same page");
+        assert_eq!(store.rows_read.get() - rows, 1000, "each event examined once");
     }
 
     #[test]

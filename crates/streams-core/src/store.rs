@@ -274,6 +274,35 @@ pub fn replay_until<S: EventStore + ?Sized>(store: &S, state: &mut CoreState, of
     Ok(())
 }
 
+/// Decides, after each read of a resumable replay (`replay_until`) that missed an archived
+/// segment, whether fetching it and reading on is worth it: each fetch must move the replay on,
+/// so each fetched segment is replayed once and no count of segments (or size of the segment
+/// cache) bounds how far a replay can go; a replay that fetches without moving (a segment the
+/// cache cannot keep long enough to be read) gives up (docs/architecture.md#storage-tiers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayFetches {
+    reached: u64,
+    stalled: usize,
+}
+
+impl ReplayFetches {
+    /// Fetches in a row that may leave the replay where it was (a fetched segment is read at
+    /// once, so one such fetch is already unexpected).
+    pub const MAX_STALLED: usize = 2;
+
+    /// A replay that starts after offset `from` (its state's `max_offset`).
+    pub fn new(from: u64) -> Self {
+        Self { reached: from, stalled: 0 }
+    }
+
+    /// After a read missed, with the replay at `reached`: whether to fetch and read on.
+    pub fn fetch_again(&mut self, reached: u64) -> bool {
+        self.stalled = if reached == self.reached { self.stalled + 1 } else { 0 };
+        self.reached = reached;
+        self.stalled <= Self::MAX_STALLED
+    }
+}
+
 /// The stream's name as its own `S/created` fact records it: how an object
 /// reached without a name knows which stream it is. `None` before creation.
 pub fn stored_name<S: EventStore + ?Sized>(store: &S) -> Result<Option<StreamName>, StoreError> {
@@ -460,6 +489,46 @@ mod tests {
         replay_until(&store, &mut state, 2400, &mut |_| {}).unwrap();
         assert_eq!(state, full_reduce(&events[..2400]));
         assert_eq!(store.rows_read.get(), 2400, "no event is read twice");
+    }
+
+    #[test]
+    fn a_replay_over_many_missing_segments_fetches_each_once_and_reads_each_event_once() {
+        let (store, events) = stored_log(2500);
+        let mut state = state_before(&store, 2400).unwrap();
+        let mut fetches = ReplayFetches::new(state.max_offset);
+        let mut misses = 0;
+        // A segment of 100 events not yet fetched after every 100 offsets, far more than any
+        // retry count; a fetch clears its miss (and the next one stands 100 offsets on).
+        store.short_pages.set(true);
+        store.miss_at.set(Some(101));
+        loop {
+            match replay_until(&store, &mut state, 2400, &mut |_| {}) {
+                Ok(()) => break,
+                Err(err) => {
+                    assert!(err.is_pending());
+                    assert!(fetches.fetch_again(state.max_offset), "every fetch moved the replay on");
+                    misses += 1;
+                    store.miss_at.set(Some(state.max_offset + 101).filter(|&at| at <= 2400));
+                }
+            }
+        }
+        assert_eq!(state, full_reduce(&events[..2400]));
+        assert_eq!(misses, 23, "one fetch per segment before the last one");
+        assert_eq!(store.rows_read.get(), 2400, "no event is read twice");
+    }
+
+    #[test]
+    fn a_replay_that_fetches_without_moving_gives_up() {
+        let mut fetches = ReplayFetches::new(1000);
+        assert!(fetches.fetch_again(1000), "one fetch that moved nothing");
+        assert!(fetches.fetch_again(1000));
+        assert!(!fetches.fetch_again(1000), "a third in a row");
+        let mut fetches = ReplayFetches::new(1000);
+        for reached in [1000, 1000, 1100, 1100, 1100, 1200] {
+            assert!(fetches.fetch_again(reached), "progress resets the count ({reached})");
+        }
+        assert!(fetches.fetch_again(1200) && fetches.fetch_again(1200));
+        assert!(!fetches.fetch_again(1200));
     }
 
     #[test]

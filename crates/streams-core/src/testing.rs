@@ -48,6 +48,9 @@ pub struct MemStore {
     /// The next `read_range` reaching this offset fails once as pending, like an archived
     /// segment not yet fetched.
     pub miss_at: Cell<Option<u64>>,
+    /// Like the archive's short pages: a page that would reach `miss_at` stops before it, and
+    /// only a read that starts there fails.
+    pub short_pages: Cell<bool>,
 }
 
 impl MemStore {
@@ -105,9 +108,13 @@ impl EventStore for MemStore {
     }
 
     fn read_range(&self, after: u64, before: Option<u64>, limit: usize, max_bytes: usize) -> Result<Vec<StoredEvent>, StoreError> {
-        if self.miss_at.get().is_some_and(|miss| after < miss && after + limit as u64 >= miss) {
-            self.miss_at.set(None);
-            return Err(StoreError::pending("a segment not yet fetched"));
+        let mut before = before;
+        if let Some(miss) = self.miss_at.get().filter(|&miss| after < miss && after + limit as u64 >= miss) {
+            if !self.short_pages.get() || after + 1 == miss {
+                self.miss_at.set(None);
+                return Err(StoreError::pending("a segment not yet fetched"));
+            }
+            before = Some(before.map_or(miss, |b| b.min(miss)));
         }
         let mut out = Vec::new();
         let mut bytes = 0;

@@ -456,6 +456,26 @@ fn a_filtered_socket_stores_the_cursor_it_scanned_and_yields_between_slices() {
 }
 
 #[test]
+fn a_filtered_step_that_misses_an_archived_segment_keeps_the_pages_it_scanned() {
+    let world = world_with(3_000, "app/a");
+    let filter = EventFilter::from_types(["app/rare".to_owned()]);
+    let mut a = admit(&params("k", Some(0), filter), upgrade(None, None, "c1"), &world.state, &[]).unwrap().attachment;
+    let at = Snapshot { state: &world.state, json: &world.json };
+    let Step::Send { .. } = step(&mut a, &world.store, at, world.now, "t").unwrap() else { panic!("initial push") };
+    // Five pages scanned, then the sixth needs a segment not yet fetched.
+    world.store.miss_at.set(Some(a.cursor + 550));
+    assert_eq!(step(&mut a, &world.store, at, world.now, "t").unwrap(), Step::Advance { more: true });
+    assert_eq!(a.cursor, 600, "the scanned pages stay scanned: after the fetch the next step starts there");
+    world.store.miss_at.set(Some(a.cursor + 1));
+    assert!(step(&mut a, &world.store, at, world.now, "t").unwrap_err().is_pending(), "nothing scanned: the miss is the caller's to fetch");
+    assert_eq!(a.cursor, 600);
+    let rows = world.store.rows_read.get();
+    while let Step::Advance { more: true } = step(&mut a, &world.store, at, world.now, "t").unwrap() {}
+    assert_eq!(a.cursor, world.state.max_offset);
+    assert_eq!(world.store.rows_read.get() - rows, (world.state.max_offset - 600) as usize, "each event scanned once");
+}
+
+#[test]
 fn a_live_key_is_taken_only_by_its_owner_or_full_access() {
     let world = World::new(1);
     let alice = admit(&params("k", None, EventFilter(None)), upgrade(Some("alice"), None, "c1"), &world.state, &[]).unwrap().attachment;
