@@ -241,17 +241,9 @@ pub fn load_state<S: EventStore + ?Sized>(store: &S, warn: &mut dyn FnMut(String
     Ok((state, kind))
 }
 
-/// The state right after `offset`: the nearest snapshot at or below it,
-/// then at most `STATE_SNAPSHOT_EVERY` events replayed (the whole log when no
-/// snapshot is kept). Writes nothing. The answer stops short of `offset`
-/// (its `max_offset` tells) when the replay meets removed events.
-pub fn state_at<S: EventStore + ?Sized>(store: &S, offset: u64, warn: &mut dyn FnMut(String)) -> Result<CoreState, StoreError> {
-    let mut state = state_before(store, offset)?;
-    replay_until(store, &mut state, offset, warn)?;
-    Ok(state)
-}
-
-/// Where `state_at` starts: the nearest snapshot at or below `offset`, else the initial state.
+/// Where the state right after `offset` is rebuilt from (`replay_until` then
+/// replays at most `STATE_SNAPSHOT_EVERY` events, the whole log when no
+/// snapshot is kept): the nearest snapshot at or below `offset`, else the initial state.
 pub fn state_before<S: EventStore + ?Sized>(store: &S, offset: u64) -> Result<CoreState, StoreError> {
     let snapshot = store.snapshot_at_or_below(offset)?.and_then(|(at, json)| CoreState::from_json(&json).ok().filter(|s| s.max_offset == at));
     Ok(snapshot.unwrap_or_default())
@@ -451,6 +443,13 @@ mod tests {
         assert_eq!(state.namespace, "t");
         assert_eq!(state.child_paths, vec!["/a/b"]);
         assert_eq!(warnings.len(), 1);
+    }
+
+    /// The state right after `offset`, as getState({atOffset}) rebuilds it when every read hits.
+    fn state_at(store: &MemStore, offset: u64, warn: &mut dyn FnMut(String)) -> Result<CoreState, StoreError> {
+        let mut state = state_before(store, offset)?;
+        replay_until(store, &mut state, offset, warn)?;
+        Ok(state)
     }
 
     /// A store holding `log()` followed by app events up to offset `last`, and those events.
