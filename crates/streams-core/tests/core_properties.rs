@@ -535,6 +535,47 @@ proptest! {
         }
     }
 
+    /// The breaker's refill against the model: a configured bucket, then single appends at gaps
+    /// drawn around one token's refill time, so refills are often partial (a case the batch
+    /// property above meets only now and then); the state is compared after every append.
+    #[test]
+    fn breaker_refills_agree_with_the_model(
+        burst in 2u64..8,
+        rate in prop::sample::select(vec![1u64, 7, 60, 600, 6000]),
+        gaps in prop::collection::vec(0.0f64..2.0, 1..16),
+    ) {
+        let (store, mut state) = booted(T0);
+        let mut model = model_booted(T0);
+        let mut now = T0;
+        let token_ms = 60_000.0 / rate as f64;
+        let configure = json!({"type": types::CONFIGURED, "payload": {"config": {"circuitBreaker": {"burstCapacity": burst, "refillRatePerMinute": rate}}}});
+        let appends = std::iter::once((0.0, configure)).chain(gaps.iter().map(|gap| (gap * token_ms, json!({"type": "app/x"}))));
+        for (gap, event) in appends {
+            now += gap.floor(); // createdAt holds whole milliseconds
+            let clock = move || now;
+            let ctx = AppendContext { now_ms: &clock, allowed_bindings: &[], origin: Origin::Caller };
+            let inputs = vec![event];
+            let predicted = model.append(&inputs, now, Writer::Caller, &[]);
+            match (plan_append(&state, inputs, &store, &ctx), predicted) {
+                (Ok(plan), Outcome::Committed { trip, .. }) => {
+                    prop_assert_eq!(plan.breaker_trip().is_some(), trip.is_some(), "the core and the model disagree on a trip");
+                    store.commit_plan(&plan);
+                    state = plan.state.clone();
+                    if let Some(input) = plan.breaker_trip() {
+                        let stream_ctx = AppendContext { now_ms: &clock, allowed_bindings: &[], origin: Origin::Stream };
+                        let tripped = plan_inputs(&state, vec![input], &store, &stream_ctx).expect("the trip plans");
+                        store.commit_plan(&tripped);
+                        state = tripped.state;
+                    }
+                    assert_model_state(&model, &state, "after an append")?;
+                }
+                (Err(err), Outcome::Refused(codes)) => prop_assert!(codes.contains(err.code.as_str()), "refused with {err}; the model's codes: {codes:?}"),
+                (Ok(_), Outcome::Refused(codes)) => prop_assert!(false, "accepted, but the model refuses with {codes:?}"),
+                (Err(err), Outcome::Committed { .. }) => prop_assert!(false, "refused with {err}, but the model accepts"),
+            }
+        }
+    }
+
     /// reduce: never panics on any committed-event shape; a rejected event leaves the state as
     /// it was; an accepted one advances eventCount and sets maxOffset.
     #[test]
