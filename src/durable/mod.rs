@@ -31,6 +31,7 @@ use streams_core::read::{created_at_ms, read_page, window, FilteredRead, Monoton
 use streams_core::reducer::reduce;
 use streams_core::rpc::{AppendArgs, Call, GetEventArgs, GetEventsArgs, StreamMethod};
 use streams_core::state::StateJson;
+use streams_core::subscription::EventFilter;
 use streams_core::json::json_len;
 use streams_core::store::{replay_until, snapshot_due, state_before, stored_name, AssumeNewKeys, ReplayFetches, SharedPage, StoredEvent};
 use streams_core::time::iso_from_ms;
@@ -838,9 +839,18 @@ impl Inner {
             return self.settled_page(events, &window).map(|(page, settled)| Page::Ready(page, settled));
         }
         let mut read = FilteredRead::new(window);
-        match self.store.with_short_pages(|store| read.read_on(store, &args.filter, MAX_GET_EVENTS_BYTES)) {
-            Ok(()) => self.settled_page(read.into_events(), &window).map(|(page, settled)| Page::Ready(page, settled)),
-            Err(err) if err.is_pending() => Ok(Page::Missed(read)),
+        if self.read_filtered(&mut read, &args.filter)? {
+            return Ok(Page::Missed(read));
+        }
+        self.settled_page(read.into_events(), &window).map(|(page, settled)| Page::Ready(page, settled))
+    }
+
+    /// Reads `read` on over short pages; `Ok(true)` when it missed an archived segment. A read
+    /// that failed where retention removed events is `trimmed`.
+    fn read_filtered(&self, read: &mut FilteredRead, filter: &EventFilter) -> StreamResult<bool> {
+        match self.store.with_short_pages(|store| read.read_on(store, filter, MAX_GET_EVENTS_BYTES)) {
+            Ok(()) => Ok(false),
+            Err(err) if err.is_pending() => Ok(true),
             Err(err) => {
                 self.ensure_kept(read.reached() + 1)?;
                 Err(log_internal(err))
@@ -866,13 +876,12 @@ impl Inner {
             if !self.fetch_missing().await? {
                 return Err(StreamError::internal());
             }
-            match self.store.with_short_pages(|store| read.read_on(store, &args.filter, MAX_GET_EVENTS_BYTES)) {
-                Ok(()) => break,
-                Err(err) if err.is_pending() && fetches.fetch_again(read.reached()) => {}
-                Err(err) => {
-                    self.ensure_kept(read.reached() + 1)?;
-                    return Err(log_internal(err));
-                }
+            if !self.read_filtered(&mut read, &args.filter)? {
+                break;
+            }
+            if !fetches.fetch_again(read.reached()) {
+                self.ensure_kept(read.reached() + 1)?;
+                return Err(log_internal(streams_core::StoreError(format!("a filtered read stopped at offset {}: fetching moved it no further", read.reached()))));
             }
         }
         let window = *read.window();
