@@ -77,14 +77,14 @@ if (new Set(CODES.map((c) => c.label)).size !== CODES.length) throw new Error("-
 const PHASES = [
   // Before the one-crossing change: a walk of the JS object (arguments_to_json); after it,
   // argument_json: JSON.stringify, one copy of the text into wasm, one parse.
-  { key: "args", title: "argument into JSON (src/js.rs: walk of the JS object → JSON.stringify + one copy + one parse)", marker: /streams::js::argument(s_to)?_json/ },
+  { key: "args", title: "argument into JSON (src/js.rs: walk of the JS object → JSON.stringify + one copy + one parse)", marker: /streams::js::argument(s_to)?_(json|text)/ },
   // plan_append is inlined into its caller; any other core function counts here too (phaseOf).
-  { key: "plan", title: "validation, planning, reduction (core plan_append)", marker: /streams_core::append::plan_(append|inputs)/ },
+  { key: "plan", title: "validation, planning, reduction (core plan_append)", marker: /streams_core::append::plan_(append|inputs|plain)/ },
   { key: "stateJson", title: "state JSON for the commit (CoreState::to_json)", marker: /streams_core::state::CoreState::to_json/ },
   // SqlStore::commit is inlined into Inner::commit, so the commit's own frames count as SQL too.
   { key: "sql", title: "commit: SQL binding + exec (Inner::commit → SqlStore, sql.exec, transactionSync)", marker: /streams::durable::store::|streams::durable::Inner::(try_)?commit/ },
   { key: "post", title: "post-commit (after_commit: sockets, outbound, breaker)", marker: /streams::durable::Inner::after_commit/ },
-  { key: "result", title: "result conversion (from_json_text: JSON.parse of the reply)", marker: /streams::js::from_json_text/ },
+  { key: "result", title: "result conversion (from_json_text: JSON.parse of the reply)", marker: /streams::js::from_json_text|streams::durable::append_reply/ },
 ];
 /** The futures machinery: spawning, the task queue, promises and their callbacks. */
 const ASYNC = /wasm_bindgen_futures|js_sys::futures|JsFuture|future_to_promise|closures::_::invoke/;

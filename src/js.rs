@@ -164,14 +164,26 @@ pub fn argument_json(arg: &JsValue) -> Result<Option<Value>, StreamError> {
     if arg.is_undefined() {
         return Ok(None);
     }
-    if let Ok(text) = js_sys::JSON::stringify(arg) {
-        if text.is_string() && text.length() <= TEXT_LIMIT_UNITS {
-            if let Some(value) = string_of(&text).as_deref().and_then(parse_js_text) {
-                return Ok(Some(value));
-            }
-        }
+    argument_json_from(arg, argument_text(arg).as_deref())
+}
+
+/// `argument_json`, given the argument's `argument_text`.
+pub fn argument_json_from(arg: &JsValue, text: Option<&str>) -> Result<Option<Value>, StreamError> {
+    match text.and_then(parse_js_text) {
+        Some(value) => Ok(Some(value)),
+        None => arguments_to_json(arg),
     }
-    arguments_to_json(arg)
+}
+
+/// The text `JSON.stringify` writes for a call's argument, copied into wasm once; `None`
+/// when it refuses the value or the text is too long to take whole.
+pub fn argument_text(arg: &JsValue) -> Option<String> {
+    // `JSON.stringify` answers `undefined` for `undefined` and a function.
+    let text = js_sys::JSON::stringify(arg).ok().filter(|text| text.is_string())?;
+    if text.length() > TEXT_LIMIT_UNITS {
+        return None;
+    }
+    string_of(&text)
 }
 
 /// Converts an RPC argument object key by key, so an event's problem is an

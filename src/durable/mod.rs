@@ -27,6 +27,8 @@ use streams_core::directory::{next_report, DirectoryEntry, ReportStep};
 use streams_core::inbound::woken_fact;
 use streams_core::limits::{MAX_GET_EVENTS_BYTES, MAX_SAFE_INTEGER};
 use streams_core::name::{ancestors, resolve_stream_path};
+use streams_core::plain_input::plain_append_inputs;
+use streams_core::append::plan_plain;
 use streams_core::read::{created_at_ms, read_page, window, FilteredRead, MonotonicClock, Start, Window};
 use streams_core::reducer::reduce;
 use streams_core::rpc::{AppendArgs, Call, GetEventArgs, GetEventsArgs, StreamMethod};
@@ -40,7 +42,7 @@ use streams_core::{
     child_notice, load_state, plan_append, plan_inputs, types, AppendContext, AppendPlan, CoreState, ErrorCode, Event, EventInput, EventStore,
     Origin, StreamError, StreamName, StreamResult,
 };
-use crate::js::{argument_json, from_json_text, from_json_texts, to_js_error};
+use crate::js::{argument_json, argument_json_from, argument_text, from_json_text, from_json_texts, to_js_error};
 use crate::settings::Settings;
 use crate::stub::call_stream;
 use outbound::Links;
@@ -286,6 +288,23 @@ impl Stream {
     }
 }
 
+/// What an append answers: the committed event (`single`) or the array of them, each hit on an
+/// earlier call's event cut to its summary when `summarize_hits`.
+fn append_reply(plan: &AppendPlan, single: bool, summarize_hits: bool) -> StreamResult<JsValue> {
+    let summarized;
+    let results: Vec<&str> = if summarize_hits {
+        summarized = plan.results_summarizing_hits();
+        summarized.iter().map(AsRef::as_ref).collect()
+    } else {
+        plan.results()
+    };
+    if single {
+        from_json_text(results.first().copied().unwrap_or("null"))
+    } else {
+        from_json_texts(&results)
+    }
+}
+
 /// A `getEvents` page: ready (and whether it is final), or a filtered read
 /// waiting for an archived segment.
 enum Page {
@@ -341,7 +360,18 @@ impl Inner {
             None => {
                 self.ensure_booted()?;
                 self.store.take_miss();
-                Call::parse(method, argument_json(&arg)?)?
+                if !matches!(method, StreamMethod::Append | StreamMethod::AppendBatch) {
+                    Call::parse(method, argument_json(&arg)?)?
+                } else {
+                    // The shortcut takes plain appends as the caller's text (docs/architecture.md#the-append-path).
+                    let single = method == StreamMethod::Append;
+                    let text = argument_text(&arg);
+                    if let Some(inputs) = text.as_deref().and_then(|text| plain_append_inputs(text, single)) {
+                        let plan = self.append_plain(inputs)?;
+                        return append_reply(&plan, single, false).map(Reply::Now);
+                    }
+                    Call::parse(method, argument_json_from(&arg, text.as_deref())?)?
+                }
             }
         };
         let value = match call {
@@ -620,48 +650,56 @@ impl Inner {
             }
         }
         let plan = self.append_values(args.events)?;
-        let summarized;
-        let results: Vec<&str> = if args.summarize_hits {
-            summarized = plan.results_summarizing_hits();
-            summarized.iter().map(AsRef::as_ref).collect()
-        } else {
-            plan.results()
-        };
-        let reply = if args.single {
-            from_json_text(results.first().copied().unwrap_or("null"))
-        } else {
-            from_json_texts(&results)
-        };
-        reply.map(Reply::Now)
+        append_reply(&plan, args.single, args.summarize_hits).map(Reply::Now)
     }
 
-    fn append_values(self: &Rc<Self>, mut inputs: Vec<Value>) -> StreamResult<AppendPlan> {
+    fn append_values(self: &Rc<Self>, inputs: Vec<Value>) -> StreamResult<AppendPlan> {
+        let keyed_size = match &inputs[..] {
+            [input] if input.get("idempotencyKey").is_some_and(Value::is_string) => json_len(input).ok(),
+            _ => None,
+        };
+        self.plan_and_commit(inputs, keyed_size, |state, inputs, store: &dyn EventStore, context| plan_append(state, inputs, store, context))
+    }
+
+    /// `append_values` for the inputs `plain_append_inputs` read.
+    fn append_plain(self: &Rc<Self>, inputs: Vec<(EventInput, usize)>) -> StreamResult<AppendPlan> {
+        let keyed_size = match &inputs[..] {
+            [(input, size)] if input.idempotency_key.is_some() => Some(*size),
+            _ => None,
+        };
+        self.plan_and_commit(inputs, keyed_size, |state, inputs, store: &dyn EventStore, context| plan_plain(state, inputs, store, context))
+    }
+
+    /// Plans a caller's inputs and commits them. `keyed_size`: the inputs are one keyed event
+    /// of this many bytes of JSON.
+    fn plan_and_commit<T: Clone>(
+        self: &Rc<Self>,
+        mut inputs: T,
+        keyed_size: Option<usize>,
+        plan: impl Fn(&CoreState, T, &dyn EventStore, &AppendContext<'_>) -> StreamResult<AppendPlan>,
+    ) -> StreamResult<AppendPlan> {
         let context = self.append_context(Origin::Caller);
-        if self.may_skip_key_lookup(&inputs) {
+        if keyed_size.is_some_and(|size| self.may_skip_key_lookup(size)) {
             // Planned as if the key were new; the unique index refuses a
             // repeat, which is then planned again with the lookup.
             let retry = inputs.clone();
-            if let Ok(plan) = self.with_state(|state| plan_append(state, inputs, &AssumeNewKeys(&self.store), &context))? {
-                match self.try_commit(plan) {
+            if let Ok(planned) = self.with_state(|state| plan(state, inputs, &AssumeNewKeys(&self.store), &context))? {
+                match self.try_commit(planned) {
                     Err(err) if is_duplicate_key(&err) => {}
                     committed => return committed.map_err(log_internal),
                 }
             }
             inputs = retry;
         }
-        let plan = self.with_state(|state| plan_append(state, inputs, &self.store, &context))??;
-        self.commit(plan)
+        let planned = self.with_state(|state| plan(state, inputs, &self.store, &context))??;
+        self.commit(planned)
     }
 
-    /// A single small keyed append on a log whose keys are all under its
+    /// A single small keyed append (`size` bytes of JSON) on a log whose keys are all under its
     /// unique index (not mid-migration) needs no lookup before its commit.
-    fn may_skip_key_lookup(&self, inputs: &[Value]) -> bool {
+    fn may_skip_key_lookup(&self, size: usize) -> bool {
         const SMALL_INPUT_BYTES: usize = 64 * 1024;
-        let [input] = inputs else { return false };
-        input.get("idempotencyKey").is_some_and(Value::is_string)
-            && !self.store.migration_pending()
-            && !self.store.has_archived_keys()
-            && json_len(input).is_ok_and(|n| n <= SMALL_INPUT_BYTES)
+        size <= SMALL_INPUT_BYTES && !self.store.migration_pending() && !self.store.has_archived_keys()
     }
 
     /// The stream's own appends: validated inputs, reserved types allowed.

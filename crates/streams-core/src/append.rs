@@ -136,13 +136,25 @@ pub fn plan_append<S: EventStore + ?Sized>(
     store: &S,
     ctx: &AppendContext<'_>,
 ) -> StreamResult<AppendPlan> {
-    let sizes = check_batch_size(&inputs)?;
+    let sizes = inputs.iter().map(json_len).collect::<Result<Vec<_>, _>>().map_err(|_| StreamError::internal())?;
+    check_batch_size(&sizes)?;
     let inputs = inputs
         .into_iter()
         .enumerate()
         .map(|(i, v)| parse_event_input(v).map_err(|detail| StreamError::invalid_event(format!("event[{i}]: {detail}"))))
         .collect::<StreamResult<Vec<_>>>()?;
     plan_sized(state, inputs.into_iter().zip(sizes), store, ctx)
+}
+
+/// Plans inputs `plain_append_inputs` read, each with the length of its JSON.
+pub fn plan_plain<S: EventStore + ?Sized>(
+    state: &CoreState,
+    inputs: Vec<(EventInput, usize)>,
+    store: &S,
+    ctx: &AppendContext<'_>,
+) -> StreamResult<AppendPlan> {
+    check_batch_size(&inputs.iter().map(|(_, size)| *size).collect::<Vec<_>>())?;
+    plan_sized(state, inputs.into_iter(), store, ctx)
 }
 
 /// Plans already-validated inputs (the stream's own appends start here).
@@ -168,7 +180,7 @@ fn plan_sized<S: EventStore + ?Sized>(
     // One reading for the whole commit: workerd's clock stands still while a
     // call computes, and each reading is a crossing into JS plus a formatting.
     let mut commit_time: Option<String> = None;
-    for (i, (input, input_bytes)) in inputs.enumerate() {
+    for (i, (mut input, input_bytes)) in inputs.enumerate() {
         if ctx.origin == Origin::Caller && types::is_reserved(&input.event_type) {
             return Err(StreamError::invalid_event(format!(
                 "event type {} is reserved for the stream itself",
@@ -202,8 +214,12 @@ fn plan_sized<S: EventStore + ?Sized>(
             None => commit_time.insert(iso_from_ms((ctx.now_ms)()).ok_or_else(StreamError::internal)?).clone(),
         };
         let key = input.idempotency_key.clone();
+        let written_fields = input.written_fields.take();
         let mut event = input.commit(offset, created_at);
-        let json = event.to_json_sized(input_bytes + COMMITTED_EXTRA_BYTES);
+        let json = match &written_fields {
+            Some(fields) => event.to_json_around(fields),
+            None => event.to_json_sized(input_bytes + COMMITTED_EXTRA_BYTES),
+        };
         if json.len() > MAX_EVENT_JSON_BYTES {
             return Err(StreamError::new(
                 ErrorCode::EventTooLarge,
@@ -247,24 +263,23 @@ fn find_hit<S: EventStore + ?Sized>(
     Ok(stored.map(|s| (s.offset, Slot::Existing(s))))
 }
 
-/// Checks the batch's count and size; returns each input's JSON length.
-fn check_batch_size(inputs: &[Value]) -> StreamResult<Vec<usize>> {
-    if inputs.len() > MAX_BATCH_EVENTS {
+/// Checks the batch's count and size, from each input's JSON length.
+fn check_batch_size(sizes: &[usize]) -> StreamResult<()> {
+    if sizes.len() > MAX_BATCH_EVENTS {
         return Err(StreamError::new(
             ErrorCode::BatchTooLarge,
-            format!("batch has {} events; the limit is {MAX_BATCH_EVENTS}", inputs.len()),
+            format!("batch has {} events; the limit is {MAX_BATCH_EVENTS}", sizes.len()),
         ));
     }
     // `[a,b,…]`: brackets and commas count too.
-    let sizes = inputs.iter().map(json_len).collect::<Result<Vec<_>, _>>().map_err(|_| StreamError::internal())?;
-    let bytes = 2 + inputs.len().saturating_sub(1) + sizes.iter().sum::<usize>();
+    let bytes = 2 + sizes.len().saturating_sub(1) + sizes.iter().sum::<usize>();
     if bytes > MAX_BATCH_JSON_BYTES {
         return Err(StreamError::new(
             ErrorCode::BatchTooLarge,
             format!("batch is {bytes} bytes; the limit is {MAX_BATCH_JSON_BYTES}"),
         ));
     }
-    Ok(sizes)
+    Ok(())
 }
 
 /// Step 5: the core payload, and for subscriptions the shape and allowlist.

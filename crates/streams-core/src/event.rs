@@ -1,6 +1,8 @@
 //! The event model: append input, the committed event and its exact JSON shape
 //! (docs/protocol.md#append-input, #committed-event), and the stream's own type strings.
 
+use std::fmt::Write;
+
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
@@ -90,6 +92,31 @@ impl Event {
         to_json_string_sized(self, capacity).unwrap_or_default()
     }
 
+    /// The JSON of an event whose payload and metadata are `fields`, JSON text already
+    /// (`EventInput::written_fields`): the same text `to_json` writes, without a tree.
+    pub fn to_json_around(&self, fields: &str) -> String {
+        let key = self.idempotency_key.as_deref().map(quote);
+        let source = self.source.as_ref().and_then(|s| to_json_string_sized(s, 64).ok());
+        let created_at = quote(&self.created_at);
+        let mut out = String::with_capacity(
+            self.event_type.len() + fields.len() + key.as_ref().map_or(0, |k| k.len() + 18) + source.as_ref().map_or(0, |s| s.len() + 10) + created_at.len() + 48,
+        );
+        out.push_str("{\"type\":");
+        out.push_str(&quote(&self.event_type));
+        out.push_str(fields);
+        if let Some(source) = &source {
+            out.push_str(",\"source\":");
+            out.push_str(source);
+        }
+        if let Some(key) = &key {
+            out.push_str(",\"idempotencyKey\":");
+            out.push_str(key);
+        }
+        // Writing into a String cannot fail.
+        let _ = write!(out, ",\"offset\":{},\"createdAt\":{created_at}}}", self.offset);
+        out
+    }
+
     /// Parses an event this stream wrote itself.
     pub fn from_stored_json(json: &str) -> Result<Self, String> {
         serde_json::from_str(json).map_err(|e| e.to_string())
@@ -111,6 +138,9 @@ pub struct EventInput {
     /// Already trimmed.
     pub idempotency_key: Option<String>,
     pub offset: Option<u64>,
+    /// The payload and metadata as committed JSON text (`,"payload":…,"metadata":…`), taken
+    /// from the caller's own text by `plain_append_inputs`; `payload` and `metadata` are then `None`.
+    pub written_fields: Option<String>,
 }
 
 impl EventInput {
@@ -123,6 +153,7 @@ impl EventInput {
             source: None,
             idempotency_key: None,
             offset: None,
+            written_fields: None,
         }
     }
 
@@ -166,6 +197,7 @@ pub fn parse_event_input(value: Value) -> Result<EventInput, String> {
             Some(v) => Some(offset(v)?),
         },
         payload: map.remove("payload"),
+        written_fields: None,
     })
 }
 

@@ -156,6 +156,62 @@ fn to_js_form(value: &mut Value) -> bool {
     }
 }
 
+/// Whether `parse_js_text` would take text `JSON.stringify` wrote exactly as it is: it holds no
+/// `null`, no `{}`, no object whose first key is `"0"`, no string in a Date's shape, no lone
+/// surrogate (JSON.stringify escapes those as `\udXXX`), and nests at most `max_depth` deep.
+/// Then the text is already what writing its parse back would give (numbers, key order and
+/// escapes as JS writes them). A byte scan: whether the text is JSON at all its parse says.
+pub fn is_plain_js_text(text: &str, max_depth: usize) -> bool {
+    let bytes = text.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while let Some(&byte) = bytes.get(i) {
+        match byte {
+            b'"' => {
+                let start = i + 1;
+                let mut escaped = false;
+                i = start;
+                loop {
+                    match bytes.get(i) {
+                        None => return false,
+                        Some(b'"') => break,
+                        Some(b'\\') => {
+                            let lone_surrogate = bytes.get(i + 1) == Some(&b'u')
+                                && matches!(bytes.get(i + 2), Some(b'd' | b'D'))
+                                && matches!(bytes.get(i + 3), Some(b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F'));
+                            if lone_surrogate {
+                                return false;
+                            }
+                            escaped = true;
+                            i += 2;
+                        }
+                        Some(_) => i += 1,
+                    }
+                }
+                if !escaped && text.get(start..i).is_some_and(is_date_json) {
+                    return false;
+                }
+                i += 1;
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                let next = bytes.get(i + 1..).unwrap_or_default();
+                if depth > max_depth || byte == b'{' && (next.starts_with(b"}") || next.starts_with(b"\"0\":")) {
+                    return false;
+                }
+                i += 1;
+            }
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+            }
+            b'n' => return false,
+            _ => i += 1,
+        }
+    }
+    true
+}
+
 /// Whether `s` has the shape `Date.prototype.toJSON` writes:
 /// `YYYY-MM-DDTHH:MM:SS.sssZ`, or with a signed six-digit year.
 fn is_date_json(s: &str) -> bool {

@@ -16,6 +16,7 @@ pub mod limits;
 pub mod name;
 pub mod outbound;
 pub mod payload;
+pub mod plain_input;
 pub mod read;
 pub mod reducer;
 pub mod rpc;

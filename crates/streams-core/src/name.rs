@@ -190,7 +190,8 @@ pub fn child_notice_key(ancestor: &str, path: &str) -> String {
 
 /// JSON-style quoting for messages.
 pub fn quote(text: &str) -> String {
-    serde_json::Value::String(text.to_owned()).to_string()
+    // Writing a string cannot fail.
+    serde_json::to_string(text).unwrap_or_default()
 }
 
 fn truncate_for_message(text: &str) -> String {

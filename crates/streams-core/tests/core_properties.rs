@@ -24,7 +24,9 @@ use serde_json::{json, Map, Number, Value};
 
 use streams_model::{diff as model_diff, Outcome, Stream as ModelStream, Writer};
 use streams_core::event::{parse_committed_event, parse_event_input, types, Event};
-use streams_core::json::{parse_json, to_json_string};
+use streams_core::append::plan_plain;
+use streams_core::json::{parse_js_text, parse_json, to_json_string};
+use streams_core::plain_input::plain_append_inputs;
 use streams_core::reducer::reduce;
 use streams_core::store::LoadKind;
 use streams_core::testing::MemStore;
@@ -438,6 +440,51 @@ proptest! {
         mutated.replace_range(at..at + 1, &junk);
         let _ = parse_rfc3339_ms(&mutated);
         let _ = iso_from_ms(ms as f64 * 1e6);
+    }
+
+    /// The append shortcut (`plain_append_inputs`, then `plan_plain`) against the general path
+    /// on the same `JSON.stringify` text: where the shortcut takes a call, the plan is the same —
+    /// the same committed bytes, slots and state — or the same error; and it never takes text
+    /// the general path would not trust.
+    #[test]
+    fn plain_inputs_plan_as_parsed_inputs_do(
+        batches in prop::collection::vec((any::<bool>(), prop::collection::vec(arb_event_input(), 1..6)), 1..8),
+        burst in 1u64..6,
+    ) {
+        let (store, booted_state) = booted(T0);
+        let clock = || T0 + 10.0;
+        let allowed = vec!["ECHO_HOST".to_owned()];
+        let ctx = AppendContext { now_ms: &clock, allowed_bindings: &allowed, origin: Origin::Caller };
+        let configure = vec![json!({"type": types::CONFIGURED, "payload": {"config": {"circuitBreaker": {"burstCapacity": burst, "refillRatePerMinute": 60}}}})];
+        let configured = plan_append(&booted_state, configure, &store, &ctx).expect("configures");
+        store.commit_plan(&configured);
+        let mut state = configured.state;
+        for (single, batch) in batches {
+            let batch: Vec<Value> = batch.iter().map(through_boundary).collect();
+            let text = if single { to_json_string(&json!({"event": batch[0]})) } else { to_json_string(&json!({"events": batch})) }.expect("serialisable");
+            let Some(plain) = plain_append_inputs(&text, single) else { continue };
+            let Some(Value::Object(mut args)) = parse_js_text(&text) else {
+                prop_assert!(false, "the shortcut took text the general path does not trust: {text}");
+                unreachable!()
+            };
+            let inputs = match args.remove(if single { "event" } else { "events" }) {
+                Some(Value::Array(events)) if !single => events,
+                Some(event) if single => vec![event],
+                other => { prop_assert!(false, "no events in {text}: {other:?}"); unreachable!() }
+            };
+            let general = plan_append(&state, inputs, &store, &ctx);
+            let shortcut = plan_plain(&state, plain, &store, &ctx);
+            match (general, shortcut) {
+                (Ok(general), Ok(shortcut)) => {
+                    prop_assert_eq!(general.results(), shortcut.results(), "{}", text);
+                    prop_assert_eq!(&general.state, &shortcut.state);
+                    prop_assert_eq!(general.slots.len(), shortcut.slots.len());
+                    store.commit_plan(&general);
+                    state = general.state;
+                }
+                (general, shortcut) => prop_assert_eq!(general.err(), shortcut.err(), "{}", text),
+            }
+        }
     }
 
     /// plan_append over arbitrary batches, against the model (streams-model): never panics;
