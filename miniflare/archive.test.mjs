@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import zlib from "node:zlib";
 import { startStreams, call, tryCall, callMany, callService, http, uniqueName, splitName } from "./helpers/mf.mjs";
 import { S } from "./helpers/assertions.mjs";
 import { openSubscriber, subscribeRaw, echoSubscriptionEvent, echoInput, inspectEcho, uniqueEchoName, waitFor, ECHO_INPUT } from "./helpers/subscribers.mjs";
@@ -250,6 +251,39 @@ test("a damaged or missing segment is internal for its events, never another eve
   }
   const hot = await call(mf, name, "getEvent", { offset: 240 });
   assert.equal(hot.offset, 240, "hot events still read");
+});
+
+test("segments are stored gzip-compressed; an uncompressed segment of an earlier version reads back the same; a damaged compressed one is internal", async () => {
+  const name = uniqueName("archive-format");
+  await appendMany(name, 350, { tag: "f" });
+  await settle(name);
+  const written = await readAllPages(name);
+  const keys = await objectKeys(`streams/${await streamId(name)}/`);
+  assert.ok(keys.length >= 3, `sealed: ${keys}`);
+  const r2 = await bucket();
+  const stored = async (key) => new Uint8Array(await (await r2.get(key)).arrayBuffer());
+  const first = await stored(keys[0]);
+  assert.deepEqual([...first.subarray(0, 2)], [0x1f, 0x8b], "a gzip member");
+  const layout = new Uint8Array(zlib.gunzipSync(first));
+  assert.match(Buffer.from(layout.subarray(0, 60)).toString(), /^\{"format":"streams-segment\/1","firstOffset":1,/);
+  assert.ok(first.length * 3 < layout.length, `compressed ${layout.length} bytes into ${first.length}`);
+  // The first segment as an earlier version wrote it: the same layout, uncompressed.
+  await r2.put(keys[0], layout);
+  // The second, damaged inside its compressed body; the third, cut short.
+  const second = await stored(keys[1]);
+  second[Math.floor(second.length / 2)] ^= 0x55;
+  await r2.put(keys[1], second);
+  const third = await stored(keys[2]);
+  await r2.put(keys[2], third.slice(0, third.length - 9));
+  await tryCall(mf, name, "kill"); // the segment cache goes with the incarnation
+  const segment = (i) => written.filter((e) => e.offset > i * SEGMENT_EVENTS && e.offset <= (i + 1) * SEGMENT_EVENTS);
+  assertSameLog(await call(mf, name, "getEvents", { afterOffset: 0, limit: SEGMENT_EVENTS }), segment(0), "the uncompressed segment");
+  for (const offset of [SEGMENT_EVENTS + 1, 2 * SEGMENT_EVENTS, 2 * SEGMENT_EVENTS + 1, 3 * SEGMENT_EVENTS]) {
+    const o = await tryCall(mf, name, "getEvent", { offset });
+    assert.equal(o.ok, false, `offset ${offset}: ${JSON.stringify(o)}`);
+    assert.equal(o.error, "internal: internal error", `offset ${offset}`);
+  }
+  assert.equal(JSON.stringify(await call(mf, name, "getEvent", { offset: 3 * SEGMENT_EVENTS + 1 })), JSON.stringify(written[3 * SEGMENT_EVENTS]), "the next segment still reads");
 });
 
 test("retention by count removes whole segments from SQLite and R2; reads before the first kept offset are trimmed", async () => {

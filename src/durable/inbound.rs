@@ -7,12 +7,9 @@
 use std::rc::Rc;
 
 use serde_json::Value;
-use wasm_bindgen::closure::Closure;
-use wasm_bindgen::JsValue;
-use wasm_bindgen_futures::JsFuture;
 use worker::{Request, Response, State, WebSocket, WebSocketIncomingMessage, WebSocketPair};
 
-use super::{now_iso, random_uuid, set_timeout, Incarnation, Inner};
+use super::{next_task, now_iso, random_uuid, Incarnation, Inner};
 use streams_core::inbound::{
     admit, next_expiry, step, wake_presence, SocketAttachment, SocketIdentity, Step, Upgrade, CLOSE_NORMAL, CLOSE_REPLACED, CLOSE_TOKEN_EXPIRED, CLOSE_TRIMMED, IDENTITY_HEADER,
 };
@@ -254,16 +251,4 @@ impl Inner {
             }
         });
     }
-}
-
-/// Resolves on a later task (a timer), not a microtask: calls waiting for
-/// the object run first.
-async fn next_task() {
-    let promise = js_sys::Promise::new(&mut |resolve, _| {
-        let resolve = Closure::once_into_js(move || {
-            let _ = resolve.call0(&JsValue::UNDEFINED);
-        });
-        set_timeout(&resolve, 0);
-    });
-    let _ = JsFuture::from(promise).await;
 }

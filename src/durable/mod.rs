@@ -62,6 +62,18 @@ extern "C" {
     fn set_timeout(callback: &JsValue, delay_ms: i32);
 }
 
+/// Resolves on a later task (a timer), not a microtask: calls waiting for
+/// the object run first.
+pub(super) async fn next_task() {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        let resolve = Closure::once_into_js(move || {
+            let _ = resolve.call0(&JsValue::UNDEFINED);
+        });
+        set_timeout(&resolve, 0);
+    });
+    let _ = JsFuture::from(promise).await;
+}
+
 /// One in-memory life of the object.
 enum Incarnation {
     NotBooted,

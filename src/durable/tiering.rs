@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use serde_json::{json, Value};
 
-use super::{log_internal, Inner};
+use super::{log_internal, next_task, Inner};
 use streams_core::tiers::{decode_segment, encode_segment, next_trim_at, plan_trim, SegmentInfo, TrimInput, TrimPlan};
 use streams_core::state::CoreState;
 use streams_core::store::{replay_until, state_before, ReplayFetches};
@@ -67,8 +67,7 @@ impl Inner {
         }
         let inner = self.clone();
         wasm_bindgen_futures::spawn_local(async move {
-            let next_task = js_sys::Promise::new(&mut |resolve, _| super::set_timeout(&resolve, 0));
-            let _ = wasm_bindgen_futures::JsFuture::from(next_task).await;
+            next_task().await;
             inner.tiering.borrow_mut().queued = false;
             let _ = inner.run_tiering(None).await;
         });

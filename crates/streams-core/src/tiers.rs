@@ -182,6 +182,18 @@ pub fn next_trim_at(retention: Retention, segments: &[SegmentInfo], hot_oldest_a
 
 const SEGMENT_FORMAT: &str = "streams-segment/1";
 
+/// How a segment object is stored: the layout of `encode_segment`, gzip-compressed, so R2 keeps
+/// and moves a fraction of the bytes (docs/architecture.md#storage-tiers). Objects written
+/// before compression hold the layout as is; `segment_is_compressed` tells them apart.
+pub const SEGMENT_COMPRESSION: &str = "gzip";
+
+/// Whether a segment object is compressed: a gzip member starts with the bytes 1f 8b, the
+/// uncompressed layout with its JSON header's `{`. Either way `decode_segment` checks what the
+/// (decompressed) bytes hold against the `segments` row.
+pub fn segment_is_compressed(bytes: &[u8]) -> bool {
+    bytes.starts_with(&[0x1f, 0x8b])
+}
+
 /// A segment object: a one-line JSON header (format, offsets, each event's
 /// length, the body's checksum), a newline, then every event's committed JSON
 /// back to back. Returns the bytes and the body's checksum.
@@ -310,6 +322,15 @@ mod tests {
         let (other, other_sum) = encode_segment(4, &["{}", "{}", "{}"]);
         assert!(decode_segment(&other, &info).is_err(), "another segment's object");
         assert!(decode_segment(&bytes, &SegmentInfo { checksum: other_sum, ..info }).is_err());
+    }
+
+    #[test]
+    fn only_a_gzip_member_counts_as_compressed() {
+        let (bytes, _) = encode_segment(4, &[r#"{"type":"a"}"#]);
+        assert!(!segment_is_compressed(&bytes), "the uncompressed layout starts with its header");
+        assert!(segment_is_compressed(&[0x1f, 0x8b, 8, 0]));
+        assert!(!segment_is_compressed(&[0x1f]));
+        assert!(!segment_is_compressed(b""));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
 use streams_core::store::{StoreError, StoredEvent};
-use streams_core::tiers::{seal_due, seal_range, tier_of, SegmentInfo, SegmentLimits, Tier, TrimPlan};
+use streams_core::tiers::{seal_due, seal_range, segment_is_compressed, tier_of, SegmentInfo, SegmentLimits, Tier, TrimPlan, SEGMENT_COMPRESSION};
 
 use super::{as_u64, first_cell, js_int, js_message, SqlStore, Statement};
 
@@ -366,11 +366,41 @@ extern "C" {
     #[derive(Clone)]
     pub type ArchiveBucket;
     #[wasm_bindgen(structural, method, catch)]
-    fn put(this: &ArchiveBucket, key: &str, value: &Uint8Array) -> Result<Promise, JsValue>;
+    fn put(this: &ArchiveBucket, key: &str, value: &JsValue) -> Result<Promise, JsValue>;
     #[wasm_bindgen(structural, method, catch)]
     fn get(this: &ArchiveBucket, key: &str) -> Result<Promise, JsValue>;
     #[wasm_bindgen(structural, method, catch, js_name = delete)]
     fn delete_object(this: &ArchiveBucket, key: &str) -> Result<Promise, JsValue>;
+
+    /// The platform's gzip, native in workerd: `new CompressionStream("gzip")`.
+    type CompressionStream;
+    #[wasm_bindgen(constructor, catch)]
+    fn new(format: &str) -> Result<CompressionStream, JsValue>;
+    type DecompressionStream;
+    #[wasm_bindgen(constructor, catch)]
+    fn new(format: &str) -> Result<DecompressionStream, JsValue>;
+
+    /// A `Response`, only to turn bytes into a stream and a stream back into bytes.
+    #[wasm_bindgen(js_name = Response)]
+    type BodyBuffer;
+    #[wasm_bindgen(constructor, js_class = "Response", catch)]
+    fn new(body: &JsValue) -> Result<BodyBuffer, JsValue>;
+    #[wasm_bindgen(method, getter, js_class = "Response")]
+    fn body(this: &BodyBuffer) -> ByteStream;
+    #[wasm_bindgen(method, catch, js_class = "Response", js_name = arrayBuffer)]
+    fn array_buffer(this: &BodyBuffer) -> Result<Promise, JsValue>;
+    type ByteStream;
+    #[wasm_bindgen(structural, method, catch, js_name = pipeThrough)]
+    fn pipe_through(this: &ByteStream, transform: &JsValue) -> Result<ByteStream, JsValue>;
+}
+
+/// `bytes` through a compression or decompression stream, as an `ArrayBuffer`.
+async fn transcode(bytes: &[u8], transform: Result<JsValue, JsValue>) -> Result<JsValue, String> {
+    let run = || -> Result<Promise, JsValue> {
+        let input = BodyBuffer::new(&Uint8Array::from(bytes).into())?.body();
+        BodyBuffer::new(&input.pipe_through(&transform?)?.into())?.array_buffer()
+    };
+    settle(run()).await
 }
 
 impl ArchiveBucket {
@@ -380,13 +410,25 @@ impl ArchiveBucket {
         (!binding.is_undefined() && !binding.is_null()).then(|| binding.unchecked_into())
     }
 
-    pub async fn upload(&self, key: &str, bytes: &[u8]) -> Result<(), String> {
-        let body = Uint8Array::from(bytes);
-        settle(self.put(key, &body)).await.map(|_| ())
+    /// Stores a segment object compressed (`SEGMENT_COMPRESSION`).
+    pub async fn upload(&self, key: &str, segment: &[u8]) -> Result<(), String> {
+        let compressed = transcode(segment, CompressionStream::new(SEGMENT_COMPRESSION).map(Into::into)).await.map_err(|e| format!("compressing: {e}"))?;
+        settle(self.put(key, &compressed)).await.map(|_| ())
     }
 
-    /// The object's bytes; `None` when it does not exist.
+    /// A segment object's bytes, decompressed when it was stored compressed (objects written
+    /// before compression are not); `None` when it does not exist.
     pub async fn download(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        let Some(bytes) = self.download_stored(key).await? else { return Ok(None) };
+        if !segment_is_compressed(&bytes) {
+            return Ok(Some(bytes));
+        }
+        let buffer = transcode(&bytes, DecompressionStream::new(SEGMENT_COMPRESSION).map(Into::into)).await.map_err(|e| format!("decompressing: {e}"))?;
+        Ok(Some(Uint8Array::new(&buffer).to_vec()))
+    }
+
+    /// The object's bytes as stored; `None` when it does not exist.
+    async fn download_stored(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
         let object = settle(self.get(key)).await?;
         if object.is_null() || object.is_undefined() {
             return Ok(None);
