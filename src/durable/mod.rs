@@ -23,12 +23,12 @@ use worker::{durable_object, Env, Request, Response, State, WebSocket, WebSocket
 
 use crate::directory;
 use crate::wire::error_response;
+use streams_core::append::plan_plain;
 use streams_core::directory::{next_report, DirectoryEntry, ReportStep};
 use streams_core::inbound::woken_fact;
 use streams_core::limits::{MAX_GET_EVENTS_BYTES, MAX_SAFE_INTEGER};
 use streams_core::name::{ancestors, resolve_stream_path};
 use streams_core::plain_input::{plain_append_inputs, PlainInputs};
-use streams_core::append::plan_plain;
 use streams_core::read::{created_at_ms, read_page, window, FilteredRead, MonotonicClock, Start, Window};
 use streams_core::reducer::reduce;
 use streams_core::rpc::{AppendArgs, Call, GetEventArgs, GetEventsArgs, StreamMethod};
