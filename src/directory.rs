@@ -30,7 +30,7 @@ const RECORD: &str = "INSERT INTO streams (path, stream_id, created_at, max_offs
 const REMOVE: &str = "DELETE FROM streams WHERE path = ?1 AND stream_id IS ?2";
 /// Up to ?4 paths after ?1 (from ?1 itself when ?2 is 1) and before ?3 (no bound when NULL), as a JSON array.
 const LIST: &str = "SELECT json_group_array(json_object('path', path, 'streamId', stream_id, 'createdAt', created_at, 'maxOffset', max_offset, 'lastEventAt', last_event_at)) \
-    FROM (SELECT * FROM streams WHERE (path > ?1 OR (?2 = 1 AND path = ?1)) AND (?3 IS NULL OR path < ?3) ORDER BY path LIMIT ?4)";
+    FROM (SELECT * FROM streams WHERE (path > ?1 OR (?2 = 1 AND path = ?1)) AND (?3 IS NULL OR path < ?3) ORDER BY path LIMIT CAST(?4 AS INTEGER))";
 
 #[durable_object]
 pub struct Directory {

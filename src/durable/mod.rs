@@ -27,7 +27,7 @@ use streams_core::directory::{next_report, DirectoryEntry, ReportStep};
 use streams_core::inbound::woken_fact;
 use streams_core::limits::{MAX_GET_EVENTS_BYTES, MAX_SAFE_INTEGER};
 use streams_core::name::{ancestors, resolve_stream_path};
-use streams_core::plain_input::plain_append_inputs;
+use streams_core::plain_input::{plain_append_inputs, PlainInputs};
 use streams_core::append::plan_plain;
 use streams_core::read::{created_at_ms, read_page, window, FilteredRead, MonotonicClock, Start, Window};
 use streams_core::reducer::reduce;
@@ -662,12 +662,12 @@ impl Inner {
     }
 
     /// `append_values` for the inputs `plain_append_inputs` read.
-    fn append_plain(self: &Rc<Self>, inputs: Vec<(EventInput, usize)>) -> StreamResult<AppendPlan> {
-        let keyed_size = match &inputs[..] {
-            [(input, size)] if input.idempotency_key.is_some() => Some(*size),
+    fn append_plain(self: &Rc<Self>, plain: PlainInputs) -> StreamResult<AppendPlan> {
+        let keyed_size = match &plain.inputs[..] {
+            [input] if input.idempotency_key.is_some() => Some(plain.bytes),
             _ => None,
         };
-        self.plan_and_commit(inputs, keyed_size, |state, inputs, store: &dyn EventStore, context| plan_plain(state, inputs, store, context))
+        self.plan_and_commit(plain, keyed_size, |state, plain, store: &dyn EventStore, context| plan_plain(state, plain, store, context))
     }
 
     /// Plans a caller's inputs and commits them. `keyed_size`: the inputs are one keyed event

@@ -13,6 +13,7 @@ use super::json::json_len;
 use super::limits::{MAX_BATCH_EVENTS, MAX_BATCH_JSON_BYTES, MAX_EVENT_JSON_BYTES};
 use super::name::{child_notice_key, quote, validate_path};
 use super::payload::{parse_core_payload, CorePayload};
+use super::plain_input::PlainInputs;
 use super::reducer::{passes_pause_gate, reduce, ReduceError};
 use super::state::CoreState;
 use super::store::{EventStore, NewEvent, StoredEvent};
@@ -146,15 +147,10 @@ pub fn plan_append<S: EventStore + ?Sized>(
     plan_sized(state, inputs.into_iter().zip(sizes), store, ctx)
 }
 
-/// Plans inputs `plain_append_inputs` read, each with the length of its JSON.
-pub fn plan_plain<S: EventStore + ?Sized>(
-    state: &CoreState,
-    inputs: Vec<(EventInput, usize)>,
-    store: &S,
-    ctx: &AppendContext<'_>,
-) -> StreamResult<AppendPlan> {
-    check_batch_size(&inputs.iter().map(|(_, size)| *size).collect::<Vec<_>>())?;
-    plan_sized(state, inputs.into_iter(), store, ctx)
+/// Plans the inputs `plain_append_inputs` read.
+pub fn plan_plain<S: EventStore + ?Sized>(state: &CoreState, plain: PlainInputs, store: &S, ctx: &AppendContext<'_>) -> StreamResult<AppendPlan> {
+    check_batch_bytes(plain.inputs.len(), plain.bytes)?;
+    plan_sized(state, plain.inputs.into_iter().map(|input| (input, 0)), store, ctx)
 }
 
 /// Plans already-validated inputs (the stream's own appends start here).
@@ -265,14 +261,18 @@ fn find_hit<S: EventStore + ?Sized>(
 
 /// Checks the batch's count and size, from each input's JSON length.
 fn check_batch_size(sizes: &[usize]) -> StreamResult<()> {
-    if sizes.len() > MAX_BATCH_EVENTS {
+    // `[a,b,…]`: brackets and commas count too.
+    check_batch_bytes(sizes.len(), 2 + sizes.len().saturating_sub(1) + sizes.iter().sum::<usize>())
+}
+
+/// Checks the batch's count and its JSON length as an array.
+fn check_batch_bytes(count: usize, bytes: usize) -> StreamResult<()> {
+    if count > MAX_BATCH_EVENTS {
         return Err(StreamError::new(
             ErrorCode::BatchTooLarge,
-            format!("batch has {} events; the limit is {MAX_BATCH_EVENTS}", sizes.len()),
+            format!("batch has {count} events; the limit is {MAX_BATCH_EVENTS}"),
         ));
     }
-    // `[a,b,…]`: brackets and commas count too.
-    let bytes = 2 + sizes.len().saturating_sub(1) + sizes.iter().sum::<usize>();
     if bytes > MAX_BATCH_JSON_BYTES {
         return Err(StreamError::new(
             ErrorCode::BatchTooLarge,

@@ -19,14 +19,14 @@ use super::limits::{MAX_JSON_DEPTH, MAX_SAFE_INTEGER, MAX_TYPE_BYTES};
 #[serde(deny_unknown_fields)]
 struct Single<'a> {
     #[serde(borrow)]
-    event: &'a RawValue,
+    event: Input<'a>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Batch<'a> {
     #[serde(borrow)]
-    events: Vec<&'a RawValue>,
+    events: Vec<Input<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -43,18 +43,33 @@ struct Input<'a> {
     offset: Option<u64>,
 }
 
+/// A call's inputs, read by `plain_append_inputs`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlainInputs {
+    pub inputs: Vec<EventInput>,
+    /// The JSON length of the inputs as an array (`[a,b,…]`), which the batch limit counts.
+    pub bytes: usize,
+}
+
 /// The inputs of an `append` (`single`) or `appendBatch` argument, from the text
-/// `JSON.stringify` wrote for it, each with the length of its JSON; `None`: take the general path.
-pub fn plain_append_inputs(text: &str, single: bool) -> Option<Vec<(EventInput, usize)>> {
+/// `JSON.stringify` wrote for it; `None`: take the general path.
+pub fn plain_append_inputs(text: &str, single: bool) -> Option<PlainInputs> {
     if !is_plain_js_text(text, MAX_JSON_DEPTH) {
         return None;
     }
-    let events = if single { vec![serde_json::from_str::<Single>(text).ok()?.event] } else { serde_json::from_str::<Batch>(text).ok()?.events };
-    events.into_iter().map(|event| Some((plain_input(event.get())?, event.get().len()))).collect()
+    // The text holds only the one key (unknown keys are refused) and no whitespace, so
+    // the events' array is the text without `{"events":` and `}`; an event alone also
+    // lacks the array's brackets.
+    let (events, bytes) = if single {
+        (vec![serde_json::from_str::<Single>(text).ok()?.event], (text.len() + 2).checked_sub(r#"{"event":}"#.len())?)
+    } else {
+        (serde_json::from_str::<Batch>(text).ok()?.events, text.len().checked_sub(r#"{"events":}"#.len())?)
+    };
+    let inputs = events.into_iter().map(plain_input).collect::<Option<Vec<_>>>()?;
+    Some(PlainInputs { inputs, bytes })
 }
 
-fn plain_input(text: &str) -> Option<EventInput> {
-    let input: Input = serde_json::from_str(text).ok()?;
+fn plain_input(input: Input<'_>) -> Option<EventInput> {
     let event_type = input.event_type.into_owned();
     if !(1..=MAX_TYPE_BYTES).contains(&event_type.len()) || types::is_system(&event_type) {
         return None;
@@ -66,7 +81,8 @@ fn plain_input(text: &str) -> Option<EventInput> {
     if input.offset.is_some_and(|offset| offset > MAX_SAFE_INTEGER) || input.metadata.is_some_and(|m| !m.get().starts_with('{')) {
         return None;
     }
-    let mut fields = String::with_capacity(text.len());
+    let fields_bytes = input.payload.map_or(0, |p| p.get().len() + 12) + input.metadata.map_or(0, |m| m.get().len() + 13);
+    let mut fields = String::with_capacity(fields_bytes);
     for (name, value) in [("payload", input.payload), ("metadata", input.metadata)] {
         if let Some(value) = value {
             fields.push_str(",\"");
@@ -90,17 +106,21 @@ fn plain_input(text: &str) -> Option<EventInput> {
 mod tests {
     use super::*;
 
-    fn fields(text: &str, single: bool) -> Option<Vec<(Option<String>, Option<String>, usize)>> {
-        plain_append_inputs(text, single).map(|inputs| inputs.into_iter().map(|(input, size)| (input.written_fields, input.idempotency_key, size)).collect())
+    fn fields(text: &str, single: bool) -> Option<Vec<(Option<String>, Option<String>)>> {
+        plain_append_inputs(text, single).map(|plain| plain.inputs.into_iter().map(|input| (input.written_fields, input.idempotency_key)).collect())
     }
 
     #[test]
     fn domain_events_keep_their_text() {
         let event = r#"{"payload":{"n":1.5,"s":"a\"b\n","a":[1,true,{"x":-2e-7}]},"type":"app/x","metadata":{"m":"2026"},"idempotencyKey":" k "}"#;
-        let got = fields(&format!(r#"{{"events":[{event},{{"type":"app/y"}}]}}"#), false).unwrap();
-        assert_eq!(got[0], (Some(r#","payload":{"n":1.5,"s":"a\"b\n","a":[1,true,{"x":-2e-7}]},"metadata":{"m":"2026"}"#.to_owned()), Some("k".to_owned()), event.len()));
-        assert_eq!(got[1], (Some(String::new()), None, r#"{"type":"app/y"}"#.len()));
-        assert!(fields(r#"{"event":{"type":"app/x","offset":7}}"#, true).is_some());
+        let array = format!(r#"[{event},{{"type":"app/y"}}]"#);
+        let plain = plain_append_inputs(&format!(r#"{{"events":{array}}}"#), false).unwrap();
+        assert_eq!(plain.bytes, array.len());
+        let got: Vec<_> = plain.inputs.into_iter().map(|input| (input.written_fields, input.idempotency_key)).collect();
+        assert_eq!(got[0], (Some(r#","payload":{"n":1.5,"s":"a\"b\n","a":[1,true,{"x":-2e-7}]},"metadata":{"m":"2026"}"#.to_owned()), Some("k".to_owned())));
+        assert_eq!(got[1], (Some(String::new()), None));
+        let single = r#"{"type":"app/x","offset":7}"#;
+        assert_eq!(plain_append_inputs(&format!(r#"{{"event":{single}}}"#), true).unwrap().bytes, single.len() + 2, "as a batch of one");
     }
 
     #[test]

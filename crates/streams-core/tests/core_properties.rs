@@ -25,7 +25,7 @@ use serde_json::{json, Map, Number, Value};
 use streams_model::{diff as model_diff, Outcome, Stream as ModelStream, Writer};
 use streams_core::event::{parse_committed_event, parse_event_input, types, Event};
 use streams_core::append::plan_plain;
-use streams_core::json::{parse_js_text, parse_json, to_json_string};
+use streams_core::json::{json_len, parse_js_text, parse_json, to_json_string};
 use streams_core::plain_input::plain_append_inputs;
 use streams_core::reducer::reduce;
 use streams_core::store::LoadKind;
@@ -472,6 +472,7 @@ proptest! {
                 Some(event) if single => vec![event],
                 other => { prop_assert!(false, "no events in {text}: {other:?}"); unreachable!() }
             };
+            prop_assert_eq!(plain.bytes, json_len(&Value::Array(inputs.clone())).expect("serialisable"), "the batch limit's count of {}", text);
             let general = plan_append(&state, inputs, &store, &ctx);
             let shortcut = plan_plain(&state, plain, &store, &ctx);
             match (general, shortcut) {
