@@ -768,6 +768,7 @@ impl Inner {
         self.report_to_directory_soon();
         let summary = CommitSummary::of(plan.events.iter().map(|p| (p.event.event_type.as_str(), p.event.payload_object())));
         self.outbound_after_commit(&summary);
+        self.resume_paced_seal();
         let archived_or_retained = self.archive.is_some() || self.with_state(|s| s.config.retention.is_some()).unwrap_or(false);
         if archived_or_retained && plan.events.iter().any(|p| p.event.event_type == types::CONFIGURED) {
             self.start_tiering();

@@ -7,14 +7,17 @@ use std::rc::Rc;
 
 use serde_json::{json, Value};
 
+use super::store::{compress_segment, ArchiveBucket};
 use super::{log_internal, next_task, Inner};
 use streams_core::tiers::{decode_segment, encode_segment, next_trim_at, plan_trim, SegmentInfo, TrimInput, TrimPlan};
 use streams_core::state::CoreState;
-use streams_core::store::{replay_until, state_before, ReplayFetches};
+use streams_core::store::{replay_until, state_before, ReplayFetches, StoredEvent};
 use streams_core::StreamResult;
 
 /// How many of the oldest hot events one retention step looks at.
 const TRIM_SCAN_EVENTS: usize = 1000;
+/// How long a part of a seal waits for the next commit before it runs anyway (`pace`).
+const PACE_MS: i32 = 5;
 /// Test hook (runtime_meta): a seal stops after its upload, before the SQLite step.
 pub(super) const HOLD_AFTER_UPLOAD_KEY: &str = "test-hold-after-upload";
 
@@ -31,6 +34,8 @@ pub(super) struct Tiering {
     trim_at: Option<f64>,
     /// Whether the archive set the alarm (so it must reset it once it wants none).
     armed: bool,
+    /// Resolves the wait of a seal's next part (`pace`).
+    paced: Option<js_sys::Function>,
 }
 
 impl Inner {
@@ -44,6 +49,30 @@ impl Inner {
         if due {
             self.start_tiering();
         }
+    }
+
+    /// After every commit: a seal waiting in `pace` runs its next part.
+    pub(super) fn resume_paced_seal(&self) {
+        let waiting = self.tiering.borrow_mut().paced.take();
+        if let Some(resolve) = waiting {
+            let _ = resolve.call0(&wasm_bindgen::JsValue::UNDEFINED);
+        }
+    }
+
+    /// Between the parts of a seal: waits for the next commit (at most `PACE_MS`), then two
+    /// tasks more, so the part starts once that append has answered, in the pause before the
+    /// next one, and an append waits behind one part at most instead of the whole seal.
+    /// `false`: the stream's life ended meanwhile.
+    async fn pace(&self, generation: u64) -> bool {
+        let promise = js_sys::Promise::new(&mut |resolve, _| {
+            super::set_timeout(&resolve, PACE_MS);
+            self.tiering.borrow_mut().paced = Some(resolve);
+        });
+        let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+        self.tiering.borrow_mut().paced = None;
+        next_task().await;
+        next_task().await;
+        self.generation.get() == generation
     }
 
     fn count_trim_due(&self) -> bool {
@@ -146,25 +175,7 @@ impl Inner {
         }
         if let Some(bucket) = &self.archive {
             if let Some(events) = store.seal_candidate(self.settings.segment_limits).map_err(|e| e.to_string())? {
-                let (Some(first), Some(last)) = (events.first().map(|e| e.offset), events.last().map(|e| e.offset)) else { return Ok(false) };
-                let texts: Vec<&str> = events.iter().map(|e| e.json.as_str()).collect();
-                let (bytes, checksum) = encode_segment(first, &texts);
-                let info = SegmentInfo { first, last, bytes: texts.iter().map(|t| t.len() as u64).sum(), checksum, last_at_ms: created_at_ms(texts.last().copied()) };
-                let keyed = texts.iter().any(|t| t.contains(r#""idempotencyKey""#));
-                drop(texts);
-                drop(events);
-                let key = self.object_key(first, last);
-                store.mark_pending_seal(first, last).map_err(|e| e.to_string())?;
-                bucket.upload(&key, &bytes).await.map_err(|e| format!("uploading {key}: {e}"))?;
-                if self.generation.get() != generation {
-                    return Ok(false);
-                }
-                if self.settings.test_hooks && store.meta(HOLD_AFTER_UPLOAD_KEY).ok().flatten().is_some() {
-                    return Ok(false);
-                }
-                let state = self.with_state(|s| s.to_json()).map_err(|e| e.to_string())?;
-                store.commit_seal(&info, &key, &state, keyed).map_err(|e| e.to_string())?;
-                return Ok(true);
+                return self.seal(bucket, events, generation).await;
             }
         }
         if let Some(plan) = self.trim_plan(now)? {
@@ -182,6 +193,43 @@ impl Inner {
             return Ok(true);
         }
         Ok(false)
+    }
+
+    /// Seals the hot events just read (docs/architecture.md#storage-tiers) in five parts, each
+    /// after a `pace`: the read (done), the encoding, the compression, the upload, the SQLite step.
+    /// `Ok(false)`: the stream's life ended (reset, deleteStream) or the test hook held it.
+    async fn seal(&self, bucket: &ArchiveBucket, events: Vec<StoredEvent>, generation: u64) -> Result<bool, String> {
+        let store = &self.store;
+        let (Some(first), Some(last)) = (events.first().map(|e| e.offset), events.last().map(|e| e.offset)) else { return Ok(false) };
+        if !self.pace(generation).await {
+            return Ok(false);
+        }
+        let texts: Vec<&str> = events.iter().map(|e| e.json.as_str()).collect();
+        let (bytes, checksum) = encode_segment(first, &texts);
+        let info = SegmentInfo { first, last, bytes: texts.iter().map(|t| t.len() as u64).sum(), checksum, last_at_ms: created_at_ms(texts.last().copied()) };
+        let keyed = texts.iter().any(|t| t.contains(r#""idempotencyKey""#));
+        drop(texts);
+        drop(events);
+        let key = self.object_key(first, last);
+        store.mark_pending_seal(first, last).map_err(|e| e.to_string())?;
+        if !self.pace(generation).await {
+            return Ok(false);
+        }
+        let compressed = compress_segment(&bytes).await.map_err(|e| format!("compressing {key}: {e}"))?;
+        drop(bytes);
+        if !self.pace(generation).await {
+            return Ok(false);
+        }
+        bucket.upload(&key, &compressed).await.map_err(|e| format!("uploading {key}: {e}"))?;
+        if !self.pace(generation).await {
+            return Ok(false);
+        }
+        if self.settings.test_hooks && store.meta(HOLD_AFTER_UPLOAD_KEY).ok().flatten().is_some() {
+            return Ok(false);
+        }
+        let state = self.with_state(|s| s.to_json()).map_err(|e| e.to_string())?;
+        store.commit_seal(&info, &key, &state, keyed).map_err(|e| e.to_string())?;
+        Ok(true)
     }
 
     /// The state right after `offset`, read before retention removes the events up to it, so

@@ -394,6 +394,11 @@ extern "C" {
     fn pipe_through(this: &ByteStream, transform: &JsValue) -> Result<ByteStream, JsValue>;
 }
 
+/// A segment object as stored: `encode_segment`'s bytes compressed (`SEGMENT_COMPRESSION`), as an `ArrayBuffer`.
+pub async fn compress_segment(segment: &[u8]) -> Result<JsValue, String> {
+    transcode(segment, CompressionStream::new(SEGMENT_COMPRESSION).map(Into::into)).await
+}
+
 /// `bytes` through a compression or decompression stream, as an `ArrayBuffer`.
 async fn transcode(bytes: &[u8], transform: Result<JsValue, JsValue>) -> Result<JsValue, String> {
     let run = || -> Result<Promise, JsValue> {
@@ -410,10 +415,9 @@ impl ArchiveBucket {
         (!binding.is_undefined() && !binding.is_null()).then(|| binding.unchecked_into())
     }
 
-    /// Stores a segment object compressed (`SEGMENT_COMPRESSION`).
-    pub async fn upload(&self, key: &str, segment: &[u8]) -> Result<(), String> {
-        let compressed = transcode(segment, CompressionStream::new(SEGMENT_COMPRESSION).map(Into::into)).await.map_err(|e| format!("compressing: {e}"))?;
-        settle(self.put(key, &compressed)).await.map(|_| ())
+    /// Stores an object (a segment: `compress_segment`'s bytes).
+    pub async fn upload(&self, key: &str, object: &JsValue) -> Result<(), String> {
+        settle(self.put(key, object)).await.map(|_| ())
     }
 
     /// A segment object's bytes, decompressed when it was stored compressed (objects written

@@ -7,7 +7,7 @@ mod archive;
 mod hot;
 mod migration;
 
-pub use archive::ArchiveBucket;
+pub use archive::{compress_segment, ArchiveBucket};
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
