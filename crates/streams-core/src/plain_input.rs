@@ -15,18 +15,14 @@ use super::event::{trimmed_key, types, EventInput};
 use super::json::is_plain_js_text;
 use super::limits::{MAX_JSON_DEPTH, MAX_SAFE_INTEGER, MAX_TYPE_BYTES};
 
+/// `append`'s argument (`event`) or `appendBatch`'s (`events`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Single<'a> {
+struct Arguments<'a> {
     #[serde(borrow)]
-    event: Input<'a>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Batch<'a> {
+    event: Option<Input<'a>>,
     #[serde(borrow)]
-    events: Vec<Input<'a>>,
+    events: Option<Vec<Input<'a>>>,
 }
 
 #[derive(Deserialize)]
@@ -60,10 +56,10 @@ pub fn plain_append_inputs(text: &str, single: bool) -> Option<PlainInputs> {
     // The text holds only the one key (unknown keys are refused) and no whitespace, so
     // the events' array is the text without `{"events":` and `}`; an event alone also
     // lacks the array's brackets.
-    let (events, bytes) = if single {
-        (vec![serde_json::from_str::<Single>(text).ok()?.event], (text.len() + 2).checked_sub(r#"{"event":}"#.len())?)
-    } else {
-        (serde_json::from_str::<Batch>(text).ok()?.events, text.len().checked_sub(r#"{"events":}"#.len())?)
+    let (events, bytes) = match (serde_json::from_str::<Arguments>(text).ok()?, single) {
+        (Arguments { event: Some(event), events: None }, true) => (vec![event], (text.len() + 2).checked_sub(r#"{"event":}"#.len())?),
+        (Arguments { event: None, events: Some(events) }, false) => (events, text.len().checked_sub(r#"{"events":}"#.len())?),
+        _ => return None,
     };
     let inputs = events.into_iter().map(plain_input).collect::<Option<Vec<_>>>()?;
     Some(PlainInputs { inputs, bytes })

@@ -3,7 +3,7 @@
 //! (docs/architecture.md#storage).
 
 use js_sys::{Array, Uint8Array};
-use wasm_bindgen::JsValue;
+use wasm_bindgen::{JsCast, JsValue};
 
 use streams_core::chunk::{chunks, reassemble, ChunkSummary};
 use streams_core::json::raw_array;
@@ -164,7 +164,7 @@ impl SqlStore {
         if count == 0 || as_u64(&row.get(1)) != count || !string_of(&row.get(2)).is_some_and(|offsets| counts_up(&offsets, after + 1, count)) {
             return Ok(None);
         }
-        Ok(parse_in_js(&row.get(3)).filter(|page| Array::is_array(page) && Array::from(page).length() as u64 == count))
+        Ok(parse_in_js(&row.get(3)).filter(|page| Array::is_array(page) && page.unchecked_ref::<Array>().length() as u64 == count))
     }
 
     /// Up to `wanted` events after `after`: the whole page as one string when
