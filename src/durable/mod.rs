@@ -360,18 +360,11 @@ impl Inner {
             None => {
                 self.ensure_booted()?;
                 self.store.take_miss();
-                if !matches!(method, StreamMethod::Append | StreamMethod::AppendBatch) {
-                    Call::parse(method, argument_json(&arg)?)?
-                } else {
-                    // The shortcut takes plain appends as the caller's text (docs/architecture.md#the-append-path).
-                    let single = method == StreamMethod::Append;
-                    let text = argument_text(&arg);
-                    if let Some(inputs) = text.as_deref().and_then(|text| plain_append_inputs(text, single)) {
-                        let plan = self.append_plain(inputs)?;
-                        return append_reply(&plan, single, false).map(Reply::Now);
-                    }
-                    Call::parse(method, argument_json_from(&arg, text.as_deref())?)?
+                let text = argument_text(&arg);
+                if let Some(reply) = self.append_shortcut(method, text.as_deref())? {
+                    return Ok(reply);
                 }
+                Call::parse(method, argument_json_from(&arg, text.as_deref())?)?
             }
         };
         let value = match call {
@@ -651,6 +644,19 @@ impl Inner {
         }
         let plan = self.append_values(args.events)?;
         append_reply(&plan, args.single, args.summarize_hits).map(Reply::Now)
+    }
+
+    /// A plain append taken as the caller's text (docs/architecture.md#the-append-path);
+    /// `None`: the call takes the general path.
+    fn append_shortcut(self: &Rc<Self>, method: StreamMethod, text: Option<&str>) -> StreamResult<Option<Reply>> {
+        let single = match method {
+            StreamMethod::Append => true,
+            StreamMethod::AppendBatch => false,
+            _ => return Ok(None),
+        };
+        let Some(plain) = text.and_then(|text| plain_append_inputs(text, single)) else { return Ok(None) };
+        let plan = self.append_plain(plain)?;
+        append_reply(&plan, single, false).map(|reply| Some(Reply::Now(reply)))
     }
 
     fn append_values(self: &Rc<Self>, inputs: Vec<Value>) -> StreamResult<AppendPlan> {
